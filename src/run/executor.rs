@@ -1,0 +1,744 @@
+//! Executes one DAG run to completion.
+//!
+//! The executor keeps the run's task instances in memory and mirrors every change to the
+//! store. It works in steps: take the attempts that finished, decide what that makes ready,
+//! skipped or upstream_failed, start what the limits allow, and commit all of it in **one**
+//! transaction before any of it takes effect (before a task is spawned, before an event is
+//! reported). A step's updates are conditional on the state the executor last wrote, so if
+//! another writer changed the run, the commit fails and this executor stops.
+//!
+//! Grouping a step into one transaction is what makes persistence cheap: a chain of tasks
+//! costs one commit per task (the success of one and the start of the next), and 10,000 tasks
+//! that become ready together are queued by one commit.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::dag::{Dag, resolve_params};
+use crate::run::limits::{Limits, Permits};
+use crate::run::trigger::{Decision, UpstreamCounts, evaluate};
+use crate::state::{RunState, TaskState};
+use crate::store::{
+    Batch, RunRecord, RunTransition, Store, StoreError, TaskInstance, TaskTransition,
+};
+use crate::task::template::{RenderContext, RunVars, TaskVars};
+use crate::task::{LogLine, Registry, TaskContext, TaskError};
+
+/// What happened in a run, reported after it is committed. `vigil dags test` prints these.
+#[derive(Debug, Clone)]
+pub enum RunEvent {
+    TaskStarted {
+        task_id: String,
+        attempt: u32,
+        max_attempts: u32,
+    },
+    TaskEnded {
+        task_id: String,
+        state: TaskState,
+        attempt: u32,
+        max_attempts: u32,
+        /// How long the attempt ran; zero for tasks decided without running.
+        duration: Duration,
+        error: Option<String>,
+        next_retry_at: Option<DateTime<Utc>>,
+    },
+    RunEnded {
+        state: RunState,
+        duration: Duration,
+    },
+}
+
+/// Receives [`RunEvent`]s as they are committed.
+pub type Observer = Arc<dyn Fn(&RunEvent) + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("run {run_id} does not match DAG `{dag_id}`: {detail}")]
+    Mismatch {
+        run_id: i64,
+        dag_id: String,
+        detail: String,
+    },
+    #[error("run {0} is already finished")]
+    AlreadyFinished(i64),
+}
+
+/// Runs DAG runs; cheap to clone and share.
+#[derive(Clone)]
+pub struct Executor {
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    limits: Arc<Limits>,
+}
+
+impl Executor {
+    pub fn new(store: Arc<dyn Store>, registry: Arc<Registry>, limits: Arc<Limits>) -> Self {
+        Executor {
+            store,
+            registry,
+            limits,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Runs `run` (of `dag`) until every task is terminal, and returns the run's final state.
+    /// The run may be fresh or half done: execution resumes from what the store holds.
+    pub async fn execute(
+        &self,
+        dag: Arc<Dag>,
+        run: RunRecord,
+        observer: Option<Observer>,
+    ) -> Result<RunState, ExecError> {
+        let span = tracing::info_span!("run", dag_id = %dag.id, run_id = run.id);
+        self.execute_inner(dag, run, observer)
+            .instrument(span)
+            .await
+    }
+
+    async fn execute_inner(
+        &self,
+        dag: Arc<Dag>,
+        run: RunRecord,
+        observer: Option<Observer>,
+    ) -> Result<RunState, ExecError> {
+        if run.state.is_terminal() {
+            return Err(ExecError::AlreadyFinished(run.id));
+        }
+        let mismatch = |detail: String| ExecError::Mismatch {
+            run_id: run.id,
+            dag_id: dag.id.clone(),
+            detail,
+        };
+        let params = resolve_params(&dag, &run.conf).map_err(|e| mismatch(e.to_string()))?;
+        let instances = self.store.task_instances(run.id).await?;
+        let outputs = self.store.outputs(run.id).await?;
+        let mut state = RunExec::new(
+            dag.clone(),
+            &run,
+            Arc::new(params),
+            instances,
+            outputs,
+            self.limits.dag(&dag.id, dag.max_active_tasks),
+            self.limits.global(),
+        )
+        .map_err(mismatch)?;
+        state.run(self, observer).await
+    }
+}
+
+/// The result of one attempt, sent back from its spawned future.
+struct Finished {
+    index: usize,
+    attempt: u32,
+    result: Result<serde_json::Value, TaskError>,
+    logs: Vec<LogLine>,
+    duration: Duration,
+}
+
+struct RunExec {
+    dag: Arc<Dag>,
+    run_id: i64,
+    run_state: RunState,
+    run_vars: Arc<RunVars>,
+    logical_date: DateTime<Utc>,
+    params: Arc<serde_json::Map<String, serde_json::Value>>,
+    /// Indexed like `dag.tasks` (topological order).
+    tis: Vec<TaskInstance>,
+    outputs: Vec<Option<Arc<serde_json::Value>>>,
+    counts: Vec<UpstreamCounts>,
+    /// Scheduled tasks whose upstream changed since they were last looked at.
+    to_evaluate: BTreeSet<usize>,
+    queued: BTreeSet<usize>,
+    retry_at: BTreeSet<(DateTime<Utc>, usize)>,
+    terminal: usize,
+    dag_slots: Arc<Semaphore>,
+    global_slots: Arc<Semaphore>,
+    // The step being built.
+    batch: Batch,
+    /// Position of a task's transition in `batch.tasks`, so later changes in the same step
+    /// fold into one row update.
+    in_batch: BTreeMap<usize, usize>,
+    events: Vec<RunEvent>,
+    to_spawn: Vec<(usize, Permits)>,
+    started: Instant,
+}
+
+impl RunExec {
+    fn new(
+        dag: Arc<Dag>,
+        run: &RunRecord,
+        params: Arc<serde_json::Map<String, serde_json::Value>>,
+        instances: Vec<TaskInstance>,
+        outputs: Vec<crate::store::StoredOutput>,
+        dag_slots: Arc<Semaphore>,
+        global_slots: Arc<Semaphore>,
+    ) -> Result<RunExec, String> {
+        let n = dag.tasks.len();
+        let mut tis: Vec<Option<TaskInstance>> = vec![None; n];
+        for ti in instances {
+            let i = dag.graph.index_of(&ti.task_id).ok_or_else(|| {
+                format!("the run has task `{}`, which the DAG does not", ti.task_id)
+            })?;
+            tis[i] = Some(ti);
+        }
+        let tis: Vec<TaskInstance> = tis
+            .into_iter()
+            .enumerate()
+            .map(|(i, ti)| ti.ok_or_else(|| format!("the run has no task `{}`", dag.graph.id(i))))
+            .collect::<Result<_, _>>()?;
+        let mut out: Vec<Option<Arc<serde_json::Value>>> = vec![None; n];
+        for o in outputs {
+            if let Some(i) = dag.graph.index_of(&o.task_id) {
+                out[i] = Some(Arc::new(o.value));
+            }
+        }
+        let ld = run.logical_date;
+        let run_vars = RunVars {
+            id: run.id,
+            dag_id: dag.id.clone(),
+            logical_date: ld.to_rfc3339(),
+            ds: ld.format("%Y-%m-%d").to_string(),
+            data_interval_start: ld.to_rfc3339(),
+            data_interval_end: ld.to_rfc3339(),
+            conf: run.conf.clone(),
+            run_type: run.run_type.as_str().to_string(),
+        };
+        let mut exec = RunExec {
+            counts: (0..n)
+                .map(|i| UpstreamCounts::new(dag.graph.upstream(i).len()))
+                .collect(),
+            dag,
+            run_id: run.id,
+            run_state: run.state,
+            run_vars: Arc::new(run_vars),
+            logical_date: ld,
+            params,
+            tis,
+            outputs: out,
+            to_evaluate: BTreeSet::new(),
+            queued: BTreeSet::new(),
+            retry_at: BTreeSet::new(),
+            terminal: 0,
+            dag_slots,
+            global_slots,
+            batch: Batch::new(run.id),
+            in_batch: BTreeMap::new(),
+            events: Vec::new(),
+            to_spawn: Vec::new(),
+            started: Instant::now(),
+        };
+        exec.index_states();
+        Ok(exec)
+    }
+
+    /// Builds the work sets from the stored states (fresh or resumed run).
+    fn index_states(&mut self) {
+        let now = Utc::now();
+        for i in 0..self.tis.len() {
+            let (state, attempt, next_retry_at) = {
+                let ti = &self.tis[i];
+                (ti.state, ti.attempt, ti.next_retry_at)
+            };
+            match state {
+                TaskState::Scheduled => {
+                    self.to_evaluate.insert(i);
+                }
+                TaskState::Queued => {
+                    self.queued.insert(i);
+                }
+                TaskState::UpForRetry => {
+                    self.retry_at.insert((next_retry_at.unwrap_or(now), i));
+                }
+                TaskState::Running => {
+                    // Nothing in this process runs it, so its process is gone: the attempt
+                    // counts as failed and is retried if the task has retries left.
+                    let message = format!(
+                        "attempt {attempt} was interrupted: the process running it stopped before it finished"
+                    );
+                    self.finish_attempt(
+                        i,
+                        attempt,
+                        Err(TaskError::failed(message)),
+                        Vec::new(),
+                        Duration::ZERO,
+                        now,
+                    );
+                }
+                TaskState::Success
+                | TaskState::Failed
+                | TaskState::UpstreamFailed
+                | TaskState::Skipped => self.mark_terminal(i, state),
+            }
+        }
+    }
+
+    async fn run(
+        &mut self,
+        exec: &Executor,
+        observer: Option<Observer>,
+    ) -> Result<RunState, ExecError> {
+        let mut running: JoinSet<Finished> = JoinSet::new();
+        if self.run_state == RunState::Queued {
+            self.batch.run = Some(RunTransition {
+                expect: RunState::Queued,
+                to: RunState::Running,
+                at: Utc::now(),
+            });
+            self.run_state = RunState::Running;
+        }
+        loop {
+            let now = Utc::now();
+            self.decide_scheduled(now);
+            self.release_due_retries(now);
+            self.start_queued(now);
+            let finished = self.terminal == self.tis.len() && running.is_empty();
+            if finished {
+                let state = self.final_state();
+                self.batch.run = Some(RunTransition {
+                    expect: RunState::Running,
+                    to: state,
+                    at: now,
+                });
+                self.events.push(RunEvent::RunEnded {
+                    state,
+                    duration: self.started.elapsed(),
+                });
+            }
+
+            self.commit(&exec.store).await?;
+            if let Some(obs) = &observer {
+                for e in &self.events {
+                    obs(e);
+                }
+            }
+            self.events.clear();
+            for (i, permits) in std::mem::take(&mut self.to_spawn) {
+                self.spawn(i, permits, &exec.registry, &mut running);
+            }
+            if finished {
+                return Ok(self.final_state());
+            }
+
+            // Wait for something to change: an attempt ends, a retry falls due, or (when
+            // tasks are queued behind the limits) a slot frees up elsewhere.
+            let next_retry = self.retry_at.first().map(|(at, _)| *at);
+            let sleep = next_retry.map(|at| {
+                let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                tokio::time::sleep(wait)
+            });
+            let waiting_for_slot = !self.queued.is_empty();
+            if running.is_empty() && next_retry.is_none() && !waiting_for_slot {
+                // Nothing can make progress; only a bug gets here. Fail what is left rather
+                // than hang.
+                self.fail_stuck(Utc::now());
+                continue;
+            }
+            tokio::select! {
+                Some(joined) = running.join_next(), if !running.is_empty() => {
+                    let now = Utc::now();
+                    self.absorb(joined, now);
+                    while let Some(joined) = running.try_join_next() {
+                        self.absorb(joined, now);
+                    }
+                }
+                _ = async { if let Some(s) = sleep { s.await } }, if next_retry.is_some() => {}
+                _ = slot_freed(&self.dag_slots, &self.global_slots), if waiting_for_slot => {}
+            }
+        }
+    }
+
+    fn absorb(&mut self, joined: Result<Finished, tokio::task::JoinError>, now: DateTime<Utc>) {
+        match joined {
+            Ok(f) => self.finish_attempt(f.index, f.attempt, f.result, f.logs, f.duration, now),
+            // Panics are caught inside the attempt; a JoinError here means the runtime is
+            // shutting down and aborted it. The attempt stays `running` in the store and is
+            // recovered when the run resumes.
+            Err(e) => tracing::warn!(error = %e, "task attempt aborted"),
+        }
+    }
+
+    /// Records the end of an attempt: success, retry or failure.
+    fn finish_attempt(
+        &mut self,
+        i: usize,
+        attempt: u32,
+        result: Result<serde_json::Value, TaskError>,
+        logs: Vec<LogLine>,
+        duration: Duration,
+        now: DateTime<Utc>,
+    ) {
+        let spec = &self.dag.tasks[i];
+        let max_attempts = self.tis[i].max_attempts;
+        let mut ti = self.tis[i].clone();
+        ti.ended_at = Some(now);
+        ti.updated_at = now;
+        let mut output = None;
+        match result {
+            Ok(value) => {
+                ti.state = TaskState::Success;
+                ti.error = None;
+                let value = Arc::new(value);
+                output = Some(value.as_ref().clone());
+                self.outputs[i] = Some(value);
+            }
+            Err(TaskError::Skip(reason)) => {
+                ti.state = TaskState::Skipped;
+                ti.error = Some(reason);
+            }
+            Err(TaskError::Failed(message)) if attempt < max_attempts => {
+                let at = now
+                    + chrono::Duration::from_std(spec.retry.delay_after(attempt))
+                        .unwrap_or(chrono::Duration::MAX);
+                ti.state = TaskState::UpForRetry;
+                ti.next_retry_at = Some(at);
+                ti.error = Some(message);
+                self.retry_at.insert((at, i));
+            }
+            Err(TaskError::Failed(message) | TaskError::Fatal(message)) => {
+                ti.state = TaskState::Failed;
+                ti.error = Some(message);
+            }
+        }
+        self.events.push(RunEvent::TaskEnded {
+            task_id: ti.task_id.clone(),
+            state: ti.state,
+            attempt,
+            max_attempts,
+            duration,
+            error: ti.error.clone(),
+            next_retry_at: ti.next_retry_at,
+        });
+        let state = ti.state;
+        self.write(i, ti, output, logs, attempt);
+        if state.is_terminal() {
+            self.mark_terminal(i, state);
+        }
+    }
+
+    /// Counts a terminal task for its downstream tasks and queues them for evaluation.
+    fn mark_terminal(&mut self, i: usize, state: TaskState) {
+        self.terminal += 1;
+        for &d in self.dag.graph.downstream(i) {
+            self.counts[d].record(state);
+            self.to_evaluate.insert(d);
+        }
+    }
+
+    /// Applies trigger rules to scheduled tasks whose upstream changed. Downstream tasks have
+    /// higher indices, so a skip or upstream_failed propagates within one pass.
+    fn decide_scheduled(&mut self, now: DateTime<Utc>) {
+        while let Some(i) = self.to_evaluate.pop_first() {
+            if self.tis[i].state != TaskState::Scheduled {
+                continue;
+            }
+            let decision = evaluate(self.dag.tasks[i].trigger_rule, &self.counts[i]);
+            let new_state = match decision {
+                Decision::Wait => continue,
+                Decision::Run => TaskState::Queued,
+                Decision::Skip => TaskState::Skipped,
+                Decision::UpstreamFailed => TaskState::UpstreamFailed,
+            };
+            let mut ti = self.tis[i].clone();
+            ti.state = new_state;
+            ti.updated_at = now;
+            if new_state.is_terminal() {
+                ti.ended_at = Some(now);
+                self.events.push(RunEvent::TaskEnded {
+                    task_id: ti.task_id.clone(),
+                    state: new_state,
+                    attempt: ti.attempt,
+                    max_attempts: ti.max_attempts,
+                    duration: Duration::ZERO,
+                    error: None,
+                    next_retry_at: None,
+                });
+            }
+            let attempt = ti.attempt;
+            self.write(i, ti, None, Vec::new(), attempt);
+            if new_state.is_terminal() {
+                self.mark_terminal(i, new_state);
+            } else {
+                self.queued.insert(i);
+            }
+        }
+    }
+
+    fn release_due_retries(&mut self, now: DateTime<Utc>) {
+        while let Some(&(at, i)) = self.retry_at.first() {
+            if at > now {
+                break;
+            }
+            self.retry_at.pop_first();
+            let mut ti = self.tis[i].clone();
+            ti.state = TaskState::Queued;
+            ti.next_retry_at = None;
+            ti.updated_at = now;
+            let attempt = ti.attempt;
+            self.write(i, ti, None, Vec::new(), attempt);
+            self.queued.insert(i);
+        }
+    }
+
+    /// Starts queued tasks, in topological order, while both limits have room.
+    fn start_queued(&mut self, now: DateTime<Utc>) {
+        while let Some(&i) = self.queued.first() {
+            let Some(permits) = Permits::try_acquire(&self.dag_slots, &self.global_slots) else {
+                break;
+            };
+            self.queued.pop_first();
+            let mut ti = self.tis[i].clone();
+            let retrying = ti.attempt > 0;
+            ti.state = TaskState::Running;
+            ti.attempt += 1;
+            ti.started_at = Some(now);
+            ti.ended_at = None;
+            ti.error = None;
+            ti.updated_at = now;
+            self.events.push(RunEvent::TaskStarted {
+                task_id: ti.task_id.clone(),
+                attempt: ti.attempt,
+                max_attempts: ti.max_attempts,
+            });
+            let attempt = ti.attempt;
+            if retrying {
+                // A new attempt must not be able to read an earlier attempt's result.
+                self.outputs[i] = None;
+            }
+            self.write_with(i, ti, None, Vec::new(), attempt, retrying);
+            self.to_spawn.push((i, permits));
+        }
+    }
+
+    fn write(
+        &mut self,
+        i: usize,
+        to: TaskInstance,
+        output: Option<serde_json::Value>,
+        logs: Vec<LogLine>,
+        logs_attempt: u32,
+    ) {
+        self.write_with(i, to, output, logs, logs_attempt, false)
+    }
+
+    /// Adds a transition of task `i` to the step, folding it into an earlier transition of the
+    /// same task in this step when that loses nothing.
+    fn write_with(
+        &mut self,
+        i: usize,
+        to: TaskInstance,
+        output: Option<serde_json::Value>,
+        logs: Vec<LogLine>,
+        logs_attempt: u32,
+        clear_output: bool,
+    ) {
+        let from = std::mem::replace(&mut self.tis[i], to.clone());
+        if let Some(&pos) = self.in_batch.get(&i) {
+            let t = &mut self.batch.tasks[pos];
+            if logs.is_empty() || t.logs.is_empty() {
+                t.to = to;
+                t.output = output.or(t.output.take());
+                t.clear_output |= clear_output;
+                if !logs.is_empty() {
+                    t.logs = logs;
+                    t.logs_attempt = logs_attempt;
+                }
+                return;
+            }
+        }
+        self.in_batch.insert(i, self.batch.tasks.len());
+        self.batch.tasks.push(TaskTransition {
+            expect_state: from.state,
+            expect_attempt: from.attempt,
+            to,
+            output,
+            clear_output,
+            logs,
+            logs_attempt,
+        });
+    }
+
+    async fn commit(&mut self, store: &Arc<dyn Store>) -> Result<(), ExecError> {
+        if !self.batch.is_empty() {
+            store.commit(&self.batch).await?;
+        }
+        self.batch = Batch::new(self.run_id);
+        self.in_batch.clear();
+        Ok(())
+    }
+
+    fn final_state(&self) -> RunState {
+        let failed = self.dag.graph.leaves().any(|i| {
+            matches!(
+                self.tis[i].state,
+                TaskState::Failed | TaskState::UpstreamFailed
+            )
+        });
+        if failed {
+            RunState::Failed
+        } else {
+            RunState::Success
+        }
+    }
+
+    fn fail_stuck(&mut self, now: DateTime<Utc>) {
+        tracing::error!("run cannot make progress; failing its remaining tasks");
+        for i in 0..self.tis.len() {
+            if !self.tis[i].state.is_terminal() {
+                let mut ti = self.tis[i].clone();
+                ti.state = TaskState::Failed;
+                ti.error = Some("internal error: the run could not make progress".into());
+                ti.ended_at = Some(now);
+                ti.updated_at = now;
+                let attempt = ti.attempt;
+                self.write(i, ti, None, Vec::new(), attempt);
+                self.mark_terminal(i, TaskState::Failed);
+            }
+        }
+        self.queued.clear();
+        self.retry_at.clear();
+    }
+
+    /// Spawns attempt `tis[i].attempt` of task `i`.
+    fn spawn(
+        &self,
+        i: usize,
+        permits: Permits,
+        registry: &Registry,
+        running: &mut JoinSet<Finished>,
+    ) {
+        let spec = &self.dag.tasks[i];
+        let ti = &self.tis[i];
+        let attempt = ti.attempt;
+        let graph = &self.dag.graph;
+        let upstream: BTreeMap<String, Arc<serde_json::Value>> = graph
+            .upstream(i)
+            .iter()
+            .filter_map(|&u| Some((graph.id(u).to_string(), self.outputs[u].clone()?)))
+            .collect();
+        // Only the results this task's templates read are handed to the renderer.
+        let reads: Vec<(String, Option<Arc<serde_json::Value>>, TaskState)> = spec
+            .config
+            .reads_tasks()
+            .iter()
+            .filter_map(|id| {
+                let u = graph.index_of(id)?;
+                Some((id.clone(), self.outputs[u].clone(), self.tis[u].state))
+            })
+            .collect();
+        let ctx = Arc::new(TaskContext::new(
+            self.dag.id.clone(),
+            self.run_id,
+            spec.id.clone(),
+            attempt,
+            self.logical_date,
+            self.dag
+                .file
+                .parent()
+                .map(|p| p.to_path_buf())
+                .unwrap_or_default(),
+            self.params.clone(),
+            upstream,
+            CancellationToken::new(),
+        ));
+        let task = registry.get(&spec.task_type).cloned();
+        let dag = self.dag.clone();
+        let run_vars = self.run_vars.clone();
+        let params = self.params.clone();
+        let timeout = spec.timeout;
+        let span = tracing::info_span!("task", task_id = %spec.id, attempt);
+        running.spawn(
+            async move {
+                let _permits = permits;
+                let started = Instant::now();
+                let spec = &dag.tasks[i];
+                let work = async {
+                    let Some(task) = task else {
+                        return Err(TaskError::fatal(format!(
+                            "task type `{}` is not registered in this vigil binary",
+                            spec.task_type
+                        )));
+                    };
+                    let null = serde_json::Value::Null;
+                    let config = spec
+                        .config
+                        .render(&RenderContext {
+                            params: &params,
+                            run: &run_vars,
+                            tasks: reads
+                                .iter()
+                                .map(|(id, out, state)| {
+                                    let output = out.as_deref().unwrap_or(&null);
+                                    (
+                                        id.as_str(),
+                                        TaskVars {
+                                            output,
+                                            state: state.as_str(),
+                                        },
+                                    )
+                                })
+                                .collect(),
+                        })
+                        .map_err(|e| TaskError::fatal(e.to_string()))?;
+                    task.run_json(&ctx, config).await
+                };
+                let guarded = AssertUnwindSafe(work).catch_unwind();
+                let outcome = match timeout {
+                    Some(limit) => match tokio::time::timeout(limit, guarded).await {
+                        Ok(outcome) => outcome,
+                        Err(_) => {
+                            ctx.cancellation_token().cancel();
+                            Ok(Err(TaskError::failed(format!(
+                                "timed out after {}",
+                                humantime::format_duration(limit)
+                            ))))
+                        }
+                    },
+                    None => guarded.await,
+                };
+                let result = outcome.unwrap_or_else(|panic| {
+                    Err(TaskError::failed(format!(
+                        "task panicked: {}",
+                        panic_message(&panic)
+                    )))
+                });
+                Finished {
+                    index: i,
+                    attempt,
+                    result,
+                    logs: ctx.take_log(),
+                    duration: started.elapsed(),
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_string())
+}
+
+/// Resolves when a slot may be free in both semaphores. The permits are released at once;
+/// the next step tries to take them for real.
+async fn slot_freed(dag: &Arc<Semaphore>, global: &Arc<Semaphore>) {
+    let _d = dag.acquire().await;
+    let _g = global.acquire().await;
+}

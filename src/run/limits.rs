@@ -1,0 +1,62 @@
+//! Concurrency limits: a global number of running task attempts per process (`parallelism`)
+//! and a number per DAG (`max_active_tasks`), as semaphores whose permits an attempt holds
+//! until it ends.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+#[derive(Debug)]
+pub struct Limits {
+    global: Arc<Semaphore>,
+    /// A `std` mutex: held only to look up or insert, never across an `.await`.
+    per_dag: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Limits {
+    pub fn new(parallelism: usize) -> Self {
+        Limits {
+            global: Arc::new(Semaphore::new(parallelism.max(1))),
+            per_dag: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn global(&self) -> Arc<Semaphore> {
+        self.global.clone()
+    }
+
+    /// The semaphore shared by all runs of DAG `id`.
+    pub fn dag(&self, id: &str, max_active_tasks: u32) -> Arc<Semaphore> {
+        let size = usize::try_from(max_active_tasks)
+            .unwrap_or(usize::MAX)
+            .max(1);
+        match self.per_dag.lock() {
+            Ok(mut map) => map
+                .entry(id.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(size)))
+                .clone(),
+            // A poisoned map only means another thread panicked mid-insert; a private
+            // semaphore still enforces the limit for this run.
+            Err(_) => Arc::new(Semaphore::new(size)),
+        }
+    }
+}
+
+/// The two permits a running attempt holds.
+#[derive(Debug)]
+pub struct Permits {
+    _dag: OwnedSemaphorePermit,
+    _global: OwnedSemaphorePermit,
+}
+
+impl Permits {
+    pub fn try_acquire(dag: &Arc<Semaphore>, global: &Arc<Semaphore>) -> Option<Permits> {
+        let d = dag.clone().try_acquire_owned().ok()?;
+        let g = global.clone().try_acquire_owned().ok()?;
+        Some(Permits {
+            _dag: d,
+            _global: g,
+        })
+    }
+}

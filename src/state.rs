@@ -1,0 +1,142 @@
+//! The states of DAG runs and task instances, shared by `run` (which decides them) and `store`
+//! (which remembers them). Their string forms are what the database and `--json` output hold,
+//! so they never change once released.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a DAG run stands: `queued → running → success | failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Queued,
+    Running,
+    Success,
+    Failed,
+}
+
+/// Where a task instance stands. `up_for_retry → queued` after the backoff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    Scheduled,
+    Queued,
+    Running,
+    Success,
+    Failed,
+    UpForRetry,
+    UpstreamFailed,
+    Skipped,
+}
+
+impl RunState {
+    pub const ALL: [RunState; 4] = [Self::Queued, Self::Running, Self::Success, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Success => "success",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Success | Self::Failed)
+    }
+}
+
+impl TaskState {
+    pub const ALL: [TaskState; 8] = [
+        Self::Scheduled,
+        Self::Queued,
+        Self::Running,
+        Self::Success,
+        Self::Failed,
+        Self::UpForRetry,
+        Self::UpstreamFailed,
+        Self::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Success => "success",
+            Self::Failed => "failed",
+            Self::UpForRetry => "up_for_retry",
+            Self::UpstreamFailed => "upstream_failed",
+            Self::Skipped => "skipped",
+        }
+    }
+
+    /// A terminal task never changes state again within its run.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Success | Self::Failed | Self::UpstreamFailed | Self::Skipped
+        )
+    }
+}
+
+/// A state name that is not one of ours; the message lists the valid ones.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown state `{given}`; expected one of: {expected}")]
+pub struct UnknownState {
+    pub given: String,
+    pub expected: String,
+}
+
+macro_rules! state_str_impls {
+    ($ty:ty) => {
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = UnknownState;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                <$ty>::ALL
+                    .into_iter()
+                    .find(|state| state.as_str() == s)
+                    .ok_or_else(|| UnknownState {
+                        given: s.to_string(),
+                        expected: <$ty>::ALL
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
+            }
+        }
+    };
+}
+
+state_str_impls!(RunState);
+state_str_impls!(TaskState);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_list_the_valid_ones() {
+        for s in TaskState::ALL {
+            assert_eq!(s.as_str().parse::<TaskState>().unwrap(), s);
+        }
+        for s in RunState::ALL {
+            assert_eq!(s.to_string().parse::<RunState>().unwrap(), s);
+        }
+        let err = "runing".parse::<RunState>().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "unknown state `runing`; expected one of: queued, running, success, failed"
+        );
+    }
+}

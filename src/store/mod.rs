@@ -1,0 +1,128 @@
+//! Durable state: runs, task instances, results and logs.
+//!
+//! One [`Store`] trait, implemented for SQLite ([`SqliteStore`]); a PostgreSQL implementation
+//! will share it and the conformance tests. Queries are built at run time (not with sqlx's
+//! compile-time macros), so a fresh machine builds with no database.
+//!
+//! Every change of a task's state goes through [`Store::commit`], which is conditional on the
+//! state and attempt the writer believes current: a stale writer changes nothing and learns it
+//! lost the race.
+
+mod records;
+mod sqlite;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use records::{
+    Batch, LogRecord, NewRun, RunFilter, RunRecord, RunTransition, RunType, StoredOutput,
+    TaskInstance, TaskTransition,
+};
+pub use sqlite::{SqliteStore, Synchronous};
+
+use crate::state::RunState;
+
+pub type RunId = i64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database {url}: {source}; check `database.url` in the config")]
+    Open {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot create the directory {} for the database: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "database URL `{0}` is not supported; use sqlite://PATH (PostgreSQL support is not built yet)"
+    )]
+    UnsupportedUrl(String),
+    #[error("cannot apply database migrations: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error(
+        "a run of DAG `{dag_id}` for logical date {logical_date} already exists (run {existing})"
+    )]
+    RunExists {
+        dag_id: String,
+        logical_date: String,
+        existing: RunId,
+    },
+    /// A conditional update matched nothing: someone else changed the row first. Nothing of the
+    /// batch was written.
+    #[error("stale update for run {run_id}: {what}")]
+    Conflict { run_id: RunId, what: String },
+    #[error("stored data is invalid ({what}): {detail}")]
+    Corrupt { what: String, detail: String },
+    #[error("database error while {doing}: {source}")]
+    Query {
+        doing: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+/// Adds what was being done to a sqlx error.
+pub(crate) trait QueryContext<T> {
+    fn doing(self, doing: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> QueryContext<T> for Result<T, sqlx::Error> {
+    fn doing(self, doing: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Query { doing, source })
+    }
+}
+
+/// The state vigil keeps. Implementations must make [`Store::commit`] all-or-nothing.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Creates a run and its task instances (all `scheduled`) in one transaction. Fails with
+    /// [`StoreError::RunExists`] when the DAG already has a run for that logical date.
+    async fn create_run(&self, new: &NewRun) -> Result<RunRecord, StoreError>;
+
+    /// Writes a batch of transitions, results and log lines in one transaction. If any
+    /// conditional update finds the row changed, nothing is written and
+    /// [`StoreError::Conflict`] is returned.
+    async fn commit(&self, batch: &Batch) -> Result<(), StoreError>;
+
+    async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError>;
+
+    /// Newest first.
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError>;
+
+    async fn task_instances(&self, run_id: RunId) -> Result<Vec<TaskInstance>, StoreError>;
+
+    async fn output(
+        &self,
+        run_id: RunId,
+        task_id: &str,
+    ) -> Result<Option<StoredOutput>, StoreError>;
+
+    /// Every stored result of a run, to resume it.
+    async fn outputs(&self, run_id: RunId) -> Result<Vec<StoredOutput>, StoreError>;
+
+    /// Log lines of one task; of one attempt when `attempt` is given.
+    async fn logs(
+        &self,
+        run_id: RunId,
+        task_id: &str,
+        attempt: Option<u32>,
+    ) -> Result<Vec<LogRecord>, StoreError>;
+
+    /// Number of runs in `state`, for summaries and tests.
+    async fn count_runs(&self, state: RunState) -> Result<u64, StoreError>;
+}
+
+/// Opens the store named by `url` and applies migrations.
+pub async fn open(url: &str, synchronous: Synchronous) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        return Err(StoreError::UnsupportedUrl(url.to_string()));
+    }
+    Ok(Arc::new(SqliteStore::open(url, synchronous).await?))
+}

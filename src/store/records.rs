@@ -1,0 +1,152 @@
+//! The shapes the store reads and writes.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::state::{RunState, TaskState};
+use crate::store::RunId;
+use crate::task::LogLine;
+
+/// How a run came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunType {
+    Manual,
+    Scheduled,
+    /// `vigil dags test`: run in the foreground of a CLI process.
+    Test,
+}
+
+impl RunType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunType::Manual => "manual",
+            RunType::Scheduled => "scheduled",
+            RunType::Test => "test",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunType> {
+        match s {
+            "manual" => Some(RunType::Manual),
+            "scheduled" => Some(RunType::Scheduled),
+            "test" => Some(RunType::Test),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub dag_id: String,
+    pub logical_date: DateTime<Utc>,
+    pub run_type: RunType,
+    pub state: RunState,
+    pub conf: serde_json::Value,
+    pub dag_file: String,
+    pub dag_source: String,
+    /// `(task id, max attempts)` for every task of the DAG.
+    pub tasks: Vec<(String, u32)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub id: RunId,
+    pub dag_id: String,
+    pub logical_date: DateTime<Utc>,
+    pub run_type: RunType,
+    pub state: RunState,
+    pub conf: serde_json::Value,
+    pub dag_file: String,
+    #[serde(skip)]
+    pub dag_source: String,
+    pub queued_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// A task instance as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskInstance {
+    pub run_id: RunId,
+    pub task_id: String,
+    pub state: TaskState,
+    /// The attempt running or last run; 0 before the first.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One conditional change of a task instance: applied only if the row still has
+/// `expect_state` and `expect_attempt`.
+#[derive(Debug, Clone)]
+pub struct TaskTransition {
+    pub expect_state: TaskState,
+    pub expect_attempt: u32,
+    /// The whole new row (run_id and task_id name the row).
+    pub to: TaskInstance,
+    /// The result to store with a success, in the same transaction.
+    pub output: Option<serde_json::Value>,
+    /// Remove a stored result (a new attempt starts, so an old result must not be read).
+    pub clear_output: bool,
+    /// Log lines of an attempt that just ended, and which attempt that was (a step can end
+    /// one attempt and start the next).
+    pub logs: Vec<LogLine>,
+    pub logs_attempt: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunTransition {
+    pub expect: RunState,
+    pub to: RunState,
+    pub at: DateTime<Utc>,
+}
+
+/// Everything one step of the executor writes, committed together.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub run_id: RunId,
+    pub run: Option<RunTransition>,
+    pub tasks: Vec<TaskTransition>,
+}
+
+impl Batch {
+    pub fn new(run_id: RunId) -> Self {
+        Batch {
+            run_id,
+            run: None,
+            tasks: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.run.is_none() && self.tasks.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub dag_id: Option<String>,
+    pub state: Option<RunState>,
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredOutput {
+    pub task_id: String,
+    pub attempt: u32,
+    pub value: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogRecord {
+    pub attempt: u32,
+    pub seq: u32,
+    #[serde(flatten)]
+    pub line: LogLine,
+}

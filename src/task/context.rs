@@ -1,0 +1,166 @@
+//! What a running task can see and do: who it is, its parameters, its upstream results, its
+//! log, and a cancellation signal.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::task::TaskError;
+
+/// Per-attempt context handed to [`crate::task::Task::run`].
+#[derive(Debug)]
+pub struct TaskContext {
+    pub dag_id: String,
+    pub run_id: i64,
+    pub task_id: String,
+    /// 1-based attempt number.
+    pub attempt: u32,
+    pub logical_date: DateTime<Utc>,
+    /// The folder of the DAG file; the default working directory of `command` tasks.
+    pub dag_folder: PathBuf,
+    /// The run's parameters: the DAG's defaults overridden by the trigger's conf.
+    pub params: Arc<serde_json::Map<String, serde_json::Value>>,
+    /// Results of the direct upstream tasks that produced one.
+    upstream: BTreeMap<String, Arc<serde_json::Value>>,
+    cancel: CancellationToken,
+    /// A `std` mutex: it is held only to push or take lines, never across an `.await`.
+    log: Mutex<Vec<LogLine>>,
+}
+
+/// One line of a task attempt's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub ts: DateTime<Utc>,
+    pub level: LogLevel,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+
+    pub fn parse(s: &str) -> LogLevel {
+        match s {
+            "debug" => LogLevel::Debug,
+            "warn" => LogLevel::Warn,
+            "error" => LogLevel::Error,
+            _ => LogLevel::Info,
+        }
+    }
+}
+
+impl TaskContext {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        dag_id: String,
+        run_id: i64,
+        task_id: String,
+        attempt: u32,
+        logical_date: DateTime<Utc>,
+        dag_folder: PathBuf,
+        params: Arc<serde_json::Map<String, serde_json::Value>>,
+        upstream: BTreeMap<String, Arc<serde_json::Value>>,
+        cancel: CancellationToken,
+    ) -> Self {
+        TaskContext {
+            dag_id,
+            run_id,
+            task_id,
+            attempt,
+            logical_date,
+            dag_folder,
+            params,
+            upstream,
+            cancel,
+            log: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The result of direct upstream task `task_id`, deserialized into `T`.
+    pub fn upstream<T: DeserializeOwned>(&self, task_id: &str) -> Result<T, TaskError> {
+        let value = self.upstream.get(task_id).ok_or_else(|| {
+            TaskError::fatal(format!(
+                "task `{}` has no result from upstream task `{task_id}`; direct upstream results: {}",
+                self.task_id,
+                self.upstream_ids().join(", ")
+            ))
+        })?;
+        serde_path_to_error::deserialize(value.as_ref()).map_err(|e| {
+            TaskError::fatal(format!(
+                "result of upstream task `{task_id}` does not have the expected shape at `{}`: {}",
+                e.path(),
+                e.inner()
+            ))
+        })
+    }
+
+    /// All direct upstream results, by task id.
+    pub fn upstream_results(&self) -> &BTreeMap<String, Arc<serde_json::Value>> {
+        &self.upstream
+    }
+
+    fn upstream_ids(&self) -> Vec<&str> {
+        self.upstream.keys().map(String::as_str).collect()
+    }
+
+    /// Appends a line to this attempt's log (shown by `vigil tasks logs`).
+    pub fn log(&self, level: LogLevel, message: impl Into<String>) {
+        let line = LogLine {
+            ts: Utc::now(),
+            level,
+            message: message.into(),
+        };
+        if let Ok(mut log) = self.log.lock() {
+            log.push(line);
+        }
+    }
+
+    pub fn info(&self, message: impl Into<String>) {
+        self.log(LogLevel::Info, message);
+    }
+
+    pub fn warn(&self, message: impl Into<String>) {
+        self.log(LogLevel::Warn, message);
+    }
+
+    /// Resolves when the attempt is cancelled (timeout or shutdown). Long-running work that
+    /// is not a plain `.await` (blocking loops, child processes) should watch this.
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    pub fn cancellation_token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    pub(crate) fn take_log(&self) -> Vec<LogLine> {
+        self.log
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default()
+    }
+}

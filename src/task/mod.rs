@@ -1,0 +1,65 @@
+//! Typed task plugins. A task type declares the config it accepts and the output it produces;
+//! the registry erases both to JSON so the executor, the store and templates see one shape,
+//! while the load-time check still deserializes every DAG's config into the real type.
+
+mod context;
+pub mod probe;
+mod registry;
+pub mod template;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use context::{LogLevel, LogLine, TaskContext};
+pub use registry::{ConfigError, ErasedTask, Registry};
+
+/// A unit of work a DAG can name by `type`.
+///
+/// `Config` comes from `[tasks.x].config` after templating; `Output` is stored as the task's
+/// result (its XCom) and is what downstream templates and [`TaskContext::upstream`] read.
+#[async_trait]
+pub trait Task: Send + Sync + 'static {
+    type Config: DeserializeOwned + Send + 'static;
+    type Output: Serialize + Send + 'static;
+
+    async fn run(&self, ctx: &TaskContext, config: Self::Config)
+    -> Result<Self::Output, TaskError>;
+}
+
+/// Why an attempt did not succeed, and whether retrying can help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaskError {
+    /// The attempt failed; it is retried while the task has retries left.
+    #[error("{0}")]
+    Failed(String),
+    /// The attempt failed in a way another attempt cannot fix (bad config, bad input shape):
+    /// the task fails now without using its retries.
+    #[error("{0}")]
+    Fatal(String),
+    /// The task decided it has nothing to do; it ends `skipped` and downstream trigger rules
+    /// see a skip.
+    #[error("skipped: {0}")]
+    Skip(String),
+}
+
+impl TaskError {
+    pub fn failed(message: impl Into<String>) -> Self {
+        TaskError::Failed(message.into())
+    }
+
+    pub fn fatal(message: impl Into<String>) -> Self {
+        TaskError::Fatal(message.into())
+    }
+
+    /// A retryable failure that keeps the whole cause chain of `err` in its message.
+    pub fn from_error(context: &str, err: &(dyn std::error::Error + 'static)) -> Self {
+        let mut message = format!("{context}: {err}");
+        let mut source = err.source();
+        while let Some(s) = source {
+            message.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        TaskError::Failed(message)
+    }
+}

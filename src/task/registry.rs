@@ -1,0 +1,133 @@
+//! Task types by name, with their config and output types erased to JSON. A DAG reloaded from
+//! its file or from a stored run can only find its tasks by name, so the name is the contract.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::task::probe::{Probe, ProbeDeserializer};
+use crate::task::{Task, TaskContext, TaskError};
+
+/// A task type seen through JSON.
+#[async_trait]
+pub trait ErasedTask: Send + Sync {
+    /// Checks that a config (with template results not knowable before the run marked
+    /// unknown) deserializes into the task type's config.
+    fn check_config(&self, probe: &Probe) -> Result<(), ConfigError>;
+
+    async fn run_json(
+        &self,
+        ctx: &TaskContext,
+        config: serde_json::Value,
+    ) -> Result<serde_json::Value, TaskError>;
+}
+
+/// A config that does not fit the task type, with the path of the offending key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ConfigError {
+    /// Dotted path inside `config`, empty for the config as a whole.
+    pub path: String,
+    pub message: String,
+}
+
+struct Typed<T>(T);
+
+#[async_trait]
+impl<T: Task> ErasedTask for Typed<T> {
+    fn check_config(&self, probe: &Probe) -> Result<(), ConfigError> {
+        match serde_path_to_error::deserialize::<_, T::Config>(ProbeDeserializer::new(probe)) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let path = e.path().clone();
+                let message = e.into_inner().to_string();
+                // An unknown *key* is wrong whatever its value turns out to be.
+                if probe.is_unknown_at(&path) && !message.starts_with("unknown field") {
+                    // The value comes from an upstream result that only exists at run time;
+                    // it is checked then.
+                    Ok(())
+                } else {
+                    Err(ConfigError {
+                        path: path_string(&path),
+                        message,
+                    })
+                }
+            }
+        }
+    }
+
+    async fn run_json(
+        &self,
+        ctx: &TaskContext,
+        config: serde_json::Value,
+    ) -> Result<serde_json::Value, TaskError> {
+        let config: T::Config = serde_path_to_error::deserialize(config).map_err(|e| {
+            let path = path_string(e.path());
+            TaskError::fatal(format!(
+                "rendered config does not fit the task type{}: {}",
+                if path.is_empty() {
+                    String::new()
+                } else {
+                    format!(" at `{path}`")
+                },
+                e.inner()
+            ))
+        })?;
+        let output = self.0.run(ctx, config).await?;
+        serde_json::to_value(output)
+            .map_err(|e| TaskError::fatal(format!("the task's result is not valid JSON: {e}")))
+    }
+}
+
+/// serde_path_to_error prints `.` for the root; we print nothing.
+fn path_string(path: &serde_path_to_error::Path) -> String {
+    let s = path.to_string();
+    if s == "." { String::new() } else { s }
+}
+
+/// The task types a DAG may name.
+#[derive(Clone, Default)]
+pub struct Registry {
+    types: BTreeMap<String, Arc<dyn ErasedTask>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.types.keys()).finish()
+    }
+}
+
+impl Registry {
+    /// An empty registry; most callers want [`Registry::builtin`].
+    pub fn new() -> Self {
+        Registry::default()
+    }
+
+    /// The task types that ship with vigil.
+    pub fn builtin() -> Self {
+        let mut r = Registry::new();
+        crate::tasks::register_builtins(&mut r);
+        r
+    }
+
+    /// Adds (or replaces) the task type `name`.
+    pub fn register<T: Task>(&mut self, name: impl Into<String>, task: T) -> &mut Self {
+        self.types.insert(name.into(), Arc::new(Typed(task)));
+        self
+    }
+
+    /// Builder form of [`Registry::register`].
+    pub fn with<T: Task>(mut self, name: impl Into<String>, task: T) -> Self {
+        self.register(name, task);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn ErasedTask>> {
+        self.types.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.types.keys().map(String::as_str)
+    }
+}

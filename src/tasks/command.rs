@@ -1,0 +1,300 @@
+//! `command`: run any executable as a task — the way to write a task in any language.
+//!
+//! The process gets the run's params and its direct upstream results as one JSON document on
+//! stdin, and its stdout (one JSON value) becomes the task's result. It runs without a shell
+//! unless the DAG says `shell = true`, so templated arguments cannot inject shell syntax. It
+//! runs in its own process group, and the whole group is killed when the attempt times out or
+//! is cancelled, so no grandchild outlives its task.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+use crate::task::{LogLevel, Task, TaskContext, TaskError};
+
+/// Lines of stderr quoted in the error of a failed attempt.
+const STDERR_TAIL: usize = 20;
+
+pub struct Command;
+
+/// Config of a `command` task, as written in the DAG file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, try_from = "RawConfig")]
+pub struct CommandConfig {
+    pub program: Program,
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<PathBuf>,
+    pub output: OutputMode,
+    pub skip_exit_code: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Program {
+    /// An executable and its arguments, run directly.
+    Argv(Vec<String>),
+    /// A command line run by `sh -c`.
+    Shell(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    command: CommandLine,
+    #[serde(default)]
+    shell: bool,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    cwd: Option<PathBuf>,
+    #[serde(default)]
+    output: OutputMode,
+    #[serde(default = "default_skip_exit_code")]
+    skip_exit_code: Option<i32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum CommandLine {
+    Argv(Vec<String>),
+    Line(String),
+}
+
+/// What the process's stdout means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputMode {
+    /// One JSON value: the task's result (empty stdout is `null`).
+    #[default]
+    Json,
+    /// The trimmed text is the result, as a string.
+    Text,
+    /// No result; stdout goes to the task log.
+    None,
+}
+
+/// Exit code that means "nothing to do": the task ends `skipped` (Airflow's convention).
+fn default_skip_exit_code() -> Option<i32> {
+    Some(99)
+}
+
+impl TryFrom<RawConfig> for CommandConfig {
+    type Error = String;
+
+    fn try_from(raw: RawConfig) -> Result<Self, String> {
+        let program = match (raw.command, raw.shell) {
+            (CommandLine::Argv(argv), false) => {
+                let Some(first) = argv.first() else {
+                    return Err("`command` is empty; give the program and its arguments, e.g. [\"python3\", \"train.py\"]".into());
+                };
+                check_program(first)?;
+                Program::Argv(argv)
+            }
+            (CommandLine::Line(line), true) => Program::Shell(line),
+            (CommandLine::Line(line), false) => {
+                return Err(format!(
+                    "`command` is a string ({line:?}) but `shell` is false; write it as a list like [\"prog\", \"arg\"], or set shell = true to run it with sh -c"
+                ));
+            }
+            (CommandLine::Argv(_), true) => {
+                return Err("with shell = true, write `command` as one string for sh -c".into());
+            }
+        };
+        Ok(CommandConfig {
+            program,
+            env: raw.env,
+            cwd: raw.cwd,
+            output: raw.output,
+            skip_exit_code: raw.skip_exit_code,
+        })
+    }
+}
+
+/// A bare program name must be on PATH: a typo is caught when the DAG loads. Paths and
+/// templated names (empty when checked at load) are checked when the task runs.
+fn check_program(program: &str) -> Result<(), String> {
+    if program.is_empty() || program.contains('/') {
+        return Ok(());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|dir| is_executable(&dir.join(program))) {
+        Ok(())
+    } else {
+        Err(format!(
+            "program `{program}` is not on PATH; install it, fix the name, or give its full path"
+        ))
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// What the process reads on stdin.
+#[derive(Serialize)]
+struct Stdin<'a> {
+    dag_id: &'a str,
+    run_id: i64,
+    task_id: &'a str,
+    attempt: u32,
+    logical_date: String,
+    params: &'a serde_json::Map<String, serde_json::Value>,
+    upstream: BTreeMap<&'a str, &'a serde_json::Value>,
+}
+
+/// Kills the process group when dropped, unless disarmed: an attempt that is cancelled or
+/// times out is dropped mid-await, and this is what stops its processes.
+struct GroupKiller(Option<i32>);
+
+impl GroupKiller {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupKiller {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            // SAFETY: kill(2) with a negative pid signals a process group; it has no memory
+            // effects. The group was created for this child by `process_group(0)`.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Task for Command {
+    type Config = CommandConfig;
+    type Output = serde_json::Value;
+
+    async fn run(
+        &self,
+        ctx: &TaskContext,
+        config: CommandConfig,
+    ) -> Result<serde_json::Value, TaskError> {
+        let (mut cmd, shown) = match &config.program {
+            Program::Argv(argv) => {
+                let mut c = tokio::process::Command::new(&argv[0]);
+                c.args(&argv[1..]);
+                (c, argv.join(" "))
+            }
+            Program::Shell(line) => {
+                let mut c = tokio::process::Command::new("sh");
+                c.arg("-c").arg(line);
+                (c, line.clone())
+            }
+        };
+        let cwd = match &config.cwd {
+            Some(dir) if dir.is_absolute() => dir.clone(),
+            Some(dir) => ctx.dag_folder.join(dir),
+            None => ctx.dag_folder.clone(),
+        };
+        let cwd = if cwd.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            cwd
+        };
+        cmd.current_dir(&cwd)
+            .envs(&config.env)
+            .env("VIGIL_DAG_ID", &ctx.dag_id)
+            .env("VIGIL_RUN_ID", ctx.run_id.to_string())
+            .env("VIGIL_TASK_ID", &ctx.task_id)
+            .env("VIGIL_ATTEMPT", ctx.attempt.to_string())
+            .env("VIGIL_LOGICAL_DATE", ctx.logical_date.to_rfc3339())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        ctx.info(format!("running `{shown}` in {}", cwd.display()));
+
+        let mut child = cmd.spawn().map_err(|e| {
+            TaskError::fatal(format!(
+                "cannot start `{shown}` in {}: {e}; check the program path and the working directory",
+                cwd.display()
+            ))
+        })?;
+        let mut killer = GroupKiller(child.id().and_then(|id| i32::try_from(id).ok()));
+
+        let payload = serde_json::to_vec(&Stdin {
+            dag_id: &ctx.dag_id,
+            run_id: ctx.run_id,
+            task_id: &ctx.task_id,
+            attempt: ctx.attempt,
+            logical_date: ctx.logical_date.to_rfc3339(),
+            params: &ctx.params,
+            upstream: ctx
+                .upstream_results()
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_ref()))
+                .collect(),
+        })
+        .map_err(|e| TaskError::fatal(format!("cannot encode stdin: {e}")))?;
+        let stdin = child.stdin.take();
+        let feed = async move {
+            if let Some(mut stdin) = stdin {
+                // A program that does not read stdin closes it early; that is not an error.
+                let _ = stdin.write_all(&payload).await;
+            }
+        };
+        let (_, output) = tokio::join!(feed, child.wait_with_output());
+        let output =
+            output.map_err(|e| TaskError::failed(format!("lost track of `{shown}`: {e}")))?;
+        killer.disarm();
+
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        for line in stderr.lines() {
+            ctx.log(LogLevel::Info, line);
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            let code = output.status.code();
+            if code.is_some() && code == config.skip_exit_code {
+                return Err(TaskError::Skip(format!(
+                    "`{shown}` exited with code {} (the skip code)",
+                    code.unwrap_or_default()
+                )));
+            }
+            let how = match code {
+                Some(code) => format!("exited with code {code}"),
+                None => {
+                    use std::os::unix::process::ExitStatusExt;
+                    format!(
+                        "was killed by signal {}",
+                        output.status.signal().unwrap_or_default()
+                    )
+                }
+            };
+            let tail: Vec<&str> = stderr.lines().collect();
+            let tail = &tail[tail.len().saturating_sub(STDERR_TAIL)..];
+            return Err(TaskError::failed(if tail.is_empty() {
+                format!("`{shown}` {how} (no stderr)")
+            } else {
+                format!("`{shown}` {how}; stderr ends with:\n{}", tail.join("\n"))
+            }));
+        }
+        match config.output {
+            OutputMode::Json if stdout.trim().is_empty() => Ok(serde_json::Value::Null),
+            OutputMode::Json => serde_json::from_str(stdout.trim()).map_err(|e| {
+                let shown_out: String = stdout.chars().take(200).collect();
+                TaskError::fatal(format!(
+                    "stdout of `{shown}` is not JSON ({e}): {shown_out:?}; print one JSON value, or set output = \"text\" or \"none\""
+                ))
+            }),
+            OutputMode::Text => Ok(serde_json::Value::String(stdout.trim().to_string())),
+            OutputMode::None => {
+                for line in stdout.lines() {
+                    ctx.log(LogLevel::Info, line);
+                }
+                Ok(serde_json::Value::Null)
+            }
+        }
+    }
+}
