@@ -8,3 +8,39 @@ pub mod trigger;
 
 pub use executor::{ExecError, Executor, Observer, RunEvent};
 pub use limits::Limits;
+
+use chrono::{DateTime, Utc};
+
+use crate::dag::{ConfError, Dag, resolve_params};
+use crate::state::RunState;
+use crate::store::{NewRun, RunType};
+
+/// The run to create for `dag` with `conf`, after checking `conf` against the DAG's params
+/// (unknown keys and wrong types are refused before anything is written).
+pub fn plan_run(
+    dag: &Dag,
+    conf: serde_json::Value,
+    run_type: RunType,
+    logical_date: DateTime<Utc>,
+    state: RunState,
+) -> Result<NewRun, ConfError> {
+    resolve_params(dag, &conf)?;
+    Ok(NewRun {
+        dag_id: dag.id.clone(),
+        logical_date,
+        run_type,
+        state,
+        conf: if conf.is_null() {
+            serde_json::Value::Object(Default::default())
+        } else {
+            conf
+        },
+        dag_file: dag.file.display().to_string(),
+        dag_source: dag.source.clone(),
+        tasks: dag
+            .tasks
+            .iter()
+            .map(|t| (t.id.clone(), t.retry.max_attempts()))
+            .collect(),
+    })
+}

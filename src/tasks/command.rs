@@ -26,7 +26,8 @@ pub struct Command;
 #[serde(deny_unknown_fields, try_from = "RawConfig")]
 pub struct CommandConfig {
     pub program: Program,
-    pub env: BTreeMap<String, String>,
+    /// Extra environment variables; `None` values are nulls, refused when the task runs.
+    pub env: BTreeMap<String, Option<String>>,
     pub cwd: Option<PathBuf>,
     pub output: OutputMode,
     pub skip_exit_code: Option<i32>,
@@ -34,8 +35,8 @@ pub struct CommandConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Program {
-    /// An executable and its arguments, run directly.
-    Argv(Vec<String>),
+    /// An executable and its arguments, run directly. `None` is a null, refused at run time.
+    Argv(Vec<Option<String>>),
     /// A command line run by `sh -c`.
     Shell(String),
 }
@@ -47,7 +48,7 @@ struct RawConfig {
     #[serde(default)]
     shell: bool,
     #[serde(default)]
-    env: BTreeMap<String, String>,
+    env: BTreeMap<String, Arg>,
     cwd: Option<PathBuf>,
     #[serde(default)]
     output: OutputMode,
@@ -58,8 +59,48 @@ struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum CommandLine {
-    Argv(Vec<String>),
+    Argv(Vec<Arg>),
     Line(String),
+}
+
+/// An argument or environment value: a string, or a number or bool written as text, so
+/// `"{{ params.rows }}"` (which keeps its number type) works as an argument. `None` is a null,
+/// refused when the task runs (at load time it stands for a value not known yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Arg(Option<String>);
+
+impl<'de> Deserialize<'de> for Arg {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Arg, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Arg;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Arg, E> {
+                Ok(Arg(Some(v.to_string())))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Arg, E> {
+                Ok(Arg(Some(v.to_string())))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Arg, E> {
+                Ok(Arg(Some(v.to_string())))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Arg, E> {
+                Ok(Arg(Some(v.to_string())))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Arg, E> {
+                Ok(Arg(Some(v.to_string())))
+            }
+            fn visit_unit<E>(self) -> Result<Arg, E> {
+                Ok(Arg(None))
+            }
+            fn visit_none<E>(self) -> Result<Arg, E> {
+                Ok(Arg(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// What the process's stdout means.
@@ -89,8 +130,10 @@ impl TryFrom<RawConfig> for CommandConfig {
                 let Some(first) = argv.first() else {
                     return Err("`command` is empty; give the program and its arguments, e.g. [\"python3\", \"train.py\"]".into());
                 };
-                check_program(first)?;
-                Program::Argv(argv)
+                if let Arg(Some(program)) = first {
+                    check_program(program)?;
+                }
+                Program::Argv(argv.into_iter().map(|a| a.0).collect())
             }
             (CommandLine::Line(line), true) => Program::Shell(line),
             (CommandLine::Line(line), false) => {
@@ -104,7 +147,7 @@ impl TryFrom<RawConfig> for CommandConfig {
         };
         Ok(CommandConfig {
             program,
-            env: raw.env,
+            env: raw.env.into_iter().map(|(k, v)| (k, v.0)).collect(),
             cwd: raw.cwd,
             output: raw.output,
             skip_exit_code: raw.skip_exit_code,
@@ -181,8 +224,22 @@ impl Task for Command {
     ) -> Result<serde_json::Value, TaskError> {
         let (mut cmd, shown) = match &config.program {
             Program::Argv(argv) => {
-                let mut c = tokio::process::Command::new(&argv[0]);
-                c.args(&argv[1..]);
+                let argv: Vec<&str> = argv
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| {
+                        a.as_deref().ok_or_else(|| {
+                            TaskError::fatal(format!(
+                                "argument {i} of `command` rendered to null; check the template that fills it"
+                            ))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                let Some((program, args)) = argv.split_first() else {
+                    return Err(TaskError::fatal("`command` is empty"));
+                };
+                let mut c = tokio::process::Command::new(program);
+                c.args(args);
                 (c, argv.join(" "))
             }
             Program::Shell(line) => {
@@ -201,8 +258,15 @@ impl Task for Command {
         } else {
             cwd
         };
+        for (name, value) in &config.env {
+            let Some(value) = value else {
+                return Err(TaskError::fatal(format!(
+                    "env `{name}` rendered to null; check the template that fills it"
+                )));
+            };
+            cmd.env(name, value);
+        }
         cmd.current_dir(&cwd)
-            .envs(&config.env)
             .env("VIGIL_DAG_ID", &ctx.dag_id)
             .env("VIGIL_RUN_ID", ctx.run_id.to_string())
             .env("VIGIL_TASK_ID", &ctx.task_id)

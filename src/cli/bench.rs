@@ -1,0 +1,458 @@
+//! `vigil bench`: measures the engine as it runs in production — real SQLite file, every
+//! transition persisted, `synchronous=NORMAL` (the default).
+//!
+//! Each scenario runs in a child process (`vigil bench --scenario X`), so the peak memory
+//! reported is that scenario's alone. Timings are wall-clock on whatever machine runs it; no
+//! test asserts on them.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use chrono::Utc;
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::Ctx;
+use crate::cli::output::{print_json, table};
+use crate::dag::{DagSet, parse_dag};
+use crate::run::{Executor, Limits, plan_run};
+use crate::state::RunState;
+use crate::store::{RunType, Synchronous};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Small sizes: checks that every scenario works, in seconds
+    #[arg(long)]
+    quick: bool,
+    /// Run only this scenario, in this process, and print its result as JSON
+    #[arg(long, value_enum)]
+    scenario: Option<Scenario>,
+    /// Durability of the benchmark database
+    #[arg(long, value_enum, default_value_t = SyncArg::Normal)]
+    synchronous: SyncArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    /// A chain of noop tasks: per-task overhead of the executor and store
+    Chain,
+    /// One task, a fan-out of noop tasks, and a join
+    Fanout,
+    /// `vigil dags test` of a 3-task DAG as a process, start to exit
+    Process,
+    /// Loading and validating many generated DAG files
+    Load,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SyncArg {
+    Normal,
+    Full,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 4] = [
+        Scenario::Chain,
+        Scenario::Fanout,
+        Scenario::Process,
+        Scenario::Load,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Chain => "chain",
+            Scenario::Fanout => "fanout",
+            Scenario::Process => "process",
+            Scenario::Load => "load",
+        }
+    }
+
+    fn size(self, quick: bool) -> usize {
+        match (self, quick) {
+            (Scenario::Chain, false) => 1_000,
+            (Scenario::Chain, true) => 50,
+            (Scenario::Fanout, false) => 10_000,
+            (Scenario::Fanout, true) => 200,
+            (Scenario::Process, false) => 20,
+            (Scenario::Process, true) => 2,
+            (Scenario::Load, false) => 1_000,
+            (Scenario::Load, true) => 20,
+        }
+    }
+}
+
+/// One scenario's measurements.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchResult {
+    pub scenario: Scenario,
+    /// Tasks (chain, fanout), process starts (process) or files (load).
+    pub size: usize,
+    /// Wall time of the whole scenario; for `process` and `load`, the median repetition.
+    pub total_ms: f64,
+    /// Slowest repetition (`process`, `load`).
+    pub max_ms: Option<f64>,
+    /// Wall time divided by the number of tasks.
+    pub per_task_us: Option<f64>,
+    pub peak_rss_mib: f64,
+    pub target: String,
+    pub met: bool,
+}
+
+pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let sync = match args.synchronous {
+        SyncArg::Normal => Synchronous::Normal,
+        SyncArg::Full => Synchronous::Full,
+    };
+    if let Some(scenario) = args.scenario {
+        let result = run_scenario(ctx, scenario, args.quick, sync).await?;
+        print_json(&result)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let exe = std::env::current_exe().context("finding the vigil executable")?;
+    let mut results = Vec::new();
+    for scenario in Scenario::ALL {
+        if !ctx.json {
+            eprintln!("running {} ...", scenario.name());
+        }
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(["bench", "--scenario", scenario.name()])
+            .args(["--synchronous", match sync {
+                Synchronous::Normal => "normal",
+                Synchronous::Full => "full",
+            }])
+            .stderr(Stdio::inherit());
+        if args.quick {
+            cmd.arg("--quick");
+        }
+        let out = cmd.output().context("running a benchmark scenario")?;
+        if !out.status.success() {
+            bail!("benchmark scenario {} failed", scenario.name());
+        }
+        let result: BenchResult = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("reading the result of scenario {}", scenario.name()))?;
+        results.push(result);
+    }
+    if ctx.json {
+        print_json(&results)?;
+    } else {
+        let rows = results
+            .iter()
+            .map(|r| {
+                vec![
+                    r.scenario.name().to_string(),
+                    r.size.to_string(),
+                    format!("{:.1} ms", r.total_ms),
+                    r.max_ms.map(|m| format!("{m:.1} ms")).unwrap_or_else(|| "-".into()),
+                    r.per_task_us
+                        .map(|u| format!("{u:.1} µs"))
+                        .unwrap_or_else(|| "-".into()),
+                    format!("{:.1} MiB", r.peak_rss_mib),
+                    r.target.clone(),
+                    if r.met { "yes" } else { "NO" }.to_string(),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            table(
+                &["SCENARIO", "SIZE", "TIME", "MAX", "PER TASK", "PEAK RSS", "TARGET", "MET"],
+                rows
+            )
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A scratch directory removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> anyhow::Result<Scratch> {
+        let dir = std::env::temp_dir().join(format!(
+            "vigil-bench-{name}-{}-{}",
+            std::process::id(),
+            Utc::now().timestamp_micros()
+        ));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn run_scenario(
+    ctx: &Ctx,
+    scenario: Scenario,
+    quick: bool,
+    sync: Synchronous,
+) -> anyhow::Result<BenchResult> {
+    let n = scenario.size(quick);
+    let scratch = Scratch::new(scenario.name())?;
+    let dir = &scratch.0;
+    Ok(match scenario {
+        Scenario::Chain => {
+            let total = run_generated(ctx, dir, &chain_dag(n), n, sync).await?;
+            let per_task = total.as_secs_f64() * 1e6 / n as f64;
+            BenchResult {
+                scenario,
+                size: n,
+                total_ms: ms(total),
+                max_ms: None,
+                per_task_us: Some(per_task),
+                peak_rss_mib: own_peak_rss_mib(),
+                target: "≤ 200 µs per task".into(),
+                met: per_task <= 200.0,
+            }
+        }
+        Scenario::Fanout => {
+            let total = run_generated(ctx, dir, &fanout_dag(n), n + 2, sync).await?;
+            BenchResult {
+                scenario,
+                size: n,
+                total_ms: ms(total),
+                max_ms: None,
+                per_task_us: Some(total.as_secs_f64() * 1e6 / (n + 2) as f64),
+                peak_rss_mib: own_peak_rss_mib(),
+                target: "< 2 s in all".into(),
+                met: total < Duration::from_secs(2),
+            }
+        }
+        Scenario::Process => {
+            let (median, max) = process_starts(dir, n, sync)?;
+            BenchResult {
+                scenario,
+                size: n,
+                total_ms: ms(median),
+                max_ms: Some(ms(max)),
+                per_task_us: None,
+                peak_rss_mib: children_peak_rss_mib(),
+                target: "< 50 ms start to exit".into(),
+                met: median < Duration::from_millis(50),
+            }
+        }
+        Scenario::Load => {
+            let (median, max) = load_files(ctx, dir, n)?;
+            BenchResult {
+                scenario,
+                size: n,
+                total_ms: ms(median),
+                max_ms: Some(ms(max)),
+                per_task_us: None,
+                peak_rss_mib: own_peak_rss_mib(),
+                target: "< 200 ms".into(),
+                met: median < Duration::from_millis(200),
+            }
+        }
+    })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn chain_dag(n: usize) -> String {
+    let mut s = String::from("id = \"bench_chain\"\n[tasks.t0]\ntype = \"noop\"\n");
+    for i in 1..n {
+        s.push_str(&format!(
+            "[tasks.t{i}]\ntype = \"noop\"\ndepends_on = [\"t{}\"]\n",
+            i - 1
+        ));
+    }
+    s
+}
+
+fn fanout_dag(n: usize) -> String {
+    let mut s = String::from("id = \"bench_fanout\"\nmax_active_tasks = 64\n[tasks.root]\ntype = \"noop\"\n");
+    for i in 0..n {
+        s.push_str(&format!(
+            "[tasks.f{i}]\ntype = \"noop\"\ndepends_on = [\"root\"]\n"
+        ));
+    }
+    s.push_str("[tasks.join]\ntype = \"noop\"\ndepends_on = [");
+    for i in 0..n {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&format!("\"f{i}\""));
+    }
+    s.push_str("]\n");
+    s
+}
+
+/// Parses `src`, then times creating and executing one run of it to the end.
+async fn run_generated(
+    ctx: &Ctx,
+    dir: &Path,
+    src: &str,
+    tasks: usize,
+    sync: Synchronous,
+) -> anyhow::Result<Duration> {
+    let dag = Arc::new(
+        parse_dag(&dir.join("bench.toml"), src, &ctx.registry)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let url = format!("sqlite://{}", dir.join("bench.db").display());
+    let store = crate::store::open(&url, sync).await?;
+    let executor = Executor::new(store.clone(), ctx.registry.clone(), Arc::new(Limits::new(64)));
+    let start = Instant::now();
+    let new = plan_run(
+        &dag,
+        serde_json::Value::Null,
+        RunType::Test,
+        Utc::now(),
+        RunState::Running,
+    )?;
+    let run = store.create_run(&new).await?;
+    let state = executor.execute(dag, run.clone(), None).await?;
+    let elapsed = start.elapsed();
+    let done = store
+        .task_instances(run.id)
+        .await?
+        .iter()
+        .filter(|t| t.state == crate::state::TaskState::Success)
+        .count();
+    if state != RunState::Success || done != tasks {
+        bail!("benchmark run ended {state} with {done} of {tasks} tasks successful");
+    }
+    Ok(elapsed)
+}
+
+/// Median and max wall time of `vigil dags test` on a 3-task DAG, after one warm-up start
+/// that creates the database.
+fn process_starts(dir: &Path, n: usize, sync: Synchronous) -> anyhow::Result<(Duration, Duration)> {
+    let dags = dir.join("dags");
+    std::fs::create_dir_all(&dags)?;
+    std::fs::write(
+        dags.join("three.toml"),
+        "id = \"three\"\n[tasks.a]\ntype = \"noop\"\n[tasks.b]\ntype = \"noop\"\ndepends_on = [\"a\"]\n[tasks.c]\ntype = \"noop\"\ndepends_on = [\"b\"]\n",
+    )?;
+    let exe = std::env::current_exe()?;
+    let db = format!("sqlite://{}", dir.join("process.db").display());
+    let once = || -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        let status = std::process::Command::new(&exe)
+            .current_dir(dir)
+            .env("VIGIL_DATABASE_SYNCHRONOUS", match sync {
+                Synchronous::Normal => "normal",
+                Synchronous::Full => "full",
+            })
+            .args(["--database", &db, "--dags"])
+            .arg(&dags)
+            .args(["dags", "test", "three"])
+            .stdout(Stdio::null())
+            .status()?;
+        let elapsed = start.elapsed();
+        if !status.success() {
+            bail!("`vigil dags test three` failed");
+        }
+        Ok(elapsed)
+    };
+    once()?;
+    let mut times = (0..n).map(|_| once()).collect::<anyhow::Result<Vec<_>>>()?;
+    times.sort();
+    Ok((times[times.len() / 2], times[times.len() - 1]))
+}
+
+/// Median and max time to load and validate `n` generated DAG files, over 5 repetitions.
+fn load_files(ctx: &Ctx, dir: &Path, n: usize) -> anyhow::Result<(Duration, Duration)> {
+    for i in 0..n {
+        std::fs::write(dir.join(format!("dag_{i:05}.toml")), generated_dag(i))?;
+    }
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let set = DagSet::load_folder(dir, &ctx.registry)?;
+        times.push(start.elapsed());
+        if set.dags.len() != n || !set.errors.is_empty() {
+            bail!(
+                "generated DAGs did not all load: {} loaded, first error: {}",
+                set.dags.len(),
+                set.errors.first().map(|e| e.to_string()).unwrap_or_default()
+            );
+        }
+    }
+    times.sort();
+    Ok((times[times.len() / 2], times[times.len() - 1]))
+}
+
+/// A realistic small DAG: schedule, time zone, params, defaults, templates and a command.
+fn generated_dag(i: usize) -> String {
+    format!(
+        r#"id = "generated_{i}"
+description = "generated for the load benchmark"
+schedule = "{minute} * * * *"
+timezone = "Europe/Berlin"
+tags = ["bench"]
+
+[params]
+model = "m{i}"
+threshold = 5.0
+
+[defaults]
+retries = 2
+retry_delay = "10s"
+timeout = "5m"
+
+[tasks.extract]
+type = "command"
+config = {{ command = ["echo", "{{{{ params.model }}}}"], output = "text" }}
+
+[tasks.check]
+type = "noop"
+depends_on = ["extract"]
+config = {{ output = {{ threshold = "{{{{ params.threshold }}}}", source = "{{{{ tasks.extract.output }}}}" }} }}
+
+[tasks.wait]
+type = "sleep"
+depends_on = ["extract"]
+config = {{ duration = "1s" }}
+
+[tasks.join]
+type = "noop"
+depends_on = ["check", "wait"]
+trigger_rule = "all_done"
+config = {{ output = "{{{{ tasks.check.output }}}}" }}
+
+[tasks.report]
+type = "noop"
+depends_on = ["join"]
+"#,
+        minute = i % 60
+    )
+}
+
+/// Peak resident memory of this process (VmHWM), in MiB.
+fn own_peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Largest peak resident memory of any child process waited for, in MiB.
+fn children_peak_rss_mib() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a complete `rusage` into the pointer it is given, which points
+    // at zeroed memory of the right size; we read it only when the call succeeds.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) };
+    if rc != 0 {
+        return 0.0;
+    }
+    // SAFETY: the call succeeded, so the struct is initialised.
+    let usage = unsafe { usage.assume_init() };
+    usage.ru_maxrss as f64 / 1024.0
+}

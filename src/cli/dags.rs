@@ -1,0 +1,468 @@
+//! `vigil dags ...`
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
+use clap::{Subcommand, ValueEnum};
+use serde::Serialize;
+
+use crate::cli::Ctx;
+use crate::cli::output::{duration, first_line, print_json, table};
+use crate::dag::{Dag, DagSet, FileErrors};
+use crate::run::{Observer, RunEvent, plan_run};
+use crate::state::{RunState, TaskState};
+use crate::store::RunType;
+
+#[derive(Debug, Subcommand)]
+pub enum DagsCommand {
+    /// List the DAGs in the DAG folder, and the files that fail to load
+    List,
+    /// Show a DAG's tasks, edges, schedule and params
+    Show {
+        id: String,
+        /// `table` for people, `dot` for Graphviz (`| dot -Tsvg`), `json` for scripts
+        #[arg(long, value_enum, default_value_t = ShowFormat::Table)]
+        format: ShowFormat,
+    },
+    /// Check DAG files (default: the DAG folder); exit 1 and print every error if any is wrong
+    Validate {
+        /// Files or folders to check
+        paths: Vec<PathBuf>,
+    },
+    /// Run one DAG run now, in this process, recorded in the database
+    Test {
+        id: String,
+        /// Params for this run as a JSON object, e.g. '{"model": "churn"}'
+        #[arg(long, value_name = "JSON")]
+        conf: Option<String>,
+        /// The run's logical date (RFC 3339 or YYYY-MM-DD) [default: now]
+        #[arg(long, value_name = "TIME")]
+        logical_date: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ShowFormat {
+    Table,
+    Dot,
+    Json,
+}
+
+pub async fn run(ctx: &Ctx, cmd: DagsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DagsCommand::List => list(ctx),
+        DagsCommand::Show { id, format } => show(ctx, &id, format),
+        DagsCommand::Validate { paths } => validate(ctx, paths),
+        DagsCommand::Test {
+            id,
+            conf,
+            logical_date,
+        } => test(ctx, &id, conf.as_deref(), logical_date.as_deref()).await,
+    }
+}
+
+#[derive(Serialize)]
+struct DagSummary<'a> {
+    id: &'a str,
+    description: &'a str,
+    file: String,
+    schedule: Option<&'a str>,
+    timezone: &'a str,
+    tasks: usize,
+    tags: &'a [String],
+}
+
+fn summary(dag: &Dag) -> DagSummary<'_> {
+    DagSummary {
+        id: &dag.id,
+        description: &dag.description,
+        file: dag.file.display().to_string(),
+        schedule: dag.schedule.as_ref().map(|s| s.expression.as_str()),
+        timezone: dag.timezone.name(),
+        tasks: dag.tasks.len(),
+        tags: &dag.tags,
+    }
+}
+
+fn print_file_errors(errors: &[FileErrors]) {
+    let mut err = std::io::stderr().lock();
+    for e in errors {
+        let _ = writeln!(err, "{e}");
+    }
+}
+
+fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let set = ctx.dags()?;
+    if ctx.json {
+        print_json(&serde_json::json!({
+            "dags": set.dags.values().map(|d| summary(d)).collect::<Vec<_>>(),
+            "errors": set.errors.iter().flat_map(|e| &e.diagnostics).collect::<Vec<_>>(),
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows = set
+        .dags
+        .values()
+        .map(|d| {
+            vec![
+                d.id.clone(),
+                d.schedule
+                    .as_ref()
+                    .map(|s| s.expression.clone())
+                    .unwrap_or_else(|| "manual".into()),
+                d.tasks.len().to_string(),
+                d.tags.join(","),
+                d.file.display().to_string(),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table(&["DAG", "SCHEDULE", "TASKS", "TAGS", "FILE"], rows)
+    );
+    if !set.errors.is_empty() {
+        println!(
+            "\n{} file(s) failed to load (details on stderr; fix them or run `vigil dags validate`):",
+            set.errors.len()
+        );
+        for e in &set.errors {
+            println!("  {}", e.file.display());
+        }
+        print_file_errors(&set.errors);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The DAG `id`, or an error that explains why it is not there (a broken file, a typo).
+fn find_dag(ctx: &Ctx, id: &str) -> anyhow::Result<Arc<Dag>> {
+    let set = ctx.dags()?;
+    if let Some(dag) = set.get(id) {
+        return Ok(dag.clone());
+    }
+    let broken: Vec<&FileErrors> = set
+        .errors
+        .iter()
+        .filter(|e| e.file.file_stem().is_some_and(|s| s == id))
+        .collect();
+    if !broken.is_empty() {
+        bail!(
+            "DAG `{id}` did not load:\n{}",
+            broken
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    let known: Vec<&str> = set.dags.keys().map(String::as_str).collect();
+    bail!(
+        "no DAG `{id}` in {}; known DAGs: {}{}",
+        ctx.config.dags.folder.display(),
+        if known.is_empty() { "(none)".to_string() } else { known.join(", ") },
+        if set.errors.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({} file(s) failed to load; see `vigil dags list`)",
+                set.errors.len()
+            )
+        }
+    )
+}
+
+fn show(ctx: &Ctx, id: &str, format: ShowFormat) -> anyhow::Result<ExitCode> {
+    let dag = find_dag(ctx, id)?;
+    let format = if ctx.json { ShowFormat::Json } else { format };
+    match format {
+        ShowFormat::Dot => print!("{}", dot(&dag)),
+        ShowFormat::Json => {
+            let tasks: Vec<_> = dag
+                .tasks
+                .iter()
+                .map(|t| {
+                    serde_json::json!({
+                        "id": t.id,
+                        "type": t.task_type,
+                        "depends_on": t.depends_on,
+                        "trigger_rule": t.trigger_rule,
+                        "retries": t.retry.retries,
+                        "retry_delay_secs": t.retry.delay.as_secs_f64(),
+                        "retry_backoff": t.retry.backoff,
+                        "max_retry_delay_secs": t.retry.max_delay.as_secs_f64(),
+                        "timeout_secs": t.timeout.map(|d| d.as_secs_f64()),
+                        "config": t.config.source(),
+                    })
+                })
+                .collect();
+            print_json(&serde_json::json!({
+                "dag": summary(&dag),
+                "catchup": dag.catchup,
+                "max_active_runs": dag.max_active_runs,
+                "max_active_tasks": dag.max_active_tasks,
+                "params": dag.params,
+                "notify": dag.notify,
+                "tasks": tasks,
+                "edges": dag.graph.edges().collect::<Vec<_>>(),
+            }))?;
+        }
+        ShowFormat::Table => {
+            println!("DAG        {}", dag.id);
+            if !dag.description.is_empty() {
+                println!("           {}", dag.description);
+            }
+            println!("file       {}", dag.file.display());
+            println!(
+                "schedule   {} ({}, catchup {})",
+                dag.schedule
+                    .as_ref()
+                    .map(|s| s.expression.as_str())
+                    .unwrap_or("manual only"),
+                dag.timezone.name(),
+                dag.catchup
+            );
+            println!(
+                "limits     max_active_runs {}, max_active_tasks {}",
+                dag.max_active_runs, dag.max_active_tasks
+            );
+            if !dag.params.is_empty() {
+                let params: Vec<String> =
+                    dag.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!("params     {}", params.join(" "));
+            }
+            println!();
+            let rows = dag
+                .tasks
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.id.clone(),
+                        t.task_type.clone(),
+                        if t.depends_on.is_empty() {
+                            "-".into()
+                        } else {
+                            t.depends_on.join(",")
+                        },
+                        t.trigger_rule.as_str().to_string(),
+                        t.retry.retries.to_string(),
+                        t.timeout
+                            .map(|d| humantime::format_duration(d).to_string())
+                            .unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            println!(
+                "{}",
+                table(
+                    &["TASK", "TYPE", "DEPENDS ON", "TRIGGER RULE", "RETRIES", "TIMEOUT"],
+                    rows
+                )
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Graphviz source of the DAG: one node per task (labelled with its type), one edge per
+/// dependency, drawn left to right.
+fn dot(dag: &Dag) -> String {
+    let mut s = format!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, style=rounded];\n", dag.id);
+    for t in &dag.tasks {
+        s.push_str(&format!(
+            "  \"{}\" [label=\"{}\\n({})\"];\n",
+            t.id, t.id, t.task_type
+        ));
+    }
+    for (from, to) in dag.graph.edges() {
+        s.push_str(&format!("  \"{from}\" -> \"{to}\";\n"));
+    }
+    s.push_str("}\n");
+    s
+}
+
+fn validate(ctx: &Ctx, paths: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
+    let paths = if paths.is_empty() {
+        vec![ctx.config.dags.folder.clone()]
+    } else {
+        paths
+    };
+    let mut files = Vec::new();
+    for p in &paths {
+        if p.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|f| f.extension().is_some_and(|e| e == "toml") && f.is_file())
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else if p.is_file() {
+            files.push(p.clone());
+        } else {
+            bail!("{} does not exist; give DAG files or folders", p.display());
+        }
+    }
+    let set = DagSet::load_files(&files, &ctx.registry);
+    if ctx.json {
+        print_json(&serde_json::json!({
+            "valid": set.dags.values().map(|d| summary(d)).collect::<Vec<_>>(),
+            "errors": set.errors.iter().flat_map(|e| &e.diagnostics).collect::<Vec<_>>(),
+        }))?;
+    } else {
+        for dag in set.dags.values() {
+            println!(
+                "ok     {} ({}, {} tasks)",
+                dag.file.display(),
+                dag.id,
+                dag.tasks.len()
+            );
+        }
+        for e in &set.errors {
+            println!("error  {e}");
+        }
+        let n_err: usize = set.errors.iter().map(|e| e.diagnostics.len()).sum();
+        println!(
+            "\n{} file(s) valid, {} file(s) with {} error(s)",
+            set.dags.len(),
+            set.errors.len(),
+            n_err
+        );
+    }
+    Ok(if set.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `--logical-date`: RFC 3339, or a date meaning midnight UTC.
+pub fn parse_logical_date(s: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+    }
+    bail!("invalid --logical-date `{s}`; use RFC 3339 like 2026-11-22T14:00:00Z, or 2026-11-22")
+}
+
+/// `--conf`: a JSON object.
+pub fn parse_conf(s: Option<&str>) -> anyhow::Result<serde_json::Value> {
+    match s {
+        None => Ok(serde_json::Value::Object(Default::default())),
+        Some(text) => serde_json::from_str(text).with_context(|| {
+            format!("--conf is not valid JSON: {text}; pass an object like '{{\"param\": 1}}'")
+        }),
+    }
+}
+
+#[derive(Serialize)]
+struct TestTask {
+    task_id: String,
+    state: TaskState,
+    attempt: u32,
+    max_attempts: u32,
+    duration_ms: Option<f64>,
+    error: Option<String>,
+}
+
+async fn test(
+    ctx: &Ctx,
+    id: &str,
+    conf: Option<&str>,
+    logical_date: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let dag = find_dag(ctx, id)?;
+    let conf = parse_conf(conf)?;
+    let logical_date = match logical_date {
+        Some(s) => parse_logical_date(s)?,
+        None => Utc::now().trunc_subsecs(6),
+    };
+    let new = plan_run(&dag, conf, RunType::Test, logical_date, RunState::Running)?;
+    let executor = ctx.executor().await?;
+    let run = executor.store().create_run(&new).await?;
+    let json = ctx.json;
+    if !json {
+        println!(
+            "run {} of {} (logical date {}, {} tasks)",
+            run.id,
+            dag.id,
+            run.logical_date.to_rfc3339(),
+            dag.tasks.len()
+        );
+    }
+    let observer: Observer = Arc::new(move |event: &RunEvent| {
+        if json {
+            return;
+        }
+        let now = Utc::now().format("%H:%M:%S%.3f");
+        match event {
+            RunEvent::TaskStarted {
+                task_id,
+                attempt,
+                max_attempts,
+            } => println!("{now}  {task_id:<24} running          attempt {attempt}/{max_attempts}"),
+            RunEvent::TaskEnded {
+                task_id,
+                state,
+                attempt,
+                max_attempts,
+                duration: d,
+                error,
+                next_retry_at,
+            } => {
+                let mut line = format!(
+                    "{now}  {task_id:<24} {:<16} attempt {attempt}/{max_attempts}",
+                    state.as_str()
+                );
+                if *attempt > 0 {
+                    line.push_str(&format!("  {}", duration(*d)));
+                }
+                if let Some(at) = next_retry_at {
+                    line.push_str(&format!("  retry at {}", at.format("%H:%M:%S")));
+                }
+                if let Some(e) = error {
+                    line.push_str(&format!("  {}", first_line(e)));
+                }
+                println!("{line}");
+            }
+            RunEvent::RunEnded { state, duration: d } => {
+                println!("run {} in {}", state.as_str(), duration(*d));
+            }
+        }
+    });
+    let state = executor.execute(dag, run.clone(), Some(observer)).await?;
+    if json {
+        let tis = executor.store().task_instances(run.id).await?;
+        let tasks: Vec<TestTask> = tis
+            .into_iter()
+            .map(|t| TestTask {
+                duration_ms: match (t.started_at, t.ended_at) {
+                    (Some(s), Some(e)) => Some((e - s).num_microseconds().unwrap_or(0) as f64 / 1000.0),
+                    _ => None,
+                },
+                task_id: t.task_id,
+                state: t.state,
+                attempt: t.attempt,
+                max_attempts: t.max_attempts,
+                error: t.error,
+            })
+            .collect();
+        print_json(&serde_json::json!({
+            "run_id": run.id,
+            "dag_id": run.dag_id,
+            "logical_date": run.logical_date,
+            "state": state,
+            "tasks": tasks,
+        }))?;
+    }
+    Ok(if state == RunState::Success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,61 @@
+//! How the CLI prints: aligned tables for people, JSON for scripts.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use comfy_table::{Table, presets};
+use serde::Serialize;
+
+/// A borderless table, like `kubectl get`.
+pub fn table<H: ToString>(header: &[H], rows: Vec<Vec<String>>) -> String {
+    let mut t = Table::new();
+    t.load_style(presets::NOTHING)
+        .set_header(header.iter().map(ToString::to_string).collect::<Vec<_>>());
+    for row in rows {
+        t.add_row(row);
+    }
+    t.to_string()
+        .lines()
+        .map(|l| l.trim_end().strip_prefix(' ').unwrap_or(l.trim_end()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+pub fn time(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+pub fn duration(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 1000.0 {
+        format!("{ms:.0}ms")
+    } else if ms < 60_000.0 {
+        format!("{:.2}s", ms / 1000.0)
+    } else {
+        humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+    }
+}
+
+pub fn span(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> String {
+    match (start, end) {
+        (Some(s), Some(e)) => duration((e - s).to_std().unwrap_or_default()),
+        (Some(s), None) => format!("{} so far", duration((Utc::now() - s).to_std().unwrap_or_default())),
+        _ => "-".into(),
+    }
+}
+
+/// The first line of a possibly long message, for table cells.
+pub fn first_line(s: &str) -> String {
+    let line = s.lines().next().unwrap_or_default();
+    if line.chars().count() > 80 {
+        format!("{}…", line.chars().take(79).collect::<String>())
+    } else {
+        line.to_string()
+    }
+}
