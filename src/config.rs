@@ -12,7 +12,7 @@ use crate::store::Synchronous;
 /// The config file used when `--config` / `VIGIL_CONFIG` do not name one (if it exists).
 pub const DEFAULT_CONFIG_PATH: &str = "config/vigil.toml";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub database: DatabaseConfig,
@@ -40,16 +40,6 @@ pub struct DagsConfig {
 pub struct ExecutorConfig {
     /// Task attempts running at once in this process, across all DAGs.
     pub parallelism: usize,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            database: DatabaseConfig::default(),
-            dags: DagsConfig::default(),
-            executor: ExecutorConfig::default(),
-        }
-    }
 }
 
 impl Default for DatabaseConfig {

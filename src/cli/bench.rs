@@ -120,10 +120,13 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
         let mut cmd = std::process::Command::new(&exe);
         cmd.args(["bench", "--scenario", scenario.name()])
-            .args(["--synchronous", match sync {
-                Synchronous::Normal => "normal",
-                Synchronous::Full => "full",
-            }])
+            .args([
+                "--synchronous",
+                match sync {
+                    Synchronous::Normal => "normal",
+                    Synchronous::Full => "full",
+                },
+            ])
             .stderr(Stdio::inherit());
         if args.quick {
             cmd.arg("--quick");
@@ -146,7 +149,9 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<ExitCode> {
                     r.scenario.name().to_string(),
                     r.size.to_string(),
                     format!("{:.1} ms", r.total_ms),
-                    r.max_ms.map(|m| format!("{m:.1} ms")).unwrap_or_else(|| "-".into()),
+                    r.max_ms
+                        .map(|m| format!("{m:.1} ms"))
+                        .unwrap_or_else(|| "-".into()),
                     r.per_task_us
                         .map(|u| format!("{u:.1} µs"))
                         .unwrap_or_else(|| "-".into()),
@@ -159,7 +164,9 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<ExitCode> {
         println!(
             "{}",
             table(
-                &["SCENARIO", "SIZE", "TIME", "MAX", "PER TASK", "PEAK RSS", "TARGET", "MET"],
+                &[
+                    "SCENARIO", "SIZE", "TIME", "MAX", "PER TASK", "PEAK RSS", "TARGET", "MET"
+                ],
                 rows
             )
         );
@@ -270,7 +277,9 @@ fn chain_dag(n: usize) -> String {
 }
 
 fn fanout_dag(n: usize) -> String {
-    let mut s = String::from("id = \"bench_fanout\"\nmax_active_tasks = 64\n[tasks.root]\ntype = \"noop\"\n");
+    let mut s = String::from(
+        "id = \"bench_fanout\"\nmax_active_tasks = 64\n[tasks.root]\ntype = \"noop\"\n",
+    );
     for i in 0..n {
         s.push_str(&format!(
             "[tasks.f{i}]\ntype = \"noop\"\ndepends_on = [\"root\"]\n"
@@ -301,7 +310,11 @@ async fn run_generated(
     );
     let url = format!("sqlite://{}", dir.join("bench.db").display());
     let store = crate::store::open(&url, sync).await?;
-    let executor = Executor::new(store.clone(), ctx.registry.clone(), Arc::new(Limits::new(64)));
+    let executor = Executor::new(
+        store.clone(),
+        ctx.registry.clone(),
+        Arc::new(Limits::new(64)),
+    );
     let start = Instant::now();
     let new = plan_run(
         &dag,
@@ -340,10 +353,13 @@ fn process_starts(dir: &Path, n: usize, sync: Synchronous) -> anyhow::Result<(Du
         let start = Instant::now();
         let status = std::process::Command::new(&exe)
             .current_dir(dir)
-            .env("VIGIL_DATABASE_SYNCHRONOUS", match sync {
-                Synchronous::Normal => "normal",
-                Synchronous::Full => "full",
-            })
+            .env(
+                "VIGIL_DATABASE_SYNCHRONOUS",
+                match sync {
+                    Synchronous::Normal => "normal",
+                    Synchronous::Full => "full",
+                },
+            )
             .args(["--database", &db, "--dags"])
             .arg(&dags)
             .args(["dags", "test", "three"])
@@ -375,7 +391,10 @@ fn load_files(ctx: &Ctx, dir: &Path, n: usize) -> anyhow::Result<(Duration, Dura
             bail!(
                 "generated DAGs did not all load: {} loaded, first error: {}",
                 set.dags.len(),
-                set.errors.first().map(|e| e.to_string()).unwrap_or_default()
+                set.errors
+                    .first()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default()
             );
         }
     }

@@ -162,7 +162,11 @@ fn find_dag(ctx: &Ctx, id: &str) -> anyhow::Result<Arc<Dag>> {
     bail!(
         "no DAG `{id}` in {}; known DAGs: {}{}",
         ctx.config.dags.folder.display(),
-        if known.is_empty() { "(none)".to_string() } else { known.join(", ") },
+        if known.is_empty() {
+            "(none)".to_string()
+        } else {
+            known.join(", ")
+        },
         if set.errors.is_empty() {
             String::new()
         } else {
@@ -257,7 +261,14 @@ fn show(ctx: &Ctx, id: &str, format: ShowFormat) -> anyhow::Result<ExitCode> {
             println!(
                 "{}",
                 table(
-                    &["TASK", "TYPE", "DEPENDS ON", "TRIGGER RULE", "RETRIES", "TIMEOUT"],
+                    &[
+                        "TASK",
+                        "TYPE",
+                        "DEPENDS ON",
+                        "TRIGGER RULE",
+                        "RETRIES",
+                        "TIMEOUT"
+                    ],
                     rows
                 )
             );
@@ -269,7 +280,10 @@ fn show(ctx: &Ctx, id: &str, format: ShowFormat) -> anyhow::Result<ExitCode> {
 /// Graphviz source of the DAG: one node per task (labelled with its type), one edge per
 /// dependency, drawn left to right.
 fn dot(dag: &Dag) -> String {
-    let mut s = format!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, style=rounded];\n", dag.id);
+    let mut s = format!(
+        "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, style=rounded];\n",
+        dag.id
+    );
     for t in &dag.tasks {
         s.push_str(&format!(
             "  \"{}\" [label=\"{}\\n({})\"];\n",
@@ -442,7 +456,9 @@ async fn test(
             .into_iter()
             .map(|t| TestTask {
                 duration_ms: match (t.started_at, t.ended_at) {
-                    (Some(s), Some(e)) => Some((e - s).num_microseconds().unwrap_or(0) as f64 / 1000.0),
+                    (Some(s), Some(e)) => {
+                        Some((e - s).num_microseconds().unwrap_or(0) as f64 / 1000.0)
+                    }
                     _ => None,
                 },
                 task_id: t.task_id,

@@ -90,7 +90,10 @@ impl Ctx {
     }
 
     pub fn dags(&self) -> anyhow::Result<DagSet> {
-        Ok(DagSet::load_folder(&self.config.dags.folder, &self.registry)?)
+        Ok(DagSet::load_folder(
+            &self.config.dags.folder,
+            &self.registry,
+        )?)
     }
 
     pub async fn executor(&self) -> anyhow::Result<Executor> {
@@ -157,7 +160,9 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
         Command::Db(DbCommand::Migrate) => {
             ctx.store().await?;
             if ctx.json {
-                output::print_json(&serde_json::json!({"database": ctx.config.database.url, "migrated": true}))?;
+                output::print_json(
+                    &serde_json::json!({"database": ctx.config.database.url, "migrated": true}),
+                )?;
             } else {
                 println!("database {} is up to date", ctx.config.database.url);
             }

@@ -45,7 +45,10 @@ pub fn duration(d: Duration) -> String {
 pub fn span(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> String {
     match (start, end) {
         (Some(s), Some(e)) => duration((e - s).to_std().unwrap_or_default()),
-        (Some(s), None) => format!("{} so far", duration((Utc::now() - s).to_std().unwrap_or_default())),
+        (Some(s), None) => format!(
+            "{} so far",
+            duration((Utc::now() - s).to_std().unwrap_or_default())
+        ),
         _ => "-".into(),
     }
 }

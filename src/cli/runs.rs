@@ -77,7 +77,15 @@ pub async fn run_runs(ctx: &Ctx, cmd: RunsCommand) -> anyhow::Result<ExitCode> {
                 println!(
                     "{}",
                     table(
-                        &["RUN", "DAG", "LOGICAL DATE", "TYPE", "STATE", "STARTED", "DURATION"],
+                        &[
+                            "RUN",
+                            "DAG",
+                            "LOGICAL DATE",
+                            "TYPE",
+                            "STATE",
+                            "STARTED",
+                            "DURATION"
+                        ],
                         rows
                     )
                 );

@@ -11,7 +11,7 @@
 //! costs one commit per task (the success of one and the start of the next), and 10,000 tasks
 //! that become ready together are queued by one commit.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -173,7 +173,12 @@ struct RunExec {
     /// fold into one row update.
     in_batch: BTreeMap<usize, usize>,
     events: Vec<RunEvent>,
-    to_spawn: Vec<(usize, Permits)>,
+    to_spawn: Vec<usize>,
+    pending_permits: Vec<Permits>,
+    /// Permits of running attempts, by spawned task id. They are released when the executor
+    /// records an attempt's end, not when its future returns, so the stored states never show
+    /// more running tasks than the limits allow.
+    permits: HashMap<tokio::task::Id, (usize, Permits)>,
     started: Instant,
 }
 
@@ -239,6 +244,8 @@ impl RunExec {
             in_batch: BTreeMap::new(),
             events: Vec::new(),
             to_spawn: Vec::new(),
+            pending_permits: Vec::new(),
+            permits: HashMap::new(),
             started: Instant::now(),
         };
         exec.index_states();
@@ -326,8 +333,12 @@ impl RunExec {
                 }
             }
             self.events.clear();
-            for (i, permits) in std::mem::take(&mut self.to_spawn) {
-                self.spawn(i, permits, &exec.registry, &mut running);
+            for (i, permits) in std::mem::take(&mut self.to_spawn)
+                .into_iter()
+                .zip(std::mem::take(&mut self.pending_permits))
+            {
+                let id = self.spawn(i, &exec.registry, &mut running);
+                self.permits.insert(id, (i, permits));
             }
             if finished {
                 return Ok(self.final_state());
@@ -348,10 +359,10 @@ impl RunExec {
                 continue;
             }
             tokio::select! {
-                Some(joined) = running.join_next(), if !running.is_empty() => {
+                Some(joined) = running.join_next_with_id(), if !running.is_empty() => {
                     let now = Utc::now();
                     self.absorb(joined, now);
-                    while let Some(joined) = running.try_join_next() {
+                    while let Some(joined) = running.try_join_next_with_id() {
                         self.absorb(joined, now);
                     }
                 }
@@ -361,13 +372,23 @@ impl RunExec {
         }
     }
 
-    fn absorb(&mut self, joined: Result<Finished, tokio::task::JoinError>, now: DateTime<Utc>) {
+    fn absorb(
+        &mut self,
+        joined: Result<(tokio::task::Id, Finished), tokio::task::JoinError>,
+        now: DateTime<Utc>,
+    ) {
         match joined {
-            Ok(f) => self.finish_attempt(f.index, f.attempt, f.result, f.logs, f.duration, now),
+            Ok((id, f)) => {
+                self.finish_attempt(f.index, f.attempt, f.result, f.logs, f.duration, now);
+                self.permits.remove(&id);
+            }
             // Panics are caught inside the attempt; a JoinError here means the runtime is
             // shutting down and aborted it. The attempt stays `running` in the store and is
             // recovered when the run resumes.
-            Err(e) => tracing::warn!(error = %e, "task attempt aborted"),
+            Err(e) => {
+                tracing::warn!(error = %e, "task attempt aborted");
+                self.permits.remove(&e.id());
+            }
         }
     }
 
@@ -391,9 +412,11 @@ impl RunExec {
             Ok(value) => {
                 ti.state = TaskState::Success;
                 ti.error = None;
-                let value = Arc::new(value);
-                output = Some(value.as_ref().clone());
-                self.outputs[i] = Some(value);
+                // Like Airflow, a task that returns nothing (null) stores no result.
+                if !value.is_null() {
+                    output = Some(value.clone());
+                }
+                self.outputs[i] = Some(Arc::new(value));
             }
             Err(TaskError::Skip(reason)) => {
                 ti.state = TaskState::Skipped;
@@ -519,7 +542,8 @@ impl RunExec {
                 self.outputs[i] = None;
             }
             self.write_with(i, ti, None, Vec::new(), attempt, retrying);
-            self.to_spawn.push((i, permits));
+            self.to_spawn.push(i);
+            self.pending_permits.push(permits);
         }
     }
 
@@ -616,10 +640,9 @@ impl RunExec {
     fn spawn(
         &self,
         i: usize,
-        permits: Permits,
         registry: &Registry,
         running: &mut JoinSet<Finished>,
-    ) {
+    ) -> tokio::task::Id {
         let spec = &self.dag.tasks[i];
         let ti = &self.tis[i];
         let attempt = ti.attempt;
@@ -660,71 +683,72 @@ impl RunExec {
         let params = self.params.clone();
         let timeout = spec.timeout;
         let span = tracing::info_span!("task", task_id = %spec.id, attempt);
-        running.spawn(
-            async move {
-                let _permits = permits;
-                let started = Instant::now();
-                let spec = &dag.tasks[i];
-                let work = async {
-                    let Some(task) = task else {
-                        return Err(TaskError::fatal(format!(
-                            "task type `{}` is not registered in this vigil binary",
-                            spec.task_type
-                        )));
+        running
+            .spawn(
+                async move {
+                    let started = Instant::now();
+                    let spec = &dag.tasks[i];
+                    let work = async {
+                        let Some(task) = task else {
+                            return Err(TaskError::fatal(format!(
+                                "task type `{}` is not registered in this vigil binary",
+                                spec.task_type
+                            )));
+                        };
+                        let null = serde_json::Value::Null;
+                        let config = spec
+                            .config
+                            .render(&RenderContext {
+                                params: &params,
+                                run: &run_vars,
+                                tasks: reads
+                                    .iter()
+                                    .map(|(id, out, state)| {
+                                        let output = out.as_deref().unwrap_or(&null);
+                                        (
+                                            id.as_str(),
+                                            TaskVars {
+                                                output,
+                                                state: state.as_str(),
+                                            },
+                                        )
+                                    })
+                                    .collect(),
+                            })
+                            .map_err(|e| TaskError::fatal(e.to_string()))?;
+                        task.run_json(&ctx, config).await
                     };
-                    let null = serde_json::Value::Null;
-                    let config = spec
-                        .config
-                        .render(&RenderContext {
-                            params: &params,
-                            run: &run_vars,
-                            tasks: reads
-                                .iter()
-                                .map(|(id, out, state)| {
-                                    let output = out.as_deref().unwrap_or(&null);
-                                    (
-                                        id.as_str(),
-                                        TaskVars {
-                                            output,
-                                            state: state.as_str(),
-                                        },
-                                    )
-                                })
-                                .collect(),
-                        })
-                        .map_err(|e| TaskError::fatal(e.to_string()))?;
-                    task.run_json(&ctx, config).await
-                };
-                let guarded = AssertUnwindSafe(work).catch_unwind();
-                let outcome = match timeout {
-                    Some(limit) => match tokio::time::timeout(limit, guarded).await {
-                        Ok(outcome) => outcome,
-                        Err(_) => {
-                            ctx.cancellation_token().cancel();
-                            Ok(Err(TaskError::failed(format!(
-                                "timed out after {}",
-                                humantime::format_duration(limit)
-                            ))))
-                        }
-                    },
-                    None => guarded.await,
-                };
-                let result = outcome.unwrap_or_else(|panic| {
-                    Err(TaskError::failed(format!(
-                        "task panicked: {}",
-                        panic_message(&panic)
-                    )))
-                });
-                Finished {
-                    index: i,
-                    attempt,
-                    result,
-                    logs: ctx.take_log(),
-                    duration: started.elapsed(),
+                    let guarded = AssertUnwindSafe(work).catch_unwind();
+                    let outcome = match timeout {
+                        Some(limit) => match tokio::time::timeout(limit, guarded).await {
+                            Ok(outcome) => outcome,
+                            Err(_) => {
+                                ctx.cancellation_token().cancel();
+                                Ok(Err(TaskError::failed(format!(
+                                    "timed out after {}",
+                                    humantime::format_duration(limit)
+                                ))))
+                            }
+                        },
+                        None => guarded.await,
+                    };
+                    let result = outcome.unwrap_or_else(|panic| {
+                        Err(TaskError::failed(format!(
+                            "task panicked: {}",
+                            panic_message(&panic)
+                        )))
+                    });
+                    Finished {
+                        index: i,
+                        attempt,
+                        result,
+                        logs: ctx.take_log(),
+                        duration: started.elapsed(),
+                    }
                 }
-            }
-            .instrument(span),
-        );
+                .instrument(span),
+            )
+            .id()
     }
 }
 

@@ -21,6 +21,16 @@ pub enum Probe {
 }
 
 impl Probe {
+    /// True when some value in this subtree is not known before the run.
+    pub fn has_unknown(&self) -> bool {
+        match self {
+            Probe::Known(_) => false,
+            Probe::Unknown => true,
+            Probe::Array(items) => items.iter().any(Probe::has_unknown),
+            Probe::Object(entries) => entries.iter().any(|(_, v)| v.has_unknown()),
+        }
+    }
+
     /// True when `path` (as reported by serde_path_to_error) leads into an unknown value, so an
     /// error there says nothing about the DAG file.
     pub fn is_unknown_at(&self, path: &Path) -> bool {
@@ -89,9 +99,13 @@ impl<'de> Deserializer<'de> for ProbeDeserializer<'de> {
             Probe::Array(items) => {
                 visitor.visit_seq(SeqDeserializer::new(items.iter().map(ProbeDeserializer)))
             }
+            // Known entries first: serde stops at the first error, and an error inside an
+            // unknown value is excused, so it must not hide a real error beside it.
             Probe::Object(entries) => visitor.visit_map(MapDeserializer::new(
                 entries
                     .iter()
+                    .filter(|(_, v)| !v.has_unknown())
+                    .chain(entries.iter().filter(|(_, v)| v.has_unknown()))
                     .map(|(k, v)| (k.as_str(), ProbeDeserializer(v))),
             )),
         }

@@ -22,27 +22,43 @@ pub fn register_builtins(registry: &mut Registry) {
 pub mod duration {
     use std::time::Duration;
 
-    use serde::{Deserialize, Deserializer};
+    use serde::Deserializer;
+    use serde::de::{Error, Visitor};
 
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Text(String),
-        Seconds(f64),
+    struct DurationVisitor;
+
+    impl Visitor<'_> for DurationVisitor {
+        type Value = Duration;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a duration like \"30s\" or \"5m\", or a number of seconds")
+        }
+
+        fn visit_str<E: Error>(self, s: &str) -> Result<Duration, E> {
+            humantime::parse_duration(s).map_err(|e| {
+                E::custom(format!(
+                    "invalid duration `{s}`: {e}; write e.g. \"30s\" or \"5m\""
+                ))
+            })
+        }
+
+        fn visit_u64<E: Error>(self, secs: u64) -> Result<Duration, E> {
+            Ok(Duration::from_secs(secs))
+        }
+
+        fn visit_i64<E: Error>(self, secs: i64) -> Result<Duration, E> {
+            u64::try_from(secs)
+                .map(Duration::from_secs)
+                .map_err(|_| E::custom(format!("invalid duration {secs}: it is negative")))
+        }
+
+        fn visit_f64<E: Error>(self, secs: f64) -> Result<Duration, E> {
+            Duration::try_from_secs_f64(secs)
+                .map_err(|_| E::custom(format!("invalid duration {secs}: use 0 or more seconds")))
+        }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        match Raw::deserialize(d)? {
-            Raw::Text(s) => humantime::parse_duration(&s).map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "invalid duration `{s}`: {e}; write e.g. \"30s\" or \"5m\""
-                ))
-            }),
-            Raw::Seconds(secs) => Duration::try_from_secs_f64(secs).map_err(|_| {
-                serde::de::Error::custom(format!(
-                    "invalid duration {secs}: use a number of seconds of 0 or more"
-                ))
-            }),
-        }
+        d.deserialize_any(DurationVisitor)
     }
 }

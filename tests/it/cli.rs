@@ -1,0 +1,248 @@
+//! End to end through the real `vigil` binary in a temporary directory.
+
+use crate::util::Project;
+
+const PIPELINE: &str = r#"
+id = "pipe"
+[params]
+n = 3
+[tasks.make]
+type = "command"
+config = { command = ["sh", "-c", "echo making >&2; printf '{\"n\": %s}' \"$1\"", "sh", "{{ params.n }}"] }
+[tasks.double]
+type = "noop"
+depends_on = ["make"]
+config = { output = "{{ tasks.make.output.n * 2 }}" }
+[tasks.report]
+type = "noop"
+depends_on = ["double"]
+trigger_rule = "all_done"
+"#;
+
+#[test]
+fn dags_test_runs_records_and_exposes_the_run() {
+    let p = Project::new();
+    p.write("dags/pipe.toml", PIPELINE);
+    let run = p
+        .vigil(&["dags", "test", "pipe", "--conf", r#"{"n": 5}"#])
+        .expect(0);
+    let out = run.stdout();
+    assert!(out.contains("run 1 of pipe"), "{out}");
+    for task in ["make", "double", "report"] {
+        assert!(
+            out.lines()
+                .any(|l| l.contains(task) && l.contains("success") && l.contains("attempt 1/1")),
+            "no success line for {task}:\n{out}"
+        );
+    }
+    assert!(out.contains("run success"), "{out}");
+    assert!(
+        p.path().join("vigil.db").exists(),
+        "the embedded default database is ./vigil.db"
+    );
+
+    let shown = p.vigil(&["runs", "show", "1", "--json"]).expect(0).json();
+    assert_eq!(shown["run"]["state"], "success");
+    assert_eq!(shown["run"]["run_type"], "test");
+    assert_eq!(shown["run"]["conf"], serde_json::json!({"n": 5}));
+    let states: Vec<(&str, &str)> = shown["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["task_id"].as_str().unwrap(), t["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("make", "success"),
+            ("double", "success"),
+            ("report", "success")
+        ]
+    );
+
+    let xcom = p.vigil(&["tasks", "xcom", "1", "double"]).expect(0);
+    assert_eq!(xcom.stdout().trim(), "10");
+    let logs = p.vigil(&["tasks", "logs", "1", "make"]).expect(0).stdout();
+    assert!(
+        logs.contains("--- attempt 1 ---") && logs.contains("making"),
+        "{logs}"
+    );
+
+    let listed = p.vigil(&["runs", "list", "--json"]).expect(0).json();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    p.vigil(&["runs", "list", "--state", "sucess"]).expect(1);
+}
+
+#[test]
+fn a_failed_run_exits_1_and_json_reports_it() {
+    let p = Project::new();
+    p.write(
+        "dags/broken_run.toml",
+        "[tasks.a]\ntype = \"fail\"\nconfig = { message = \"no data today\" }\n",
+    );
+    let out = p
+        .vigil(&["dags", "test", "broken_run", "--json"])
+        .expect(1)
+        .json();
+    assert_eq!(out["state"], "failed");
+    assert_eq!(out["tasks"][0]["error"], "no data today");
+}
+
+#[test]
+fn conf_is_checked_against_params_and_nothing_is_recorded_when_it_is_wrong() {
+    let p = Project::new();
+    p.write("dags/pipe.toml", PIPELINE);
+    let run = p
+        .vigil(&[
+            "dags",
+            "test",
+            "pipe",
+            "--conf",
+            r#"{"n": "three", "m": 1}"#,
+        ])
+        .expect(1);
+    let err = run.stderr();
+    assert!(
+        err.contains("unknown param `m`; declared params: n"),
+        "{err}"
+    );
+    assert!(err.contains("param `n` expects an integer"), "{err}");
+    p.vigil(&["dags", "test", "pipe", "--conf", "{not json"])
+        .expect(1);
+    let runs = p.vigil(&["runs", "list", "--json"]).expect(0).json();
+    assert_eq!(
+        runs.as_array().unwrap().len(),
+        0,
+        "a rejected conf must not create a run"
+    );
+}
+
+#[test]
+fn validate_reports_every_error_of_every_file_and_exits_1() {
+    let p = Project::new();
+    p.write("dags/good.toml", "[tasks.a]\ntype = \"noop\"\n");
+    p.write(
+        "dags/bad.toml",
+        "[tasks.a]\ntype = \"nope\"\n[tasks.b]\ntype = \"noop\"\ndepends_on = [\"c\"]\n",
+    );
+    let run = p.vigil(&["dags", "validate"]).expect(1);
+    let out = run.stdout();
+    assert!(out.contains("ok     dags/good.toml"), "{out}");
+    assert!(
+        out.contains("dags/bad.toml:2: task `a`: `tasks.a.type`: unknown task type `nope`"),
+        "{out}"
+    );
+    assert!(
+        out.contains("dags/bad.toml:5: task `b`: `tasks.b.depends_on`: no task named `c`"),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 file(s) valid, 1 file(s) with 2 error(s)"),
+        "{out}"
+    );
+    p.vigil(&["dags", "validate", "dags/good.toml"]).expect(0);
+    let json = p.vigil(&["dags", "validate", "--json"]).expect(1).json();
+    assert_eq!(json["errors"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn one_bad_file_does_not_stop_the_others() {
+    let p = Project::new();
+    p.write("dags/pipe.toml", PIPELINE);
+    p.write("dags/zz_broken.toml", "this is not toml = = =\n");
+    let list = p.vigil(&["dags", "list"]).expect(0);
+    assert!(list.stdout().contains("pipe"), "{}", list.stdout());
+    assert!(
+        list.stdout().contains("zz_broken.toml"),
+        "{}",
+        list.stdout()
+    );
+    assert!(
+        list.stderr().contains("zz_broken.toml:1"),
+        "{}",
+        list.stderr()
+    );
+    p.vigil(&["dags", "test", "pipe"]).expect(0);
+    let err = p.vigil(&["dags", "test", "zz_broken"]).expect(1).stderr();
+    assert!(err.contains("DAG `zz_broken` did not load"), "{err}");
+    let err = p.vigil(&["dags", "test", "pip"]).expect(1).stderr();
+    assert!(
+        err.contains("no DAG `pip`") && err.contains("known DAGs: pipe"),
+        "{err}"
+    );
+}
+
+#[test]
+fn dags_show_prints_tasks_edges_and_graphviz() {
+    let p = Project::new();
+    p.write("dags/pipe.toml", PIPELINE);
+    let table = p.vigil(&["dags", "show", "pipe"]).expect(0).stdout();
+    assert!(table.contains("params     n=3"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("report") && l.contains("all_done")),
+        "{table}"
+    );
+    let dot = p
+        .vigil(&["dags", "show", "pipe", "--format", "dot"])
+        .expect(0)
+        .stdout();
+    assert!(dot.starts_with("digraph \"pipe\""), "{dot}");
+    assert!(
+        dot.contains("\"make\" -> \"double\";") && dot.contains("\"double\" -> \"report\";"),
+        "{dot}"
+    );
+    let json = p
+        .vigil(&["dags", "show", "pipe", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(
+        json["edges"],
+        serde_json::json!([["make", "double"], ["double", "report"]])
+    );
+}
+
+#[test]
+fn config_file_environment_and_flags_choose_the_database() {
+    let p = Project::new();
+    p.write("dags/pipe.toml", PIPELINE);
+    p.write(
+        "config/vigil.toml",
+        "[database]\nurl = \"sqlite://state/from-config.db\"\n",
+    );
+    p.vigil(&["dags", "test", "pipe"]).expect(0);
+    assert!(p.path().join("state/from-config.db").exists());
+    p.vigil(&[
+        "--database",
+        "sqlite://from-flag.db",
+        "dags",
+        "test",
+        "pipe",
+    ])
+    .expect(0);
+    assert!(p.path().join("from-flag.db").exists());
+    p.write("config/vigil.toml", "[databse]\nurl = \"x\"\n");
+    let err = p.vigil(&["dags", "list"]).expect(1).stderr();
+    assert!(
+        err.contains("config/vigil.toml") && err.contains("databse"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_benchmark_runs_every_scenario() {
+    let p = Project::new();
+    let out = p.vigil(&["bench", "--quick", "--json"]).expect(0).json();
+    let names: Vec<&str> = out
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["chain", "fanout", "process", "load"]);
+    for r in out.as_array().unwrap() {
+        assert!(r["total_ms"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["peak_rss_mib"].as_f64().unwrap() > 0.0, "{r}");
+    }
+}

@@ -1,0 +1,106 @@
+//! A user's own Rust task type, registered through the library: its config is checked when
+//! the DAG loads, its typed output flows downstream.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use vigil::dag::parse_dag;
+use vigil::state::TaskState;
+use vigil::{Registry, Task, TaskContext, TaskError};
+
+use crate::util::Engine;
+
+struct Score;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScoreConfig {
+    model: String,
+    threshold: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ScoreOutput {
+    model: String,
+    score: f64,
+    passed: bool,
+}
+
+#[async_trait]
+impl Task for Score {
+    type Config = ScoreConfig;
+    type Output = ScoreOutput;
+
+    async fn run(&self, ctx: &TaskContext, config: ScoreConfig) -> Result<ScoreOutput, TaskError> {
+        ctx.info(format!("scoring {}", config.model));
+        let score = 0.9;
+        Ok(ScoreOutput {
+            model: config.model,
+            score,
+            passed: score >= config.threshold,
+        })
+    }
+}
+
+/// Reads the typed output of an upstream `score` task through the context.
+struct Gate;
+
+#[async_trait]
+impl Task for Gate {
+    type Config = serde::de::IgnoredAny;
+    type Output = String;
+
+    async fn run(&self, ctx: &TaskContext, _: serde::de::IgnoredAny) -> Result<String, TaskError> {
+        let scored: ScoreOutput = ctx.upstream("score")?;
+        if scored.passed {
+            Ok(format!("{} may ship", scored.model))
+        } else {
+            Err(TaskError::fatal("score below threshold"))
+        }
+    }
+}
+
+fn registry() -> Registry {
+    Registry::builtin()
+        .with("acme.score", Score)
+        .with("acme.gate", Gate)
+}
+
+#[tokio::test]
+async fn a_registered_rust_task_runs_and_passes_its_typed_result_on() {
+    let engine = Engine::with_registry(registry()).await;
+    let out = engine
+        .run(
+            "[params]\nthreshold = 0.5\n[tasks.score]\ntype = \"acme.score\"\nconfig = { model = \"churn\", threshold = \"{{ params.threshold }}\" }\n[tasks.gate]\ntype = \"acme.gate\"\ndepends_on = [\"score\"]\n",
+        )
+        .await;
+    assert_eq!(out.state_of("gate"), TaskState::Success);
+    let gate = engine
+        .store
+        .output(out.run_id, "gate")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(gate.value, serde_json::json!("churn may ship"));
+}
+
+#[test]
+fn its_config_is_checked_against_its_type_when_the_dag_loads() {
+    let err = parse_dag(
+        std::path::Path::new("dags/acme.toml"),
+        "[tasks.score]\ntype = \"acme.score\"\nconfig = { model = \"churn\", threshold = \"high\" }\n",
+        &registry(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("tasks.score.config.threshold"), "{err}");
+    assert!(err.contains("does not fit task type `acme.score`"), "{err}");
+
+    let err = parse_dag(
+        std::path::Path::new("dags/acme.toml"),
+        "[tasks.score]\ntype = \"acme.score\"\nconfig = { model = \"churn\" }\n",
+        &registry(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("missing field `threshold`"), "{err}");
+}

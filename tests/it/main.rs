@@ -1,0 +1,10 @@
+//! Integration tests: one binary, one module per feature. They use real SQLite files in
+//! temporary directories and drive the real `vigil` binary for end-to-end paths.
+
+mod cli;
+mod command;
+mod custom_task;
+mod executor;
+mod store;
+mod util;
+mod validation;

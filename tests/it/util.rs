@@ -1,0 +1,183 @@
+//! Shared test helpers: a temp directory with a `vigil` command that runs the real binary in
+//! it, and an in-process engine over a real SQLite file.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::Arc;
+
+use vigil::dag::{Dag, parse_dag};
+use vigil::run::{Executor, Limits, plan_run};
+use vigil::state::RunState;
+use vigil::store::{RunRecord, RunType, Store, TaskInstance};
+use vigil::task::Registry;
+
+/// A temporary project directory: `dags/`, a SQLite database, and the real binary.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new() -> Project {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("dags")).expect("dags dir");
+        Project { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.path().join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("parent dir");
+        }
+        std::fs::write(&p, text).expect("write file");
+        p
+    }
+
+    /// Runs `vigil ARGS` in the project directory with a clean VIGIL_* environment.
+    pub fn vigil(&self, args: &[&str]) -> Run {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"));
+        cmd.current_dir(self.path()).args(args);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("VIGIL_") {
+                cmd.env_remove(k);
+            }
+        }
+        Run(cmd.output().expect("run vigil"))
+    }
+}
+
+/// The output of one `vigil` invocation.
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.0.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout(),
+                self.stderr()
+            )
+        })
+    }
+    /// Asserts the exit code, showing the output when it differs.
+    pub fn expect(self, code: i32) -> Run {
+        assert_eq!(
+            self.code(),
+            code,
+            "unexpected exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+/// An engine over a real SQLite file in a temp directory.
+pub struct Engine {
+    pub dir: tempfile::TempDir,
+    pub store: Arc<dyn Store>,
+    pub registry: Arc<Registry>,
+}
+
+impl Engine {
+    pub async fn new() -> Engine {
+        Engine::with_registry(Registry::builtin()).await
+    }
+
+    pub async fn with_registry(registry: Registry) -> Engine {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("vigil.db").display());
+        let store = vigil::store::open(&url, vigil::store::Synchronous::Normal)
+            .await
+            .expect("open store");
+        Engine {
+            dir,
+            store,
+            registry: Arc::new(registry),
+        }
+    }
+
+    /// Parses a DAG (as if from `dags/test.toml` in the engine's directory).
+    pub fn dag(&self, src: &str) -> Arc<Dag> {
+        let file = self.dir.path().join("test.toml");
+        match parse_dag(&file, src, &self.registry) {
+            Ok(dag) => Arc::new(dag),
+            Err(e) => panic!("DAG does not load:\n{e}"),
+        }
+    }
+
+    pub fn executor(&self, parallelism: usize) -> Executor {
+        Executor::new(
+            self.store.clone(),
+            self.registry.clone(),
+            Arc::new(Limits::new(parallelism)),
+        )
+    }
+
+    pub async fn create(&self, dag: &Dag, conf: serde_json::Value) -> RunRecord {
+        let new = plan_run(
+            dag,
+            conf,
+            RunType::Manual,
+            chrono::Utc::now(),
+            RunState::Queued,
+        )
+        .expect("plan run");
+        self.store.create_run(&new).await.expect("create run")
+    }
+
+    /// Creates and executes one run; returns its state and task instances by id.
+    pub async fn run(&self, src: &str) -> Outcome {
+        let dag = self.dag(src);
+        let run = self.create(&dag, serde_json::Value::Null).await;
+        let state = self
+            .executor(32)
+            .execute(dag, run.clone(), None)
+            .await
+            .expect("execute");
+        self.outcome(run.id, state).await
+    }
+
+    pub async fn outcome(&self, run_id: i64, state: RunState) -> Outcome {
+        let tis = self
+            .store
+            .task_instances(run_id)
+            .await
+            .expect("task instances");
+        Outcome {
+            run_id,
+            state,
+            tasks: tis.into_iter().map(|t| (t.task_id.clone(), t)).collect(),
+        }
+    }
+}
+
+pub struct Outcome {
+    pub run_id: i64,
+    pub state: RunState,
+    pub tasks: std::collections::BTreeMap<String, TaskInstance>,
+}
+
+impl Outcome {
+    pub fn task(&self, id: &str) -> &TaskInstance {
+        self.tasks
+            .get(id)
+            .unwrap_or_else(|| panic!("no task {id} in {:?}", self.tasks.keys()))
+    }
+
+    pub fn state_of(&self, id: &str) -> vigil::state::TaskState {
+        self.task(id).state
+    }
+}
