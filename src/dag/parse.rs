@@ -458,8 +458,10 @@ pub fn parse_cron(text: &str) -> Result<croner::Cron, String> {
         .build()
         .parse(text)
         .map_err(|e| {
+            let why = e.to_string();
             format!(
-                "invalid cron expression `{text}`: {e}; use 5 fields (minute hour day month weekday), 6 with seconds first, or @hourly/@daily/@weekly/@monthly/@yearly"
+                "invalid cron expression `{text}` ({}); use 5 fields (minute hour day month weekday), 6 with seconds first, or @hourly/@daily/@weekly/@monthly/@yearly",
+                why.trim_end_matches('.')
             )
         })
 }

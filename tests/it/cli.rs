@@ -246,3 +246,75 @@ fn the_benchmark_runs_every_scenario() {
         assert!(r["peak_rss_mib"].as_f64().unwrap() > 0.0, "{r}");
     }
 }
+
+/// Copies the repository's `dags/` folder (with its scripts) into the project.
+fn copy_example_dags(p: &Project) {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dags");
+    for entry in walk(&src) {
+        let rel = entry.strip_prefix(&src).unwrap();
+        let text = std::fs::read_to_string(&entry).unwrap();
+        p.write(&format!("dags/{}", rel.display()), &text);
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_shipped_example_pipeline_runs_as_is() {
+    let p = Project::new();
+    copy_example_dags(&p);
+    p.vigil(&["dags", "validate"]).expect(0);
+    let ok = p
+        .vigil(&["dags", "test", "example_pipeline", "--json"])
+        .expect(0)
+        .json();
+    let states: Vec<&str> = ok["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["state"].as_str().unwrap())
+        .collect();
+    assert!(states.iter().all(|s| *s == "success"), "{ok}");
+    let train = p.vigil(&["tasks", "xcom", "1", "train"]).expect(0).json();
+    assert_eq!(train["inputs"]["upstream"]["validate"]["rows"], 1200);
+    assert_eq!(train["model"], "sales_forecast");
+
+    // Too few rows: validate fails after its retry, train never runs, report still reports.
+    let bad = p
+        .vigil(&[
+            "dags",
+            "test",
+            "example_pipeline",
+            "--conf",
+            r#"{"rows": 50}"#,
+            "--json",
+        ])
+        .json();
+    let state_of = |id: &str| {
+        bad["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["task_id"] == id)
+            .unwrap()["state"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(state_of("validate"), "failed");
+    assert_eq!(state_of("train"), "upstream_failed");
+    assert_eq!(state_of("report"), "success");
+    let report = p.vigil(&["tasks", "xcom", "2", "report"]).expect(0).json();
+    assert_eq!(report["train_state"], "upstream_failed");
+}
