@@ -271,7 +271,9 @@ fn parse_into(file: &Path, src: &str, registry: &Registry, sink: &mut Sink<'_>) 
         Ok(built) => built,
         Err(cycles) => {
             for cycle in cycles {
-                let first = &cycle.0[0];
+                let Some(first) = cycle.0.first() else {
+                    continue;
+                };
                 let at = known.get(first.as_str()).map(|&i| &raw_tasks[i]);
                 sink.push(
                     at.and_then(|t| t.depends_span.clone()),

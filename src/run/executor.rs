@@ -140,6 +140,15 @@ impl Executor {
     }
 }
 
+/// What a transition carries besides the new row.
+#[derive(Default)]
+struct Change {
+    output: Option<serde_json::Value>,
+    logs: Vec<LogLine>,
+    logs_attempt: u32,
+    clear_output: bool,
+}
+
 /// The result of one attempt, sent back from its spawned future.
 struct Finished {
     index: usize,
@@ -402,54 +411,56 @@ impl RunExec {
         duration: Duration,
         now: DateTime<Utc>,
     ) {
-        let spec = &self.dag.tasks[i];
-        let max_attempts = self.tis[i].max_attempts;
-        let mut ti = self.tis[i].clone();
-        ti.ended_at = Some(now);
-        ti.updated_at = now;
+        let retry = self.dag.tasks[i].retry;
+        let can_retry = attempt < self.tis[i].max_attempts;
         let mut output = None;
-        match result {
+        let (state, error, next_retry_at) = match result {
             Ok(value) => {
-                ti.state = TaskState::Success;
-                ti.error = None;
                 // Like Airflow, a task that returns nothing (null) stores no result.
                 if !value.is_null() {
                     output = Some(value.clone());
                 }
                 self.outputs[i] = Some(Arc::new(value));
+                (TaskState::Success, None, None)
             }
-            Err(TaskError::Skip(reason)) => {
-                ti.state = TaskState::Skipped;
-                ti.error = Some(reason);
-            }
-            Err(TaskError::Failed(message)) if attempt < max_attempts => {
+            Err(TaskError::Skip(reason)) => (TaskState::Skipped, Some(reason), None),
+            Err(TaskError::Failed(message)) if can_retry => {
                 let at = now
-                    + chrono::Duration::from_std(spec.retry.delay_after(attempt))
+                    + chrono::Duration::from_std(retry.delay_after(attempt))
                         .unwrap_or(chrono::Duration::MAX);
-                ti.state = TaskState::UpForRetry;
-                ti.next_retry_at = Some(at);
-                ti.error = Some(message);
                 self.retry_at.insert((at, i));
+                (TaskState::UpForRetry, Some(message), Some(at))
             }
             Err(TaskError::Failed(message) | TaskError::Fatal(message)) => {
-                ti.state = TaskState::Failed;
-                ti.error = Some(message);
+                (TaskState::Failed, Some(message), None)
             }
-        }
+        };
+        let change = Change {
+            output,
+            logs,
+            logs_attempt: attempt,
+            clear_output: false,
+        };
+        self.transition(i, state, now, change, |ti| {
+            ti.ended_at = Some(now);
+            ti.error = error;
+            ti.next_retry_at = next_retry_at;
+        });
+        self.report_end(i, duration);
+    }
+
+    /// Reports that task `i` reached the state it now has (terminal or up for retry).
+    fn report_end(&mut self, i: usize, duration: Duration) {
+        let ti = &self.tis[i];
         self.events.push(RunEvent::TaskEnded {
             task_id: ti.task_id.clone(),
             state: ti.state,
-            attempt,
-            max_attempts,
+            attempt: ti.attempt,
+            max_attempts: ti.max_attempts,
             duration,
             error: ti.error.clone(),
             next_retry_at: ti.next_retry_at,
         });
-        let state = ti.state;
-        self.write(i, ti, output, logs, attempt);
-        if state.is_terminal() {
-            self.mark_terminal(i, state);
-        }
     }
 
     /// Counts a terminal task for its downstream tasks and queues them for evaluation.
@@ -468,32 +479,19 @@ impl RunExec {
             if self.tis[i].state != TaskState::Scheduled {
                 continue;
             }
-            let decision = evaluate(self.dag.tasks[i].trigger_rule, &self.counts[i]);
-            let new_state = match decision {
+            let state = match evaluate(self.dag.tasks[i].trigger_rule, &self.counts[i]) {
                 Decision::Wait => continue,
                 Decision::Run => TaskState::Queued,
                 Decision::Skip => TaskState::Skipped,
                 Decision::UpstreamFailed => TaskState::UpstreamFailed,
             };
-            let mut ti = self.tis[i].clone();
-            ti.state = new_state;
-            ti.updated_at = now;
-            if new_state.is_terminal() {
-                ti.ended_at = Some(now);
-                self.events.push(RunEvent::TaskEnded {
-                    task_id: ti.task_id.clone(),
-                    state: new_state,
-                    attempt: ti.attempt,
-                    max_attempts: ti.max_attempts,
-                    duration: Duration::ZERO,
-                    error: None,
-                    next_retry_at: None,
-                });
-            }
-            let attempt = ti.attempt;
-            self.write(i, ti, None, Vec::new(), attempt);
-            if new_state.is_terminal() {
-                self.mark_terminal(i, new_state);
+            self.transition(i, state, now, Change::default(), |ti| {
+                if state.is_terminal() {
+                    ti.ended_at = Some(now);
+                }
+            });
+            if state.is_terminal() {
+                self.report_end(i, Duration::ZERO);
             } else {
                 self.queued.insert(i);
             }
@@ -506,12 +504,9 @@ impl RunExec {
                 break;
             }
             self.retry_at.pop_first();
-            let mut ti = self.tis[i].clone();
-            ti.state = TaskState::Queued;
-            ti.next_retry_at = None;
-            ti.updated_at = now;
-            let attempt = ti.attempt;
-            self.write(i, ti, None, Vec::new(), attempt);
+            self.transition(i, TaskState::Queued, now, Change::default(), |ti| {
+                ti.next_retry_at = None
+            });
             self.queued.insert(i);
         }
     }
@@ -523,62 +518,60 @@ impl RunExec {
                 break;
             };
             self.queued.pop_first();
-            let mut ti = self.tis[i].clone();
-            let retrying = ti.attempt > 0;
-            ti.state = TaskState::Running;
-            ti.attempt += 1;
-            ti.started_at = Some(now);
-            ti.ended_at = None;
-            ti.error = None;
-            ti.updated_at = now;
+            let retrying = self.tis[i].attempt > 0;
+            if retrying {
+                // A new attempt must not be able to read an earlier attempt's result.
+                self.outputs[i] = None;
+            }
+            let change = Change {
+                clear_output: retrying,
+                ..Change::default()
+            };
+            self.transition(i, TaskState::Running, now, change, |ti| {
+                ti.attempt += 1;
+                ti.started_at = Some(now);
+                ti.ended_at = None;
+                ti.error = None;
+            });
+            let ti = &self.tis[i];
             self.events.push(RunEvent::TaskStarted {
                 task_id: ti.task_id.clone(),
                 attempt: ti.attempt,
                 max_attempts: ti.max_attempts,
             });
-            let attempt = ti.attempt;
-            if retrying {
-                // A new attempt must not be able to read an earlier attempt's result.
-                self.outputs[i] = None;
-            }
-            self.write_with(i, ti, None, Vec::new(), attempt, retrying);
             self.to_spawn.push(i);
             self.pending_permits.push(permits);
         }
     }
 
-    fn write(
+    /// Moves task `i` to `state` at `now` (with `edit` for its other fields) and adds the
+    /// transition to this step, folded into an earlier transition of the same task in this
+    /// step when that loses nothing. A terminal state is counted for the downstream tasks.
+    fn transition(
         &mut self,
         i: usize,
-        to: TaskInstance,
-        output: Option<serde_json::Value>,
-        logs: Vec<LogLine>,
-        logs_attempt: u32,
+        state: TaskState,
+        now: DateTime<Utc>,
+        change: Change,
+        edit: impl FnOnce(&mut TaskInstance),
     ) {
-        self.write_with(i, to, output, logs, logs_attempt, false)
-    }
-
-    /// Adds a transition of task `i` to the step, folding it into an earlier transition of the
-    /// same task in this step when that loses nothing.
-    fn write_with(
-        &mut self,
-        i: usize,
-        to: TaskInstance,
-        output: Option<serde_json::Value>,
-        logs: Vec<LogLine>,
-        logs_attempt: u32,
-        clear_output: bool,
-    ) {
+        let mut to = self.tis[i].clone();
+        to.state = state;
+        to.updated_at = now;
+        edit(&mut to);
         let from = std::mem::replace(&mut self.tis[i], to.clone());
+        if state.is_terminal() {
+            self.mark_terminal(i, state);
+        }
         if let Some(&pos) = self.in_batch.get(&i) {
             let t = &mut self.batch.tasks[pos];
-            if logs.is_empty() || t.logs.is_empty() {
+            if change.logs.is_empty() || t.logs.is_empty() {
                 t.to = to;
-                t.output = output.or(t.output.take());
-                t.clear_output |= clear_output;
-                if !logs.is_empty() {
-                    t.logs = logs;
-                    t.logs_attempt = logs_attempt;
+                t.output = change.output.or(t.output.take());
+                t.clear_output |= change.clear_output;
+                if !change.logs.is_empty() {
+                    t.logs = change.logs;
+                    t.logs_attempt = change.logs_attempt;
                 }
                 return;
             }
@@ -588,10 +581,10 @@ impl RunExec {
             expect_state: from.state,
             expect_attempt: from.attempt,
             to,
-            output,
-            clear_output,
-            logs,
-            logs_attempt,
+            output: change.output,
+            clear_output: change.clear_output,
+            logs: change.logs,
+            logs_attempt: change.logs_attempt,
         });
     }
 
@@ -622,14 +615,10 @@ impl RunExec {
         tracing::error!("run cannot make progress; failing its remaining tasks");
         for i in 0..self.tis.len() {
             if !self.tis[i].state.is_terminal() {
-                let mut ti = self.tis[i].clone();
-                ti.state = TaskState::Failed;
-                ti.error = Some("internal error: the run could not make progress".into());
-                ti.ended_at = Some(now);
-                ti.updated_at = now;
-                let attempt = ti.attempt;
-                self.write(i, ti, None, Vec::new(), attempt);
-                self.mark_terminal(i, TaskState::Failed);
+                self.transition(i, TaskState::Failed, now, Change::default(), |ti| {
+                    ti.error = Some("internal error: the run could not make progress".into());
+                    ti.ended_at = Some(now);
+                });
             }
         }
         self.queued.clear();

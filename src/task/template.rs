@@ -490,6 +490,26 @@ mod tests {
         }
     }
 
+    /// A render context where upstream task `a` succeeded with `out`.
+    fn with_a<'a>(
+        params: &'a serde_json::Map<String, serde_json::Value>,
+        run: &'a RunVars,
+        out: &'a serde_json::Value,
+    ) -> RenderContext<'a> {
+        RenderContext {
+            params,
+            run,
+            tasks: [(
+                "a",
+                TaskVars {
+                    output: out,
+                    state: "success",
+                },
+            )]
+            .into(),
+        }
+    }
+
     #[test]
     fn single_expressions_keep_their_type_and_mixed_text_is_a_string() {
         let t = compile(json!({
@@ -505,20 +525,8 @@ mod tests {
         let p = serde_json::Map::from_iter(params());
         let out = json!({"rows": 21, "ok": true});
         let run = run_vars();
-        let ctx = RenderContext {
-            params: &p,
-            run: &run,
-            tasks: [(
-                "a",
-                TaskVars {
-                    output: &out,
-                    state: "success",
-                },
-            )]
-            .into(),
-        };
         assert_eq!(
-            t.render(&ctx).unwrap(),
+            t.render(&with_a(&p, &run, &out)).unwrap(),
             json!({
                 "n": 5.0,
                 "whole": {"rows": 21, "ok": true},
@@ -592,20 +600,7 @@ mod tests {
         let p = serde_json::Map::new();
         let out = json!({});
         let run = run_vars();
-        let err = t
-            .render(&RenderContext {
-                params: &p,
-                run: &run,
-                tasks: [(
-                    "a",
-                    TaskVars {
-                        output: &out,
-                        state: "success",
-                    },
-                )]
-                .into(),
-            })
-            .unwrap_err();
+        let err = t.render(&with_a(&p, &run, &out)).unwrap_err();
         assert_eq!(err.path, "deep.k");
         assert!(err.message.contains("undefined"), "{}", err.message);
     }
