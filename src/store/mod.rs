@@ -40,10 +40,8 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "database URL `{0}` is not supported; use sqlite://PATH (PostgreSQL support is not built yet)"
-    )]
-    UnsupportedUrl(String),
+    #[error("database URL `{url}` is not supported: {why}; use sqlite://PATH")]
+    UnsupportedUrl { url: String, why: &'static str },
     #[error("cannot apply database migrations: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error(
@@ -122,7 +120,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 /// Opens the store named by `url` and applies migrations.
 pub async fn open(url: &str, synchronous: Synchronous) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        return Err(StoreError::UnsupportedUrl(url.to_string()));
+        return Err(StoreError::UnsupportedUrl {
+            url: url.to_string(),
+            why: "PostgreSQL support is not built yet",
+        });
     }
     Ok(Arc::new(SqliteStore::open(url, synchronous).await?))
 }

@@ -181,9 +181,10 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         if in_memory {
             // One in-memory database per connection would split readers from the writer.
-            return Err(StoreError::UnsupportedUrl(format!(
-                "{url} (in-memory databases are not supported; use a file)"
-            )));
+            return Err(StoreError::UnsupportedUrl {
+                url: url.to_string(),
+                why: "an in-memory database would not be shared by vigil's connections",
+            });
         }
         let mut conn = options.connect().await.map_err(open_err)?;
         sqlx::migrate!("./migrations/sqlite")
