@@ -4,6 +4,7 @@
 //! Relative paths are resolved against the directory vigil is started in.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -18,6 +19,53 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub dags: DagsConfig,
     pub executor: ExecutorConfig,
+    pub daemon: DaemonConfig,
+    pub retention: RetentionConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// On SIGTERM/SIGINT, how long running tasks may take to finish before they are
+    /// cancelled and recorded to run again.
+    #[serde(deserialize_with = "crate::tasks::duration::deserialize")]
+    pub shutdown_grace: Duration,
+    /// How often the daemon proves it is alive for the runs it executes.
+    #[serde(deserialize_with = "crate::tasks::duration::deserialize")]
+    pub heartbeat_interval: Duration,
+    /// A run whose owner has not heartbeat for this long is taken over.
+    #[serde(deserialize_with = "crate::tasks::duration::deserialize")]
+    pub lease: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Finished runs older than this are deleted, with their results and logs.
+    #[serde(deserialize_with = "crate::tasks::duration::deserialize")]
+    pub max_age: Duration,
+    /// How often the daemon deletes them.
+    #[serde(deserialize_with = "crate::tasks::duration::deserialize")]
+    pub interval: Duration,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            shutdown_grace: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(5),
+            lease: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            max_age: Duration::from_secs(30 * 24 * 3600),
+            interval: Duration::from_secs(3600),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

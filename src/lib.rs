@@ -13,7 +13,9 @@
 //! - [`dag`]: the DAG file format, loading a folder, every load-time check, the graph.
 //! - [`task`]: the [`task::Task`] trait, the registry, the per-attempt context, templating.
 //! - [`tasks`]: the built-in task types (`command`, `noop`, `sleep`, `fail`).
-//! - [`run`]: executing one DAG run: trigger rules, retries, timeouts, limits.
+//! - [`run`]: executing one DAG run: trigger rules, retries, timeouts, limits, ownership.
+//! - [`schedule`]: cron ticks (pure) and the [`Daemon`] that creates, starts, resumes and
+//!   stops runs.
 //! - [`store`]: durable state behind the [`store::Store`] trait (SQLite).
 //! - [`state`]: the run and task states shared by `run` and `store`.
 //! - [`cli`]: the `vigil` command line; [`cli::main`] runs it with any registry, so a program
@@ -25,9 +27,11 @@ pub mod cli;
 pub mod config;
 pub mod dag;
 pub mod run;
+pub mod schedule;
 pub mod state;
 pub mod store;
 pub mod task;
 pub mod tasks;
 
+pub use schedule::{Daemon, DaemonBuilder};
 pub use task::{Registry, Task, TaskContext, TaskError};

@@ -313,6 +313,7 @@ async fn run_generated(
         RunType::Test,
         Utc::now(),
         RunState::Running,
+        Some(crate::run::owner::current()),
     )?;
     let run = store.create_run(&new).await?;
     let state = executor.execute(dag, run.clone(), None).await?;

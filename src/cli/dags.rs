@@ -43,6 +43,23 @@ pub enum DagsCommand {
         #[arg(long, value_name = "TIME")]
         logical_date: Option<String>,
     },
+    /// Queue a run for the daemon (and wake it); --wait follows it to the end
+    Trigger {
+        id: String,
+        /// Params for this run as a JSON object, e.g. '{"model": "churn"}'
+        #[arg(long, value_name = "JSON")]
+        conf: Option<String>,
+        /// The run's logical date (RFC 3339 or YYYY-MM-DD) [default: now]
+        #[arg(long, value_name = "TIME")]
+        logical_date: Option<String>,
+        /// Wait for the run to finish; exit 0 if it succeeded, 1 if it failed
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Stop scheduling new runs of a DAG (runs in progress finish)
+    Pause { id: String },
+    /// Resume scheduling a paused DAG
+    Unpause { id: String },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -54,7 +71,7 @@ pub enum ShowFormat {
 
 pub async fn run(ctx: &Ctx, cmd: DagsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        DagsCommand::List => list(ctx),
+        DagsCommand::List => list(ctx).await,
         DagsCommand::Show { id, format } => show(ctx, &id, format),
         DagsCommand::Validate { paths } => validate(ctx, paths),
         DagsCommand::Test {
@@ -62,7 +79,129 @@ pub async fn run(ctx: &Ctx, cmd: DagsCommand) -> anyhow::Result<ExitCode> {
             conf,
             logical_date,
         } => test(ctx, &id, conf.as_deref(), logical_date.as_deref()).await,
+        DagsCommand::Trigger {
+            id,
+            conf,
+            logical_date,
+            wait,
+        } => trigger(ctx, &id, conf.as_deref(), logical_date.as_deref(), wait).await,
+        DagsCommand::Pause { id } => pause(ctx, &id, true).await,
+        DagsCommand::Unpause { id } => pause(ctx, &id, false).await,
     }
+}
+
+/// Wakes the daemon that owns the database, if one runs; returns its pid.
+fn wake_daemon(ctx: &Ctx) -> Option<i32> {
+    let path = crate::store::sqlite_path(&ctx.config.database.url)?;
+    let holder = crate::schedule::lock::OwnerLock::holder(&path)?;
+    // SAFETY: kill(2) sends a signal and touches no memory. SIGUSR1 asks the daemon to look
+    // at the database now; a process that is not a vigil daemon would not hold the lock.
+    let rc = unsafe { libc::kill(holder.pid, libc::SIGUSR1) };
+    (rc == 0).then_some(holder.pid)
+}
+
+async fn trigger(
+    ctx: &Ctx,
+    id: &str,
+    conf: Option<&str>,
+    logical_date: Option<&str>,
+    wait: bool,
+) -> anyhow::Result<ExitCode> {
+    let dag = find_dag(ctx, id)?;
+    let conf = parse_conf(conf)?;
+    let logical_date = match logical_date {
+        Some(s) => parse_logical_date(s)?,
+        None => Utc::now().trunc_subsecs(6),
+    };
+    let new = plan_run(&dag, conf, RunType::Manual, logical_date, RunState::Queued, None)?;
+    let store = ctx.store().await?;
+    let run = store.create_run(&new).await?;
+    let daemon = wake_daemon(ctx);
+    let paused = store.dag_state(&dag.id, Utc::now()).await?.paused;
+    if ctx.json && !wait {
+        print_json(&serde_json::json!({
+            "run_id": run.id,
+            "dag_id": run.dag_id,
+            "logical_date": run.logical_date,
+            "state": run.state,
+            "daemon_pid": daemon,
+            "paused": paused,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !ctx.json {
+        println!(
+            "queued run {} of {} (logical date {})",
+            run.id,
+            dag.id,
+            run.logical_date.to_rfc3339()
+        );
+        match daemon {
+            Some(pid) => println!("the daemon (pid {pid}) was told to start it"),
+            None => println!(
+                "no daemon is running on this database: start one with `vigil daemon` to run it, or run a DAG now in this process with `vigil dags test {}`",
+                dag.id
+            ),
+        }
+        if paused {
+            println!(
+                "note: {} is paused; the run waits until `vigil dags unpause {}`",
+                dag.id, dag.id
+            );
+        }
+    }
+    if !wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Follow the run in the database; the daemon does the work.
+    let state = loop {
+        let current = store
+            .run(run.id)
+            .await?
+            .context("the run disappeared while waiting for it")?;
+        if current.state.is_terminal() {
+            break current.state;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    if ctx.json {
+        let tis = store.task_instances(run.id).await?;
+        print_json(&serde_json::json!({ "run_id": run.id, "state": state, "tasks": tis }))?;
+    } else {
+        println!(
+            "run {} {}; details: vigil runs show {}",
+            run.id, state, run.id
+        );
+    }
+    Ok(if state == RunState::Success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn pause(ctx: &Ctx, id: &str, paused: bool) -> anyhow::Result<ExitCode> {
+    let store = ctx.store().await?;
+    let known = store.dag_states().await?.iter().any(|s| s.dag_id == id);
+    if !known {
+        // Not seen by a daemon yet: it must at least be a DAG in the folder.
+        find_dag(ctx, id)?;
+    }
+    store.set_paused(id, paused).await?;
+    let daemon = wake_daemon(ctx);
+    let word = if paused { "paused" } else { "unpaused" };
+    if ctx.json {
+        print_json(&serde_json::json!({"dag_id": id, "paused": paused, "daemon_pid": daemon}))?;
+    } else {
+        println!(
+            "{id} {word}{}",
+            match daemon {
+                Some(pid) => format!("; the daemon (pid {pid}) applies it now"),
+                None => "; a daemon applies it when it starts".into(),
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Serialize)]
@@ -95,11 +234,29 @@ fn print_file_errors(errors: &[FileErrors]) {
     }
 }
 
-fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
+async fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let set = ctx.dags()?;
+    let paused: std::collections::HashSet<String> = ctx
+        .store()
+        .await?
+        .dag_states()
+        .await?
+        .into_iter()
+        .filter(|s| s.paused)
+        .map(|s| s.dag_id)
+        .collect();
     if ctx.json {
+        let dags: Vec<_> = set
+            .dags
+            .values()
+            .map(|d| {
+                let mut v = serde_json::to_value(summary(d)).unwrap_or_default();
+                v["paused"] = paused.contains(&d.id).into();
+                v
+            })
+            .collect();
         print_json(&serde_json::json!({
-            "dags": set.dags.values().map(|d| summary(d)).collect::<Vec<_>>(),
+            "dags": dags,
             "errors": set.errors.iter().flat_map(|e| &e.diagnostics).collect::<Vec<_>>(),
         }))?;
         return Ok(ExitCode::SUCCESS);
@@ -115,6 +272,7 @@ fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
                     .map(|s| s.expression.clone())
                     .unwrap_or_else(|| "manual".into()),
                 d.tasks.len().to_string(),
+                if paused.contains(&d.id) { "yes" } else { "no" }.to_string(),
                 d.tags.join(","),
                 d.file.display().to_string(),
             ]
@@ -122,11 +280,11 @@ fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         .collect();
     println!(
         "{}",
-        table(&["DAG", "SCHEDULE", "TASKS", "TAGS", "FILE"], rows)
+        table(&["DAG", "SCHEDULE", "TASKS", "PAUSED", "TAGS", "FILE"], rows)
     );
     if !set.errors.is_empty() {
         println!(
-            "\n{} file(s) failed to load (details on stderr; fix them or run `vigil dags validate`):",
+            "\n{} file(s) failed to load (details on stderr; fix them or run `vigil dags validate`; a running daemon keeps the last version that loaded):",
             set.errors.len()
         );
         for e in &set.errors {
@@ -396,7 +554,15 @@ async fn test(
         Some(s) => parse_logical_date(s)?,
         None => Utc::now().trunc_subsecs(6),
     };
-    let new = plan_run(&dag, conf, RunType::Test, logical_date, RunState::Running)?;
+    let owner = crate::run::owner::current();
+    let new = plan_run(
+        &dag,
+        conf,
+        RunType::Test,
+        logical_date,
+        RunState::Running,
+        Some(owner.clone()),
+    )?;
     let executor = ctx.executor().await?;
     let run = executor.store().create_run(&new).await?;
     let json = ctx.json;

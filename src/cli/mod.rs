@@ -53,6 +53,12 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the scheduler: cron schedules, triggered runs, hot reload, crash recovery
+    Daemon {
+        /// Log lines as text for people or JSON for log collectors
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
     /// List, inspect, validate and test DAGs
     #[command(subcommand)]
     Dags(dags::DagsCommand),
@@ -73,6 +79,18 @@ pub enum Command {
 pub enum DbCommand {
     /// Create the database if needed and apply migrations
     Migrate,
+    /// Delete finished runs (with their results and logs) older than an age
+    Cleanup {
+        /// e.g. 30d, 12h
+        #[arg(long, value_name = "AGE", value_parser = humantime::parse_duration)]
+        older_than: std::time::Duration,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// What every command needs, built lazily so `dags validate` never opens a database.
@@ -109,7 +127,10 @@ impl Ctx {
 /// types calls this from its `main` and gets the whole `vigil` command line.
 pub fn main(registry: Registry) -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    match &cli.command {
+        Command::Daemon { log_format } => init_tracing("info", *log_format),
+        _ => init_tracing("warn", LogFormat::Text),
+    }
     // One scheduler thread: the executor's steps are short and ordered, tasks are async or
     // go to the blocking pool, and SQLite runs on sqlx's own thread. A second scheduler thread
     // only adds cross-core wake-ups (measured: 150-190 µs per chained task with two, 120-150
@@ -133,14 +154,28 @@ pub fn main(registry: Registry) -> ExitCode {
     }
 }
 
-/// Logs go to stderr; `VIGIL_LOG` sets the filter (default: warnings only, so command output
-/// stays clean).
-fn init_tracing() {
+/// Logs go to stderr; `VIGIL_LOG` sets the filter (default: `default`, warnings only for
+/// commands so their output stays clean). Independently of that filter, events at info and
+/// above inside a task attempt go to the attempt's log.
+fn init_tracing(default: &str, format: LogFormat) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let fmt = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(crate::task::CaptureLayer.with_filter(tracing_subscriber::filter::LevelFilter::INFO))
         .try_init();
 }
 
@@ -158,6 +193,14 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
         json: cli.global.json,
     };
     match cli.command {
+        Command::Daemon { .. } => {
+            crate::Daemon::builder()
+                .config(ctx.config.clone())
+                .registry(Registry::clone(&ctx.registry))
+                .run()
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Dags(cmd) => dags::run(&ctx, cmd).await,
         Command::Runs(cmd) => runs::run_runs(&ctx, cmd).await,
         Command::Tasks(cmd) => runs::run_tasks(&ctx, cmd).await,
@@ -169,6 +212,24 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
                 )?;
             } else {
                 println!("database {} is up to date", ctx.config.database.url);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Db(DbCommand::Cleanup { older_than }) => {
+            let before = chrono::Utc::now()
+                - chrono::Duration::from_std(older_than).context("--older-than is too large")?;
+            let removed = ctx.store().await?.cleanup(before).await?;
+            if ctx.json {
+                output::print_json(&removed)?;
+            } else {
+                println!(
+                    "removed {} run(s) that ended before {}, with {} task instance(s), {} result(s) and {} log line(s)",
+                    removed.runs,
+                    before.format("%Y-%m-%d %H:%M:%S UTC"),
+                    removed.task_instances,
+                    removed.results,
+                    removed.log_lines
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -24,6 +24,8 @@ const DAG_KEYS: &[&str] = &[
     "description",
     "schedule",
     "timezone",
+    "start_date",
+    "end_date",
     "catchup",
     "max_active_runs",
     "max_active_tasks",
@@ -161,6 +163,18 @@ fn parse_into(file: &Path, src: &str, registry: &Registry, sink: &mut Sink<'_>) 
             }
         })
         .unwrap_or(chrono_tz::UTC);
+    let start_date = get(root, "start_date").and_then(|v| instant(sink, v, "start_date", timezone));
+    let end_date = get(root, "end_date").and_then(|v| instant(sink, v, "end_date", timezone));
+    if let (Some(s), Some(e)) = (start_date, end_date)
+        && e < s
+    {
+        sink.push(
+            get(root, "end_date").map(|v| v.span()),
+            None,
+            "end_date",
+            "end_date is before start_date; swap them or remove one",
+        );
+    }
     let catchup = get(root, "catchup")
         .and_then(|v| boolean(sink, v, "catchup", None))
         .unwrap_or(false);
@@ -419,6 +433,8 @@ fn parse_into(file: &Path, src: &str, registry: &Registry, sink: &mut Sink<'_>) 
         source: src.to_string(),
         schedule,
         timezone,
+        start_date,
+        end_date,
         catchup,
         max_active_runs,
         max_active_tasks,
@@ -848,6 +864,49 @@ fn string_list(
         }
     }
     Some(out)
+}
+
+/// A point in time: a TOML datetime or a string, RFC 3339 (`2026-11-01T00:00:00Z`), a local
+/// date-time or a date (both read in the DAG's time zone).
+fn instant(
+    sink: &mut Sink<'_>,
+    v: &Value<'_>,
+    key: &str,
+    tz: chrono_tz::Tz,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::TimeZone;
+    let text = match v.get_ref() {
+        DeValue::Datetime(d) => d.to_string(),
+        DeValue::String(s) => s.to_string(),
+        _ => {
+            type_error(sink, v, key, None, "a date like 2026-11-01 or 2026-11-01T00:00:00Z");
+            return None;
+        }
+    };
+    let parsed = chrono::DateTime::parse_from_rfc3339(&text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .ok()
+        .or_else(|| {
+            let local = chrono::NaiveDateTime::parse_from_str(&text, "%Y-%m-%dT%H:%M:%S")
+                .ok()
+                .or_else(|| {
+                    chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+                        .ok()
+                        .and_then(|d| d.and_hms_opt(0, 0, 0))
+                })?;
+            tz.from_local_datetime(&local)
+                .earliest()
+                .map(|t| t.with_timezone(&chrono::Utc))
+        });
+    if parsed.is_none() {
+        sink.push(
+            Some(v.span()),
+            None,
+            key,
+            format!("invalid date `{text}`; write 2026-11-01, 2026-11-01T06:00:00 (in the DAG's time zone) or 2026-11-01T06:00:00Z"),
+        );
+    }
+    parsed
 }
 
 /// A TOML value as JSON. Datetimes become their RFC 3339 text.

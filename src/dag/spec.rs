@@ -22,6 +22,10 @@ pub struct Dag {
     pub source: String,
     pub schedule: Option<Schedule>,
     pub timezone: chrono_tz::Tz,
+    /// No scheduled tick before this (default: when the scheduler first sees the DAG).
+    pub start_date: Option<chrono::DateTime<chrono::Utc>>,
+    /// No scheduled tick after this.
+    pub end_date: Option<chrono::DateTime<chrono::Utc>>,
     pub catchup: bool,
     pub max_active_runs: u32,
     pub max_active_tasks: u32,

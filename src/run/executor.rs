@@ -72,6 +72,29 @@ pub enum ExecError {
     },
     #[error("run {0} is already finished")]
     AlreadyFinished(i64),
+    /// Stopped by [`Stop`] before the run finished; the run stays `running` (its interrupted
+    /// attempts `up_for_retry`) for the next owner to resume.
+    #[error("run {0} was interrupted by shutdown")]
+    Interrupted(i64),
+}
+
+/// Asks an executing run to stop: once `drain` is cancelled no task starts, running attempts
+/// get `grace` to finish, and the rest are cancelled and recorded to run again (without
+/// using up a retry).
+#[derive(Debug, Clone)]
+pub struct Stop {
+    pub drain: CancellationToken,
+    pub grace: Duration,
+}
+
+impl Stop {
+    /// A stop that is never requested.
+    pub fn never() -> Stop {
+        Stop {
+            drain: CancellationToken::new(),
+            grace: Duration::ZERO,
+        }
+    }
 }
 
 /// Runs DAG runs; cheap to clone and share.
@@ -103,8 +126,19 @@ impl Executor {
         run: RunRecord,
         observer: Option<Observer>,
     ) -> Result<RunState, ExecError> {
+        self.execute_until(dag, run, observer, &Stop::never()).await
+    }
+
+    /// [`Executor::execute`], stopping early when `stop` asks (see [`Stop`]).
+    pub async fn execute_until(
+        &self,
+        dag: Arc<Dag>,
+        run: RunRecord,
+        observer: Option<Observer>,
+        stop: &Stop,
+    ) -> Result<RunState, ExecError> {
         let span = tracing::info_span!("run", dag_id = %dag.id, run_id = run.id);
-        self.execute_inner(dag, run, observer)
+        self.execute_inner(dag, run, observer, stop)
             .instrument(span)
             .await
     }
@@ -114,6 +148,7 @@ impl Executor {
         dag: Arc<Dag>,
         run: RunRecord,
         observer: Option<Observer>,
+        stop: &Stop,
     ) -> Result<RunState, ExecError> {
         if run.state.is_terminal() {
             return Err(ExecError::AlreadyFinished(run.id));
@@ -136,7 +171,7 @@ impl Executor {
             self.limits.global(),
         )
         .map_err(mismatch)?;
-        state.run(self, observer).await
+        state.run(self, observer, stop).await
     }
 }
 
@@ -187,7 +222,7 @@ struct RunExec {
     /// Permits of running attempts, by spawned task id. They are released when the executor
     /// records an attempt's end, not when its future returns, so the stored states never show
     /// more running tasks than the limits allow.
-    permits: HashMap<tokio::task::Id, (usize, Permits)>,
+    permits: HashMap<tokio::task::Id, (usize, Permits, CancellationToken)>,
     started: Instant,
 }
 
@@ -221,12 +256,19 @@ impl RunExec {
             }
         }
         let ld = run.logical_date;
+        // A scheduled run covers the interval from the previous tick to its own.
+        let interval_start = match (&dag.schedule, run.run_type) {
+            (Some(s), crate::store::RunType::Scheduled) => {
+                crate::schedule::cron::previous_before(&s.cron, dag.timezone, ld).unwrap_or(ld)
+            }
+            _ => ld,
+        };
         let run_vars = RunVars {
             id: run.id,
             dag_id: dag.id.clone(),
             logical_date: ld.to_rfc3339(),
             ds: ld.format("%Y-%m-%d").to_string(),
-            data_interval_start: ld.to_rfc3339(),
+            data_interval_start: interval_start.to_rfc3339(),
             data_interval_end: ld.to_rfc3339(),
             conf: run.conf.clone(),
             run_type: run.run_type.as_str().to_string(),
@@ -306,6 +348,7 @@ impl RunExec {
         &mut self,
         exec: &Executor,
         observer: Option<Observer>,
+        stop: &Stop,
     ) -> Result<RunState, ExecError> {
         let mut running: JoinSet<Finished> = JoinSet::new();
         if self.run_state == RunState::Queued {
@@ -316,11 +359,18 @@ impl RunExec {
             });
             self.run_state = RunState::Running;
         }
+        let mut deadline: Option<tokio::time::Instant> = None;
         loop {
             let now = Utc::now();
+            let draining = stop.drain.is_cancelled();
+            if draining && deadline.is_none() {
+                deadline = Some(tokio::time::Instant::now() + stop.grace);
+            }
             self.decide_scheduled(now);
-            self.release_due_retries(now);
-            self.start_queued(now);
+            if !draining {
+                self.release_due_retries(now);
+                self.start_queued(now);
+            }
             let finished = self.terminal == self.tis.len() && running.is_empty();
             if finished {
                 let state = self.final_state();
@@ -346,22 +396,30 @@ impl RunExec {
                 .into_iter()
                 .zip(std::mem::take(&mut self.pending_permits))
             {
-                let id = self.spawn(i, &exec.registry, &mut running);
-                self.permits.insert(id, (i, permits));
+                let cancel = CancellationToken::new();
+                let id = self.spawn(i, &exec.registry, cancel.clone(), &mut running);
+                self.permits.insert(id, (i, permits, cancel));
             }
             if finished {
                 return Ok(self.final_state());
             }
+            if draining && running.is_empty() {
+                return Err(ExecError::Interrupted(self.run_id));
+            }
 
-            // Wait for something to change: an attempt ends, a retry falls due, or (when
-            // tasks are queued behind the limits) a slot frees up elsewhere.
-            let next_retry = self.retry_at.first().map(|(at, _)| *at);
+            // Wait for something to change: an attempt ends, a retry falls due, a slot frees
+            // up elsewhere (when tasks are queued behind the limits), or a stop is asked for.
+            let next_retry = self
+                .retry_at
+                .first()
+                .map(|(at, _)| *at)
+                .filter(|_| !draining);
             let sleep = next_retry.map(|at| {
                 let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
                 tokio::time::sleep(wait)
             });
-            let waiting_for_slot = !self.queued.is_empty();
-            if running.is_empty() && next_retry.is_none() && !waiting_for_slot {
+            let waiting_for_slot = !self.queued.is_empty() && !draining;
+            if running.is_empty() && next_retry.is_none() && !waiting_for_slot && !draining {
                 // Nothing can make progress; only a bug gets here. Fail what is left rather
                 // than hang.
                 self.fail_stuck(Utc::now());
@@ -377,6 +435,40 @@ impl RunExec {
                 }
                 _ = async { if let Some(s) = sleep { s.await } }, if next_retry.is_some() => {}
                 _ = slot_freed(&self.dag_slots, &self.global_slots), if waiting_for_slot => {}
+                _ = stop.drain.cancelled(), if !draining => {}
+                _ = sleep_until_opt(deadline), if draining => {
+                    self.cancel_running(&mut running).await;
+                }
+            }
+        }
+    }
+
+    /// The grace period is over: cancels every running attempt and records it to run again.
+    /// An interrupted attempt does not use up a retry (its task gets one more attempt).
+    async fn cancel_running(&mut self, running: &mut JoinSet<Finished>) {
+        for (_, _, cancel) in self.permits.values() {
+            cancel.cancel();
+        }
+        running.abort_all();
+        let now = Utc::now();
+        while let Some(joined) = running.join_next_with_id().await {
+            match joined {
+                // It finished before the abort landed: keep its real outcome.
+                Ok(done) => self.absorb(Ok(done), now),
+                Err(e) => {
+                    if let Some((i, _, _)) = self.permits.remove(&e.id()) {
+                        let attempt = self.tis[i].attempt;
+                        self.transition(i, TaskState::UpForRetry, now, Change::default(), |ti| {
+                            ti.max_attempts += 1;
+                            ti.ended_at = Some(now);
+                            ti.next_retry_at = Some(now);
+                            ti.error = Some(format!(
+                                "attempt {attempt} was interrupted by shutdown; it runs again when the run resumes"
+                            ));
+                        });
+                        self.report_end(i, Duration::ZERO);
+                    }
+                }
             }
         }
     }
@@ -630,6 +722,7 @@ impl RunExec {
         &self,
         i: usize,
         registry: &Registry,
+        cancel: CancellationToken,
         running: &mut JoinSet<Finished>,
     ) -> tokio::task::Id {
         let spec = &self.dag.tasks[i];
@@ -664,7 +757,7 @@ impl RunExec {
                 .unwrap_or_default(),
             self.params.clone(),
             upstream,
-            CancellationToken::new(),
+            cancel,
         ));
         let task = registry.get(&spec.task_type).cloned();
         let dag = self.dag.clone();
@@ -707,7 +800,8 @@ impl RunExec {
                             .map_err(|e| TaskError::fatal(e.to_string()))?;
                         task.run_json(&ctx, config).await
                     };
-                    let guarded = AssertUnwindSafe(work).catch_unwind();
+                    let work = crate::task::capture::scope(ctx.log_sink(), work);
+                let guarded = AssertUnwindSafe(work).catch_unwind();
                     let outcome = match timeout {
                         Some(limit) => match tokio::time::timeout(limit, guarded).await {
                             Ok(outcome) => outcome,
@@ -747,6 +841,13 @@ fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(no message)".to_string())
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves when a slot may be free in both semaphores. The permits are released at once;

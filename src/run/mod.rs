@@ -4,9 +4,10 @@
 
 mod executor;
 mod limits;
+pub mod owner;
 pub mod trigger;
 
-pub use executor::{ExecError, Executor, Observer, RunEvent};
+pub use executor::{ExecError, Executor, Observer, RunEvent, Stop};
 pub use limits::Limits;
 
 use chrono::{DateTime, Utc};
@@ -23,6 +24,7 @@ pub fn plan_run(
     run_type: RunType,
     logical_date: DateTime<Utc>,
     state: RunState,
+    owner: Option<String>,
 ) -> Result<NewRun, ConfError> {
     resolve_params(dag, &conf)?;
     Ok(NewRun {
@@ -42,5 +44,6 @@ pub fn plan_run(
             .iter()
             .map(|t| (t.id.clone(), t.retry.max_attempts()))
             .collect(),
+        owner,
     })
 }

@@ -15,10 +15,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 pub use records::{
-    Batch, LogRecord, NewRun, RunFilter, RunRecord, RunTransition, RunType, StoredOutput,
-    TaskInstance, TaskTransition,
+    Batch, Cleanup, DagState, LogRecord, NewRun, RunFilter, RunRecord, RunTransition, RunType,
+    StoredOutput, TaskInstance, TaskTransition,
 };
 pub use sqlite::{SqliteStore, Synchronous};
 
@@ -115,6 +116,55 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Number of runs in `state`, for summaries and tests.
     async fn count_runs(&self, state: RunState) -> Result<u64, StoreError>;
+
+    /// Runs that are queued or running, oldest first.
+    async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, StoreError>;
+
+    /// Makes `owner` the executor of a queued or running run, if nobody else holds it: its
+    /// owner is unset, is `owner` itself, or last heartbeat before `stale_before`. Returns
+    /// whether the claim succeeded.
+    async fn claim_run(
+        &self,
+        run_id: RunId,
+        owner: &str,
+        stale_before: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives up ownership of a run (it stays as it is, for the next owner to resume).
+    async fn release_run(&self, run_id: RunId, owner: &str) -> Result<(), StoreError>;
+
+    /// Proves `owner` alive: stamps its runs and their running task instances.
+    async fn heartbeat(&self, owner: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// The scheduler state of a DAG, created (unpaused, first seen `now`) if it is new.
+    async fn dag_state(&self, dag_id: &str, now: DateTime<Utc>) -> Result<DagState, StoreError>;
+
+    /// Every DAG the scheduler has seen.
+    async fn dag_states(&self) -> Result<Vec<DagState>, StoreError>;
+
+    async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<(), StoreError>;
+
+    /// Records the newest tick a scheduled run exists for (never moves backwards).
+    async fn set_last_tick(&self, dag_id: &str, tick: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Deletes finished runs that ended before `before`, with their task instances, results
+    /// and logs. Never touches unfinished runs or the scheduler's DAG state.
+    async fn cleanup(&self, before: DateTime<Utc>) -> Result<Cleanup, StoreError>;
+}
+
+/// The file of a SQLite database URL (`sqlite://PATH`, `sqlite:PATH` or a plain path).
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    use std::str::FromStr;
+    if url.starts_with("postgres") || url.contains(":memory:") {
+        return None;
+    }
+    if url.starts_with("sqlite:") {
+        sqlx::sqlite::SqliteConnectOptions::from_str(url)
+            .ok()
+            .map(|o| o.get_filename().to_path_buf())
+    } else {
+        Some(PathBuf::from(url))
+    }
 }
 
 /// Opens the store named by `url` and applies migrations.

@@ -47,6 +47,9 @@ pub struct NewRun {
     pub dag_source: String,
     /// `(task id, max attempts)` for every task of the DAG.
     pub tasks: Vec<(String, u32)>,
+    /// The process that will execute the run, when it is created by the one executing it
+    /// (`vigil dags test`); `None` leaves it for a daemon to claim.
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -63,6 +66,29 @@ pub struct RunRecord {
     pub queued_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
+    /// The process executing the run (`pid@host`), if any.
+    pub owner: Option<String>,
+    pub heartbeat_at: Option<DateTime<Utc>>,
+}
+
+/// What the scheduler remembers about a DAG.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DagState {
+    pub dag_id: String,
+    pub paused: bool,
+    /// The newest cron tick a scheduled run was created for.
+    pub last_tick: Option<DateTime<Utc>>,
+    /// When the scheduler first saw the DAG; earlier ticks are not missed ticks.
+    pub first_seen: DateTime<Utc>,
+}
+
+/// What a retention cleanup removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Cleanup {
+    pub runs: u64,
+    pub task_instances: u64,
+    pub results: u64,
+    pub log_lines: u64,
 }
 
 /// A task instance as stored.

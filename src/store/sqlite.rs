@@ -27,7 +27,7 @@ use sqlx::{Arguments, AssertSqlSafe, ConnectOptions, QueryBuilder, Row, Sqlite};
 
 use crate::state::{RunState, TaskState};
 use crate::store::{
-    Batch, LogRecord, NewRun, QueryContext, RunFilter, RunId, RunRecord, RunType, Store,
+    Batch, Cleanup, DagState, LogRecord, NewRun, QueryContext, RunFilter, RunId, RunRecord, RunType, Store,
     StoreError, StoredOutput, TaskInstance,
 };
 use crate::task::{LogLevel, LogLine};
@@ -297,6 +297,17 @@ fn run_from_row(row: &SqliteRow) -> Result<RunRecord, StoreError> {
         queued_at: row.try_get("queued_at").doing("reading a run")?,
         started_at: row.try_get("started_at").doing("reading a run")?,
         ended_at: row.try_get("ended_at").doing("reading a run")?,
+        owner: row.try_get("owner").doing("reading a run")?,
+        heartbeat_at: row.try_get("heartbeat_at").doing("reading a run")?,
+    })
+}
+
+fn dag_state_from_row(row: &SqliteRow) -> Result<DagState, StoreError> {
+    Ok(DagState {
+        dag_id: row.try_get("dag_id").doing("reading a DAG's state")?,
+        paused: row.try_get("paused").doing("reading a DAG's state")?,
+        last_tick: row.try_get("last_tick").doing("reading a DAG's state")?,
+        first_seen: row.try_get("first_seen").doing("reading a DAG's state")?,
     })
 }
 
@@ -365,8 +376,8 @@ impl Store for SqliteStore {
         let mut script = Script::new();
         script
             .stmt(
-                "INSERT INTO dag_runs (dag_id, logical_date, run_type, state, conf, dag_file, dag_source, queued_at, started_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO dag_runs (dag_id, logical_date, run_type, state, conf, dag_file, dag_source, queued_at, started_at, owner, heartbeat_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(new.dag_id.clone())?
             .bind(new.logical_date)?
@@ -376,7 +387,9 @@ impl Store for SqliteStore {
             .bind(new.dag_file.clone())?
             .bind(new.dag_source.clone())?
             .bind(now)?
-            .bind(started_at)?;
+            .bind(started_at)?
+            .bind(new.owner.clone())?
+            .bind(new.owner.as_ref().map(|_| now))?;
         // Task instances refer to the run by last_insert_rowid(), which inserts into the
         // WITHOUT ROWID task table leave unchanged.
         for chunk in new.tasks.chunks(INSERT_CHUNK) {
@@ -435,6 +448,8 @@ impl Store for SqliteStore {
             queued_at: now,
             started_at,
             ended_at: None,
+            owner: new.owner.clone(),
+            heartbeat_at: new.owner.as_ref().map(|_| now),
         })
     }
 
@@ -624,6 +639,161 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM dag_runs WHERE state IN ('queued', 'running') ORDER BY queued_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .doing("listing unfinished runs")?
+        .iter()
+        .map(run_from_row)
+        .collect()
+    }
+
+    async fn claim_run(
+        &self,
+        run_id: RunId,
+        owner: &str,
+        stale_before: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut w = self.writer.lock().await;
+        let changed = sqlx::query(
+            "UPDATE dag_runs SET owner = ?1, heartbeat_at = ?2
+             WHERE id = ?3 AND state IN ('queued', 'running')
+               AND (owner IS NULL OR owner = ?1 OR heartbeat_at IS NULL OR heartbeat_at < ?4)",
+        )
+        .bind(owner)
+        .bind(Utc::now())
+        .bind(run_id)
+        .bind(stale_before)
+        .execute(&mut w.conn)
+        .await
+        .doing("claiming a run")?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+
+    async fn release_run(&self, run_id: RunId, owner: &str) -> Result<(), StoreError> {
+        let mut w = self.writer.lock().await;
+        sqlx::query("UPDATE dag_runs SET owner = NULL WHERE id = ? AND owner = ?")
+            .bind(run_id)
+            .bind(owner)
+            .execute(&mut w.conn)
+            .await
+            .doing("releasing a run")?;
+        Ok(())
+    }
+
+    async fn heartbeat(&self, owner: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut script = Script::new();
+        script
+            .stmt(
+                "UPDATE dag_runs SET heartbeat_at = ? WHERE owner = ? AND state IN ('queued', 'running')",
+            )
+            .bind(at)?
+            .bind(owner.to_string())?;
+        script
+            .stmt(
+                "UPDATE task_instances SET heartbeat_at = ?
+                 WHERE state = 'running' AND run_id IN (SELECT id FROM dag_runs WHERE owner = ?)",
+            )
+            .bind(at)?
+            .bind(owner.to_string())?;
+        self.run_script(script).await.doing("recording a heartbeat")?;
+        Ok(())
+    }
+
+    async fn dag_state(&self, dag_id: &str, now: DateTime<Utc>) -> Result<DagState, StoreError> {
+        let mut script = Script::new();
+        script
+            .stmt(
+                "INSERT OR IGNORE INTO dags (dag_id, paused, first_seen, updated_at) VALUES (?, 0, ?, ?)",
+            )
+            .bind(dag_id.to_string())?
+            .bind(now)?
+            .bind(now)?;
+        script
+            .stmt("SELECT * FROM dags WHERE dag_id = ?")
+            .bind(dag_id.to_string())?;
+        let rows = self.run_script(script).await.doing("reading a DAG's state")?;
+        rows.first()
+            .map(dag_state_from_row)
+            .unwrap_or_else(|| Err(corrupt("dags", "row missing after insert")))
+    }
+
+    async fn dag_states(&self) -> Result<Vec<DagState>, StoreError> {
+        sqlx::query("SELECT * FROM dags ORDER BY dag_id")
+            .fetch_all(&self.pool)
+            .await
+            .doing("reading DAG states")?
+            .iter()
+            .map(dag_state_from_row)
+            .collect()
+    }
+
+    async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<(), StoreError> {
+        let now = Utc::now();
+        let mut script = Script::new();
+        script
+            .stmt(
+                "INSERT INTO dags (dag_id, paused, first_seen, updated_at) VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT (dag_id) DO UPDATE SET paused = ?2, updated_at = ?3",
+            )
+            .bind(dag_id.to_string())?
+            .bind(paused)?
+            .bind(now)?;
+        self.run_script(script).await.doing("pausing a DAG")?;
+        Ok(())
+    }
+
+    async fn set_last_tick(&self, dag_id: &str, tick: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut script = Script::new();
+        script
+            .stmt(
+                "UPDATE dags SET last_tick = ?1, updated_at = ?2
+                 WHERE dag_id = ?3 AND (last_tick IS NULL OR last_tick < ?1)",
+            )
+            .bind(tick)?
+            .bind(Utc::now())?
+            .bind(dag_id.to_string())?;
+        self.run_script(script).await.doing("recording a schedule tick")?;
+        Ok(())
+    }
+
+    async fn cleanup(&self, before: DateTime<Utc>) -> Result<Cleanup, StoreError> {
+        // Count first, then delete; task instances, results and logs go with their run
+        // (ON DELETE CASCADE), in the same transaction.
+        const DONE: &str = "state IN ('success', 'failed') AND ended_at < ?";
+        let mut script = Script::new();
+        script
+            .stmt(&format!(
+                "SELECT (SELECT count(*) FROM dag_runs WHERE {DONE}),
+                        (SELECT count(*) FROM task_instances WHERE run_id IN (SELECT id FROM dag_runs WHERE {DONE})),
+                        (SELECT count(*) FROM xcoms WHERE run_id IN (SELECT id FROM dag_runs WHERE {DONE})),
+                        (SELECT count(*) FROM task_logs WHERE run_id IN (SELECT id FROM dag_runs WHERE {DONE}))"
+            ))
+            .bind(before)?
+            .bind(before)?
+            .bind(before)?
+            .bind(before)?;
+        script
+            .stmt(&format!("DELETE FROM dag_runs WHERE {DONE}"))
+            .bind(before)?;
+        let rows = self.run_script(script).await.doing("removing old runs")?;
+        let row = rows.first().ok_or_else(|| corrupt("cleanup", "no counts"))?;
+        let count = |i: usize| -> Result<u64, StoreError> {
+            let n: i64 = row.try_get(i).doing("counting removed rows")?;
+            Ok(n.max(0) as u64)
+        };
+        Ok(Cleanup {
+            runs: count(0)?,
+            task_instances: count(1)?,
+            results: count(2)?,
+            log_lines: count(3)?,
+        })
     }
 
     async fn count_runs(&self, state: RunState) -> Result<u64, StoreError> {

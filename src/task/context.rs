@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -28,8 +28,9 @@ pub struct TaskContext {
     /// Results of the direct upstream tasks that produced one.
     upstream: BTreeMap<String, Arc<serde_json::Value>>,
     cancel: CancellationToken,
-    /// A `std` mutex: it is held only to push or take lines, never across an `.await`.
-    log: Mutex<Vec<LogLine>>,
+    /// Shared with the tracing capture of this attempt. A `std` mutex: it is held only to push
+    /// or take lines, never across an `.await`.
+    log: crate::task::capture::AttemptLog,
 }
 
 /// One line of a task attempt's log.
@@ -92,7 +93,7 @@ impl TaskContext {
             params,
             upstream,
             cancel,
-            log: Mutex::new(Vec::new()),
+            log: Default::default(),
         }
     }
 
@@ -155,6 +156,10 @@ impl TaskContext {
 
     pub fn cancellation_token(&self) -> &CancellationToken {
         &self.cancel
+    }
+
+    pub(crate) fn log_sink(&self) -> crate::task::capture::AttemptLog {
+        self.log.clone()
     }
 
     pub(crate) fn take_log(&self) -> Vec<LogLine> {

@@ -2,6 +2,7 @@
 //! the registry erases both to JSON so the executor, the store and templates see one shape,
 //! while the load-time check still deserializes every DAG's config into the real type.
 
+pub mod capture;
 mod context;
 pub mod probe;
 mod registry;
@@ -11,6 +12,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use capture::CaptureLayer;
 pub use context::{LogLevel, LogLine, TaskContext};
 pub use registry::{ConfigError, ErasedTask, Registry};
 

@@ -1,0 +1,577 @@
+//! The long-running scheduler: creates a run for every due cron tick, starts queued runs
+//! (triggered by anyone) within `max_active_runs`, resumes runs whose owner died, reloads
+//! DAG files as they change, removes old runs, and stops cleanly.
+//!
+//! It waits with `select!` on the next due tick, a wake-up (`SIGUSR1` from `vigil dags
+//! trigger`/`pause`, a run finishing, a DAG file changing) or shutdown — never a fixed polling
+//! sleep. The one periodic activation is the lease check, which takes over runs whose owner
+//! stopped heartbeating.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::dag::{Dag, DagSet, parse_dag};
+use crate::run::{ExecError, Executor, Limits, Stop, owner, plan_run};
+use crate::schedule::cron::{Window, due, next_after};
+use crate::schedule::lock::{LockError, OwnerLock};
+use crate::state::RunState;
+use crate::store::{DagState, RunId, RunRecord, RunType, Store, StoreError};
+use crate::task::{Registry, Task};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Folder(#[from] crate::dag::FolderError),
+    #[error("cannot watch the DAG folder {}: {source}", path.display())]
+    Watch {
+        path: PathBuf,
+        #[source]
+        source: notify::Error,
+    },
+    #[error("cannot listen for signals: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+/// Builds a [`Daemon`]: the config, and the task types beyond the built-in ones.
+pub struct DaemonBuilder {
+    config: Config,
+    registry: Registry,
+}
+
+impl DaemonBuilder {
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Registers a task type (see [`Registry::register`]).
+    pub fn task<T: Task>(mut self, name: impl Into<String>, task: T) -> Self {
+        self.registry.register(name, task);
+        self
+    }
+
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    pub fn build(self) -> Daemon {
+        Daemon {
+            config: self.config,
+            registry: Arc::new(self.registry),
+        }
+    }
+
+    /// Builds and runs the daemon until SIGTERM or SIGINT.
+    pub async fn run(self) -> Result<(), DaemonError> {
+        self.build().run().await
+    }
+}
+
+pub struct Daemon {
+    config: Config,
+    registry: Arc<Registry>,
+}
+
+impl Daemon {
+    /// Built-in task types and the default config (`config/vigil.toml` is not read; pass a
+    /// loaded [`Config`] with [`DaemonBuilder::config`]).
+    pub fn builder() -> DaemonBuilder {
+        DaemonBuilder {
+            config: Config::default(),
+            registry: Registry::builtin(),
+        }
+    }
+
+    /// Runs until SIGTERM or SIGINT.
+    pub async fn run(self) -> Result<(), DaemonError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+        self.run_until(async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            }
+        })
+        .await
+    }
+
+    /// Runs until `shutdown` resolves, then stops: no new runs, running tasks get
+    /// `daemon.shutdown_grace` to finish, the rest are recorded to run again.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+        let url = &self.config.database.url;
+        // SQLite: one daemon per database file.
+        let _lock = match crate::store::sqlite_path(url) {
+            Some(path) => Some(OwnerLock::acquire(&path)?),
+            None => None,
+        };
+        let store = crate::store::open(url, self.config.database.synchronous).await?;
+        let folder = self.config.dags.folder.clone();
+        let set = DagSet::load_folder(&folder, &self.registry)?;
+        let owner = owner::current();
+        tracing::info!(
+            owner = %owner,
+            database = %url,
+            dags = set.dags.len(),
+            broken_files = set.errors.len(),
+            "daemon started"
+        );
+        for e in &set.errors {
+            tracing::error!("{e}");
+        }
+
+        let (file_tx, file_rx) = mpsc::unbounded_channel();
+        let _watcher = watch(&folder, file_tx)?;
+        let wake = Arc::new(Notify::new());
+        let background = CancellationToken::new();
+        let mut services = JoinSet::new();
+        services.spawn(owner::heartbeat_loop(
+            store.clone(),
+            owner.clone(),
+            self.config.daemon.heartbeat_interval,
+            background.clone(),
+        ));
+        services.spawn(retention_loop(
+            store.clone(),
+            self.config.retention.max_age,
+            self.config.retention.interval,
+            background.clone(),
+        ));
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut usr1 =
+                signal(SignalKind::user_defined1()).map_err(DaemonError::Signals)?;
+            let wake = wake.clone();
+            let stop = background.clone();
+            services.spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        Some(()) = usr1.recv() => wake.notify_one(),
+                    }
+                }
+            });
+        }
+
+        let mut scheduler = Scheduler {
+            executor: Executor::new(
+                store.clone(),
+                self.registry.clone(),
+                Arc::new(Limits::new(self.config.executor.parallelism)),
+            ),
+            store,
+            registry: self.registry.clone(),
+            owner,
+            folder,
+            lease: self.config.daemon.lease,
+            files: BTreeMap::new(),
+            states: HashMap::new(),
+            active: HashMap::new(),
+            runs: JoinSet::new(),
+            stop: Stop {
+                drain: CancellationToken::new(),
+                grace: self.config.daemon.shutdown_grace,
+            },
+        };
+        scheduler.adopt(set);
+        let result = scheduler.main_loop(shutdown, wake, file_rx).await;
+        scheduler.shut_down().await;
+        background.cancel();
+        while services.join_next().await.is_some() {}
+        tracing::info!("daemon stopped");
+        result
+    }
+}
+
+struct Scheduler {
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    executor: Executor,
+    owner: String,
+    folder: PathBuf,
+    lease: Duration,
+    /// The last good version of each DAG file, by file.
+    files: BTreeMap<PathBuf, Arc<Dag>>,
+    /// Scheduler state of each DAG, refreshed at every wake-up.
+    states: HashMap<String, DagState>,
+    /// Runs this daemon is executing, with their DAG.
+    active: HashMap<RunId, String>,
+    runs: JoinSet<(RunId, Result<RunState, ExecError>)>,
+    stop: Stop,
+}
+
+impl Scheduler {
+    async fn main_loop(
+        &mut self,
+        shutdown: impl Future<Output = ()>,
+        wake: Arc<Notify>,
+        mut files: mpsc::UnboundedReceiver<()>,
+    ) -> Result<(), DaemonError> {
+        tokio::pin!(shutdown);
+        loop {
+            let now = Utc::now();
+            if let Err(e) = self.step(now).await {
+                // A store hiccup must not kill the daemon; the next wake-up tries again.
+                tracing::error!(error = %e, "scheduler step failed");
+            }
+            let next_tick = self.next_tick(now);
+            // Runs owned by a process that stopped heartbeating become ours after the lease.
+            let lease_check = now + chrono::Duration::from_std(self.lease).unwrap_or_default();
+            let until = next_tick.map_or(lease_check, |t| t.min(lease_check));
+            let wait = (until - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                _ = tokio::time::sleep(wait) => {}
+                _ = wake.notified() => {}
+                Some(()) = files.recv() => {
+                    // Editors write in bursts; let the burst settle, then reload once.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    while files.try_recv().is_ok() {}
+                    self.reload();
+                }
+                Some(joined) = self.runs.join_next(), if !self.runs.is_empty() => {
+                    self.finished(joined).await;
+                    while let Some(joined) = self.runs.try_join_next() {
+                        self.finished(joined).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The current good DAGs by id.
+    fn dags(&self) -> BTreeMap<&str, &Arc<Dag>> {
+        self.files.values().map(|d| (d.id.as_str(), d)).collect()
+    }
+
+    /// Replaces the loaded DAGs with `set`, keeping the last good version of a file that
+    /// broke.
+    fn adopt(&mut self, set: DagSet) {
+        let mut files = BTreeMap::new();
+        for dag in set.dags.values() {
+            files.insert(dag.file.clone(), dag.clone());
+        }
+        for e in &set.errors {
+            if let Some(previous) = self.files.remove(&e.file) {
+                tracing::error!(
+                    dag_id = %previous.id,
+                    "{e}\nkeeping the last good version of {}",
+                    e.file.display()
+                );
+                files.insert(e.file.clone(), previous);
+            }
+        }
+        self.files = files;
+    }
+
+    /// Reloads the DAG folder after a change.
+    fn reload(&mut self) {
+        let set = match DagSet::load_folder(&self.folder, &self.registry) {
+            Ok(set) => set,
+            Err(e) => {
+                tracing::error!("{e}; keeping the DAGs already loaded");
+                return;
+            }
+        };
+        let before: BTreeMap<String, String> = self
+            .dags()
+            .iter()
+            .map(|(id, d)| (id.to_string(), d.source.clone()))
+            .collect();
+        for e in &set.errors {
+            if !self.files.contains_key(&e.file) {
+                tracing::error!("{e}");
+            }
+        }
+        self.adopt(set);
+        let after = self.dags();
+        for (id, dag) in &after {
+            match before.get(*id) {
+                None => tracing::info!(dag_id = %id, file = %dag.file.display(), "DAG added"),
+                Some(src) if *src != dag.source => tracing::info!(dag_id = %id, "DAG changed"),
+                Some(_) => {}
+            }
+        }
+        for id in before.keys() {
+            if !after.contains_key(id.as_str()) {
+                tracing::info!(dag_id = %id, "DAG removed; its runs in progress finish");
+            }
+        }
+    }
+
+    /// One pass: create due scheduled runs, then start what may start.
+    async fn step(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.states = self
+            .store
+            .dag_states()
+            .await?
+            .into_iter()
+            .map(|s| (s.dag_id.clone(), s))
+            .collect();
+        let unfinished = self.store.unfinished_runs().await?;
+        let dags: Vec<Arc<Dag>> = self.dags().values().map(|d| (*d).clone()).collect();
+        for dag in &dags {
+            let state = match self.states.get(&dag.id) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = self.store.dag_state(&dag.id, now).await?;
+                    self.states.insert(dag.id.clone(), s.clone());
+                    s
+                }
+            };
+            if state.paused {
+                continue;
+            }
+            let Some(schedule) = &dag.schedule else {
+                continue;
+            };
+            let active = unfinished.iter().filter(|r| r.dag_id == dag.id).count();
+            let room = if dag.catchup {
+                (dag.max_active_runs as usize).saturating_sub(active)
+            } else {
+                1
+            };
+            let window = Window {
+                start: dag.start_date.unwrap_or(state.first_seen),
+                end: dag.end_date,
+                catchup: dag.catchup,
+            };
+            for tick in due(&schedule.cron, dag.timezone, &window, state.last_tick, now, room) {
+                self.create_scheduled(dag, tick).await?;
+            }
+        }
+        let unfinished = self.store.unfinished_runs().await?;
+        self.start_runs(unfinished, now).await
+    }
+
+    /// Creates the run of one tick; a run that exists already (a restart, a race) is fine.
+    async fn create_scheduled(&mut self, dag: &Dag, tick: DateTime<Utc>) -> Result<(), StoreError> {
+        let new = match plan_run(
+            dag,
+            serde_json::Value::Null,
+            RunType::Scheduled,
+            tick,
+            RunState::Queued,
+            None,
+        ) {
+            Ok(new) => new,
+            Err(e) => {
+                tracing::error!(dag_id = %dag.id, "{e}");
+                return Ok(());
+            }
+        };
+        match self.store.create_run(&new).await {
+            Ok(run) => tracing::info!(dag_id = %dag.id, run_id = run.id, logical_date = %tick, "scheduled run created"),
+            Err(StoreError::RunExists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        self.store.set_last_tick(&dag.id, tick).await?;
+        if let Some(s) = self.states.get_mut(&dag.id) {
+            s.last_tick = Some(tick);
+        }
+        Ok(())
+    }
+
+    /// Claims and starts queued runs (oldest first, within `max_active_runs`) and running runs
+    /// whose owner is gone.
+    async fn start_runs(
+        &mut self,
+        unfinished: Vec<RunRecord>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if self.stop.drain.is_cancelled() {
+            return Ok(());
+        }
+        let stale_before = now - chrono::Duration::from_std(self.lease).unwrap_or_default();
+        let mut running: HashMap<String, usize> = HashMap::new();
+        for r in &unfinished {
+            if r.state == RunState::Running {
+                *running.entry(r.dag_id.clone()).or_default() += 1;
+            }
+        }
+        for run in unfinished {
+            if self.active.contains_key(&run.id) {
+                continue;
+            }
+            let held_elsewhere = match &run.owner {
+                Some(o) if *o == self.owner => false,
+                Some(o) if owner::is_dead_here(o) => false,
+                Some(_) => run.heartbeat_at.is_some_and(|h| h >= stale_before),
+                None => false,
+            };
+            if held_elsewhere {
+                continue;
+            }
+            let paused = self.states.get(&run.dag_id).is_some_and(|s| s.paused);
+            if run.state == RunState::Queued {
+                if paused {
+                    continue;
+                }
+                let max = self
+                    .dags()
+                    .get(run.dag_id.as_str())
+                    .map(|d| d.max_active_runs as usize)
+                    .unwrap_or(1);
+                let n = running.entry(run.dag_id.clone()).or_default();
+                if *n >= max {
+                    continue;
+                }
+                *n += 1;
+            }
+            // A dead owner on this host: take over now rather than after the lease.
+            let cutoff = match &run.owner {
+                Some(o) if owner::is_dead_here(o) => now + chrono::Duration::days(36500),
+                _ => stale_before,
+            };
+            if !self.store.claim_run(run.id, &self.owner, cutoff).await? {
+                continue;
+            }
+            self.launch(run);
+        }
+        Ok(())
+    }
+
+    /// Executes `run` with the DAG version it was created from.
+    fn launch(&mut self, run: RunRecord) {
+        let dag = match self.dags().get(run.dag_id.as_str()) {
+            Some(d) if d.source == run.dag_source => Ok((*d).clone()),
+            _ => parse_dag(std::path::Path::new(&run.dag_file), &run.dag_source, &self.registry)
+                .map(Arc::new),
+        };
+        let dag = match dag {
+            Ok(dag) => dag,
+            Err(e) => {
+                tracing::error!(run_id = run.id, "the DAG version of this run no longer loads:\n{e}");
+                return;
+            }
+        };
+        tracing::info!(dag_id = %run.dag_id, run_id = run.id, state = %run.state, "starting run");
+        self.active.insert(run.id, run.dag_id.clone());
+        let executor = self.executor.clone();
+        let stop = self.stop.clone();
+        let id = run.id;
+        self.runs.spawn(async move {
+            let result = executor.execute_until(dag, run, None, &stop).await;
+            (id, result)
+        });
+    }
+
+    async fn finished(&mut self, joined: Result<(RunId, Result<RunState, ExecError>), tokio::task::JoinError>) {
+        let Ok((run_id, result)) = joined else {
+            tracing::error!("a run executor stopped unexpectedly");
+            return;
+        };
+        let dag_id = self.active.remove(&run_id).unwrap_or_default();
+        match result {
+            Ok(state) => tracing::info!(%dag_id, run_id, %state, "run finished"),
+            Err(ExecError::Interrupted(_)) => {
+                tracing::info!(%dag_id, run_id, "run interrupted; it resumes when a daemon starts");
+                if let Err(e) = self.store.release_run(run_id, &self.owner).await {
+                    tracing::warn!(run_id, error = %e, "could not release the run");
+                }
+            }
+            Err(e) => {
+                tracing::error!(%dag_id, run_id, error = %e, "run stopped with an error");
+                if let Err(e) = self.store.release_run(run_id, &self.owner).await {
+                    tracing::warn!(run_id, error = %e, "could not release the run");
+                }
+            }
+        }
+    }
+
+    /// The earliest upcoming tick of any unpaused scheduled DAG.
+    fn next_tick(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.dags()
+            .values()
+            .filter(|d| !self.states.get(&d.id).is_some_and(|s| s.paused))
+            .filter_map(|d| {
+                let s = d.schedule.as_ref()?;
+                let from = self
+                    .states
+                    .get(&d.id)
+                    .and_then(|st| st.last_tick)
+                    .map_or(now, |t| t.max(now));
+                let next = next_after(&s.cron, d.timezone, from)?;
+                match d.end_date {
+                    Some(end) if next > end => None,
+                    _ => Some(next),
+                }
+            })
+            .min()
+    }
+
+    /// Stops: no new runs; running ones get the grace period, then are interrupted.
+    async fn shut_down(&mut self) {
+        self.stop.drain.cancel();
+        while let Some(joined) = self.runs.join_next().await {
+            self.finished(joined).await;
+        }
+    }
+}
+
+/// Watches the DAG folder; each change sends `()`.
+fn watch(
+    folder: &std::path::Path,
+    changed: mpsc::UnboundedSender<()>,
+) -> Result<notify::RecommendedWatcher, DaemonError> {
+    use notify::Watcher;
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && !event.kind.is_access()
+        {
+            let _ = changed.send(());
+        }
+    })
+    .map_err(|source| DaemonError::Watch {
+        path: folder.to_path_buf(),
+        source,
+    })?;
+    watcher
+        .watch(folder, notify::RecursiveMode::NonRecursive)
+        .map_err(|source| DaemonError::Watch {
+            path: folder.to_path_buf(),
+            source,
+        })?;
+    Ok(watcher)
+}
+
+/// Deletes runs older than `max_age` now and every `interval`.
+async fn retention_loop(
+    store: Arc<dyn Store>,
+    max_age: Duration,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        let before = Utc::now() - chrono::Duration::from_std(max_age).unwrap_or_default();
+        match store.cleanup(before).await {
+            Ok(c) if c.runs > 0 => tracing::info!(
+                runs = c.runs,
+                task_instances = c.task_instances,
+                results = c.results,
+                log_lines = c.log_lines,
+                "removed runs older than the retention period"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "retention cleanup failed"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}

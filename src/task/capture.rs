@@ -1,0 +1,89 @@
+//! Task logs from `tracing`: every event emitted while an attempt runs (by the task, or by a
+//! library it calls) goes to that attempt's log, shown by `vigil tasks logs`.
+//!
+//! The attempt's log is a task-local of the attempt's future, and [`CaptureLayer`] appends to
+//! it. Work moved to another thread (`spawn_blocking`) leaves the task-local behind: log there
+//! with [`crate::TaskContext::log`].
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+
+use crate::task::{LogLevel, LogLine};
+
+/// The log lines of one attempt.
+pub type AttemptLog = Arc<Mutex<Vec<LogLine>>>;
+
+tokio::task_local! {
+    static ATTEMPT_LOG: AttemptLog;
+}
+
+/// Runs `work` with `log` as the destination of its tracing events.
+pub fn scope<F: Future>(log: AttemptLog, work: F) -> impl Future<Output = F::Output> {
+    ATTEMPT_LOG.scope(log, work)
+}
+
+/// The `tracing` layer that fills attempt logs. vigil's CLI installs it; a program that sets
+/// up its own subscriber adds it with `.with(vigil::task::CaptureLayer)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CaptureLayer;
+
+impl<S: Subscriber> Layer<S> for CaptureLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let _ = ATTEMPT_LOG.try_with(|log| {
+            let mut text = Text::default();
+            event.record(&mut text);
+            let level = match *event.metadata().level() {
+                Level::ERROR => LogLevel::Error,
+                Level::WARN => LogLevel::Warn,
+                Level::INFO => LogLevel::Info,
+                _ => LogLevel::Debug,
+            };
+            if let Ok(mut lines) = log.lock() {
+                lines.push(LogLine {
+                    ts: Utc::now(),
+                    level,
+                    message: text.0,
+                });
+            }
+        });
+    }
+}
+
+/// An event as one line: its message, then `key=value` for the other fields.
+#[derive(Default)]
+struct Text(String);
+
+impl Visit for Text {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let rest = std::mem::take(&mut self.0);
+            let _ = write!(self.0, "{value:?}");
+            if !rest.is_empty() {
+                self.0.push(' ');
+                self.0.push_str(&rest);
+            }
+        } else {
+            if !self.0.is_empty() {
+                self.0.push(' ');
+            }
+            let _ = write!(self.0, "{}={value:?}", field.name());
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.record_debug(field, &format_args!("{value}"));
+        } else {
+            if !self.0.is_empty() {
+                self.0.push(' ');
+            }
+            let _ = write!(self.0, "{}={value}", field.name());
+        }
+    }
+}
