@@ -21,6 +21,7 @@ use crate::dag::{DagSet, parse_dag};
 use crate::run::{Executor, Limits, plan_run};
 use crate::state::RunState;
 use crate::store::{RunType, Synchronous};
+use crate::task::Registry;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -46,6 +47,14 @@ pub enum Scenario {
     Process,
     /// Loading and validating many generated DAG files
     Load,
+    /// A daemon running: time from a trigger to its first task starting
+    Trigger,
+    /// A daemon with 100 DAGs loaded: its resident memory
+    #[value(name = "daemon_memory")]
+    DaemonMemory,
+    /// A daemon with an every-second cron: how late runs start (5 minutes; not in the
+    /// default set, run it with --scenario lateness)
+    Lateness,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -55,11 +64,14 @@ enum SyncArg {
 }
 
 impl Scenario {
-    const ALL: [Scenario; 4] = [
+    /// What `vigil bench` runs by default.
+    const DEFAULT: [Scenario; 6] = [
         Scenario::Chain,
         Scenario::Fanout,
         Scenario::Process,
         Scenario::Load,
+        Scenario::Trigger,
+        Scenario::DaemonMemory,
     ];
 
     fn name(self) -> &'static str {
@@ -68,6 +80,9 @@ impl Scenario {
             Scenario::Fanout => "fanout",
             Scenario::Process => "process",
             Scenario::Load => "load",
+            Scenario::Trigger => "trigger",
+            Scenario::DaemonMemory => "daemon_memory",
+            Scenario::Lateness => "lateness",
         }
     }
 
@@ -81,6 +96,13 @@ impl Scenario {
             (Scenario::Process, true) => 2,
             (Scenario::Load, false) => 1_000,
             (Scenario::Load, true) => 20,
+            (Scenario::Trigger, false) => 100,
+            (Scenario::Trigger, true) => 5,
+            (Scenario::DaemonMemory, false) => 100,
+            (Scenario::DaemonMemory, true) => 10,
+            // Seconds the every-second cron runs.
+            (Scenario::Lateness, false) => 300,
+            (Scenario::Lateness, true) => 5,
         }
     }
 }
@@ -91,9 +113,10 @@ pub struct BenchResult {
     pub scenario: Scenario,
     /// Tasks (chain, fanout), process starts (process) or files (load).
     pub size: usize,
-    /// Wall time of the whole scenario; for `process` and `load`, the median repetition.
+    /// Wall time of the whole scenario; for the repeated ones (`process`, `load`,
+    /// `trigger`, `lateness`), the median repetition; for `daemon_memory`, the time to start.
     pub total_ms: f64,
-    /// Slowest repetition (`process`, `load`).
+    /// Slowest repetition.
     pub max_ms: Option<f64>,
     /// Wall time divided by the number of tasks.
     pub per_task_us: Option<f64>,
@@ -114,7 +137,7 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let exe = std::env::current_exe().context("finding the vigil executable")?;
     let mut results = Vec::new();
-    for scenario in Scenario::ALL {
+    for scenario in Scenario::DEFAULT {
         if !ctx.json {
             eprintln!("running {} ...", scenario.name());
         }
@@ -205,6 +228,7 @@ async fn run_scenario(
     let scratch = Scratch::new(scenario.name())?;
     let dir = &scratch.0;
     // (median or total time, slowest repetition, tasks it covered)
+    let mut peak = None;
     let (total, max, tasks) = match scenario {
         Scenario::Chain => (
             run_generated(ctx, dir, &chain_dag(n), n, sync).await?,
@@ -224,6 +248,21 @@ async fn run_scenario(
             let (median, max) = load_files(ctx, dir, n)?;
             (median, Some(max), None)
         }
+        Scenario::Trigger => {
+            let (median, max, rss) = trigger_latency(dir, n).await?;
+            peak = Some(rss);
+            (median, Some(max), None)
+        }
+        Scenario::DaemonMemory => {
+            let (started, rss) = daemon_memory(dir, n).await?;
+            peak = Some(rss);
+            (started, None, None)
+        }
+        Scenario::Lateness => {
+            let (median, max, rss) = cron_lateness(dir, n).await?;
+            peak = Some(rss);
+            (median, Some(max), None)
+        }
     };
     let per_task_us = tasks.map(|t| total.as_secs_f64() * 1e6 / t as f64);
     let (target, met) = match scenario {
@@ -234,6 +273,9 @@ async fn run_scenario(
         Scenario::Fanout => ("< 2 s in all", total < Duration::from_secs(2)),
         Scenario::Process => ("< 50 ms start to exit", total < Duration::from_millis(50)),
         Scenario::Load => ("< 200 ms", total < Duration::from_millis(200)),
+        Scenario::Trigger => ("< 5 ms median", total < Duration::from_millis(5)),
+        Scenario::DaemonMemory => ("< 20 MiB resident", peak.is_some_and(|mib| mib < 20.0)),
+        Scenario::Lateness => ("report median and max", true),
     };
     Ok(BenchResult {
         scenario,
@@ -241,11 +283,12 @@ async fn run_scenario(
         total_ms: ms(total),
         max_ms: max.map(ms),
         per_task_us,
-        // The process scenario measures the `vigil dags test` children, not this process.
-        peak_rss_mib: if scenario == Scenario::Process {
-            children_peak_rss_mib()
-        } else {
-            own_peak_rss_mib()
+        // The process scenario measures the `vigil dags test` children and the daemon ones the
+        // daemon, not this process.
+        peak_rss_mib: match (scenario, peak) {
+            (_, Some(mib)) => mib,
+            (Scenario::Process, None) => children_peak_rss_mib(),
+            _ => own_peak_rss_mib(),
         },
         target: target.into(),
         met,
@@ -440,18 +483,180 @@ depends_on = ["join"]
     )
 }
 
-/// Peak resident memory of this process (VmHWM), in MiB.
-fn own_peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+/// A `vigil daemon` started by a benchmark, on its own database and DAG folder.
+struct BenchDaemon {
+    child: std::process::Child,
+    db: PathBuf,
+}
+
+impl BenchDaemon {
+    async fn start(dir: &Path) -> anyhow::Result<BenchDaemon> {
+        let log = dir.join("daemon.log");
+        let db = dir.join("daemon.db");
+        let child = std::process::Command::new(std::env::current_exe()?)
+            .current_dir(dir)
+            .args(["--database"])
+            .arg(format!("sqlite://{}", db.display()))
+            .arg("--dags")
+            .arg(dir.join("dags"))
+            .arg("daemon")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("starting a daemon")?;
+        let started = Instant::now();
+        while !std::fs::read_to_string(&log)?.contains("daemon started") {
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("the daemon did not start; see {}", log.display());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(BenchDaemon { child, db })
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Current resident memory (VmRSS) in MiB.
+    fn rss_mib(&self) -> f64 {
+        status_field(&format!("/proc/{}/status", self.pid()), "VmRSS:")
+    }
+
+    async fn store(&self) -> anyhow::Result<Arc<dyn crate::store::Store>> {
+        Ok(crate::store::open(
+            &format!("sqlite://{}", self.db.display()),
+            Synchronous::Normal,
+        )
+        .await?)
+    }
+}
+
+impl Drop for BenchDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Median and max time from queueing a run (and waking the daemon, as `vigil dags trigger`
+/// does) to its first task starting, over `n` triggers one after another.
+async fn trigger_latency(dir: &Path, n: usize) -> anyhow::Result<(Duration, Duration, f64)> {
+    std::fs::create_dir_all(dir.join("dags"))?;
+    std::fs::write(
+        dir.join("dags/one.toml"),
+        "id = \"one\"\n[tasks.a]\ntype = \"noop\"\n",
+    )?;
+    let daemon = BenchDaemon::start(dir).await?;
+    let store = daemon.store().await?;
+    let registry = Registry::builtin();
+    let dag = parse_dag(
+        &dir.join("dags/one.toml"),
+        "id = \"one\"\n[tasks.a]\ntype = \"noop\"\n",
+        &registry,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut latencies = Vec::with_capacity(n);
+    for _ in 0..n {
+        let new = plan_run(
+            &dag,
+            serde_json::Value::Null,
+            RunType::Manual,
+            Utc::now(),
+            RunState::Queued,
+            None,
+        )?;
+        let run = store.create_run(&new).await?;
+        // SAFETY: kill(2) on our own child process.
+        unsafe { libc::kill(daemon.pid(), libc::SIGUSR1) };
+        let started = loop {
+            let tis = store.task_instances(run.id).await?;
+            if let Some(at) = tis.first().and_then(|t| t.started_at) {
+                break at;
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        };
+        latencies.push((started - run.queued_at).to_std().unwrap_or_default());
+        while !store
+            .run(run.id)
+            .await?
+            .is_some_and(|r| r.state.is_terminal())
+        {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+    latencies.sort();
+    let rss = daemon.rss_mib();
+    Ok((
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1],
+        rss,
+    ))
+}
+
+/// Time for a daemon to start with `n` DAG files, and its resident memory a second later.
+async fn daemon_memory(dir: &Path, n: usize) -> anyhow::Result<(Duration, f64)> {
+    std::fs::create_dir_all(dir.join("dags"))?;
+    for i in 0..n {
+        std::fs::write(dir.join(format!("dags/dag_{i:03}.toml")), generated_dag(i))?;
+    }
+    let start = Instant::now();
+    let daemon = BenchDaemon::start(dir).await?;
+    let started = start.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok((started, daemon.rss_mib()))
+}
+
+/// Median and max delay between an every-second tick and its run's first task starting,
+/// over `secs` seconds.
+async fn cron_lateness(dir: &Path, secs: usize) -> anyhow::Result<(Duration, Duration, f64)> {
+    std::fs::create_dir_all(dir.join("dags"))?;
+    std::fs::write(
+        dir.join("dags/every_second.toml"),
+        "id = \"every_second\"\nschedule = \"* * * * * *\"\n[tasks.a]\ntype = \"noop\"\n",
+    )?;
+    let daemon = BenchDaemon::start(dir).await?;
+    tokio::time::sleep(Duration::from_secs(secs as u64)).await;
+    let store = daemon.store().await?;
+    let runs = store
+        .runs(&crate::store::RunFilter {
+            dag_id: Some("every_second".into()),
+            state: None,
+            limit: Some(u32::MAX),
+        })
+        .await?;
+    let mut late = Vec::new();
+    for run in &runs {
+        let tis = store.task_instances(run.id).await?;
+        if let Some(at) = tis.first().and_then(|t| t.started_at) {
+            late.push((at - run.logical_date).to_std().unwrap_or_default());
+        }
+    }
+    if late.is_empty() {
+        bail!("no scheduled run started in {secs} s");
+    }
+    late.sort();
+    eprintln!("lateness: {} runs over {secs} s", late.len());
+    Ok((late[late.len() / 2], late[late.len() - 1], daemon.rss_mib()))
+}
+
+/// A `kB` field of a /proc status file, in MiB.
+fn status_field(path: &str, field: &str) -> f64 {
+    std::fs::read_to_string(path)
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
+}
+
+/// Peak resident memory of this process (VmHWM), in MiB.
+fn own_peak_rss_mib() -> f64 {
+    status_field("/proc/self/status", "VmHWM:")
 }
 
 /// Largest peak resident memory of any child process waited for, in MiB.

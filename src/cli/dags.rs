@@ -113,7 +113,14 @@ async fn trigger(
         Some(s) => parse_logical_date(s)?,
         None => Utc::now().trunc_subsecs(6),
     };
-    let new = plan_run(&dag, conf, RunType::Manual, logical_date, RunState::Queued, None)?;
+    let new = plan_run(
+        &dag,
+        conf,
+        RunType::Manual,
+        logical_date,
+        RunState::Queued,
+        None,
+    )?;
     let store = ctx.store().await?;
     let run = store.create_run(&new).await?;
     let daemon = wake_daemon(ctx);
@@ -280,7 +287,10 @@ async fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         .collect();
     println!(
         "{}",
-        table(&["DAG", "SCHEDULE", "TASKS", "PAUSED", "TAGS", "FILE"], rows)
+        table(
+            &["DAG", "SCHEDULE", "TASKS", "PAUSED", "TAGS", "FILE"],
+            rows
+        )
     );
     if !set.errors.is_empty() {
         println!(

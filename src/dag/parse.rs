@@ -879,7 +879,13 @@ fn instant(
         DeValue::Datetime(d) => d.to_string(),
         DeValue::String(s) => s.to_string(),
         _ => {
-            type_error(sink, v, key, None, "a date like 2026-11-01 or 2026-11-01T00:00:00Z");
+            type_error(
+                sink,
+                v,
+                key,
+                None,
+                "a date like 2026-11-01 or 2026-11-01T00:00:00Z",
+            );
             return None;
         }
     };

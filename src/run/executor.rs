@@ -801,7 +801,7 @@ impl RunExec {
                         task.run_json(&ctx, config).await
                     };
                     let work = crate::task::capture::scope(ctx.log_sink(), work);
-                let guarded = AssertUnwindSafe(work).catch_unwind();
+                    let guarded = AssertUnwindSafe(work).catch_unwind();
                     let outcome = match timeout {
                         Some(limit) => match tokio::time::timeout(limit, guarded).await {
                             Ok(outcome) => outcome,

@@ -56,7 +56,11 @@ pub fn due(
         _ => now,
     };
     let first = match last_tick {
-        Some(last) => next_after(cron, tz, last.max(window.start - chrono::Duration::nanoseconds(1))),
+        Some(last) => next_after(
+            cron,
+            tz,
+            last.max(window.start - chrono::Duration::nanoseconds(1)),
+        ),
         None => cron
             .find_next_occurrence(&window.start.with_timezone(&tz), true)
             .ok()
@@ -165,14 +169,46 @@ mod tests {
         let cron = parse_cron("@hourly").unwrap();
         let last = Some(utc("2026-11-22T10:00:00Z"));
         let now = utc("2026-11-22T14:30:00Z");
-        let with = due(&cron, chrono_tz::UTC, &window("2026-11-01T00:00:00Z", true), last, now, 100);
+        let with = due(
+            &cron,
+            chrono_tz::UTC,
+            &window("2026-11-01T00:00:00Z", true),
+            last,
+            now,
+            100,
+        );
         let shown: Vec<String> = with.iter().map(|t| t.format("%H:%M").to_string()).collect();
         assert_eq!(shown, ["11:00", "12:00", "13:00", "14:00"], "oldest first");
-        let limited = due(&cron, chrono_tz::UTC, &window("2026-11-01T00:00:00Z", true), last, now, 2);
+        let limited = due(
+            &cron,
+            chrono_tz::UTC,
+            &window("2026-11-01T00:00:00Z", true),
+            last,
+            now,
+            2,
+        );
         assert_eq!(limited.len(), 2, "bounded by the caller's limit");
-        let without = due(&cron, chrono_tz::UTC, &window("2026-11-01T00:00:00Z", false), last, now, 100);
-        assert_eq!(without, [utc("2026-11-22T14:00:00Z")], "only the most recent");
-        let none = due(&cron, chrono_tz::UTC, &window("2026-11-01T00:00:00Z", false), Some(utc("2026-11-22T14:00:00Z")), now, 100);
+        let without = due(
+            &cron,
+            chrono_tz::UTC,
+            &window("2026-11-01T00:00:00Z", false),
+            last,
+            now,
+            100,
+        );
+        assert_eq!(
+            without,
+            [utc("2026-11-22T14:00:00Z")],
+            "only the most recent"
+        );
+        let none = due(
+            &cron,
+            chrono_tz::UTC,
+            &window("2026-11-01T00:00:00Z", false),
+            Some(utc("2026-11-22T14:00:00Z")),
+            now,
+            100,
+        );
         assert!(none.is_empty(), "nothing new since the last tick");
     }
 
@@ -181,14 +217,38 @@ mod tests {
         let cron = parse_cron("0 6 * * *").unwrap();
         let now = utc("2026-11-22T12:00:00Z");
         // First seen today at 08:00: today's 06:00 was before it, so nothing is due yet.
-        assert!(due(&cron, chrono_tz::UTC, &window("2026-11-22T08:00:00Z", true), None, now, 10).is_empty());
+        assert!(
+            due(
+                &cron,
+                chrono_tz::UTC,
+                &window("2026-11-22T08:00:00Z", true),
+                None,
+                now,
+                10
+            )
+            .is_empty()
+        );
         // A start_date three days back, with catch-up: one run per day since, oldest first.
-        let back = due(&cron, chrono_tz::UTC, &window("2026-11-19T00:00:00Z", true), None, now, 10);
+        let back = due(
+            &cron,
+            chrono_tz::UTC,
+            &window("2026-11-19T00:00:00Z", true),
+            None,
+            now,
+            10,
+        );
         assert_eq!(back.len(), 4);
         assert_eq!(back[0], utc("2026-11-19T06:00:00Z"));
         // A tick exactly at the start counts.
         assert_eq!(
-            due(&cron, chrono_tz::UTC, &window("2026-11-22T06:00:00Z", true), None, now, 10),
+            due(
+                &cron,
+                chrono_tz::UTC,
+                &window("2026-11-22T06:00:00Z", true),
+                None,
+                now,
+                10
+            ),
             [utc("2026-11-22T06:00:00Z")]
         );
         // An end date in the past: no tick after it.
@@ -197,7 +257,10 @@ mod tests {
             end: Some(utc("2026-11-20T00:00:00Z")),
             catchup: true,
         };
-        assert_eq!(due(&cron, chrono_tz::UTC, &ended, None, now, 10), [utc("2026-11-19T06:00:00Z")]);
+        assert_eq!(
+            due(&cron, chrono_tz::UTC, &ended, None, now, 10),
+            [utc("2026-11-19T06:00:00Z")]
+        );
     }
 
     #[test]

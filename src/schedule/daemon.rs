@@ -153,8 +153,7 @@ impl Daemon {
         ));
         {
             use tokio::signal::unix::{SignalKind, signal};
-            let mut usr1 =
-                signal(SignalKind::user_defined1()).map_err(DaemonError::Signals)?;
+            let mut usr1 = signal(SignalKind::user_defined1()).map_err(DaemonError::Signals)?;
             let wake = wake.clone();
             let stop = background.clone();
             services.spawn(async move {
@@ -350,7 +349,14 @@ impl Scheduler {
                 end: dag.end_date,
                 catchup: dag.catchup,
             };
-            for tick in due(&schedule.cron, dag.timezone, &window, state.last_tick, now, room) {
+            for tick in due(
+                &schedule.cron,
+                dag.timezone,
+                &window,
+                state.last_tick,
+                now,
+                room,
+            ) {
                 self.create_scheduled(dag, tick).await?;
             }
         }
@@ -375,7 +381,9 @@ impl Scheduler {
             }
         };
         match self.store.create_run(&new).await {
-            Ok(run) => tracing::info!(dag_id = %dag.id, run_id = run.id, logical_date = %tick, "scheduled run created"),
+            Ok(run) => {
+                tracing::info!(dag_id = %dag.id, run_id = run.id, logical_date = %tick, "scheduled run created")
+            }
             Err(StoreError::RunExists { .. }) => {}
             Err(e) => return Err(e),
         }
@@ -449,13 +457,20 @@ impl Scheduler {
     fn launch(&mut self, run: RunRecord) {
         let dag = match self.dags().get(run.dag_id.as_str()) {
             Some(d) if d.source == run.dag_source => Ok((*d).clone()),
-            _ => parse_dag(std::path::Path::new(&run.dag_file), &run.dag_source, &self.registry)
-                .map(Arc::new),
+            _ => parse_dag(
+                std::path::Path::new(&run.dag_file),
+                &run.dag_source,
+                &self.registry,
+            )
+            .map(Arc::new),
         };
         let dag = match dag {
             Ok(dag) => dag,
             Err(e) => {
-                tracing::error!(run_id = run.id, "the DAG version of this run no longer loads:\n{e}");
+                tracing::error!(
+                    run_id = run.id,
+                    "the DAG version of this run no longer loads:\n{e}"
+                );
                 return;
             }
         };
@@ -470,7 +485,10 @@ impl Scheduler {
         });
     }
 
-    async fn finished(&mut self, joined: Result<(RunId, Result<RunState, ExecError>), tokio::task::JoinError>) {
+    async fn finished(
+        &mut self,
+        joined: Result<(RunId, Result<RunState, ExecError>), tokio::task::JoinError>,
+    ) {
         let Ok((run_id, result)) = joined else {
             tracing::error!("a run executor stopped unexpectedly");
             return;

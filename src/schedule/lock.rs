@@ -125,7 +125,10 @@ mod tests {
         assert_eq!(holder.pid, std::process::id() as i32);
         let err = OwnerLock::acquire(&db).unwrap_err().to_string();
         assert!(err.contains("another vigil daemon owns"), "{err}");
-        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
         drop(first);
         assert!(OwnerLock::holder(&db).is_none());
         OwnerLock::acquire(&db).unwrap();

@@ -27,8 +27,8 @@ use sqlx::{Arguments, AssertSqlSafe, ConnectOptions, QueryBuilder, Row, Sqlite};
 
 use crate::state::{RunState, TaskState};
 use crate::store::{
-    Batch, Cleanup, DagState, LogRecord, NewRun, QueryContext, RunFilter, RunId, RunRecord, RunType, Store,
-    StoreError, StoredOutput, TaskInstance,
+    Batch, Cleanup, DagState, LogRecord, NewRun, QueryContext, RunFilter, RunId, RunRecord,
+    RunType, Store, StoreError, StoredOutput, TaskInstance,
 };
 use crate::task::{LogLevel, LogLine};
 
@@ -463,12 +463,13 @@ impl Store for SqliteStore {
             script
                 .stmt(
                     "UPDATE task_instances
-                     SET state = ?, attempt = ?, started_at = ?, ended_at = ?, next_retry_at = ?,
-                         error = ?, updated_at = ?
+                     SET state = ?, attempt = ?, max_attempts = ?, started_at = ?, ended_at = ?,
+                         next_retry_at = ?, error = ?, updated_at = ?
                      WHERE run_id = ? AND task_id = ? AND state = ? AND attempt = ?",
                 )
                 .bind(to.state.as_str())?
                 .bind(to.attempt)?
+                .bind(to.max_attempts)?
                 .bind(to.started_at)?
                 .bind(to.ended_at)?
                 .bind(to.next_retry_at)?
@@ -702,7 +703,9 @@ impl Store for SqliteStore {
             )
             .bind(at)?
             .bind(owner.to_string())?;
-        self.run_script(script).await.doing("recording a heartbeat")?;
+        self.run_script(script)
+            .await
+            .doing("recording a heartbeat")?;
         Ok(())
     }
 
@@ -718,7 +721,10 @@ impl Store for SqliteStore {
         script
             .stmt("SELECT * FROM dags WHERE dag_id = ?")
             .bind(dag_id.to_string())?;
-        let rows = self.run_script(script).await.doing("reading a DAG's state")?;
+        let rows = self
+            .run_script(script)
+            .await
+            .doing("reading a DAG's state")?;
         rows.first()
             .map(dag_state_from_row)
             .unwrap_or_else(|| Err(corrupt("dags", "row missing after insert")))
@@ -759,7 +765,9 @@ impl Store for SqliteStore {
             .bind(tick)?
             .bind(Utc::now())?
             .bind(dag_id.to_string())?;
-        self.run_script(script).await.doing("recording a schedule tick")?;
+        self.run_script(script)
+            .await
+            .doing("recording a schedule tick")?;
         Ok(())
     }
 
@@ -783,7 +791,9 @@ impl Store for SqliteStore {
             .stmt(&format!("DELETE FROM dag_runs WHERE {DONE}"))
             .bind(before)?;
         let rows = self.run_script(script).await.doing("removing old runs")?;
-        let row = rows.first().ok_or_else(|| corrupt("cleanup", "no counts"))?;
+        let row = rows
+            .first()
+            .ok_or_else(|| corrupt("cleanup", "no counts"))?;
         let count = |i: usize| -> Result<u64, StoreError> {
             let n: i64 = row.try_get(i).doing("counting removed rows")?;
             Ok(n.max(0) as u64)

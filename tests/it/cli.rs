@@ -240,7 +240,17 @@ fn the_benchmark_runs_every_scenario() {
         .iter()
         .map(|r| r["scenario"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["chain", "fanout", "process", "load"]);
+    assert_eq!(
+        names,
+        [
+            "chain",
+            "fanout",
+            "process",
+            "load",
+            "trigger",
+            "daemon_memory"
+        ]
+    );
     for r in out.as_array().unwrap() {
         assert!(r["total_ms"].as_f64().unwrap() > 0.0, "{r}");
         assert!(r["peak_rss_mib"].as_f64().unwrap() > 0.0, "{r}");

@@ -104,3 +104,47 @@ fn its_config_is_checked_against_its_type_when_the_dag_loads() {
     .to_string();
     assert!(err.contains("missing field `threshold`"), "{err}");
 }
+
+/// Logs through `tracing`, as library code does.
+struct Chatty;
+
+#[async_trait]
+impl Task for Chatty {
+    type Config = serde::de::IgnoredAny;
+    type Output = ();
+
+    async fn run(&self, _ctx: &TaskContext, _: serde::de::IgnoredAny) -> Result<(), TaskError> {
+        tracing::info!(rows = 42, "loaded the training set");
+        tracing::warn!("feature drift above 10%");
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn tracing_events_inside_a_task_go_to_its_attempt_log() {
+    use tracing_subscriber::layer::SubscriberExt;
+    // Once per test binary; other tests may have installed it already.
+    let _ = tracing::subscriber::set_global_default(
+        tracing_subscriber::registry().with(vigil::task::CaptureLayer),
+    );
+    let engine = Engine::with_registry(Registry::builtin().with("acme.chatty", Chatty)).await;
+    let out = engine.run("[tasks.talk]\ntype = \"acme.chatty\"\n").await;
+    assert_eq!(out.state_of("talk"), TaskState::Success);
+    let logs = engine
+        .store
+        .logs(out.run_id, "talk", Some(1))
+        .await
+        .unwrap();
+    let lines: Vec<(String, String)> = logs
+        .iter()
+        .map(|l| (l.line.level.as_str().to_string(), l.line.message.clone()))
+        .collect();
+    assert!(
+        lines.contains(&("info".into(), "loaded the training set rows=42".into())),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&("warn".into(), "feature drift above 10%".into())),
+        "{lines:?}"
+    );
+}

@@ -4,6 +4,7 @@
 mod cli;
 mod command;
 mod custom_task;
+mod daemon;
 mod docs;
 mod executor;
 mod store;

@@ -119,6 +119,7 @@ async fn one_run_per_dag_and_logical_date() {
         vigil::store::RunType::Scheduled,
         when,
         RunState::Queued,
+        None,
     )
     .unwrap();
     let first = engine.store.create_run(&new).await.unwrap();

@@ -133,6 +133,7 @@ impl Engine {
             RunType::Manual,
             chrono::Utc::now(),
             RunState::Queued,
+            None,
         )
         .expect("plan run");
         self.store.create_run(&new).await.expect("create run")
@@ -179,5 +180,109 @@ impl Outcome {
 
     pub fn state_of(&self, id: &str) -> vigil::state::TaskState {
         self.task(id).state
+    }
+}
+
+/// A `vigil daemon` process running in a project; killed if the test forgets to stop it.
+pub struct DaemonProcess {
+    child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl Project {
+    /// Starts `vigil daemon ARGS` with a config suited to tests (1 s heartbeats, 3 s lease,
+    /// 1 s shutdown grace) unless the project has its own config.
+    pub fn daemon(&self, args: &[&str]) -> DaemonProcess {
+        let config = self.path().join("config/vigil.toml");
+        if !config.exists() {
+            self.write(
+                "config/vigil.toml",
+                "[daemon]\nheartbeat_interval = \"1s\"\nlease = \"3s\"\nshutdown_grace = \"1s\"\n",
+            );
+        }
+        let log = self.path().join(format!(
+            "daemon-{}.log",
+            chrono::Utc::now().timestamp_micros()
+        ));
+        let file = std::fs::File::create(&log).expect("daemon log");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"));
+        cmd.current_dir(self.path())
+            .arg("daemon")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(file);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("VIGIL_") {
+                cmd.env_remove(k);
+            }
+        }
+        let child = cmd.spawn().expect("start daemon");
+        let d = DaemonProcess { child, log };
+        wait_for("the daemon to start", || {
+            d.logs().contains("daemon started")
+        });
+        d
+    }
+}
+
+impl DaemonProcess {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits for the exit code.
+    pub fn terminate(mut self) -> i32 {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let status = self.child.wait().expect("wait for daemon");
+        status.code().unwrap_or(-1)
+    }
+
+    /// SIGKILL: the daemon gets no chance to clean up.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `cond` until it holds; panics naming `what` after 30 s. A liveness bound, not a
+/// speed assertion: on a loaded machine things take longer, never forever.
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        if start.elapsed() > std::time::Duration::from_secs(30) {
+            panic!("timed out waiting for {what}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+impl Project {
+    /// `vigil runs list --json` as (id, dag, logical date, type, state).
+    pub fn runs(&self) -> Vec<serde_json::Value> {
+        self.vigil(&["runs", "list", "--limit", "1000", "--json"])
+            .expect(0)
+            .json()
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn runs_of(&self, dag: &str) -> Vec<serde_json::Value> {
+        self.runs()
+            .into_iter()
+            .filter(|r| r["dag_id"] == dag)
+            .collect()
     }
 }

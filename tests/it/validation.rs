@@ -377,3 +377,36 @@ notify = { email_on_retry = ["oncall@example.com"] }
     assert_eq!(b.timeout.unwrap().as_secs(), 60);
     assert_eq!(b.notify.email_on_retry, ["oncall@example.com"]);
 }
+
+#[test]
+fn start_and_end_dates_are_checked() {
+    check(
+        "start_date = \"yesterday\"\n[tasks.a]\ntype = \"noop\"\n",
+        1,
+        None,
+        "start_date",
+        &["invalid date `yesterday`", "2026-11-01"],
+    );
+    check(
+        "start_date = 2026-11-10\nend_date = 2026-11-01\n[tasks.a]\ntype = \"noop\"\n",
+        2,
+        None,
+        "end_date",
+        &["end_date is before start_date"],
+    );
+    let dag = parse_dag(
+        Path::new("dags/d.toml"),
+        "timezone = \"Europe/Berlin\"\nstart_date = 2026-11-01\nend_date = \"2026-12-01T00:00:00Z\"\n[tasks.a]\ntype = \"noop\"\n",
+        &Registry::builtin(),
+    )
+    .expect("valid dates");
+    // A bare date is midnight in the DAG's time zone.
+    assert_eq!(
+        dag.start_date.unwrap().to_rfc3339(),
+        "2026-10-31T23:00:00+00:00"
+    );
+    assert_eq!(
+        dag.end_date.unwrap().to_rfc3339(),
+        "2026-12-01T00:00:00+00:00"
+    );
+}

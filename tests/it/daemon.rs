@@ -1,0 +1,503 @@
+//! `vigil daemon` as users run it: the real binary, a real SQLite file, signals and all.
+
+use std::time::Duration;
+
+use chrono::{Duration as ChronoDuration, DurationRound, Utc};
+use serde_json::Value;
+
+use crate::util::{Project, wait_for};
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn store_of(p: &Project) -> std::sync::Arc<dyn vigil::store::Store> {
+    let url = format!("sqlite://{}", p.path().join("vigil.db").display());
+    block_on(vigil::store::open(&url, vigil::store::Synchronous::Normal)).unwrap()
+}
+
+fn instant(v: &Value) -> chrono::DateTime<Utc> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn state(run: &Value) -> &str {
+    run["state"].as_str().unwrap_or_default()
+}
+
+const EVERY_SECOND: &str = "schedule = \"* * * * * *\"\n[tasks.a]\ntype = \"noop\"\n";
+
+#[test]
+fn a_run_triggered_from_another_process_is_picked_up_and_waited_for() {
+    let p = Project::new();
+    p.write(
+        "dags/work.toml",
+        "[params]\nn = 1\n[tasks.a]\ntype = \"noop\"\nconfig = { output = \"{{ params.n }}\" }\n",
+    );
+    let d = p.daemon(&[]);
+    let out = p
+        .vigil(&["dags", "trigger", "work", "--conf", r#"{"n": 7}"#, "--wait"])
+        .expect(0)
+        .stdout();
+    assert!(
+        out.contains(&format!(
+            "the daemon (pid {}) was told to start it",
+            d.pid()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("run 1 success"), "{out}");
+    assert_eq!(
+        p.vigil(&["tasks", "xcom", "1", "a"])
+            .expect(0)
+            .stdout()
+            .trim(),
+        "7"
+    );
+    // A failing run makes --wait exit 1; a bad conf queues nothing.
+    p.write("dags/bad.toml", "[tasks.x]\ntype = \"fail\"\n");
+    wait_for("the new file to load", || d.logs().contains("DAG added"));
+    p.vigil(&["dags", "trigger", "bad", "--wait"]).expect(1);
+    p.vigil(&["dags", "trigger", "work", "--conf", r#"{"m": 1}"#])
+        .expect(1);
+    assert_eq!(p.runs().len(), 2);
+    assert_eq!(d.terminate(), 0);
+}
+
+#[test]
+fn without_a_daemon_a_trigger_queues_and_says_how_to_start_one() {
+    let p = Project::new();
+    p.write("dags/work.toml", "[tasks.a]\ntype = \"noop\"\n");
+    let out = p.vigil(&["dags", "trigger", "work"]).expect(0).stdout();
+    assert!(out.contains("queued run 1 of work"), "{out}");
+    assert!(out.contains("start one with `vigil daemon`"), "{out}");
+    assert_eq!(state(&p.runs()[0]), "queued");
+    // The daemon finds it when it starts.
+    let d = p.daemon(&[]);
+    wait_for("the queued run to finish", || {
+        state(&p.runs()[0]) == "success"
+    });
+    assert_eq!(d.terminate(), 0);
+}
+
+#[test]
+fn a_second_daemon_on_the_same_database_is_refused() {
+    let p = Project::new();
+    p.write("dags/work.toml", "[tasks.a]\ntype = \"noop\"\n");
+    let d = p.daemon(&[]);
+    let err = p.vigil(&["daemon"]).expect(1).stderr();
+    assert!(err.contains("another vigil daemon owns"), "{err}");
+    assert!(err.contains(&format!("pid {}", d.pid())), "{err}");
+    assert_eq!(d.terminate(), 0);
+    // Once it is gone, a new daemon may start.
+    let again = p.daemon(&[]);
+    assert_eq!(again.terminate(), 0);
+}
+
+#[test]
+fn racing_processes_never_make_two_runs_for_one_logical_date() {
+    let p = Project::new();
+    p.write("dags/work.toml", "[tasks.a]\ntype = \"noop\"\n");
+    p.vigil(&["db", "migrate"]).expect(0);
+    let exe = env!("CARGO_BIN_EXE_vigil");
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let dir = p.path().to_path_buf();
+            std::thread::spawn(move || {
+                std::process::Command::new(exe)
+                    .current_dir(dir)
+                    .args([
+                        "dags",
+                        "trigger",
+                        "work",
+                        "--logical-date",
+                        "2026-11-22T15:00:00Z",
+                    ])
+                    .output()
+                    .unwrap()
+            })
+        })
+        .collect();
+    let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let ok = outcomes.iter().filter(|o| o.status.success()).count();
+    assert_eq!(ok, 1, "exactly one concurrent trigger wins");
+    for o in outcomes.iter().filter(|o| !o.status.success()) {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("already exists"), "{err}");
+    }
+    let runs = p.runs();
+    assert_eq!(runs.len(), 1, "one run per logical date: {runs:?}");
+}
+
+#[test]
+fn cron_ticks_make_runs_and_pause_stops_them() {
+    let p = Project::new();
+    p.write("dags/tick.toml", EVERY_SECOND);
+    let d = p.daemon(&[]);
+    wait_for("two scheduled runs", || p.runs_of("tick").len() >= 2);
+    for r in p.runs_of("tick") {
+        assert_eq!(r["run_type"], "scheduled");
+        let ld = chrono::DateTime::parse_from_rfc3339(r["logical_date"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            ld.timestamp_subsec_nanos(),
+            0,
+            "logical dates are ticks: {ld}"
+        );
+    }
+    let out = p.vigil(&["dags", "pause", "tick"]).expect(0).stdout();
+    assert!(out.contains("tick paused; the daemon"), "{out}");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = p.runs_of("tick").len();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        p.runs_of("tick").len(),
+        before,
+        "a paused DAG gets no new runs"
+    );
+    let list = p.vigil(&["dags", "list", "--json"]).expect(0).json();
+    assert_eq!(list["dags"][0]["paused"], true);
+    p.vigil(&["dags", "unpause", "tick"]).expect(0);
+    wait_for("runs to resume", || p.runs_of("tick").len() > before);
+    // catchup is off: the paused seconds were not made up, only the latest tick ran.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(p.runs_of("tick").len() <= before + 2);
+    assert_eq!(d.terminate(), 0);
+}
+
+/// Seeds the scheduler state as if the daemon had last run five hours ago.
+fn five_hours_down(p: &Project, dag: &str) -> chrono::DateTime<Utc> {
+    p.vigil(&["db", "migrate"]).expect(0);
+    let store = store_of(p);
+    let now = Utc::now();
+    let last = now.duration_trunc(ChronoDuration::hours(1)).unwrap() - ChronoDuration::hours(5);
+    block_on(async {
+        store
+            .dag_state(dag, last - ChronoDuration::days(1))
+            .await
+            .unwrap();
+        store.set_last_tick(dag, last).await.unwrap();
+    });
+    last
+}
+
+#[test]
+fn after_downtime_catchup_runs_every_missed_tick_oldest_first_within_max_active_runs() {
+    let p = Project::new();
+    p.write(
+        "dags/hourly.toml",
+        "schedule = \"@hourly\"\ncatchup = true\nmax_active_runs = 2\n[tasks.a]\ntype = \"sleep\"\nconfig = { duration = \"200ms\" }\n",
+    );
+    let last = five_hours_down(&p, "hourly");
+    let d = p.daemon(&[]);
+    wait_for("five catch-up runs to finish", || {
+        let runs = p.runs_of("hourly");
+        runs.len() == 5 && runs.iter().all(|r| state(r) == "success")
+    });
+    let mut runs = p.runs_of("hourly");
+    runs.sort_by_key(|r| r["id"].as_i64());
+    let dates: Vec<_> = runs.iter().map(|r| instant(&r["logical_date"])).collect();
+    let expected: Vec<_> = (1..=5).map(|h| last + ChronoDuration::hours(h)).collect();
+    assert_eq!(
+        dates, expected,
+        "one run per missed tick, created oldest first"
+    );
+    // Never more than max_active_runs at once.
+    let spans: Vec<(String, String)> = runs
+        .iter()
+        .map(|r| {
+            (
+                r["started_at"].as_str().unwrap().into(),
+                r["ended_at"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    for (s, _) in &spans {
+        let overlapping = spans.iter().filter(|(a, b)| a <= s && s < b).count();
+        assert!(overlapping <= 2, "{overlapping} runs at once");
+    }
+    assert_eq!(d.terminate(), 0);
+}
+
+#[test]
+fn after_downtime_without_catchup_only_the_latest_tick_runs() {
+    let p = Project::new();
+    p.write(
+        "dags/hourly.toml",
+        "schedule = \"@hourly\"\n[tasks.a]\ntype = \"noop\"\n",
+    );
+    let last = five_hours_down(&p, "hourly");
+    let d = p.daemon(&[]);
+    wait_for("the latest tick's run", || {
+        p.runs_of("hourly").iter().any(|r| state(r) == "success")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let runs = p.runs_of("hourly");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(
+        instant(&runs[0]["logical_date"]),
+        last + ChronoDuration::hours(5)
+    );
+    assert_eq!(d.terminate(), 0);
+}
+
+#[test]
+fn dag_files_reload_when_added_changed_broken_or_removed() {
+    let p = Project::new();
+    p.write("dags/other.toml", "[tasks.a]\ntype = \"noop\"\n");
+    let d = p.daemon(&[]);
+    let ticking = |version: &str| {
+        format!(
+            "schedule = \"* * * * * *\"\n[tasks.a]\ntype = \"noop\"\nconfig = {{ output = \"{version}\" }}\n"
+        )
+    };
+    // Added.
+    p.write("dags/live.toml", &ticking("v1"));
+    wait_for("the added DAG to run", || {
+        p.runs_of("live").iter().any(|r| state(r) == "success")
+    });
+    // Changed: new runs use the new version.
+    p.write("dags/live.toml", &ticking("v2"));
+    wait_for("a run of the changed DAG", || {
+        p.runs_of("live").iter().any(|r| {
+            state(r) == "success"
+                && p.vigil(&["tasks", "xcom", &r["id"].to_string(), "a"])
+                    .stdout()
+                    .contains("v2")
+        })
+    });
+    // Broken: reported, and the last good version keeps its schedule.
+    p.write(
+        "dags/live.toml",
+        "schedule = \"* * * * * *\"\n[tasks.a]\ntype = \"nope\"\n",
+    );
+    wait_for("the broken edit to be reported", || {
+        d.logs().contains("keeping the last good version")
+    });
+    let list = p.vigil(&["dags", "list"]).expect(0);
+    assert!(
+        list.stderr().contains("unknown task type `nope`"),
+        "{}",
+        list.stderr()
+    );
+    let n = p.runs_of("live").len();
+    wait_for("runs to continue from the last good version", || {
+        p.runs_of("live").len() >= n + 2
+    });
+    // Removed: no more runs.
+    std::fs::remove_file(p.path().join("dags/live.toml")).unwrap();
+    wait_for("the removal to be noticed", || {
+        d.logs().contains("DAG removed")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let n = p.runs_of("live").len();
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(p.runs_of("live").len(), n, "a removed DAG gets no new runs");
+    assert_eq!(d.terminate(), 0);
+}
+
+#[test]
+fn a_daemon_killed_mid_run_is_recovered_by_the_next_one() {
+    let p = Project::new();
+    p.write(
+        "dags/slow.toml",
+        "[tasks.first]\ntype = \"noop\"\n[tasks.slow]\ntype = \"sleep\"\ndepends_on = [\"first\"]\nconfig = { duration = \"2s\" }\nretries = 1\nretry_delay = \"0s\"\n[tasks.after]\ntype = \"noop\"\ndepends_on = [\"slow\"]\n",
+    );
+    let d = p.daemon(&[]);
+    p.vigil(&["dags", "trigger", "slow"]).expect(0);
+    wait_for("the slow task to run", || {
+        let shown = p.vigil(&["runs", "show", "1", "--json"]).json();
+        shown["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["task_id"] == "slow" && t["state"] == "running")
+    });
+    d.kill9();
+    let shown = p.vigil(&["runs", "show", "1", "--json"]).json();
+    assert_eq!(shown["run"]["state"], "running", "nobody finished it");
+
+    let d = p.daemon(&[]);
+    wait_for("the run to finish", || state(&p.runs()[0]) == "success");
+    let shown = p.vigil(&["runs", "show", "1", "--json"]).json();
+    let task = |id: &str| {
+        shown["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["task_id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(task("first")["attempt"], 1, "finished work is not redone");
+    assert_eq!(
+        task("slow")["attempt"],
+        2,
+        "the killed attempt counts, the retry ran"
+    );
+    assert_eq!(task("slow")["state"], "success");
+    assert_eq!(task("after")["state"], "success");
+    assert_eq!(d.terminate(), 0);
+
+    // Without retries left, the interrupted task fails and says why.
+    let p = Project::new();
+    p.write(
+        "dags/slow.toml",
+        "[tasks.slow]\ntype = \"sleep\"\nconfig = { duration = \"5s\" }\n",
+    );
+    let d = p.daemon(&[]);
+    p.vigil(&["dags", "trigger", "slow"]).expect(0);
+    wait_for("the task to run", || {
+        p.vigil(&["runs", "show", "1", "--json"]).json()["tasks"][0]["state"] == "running"
+    });
+    d.kill9();
+    let d = p.daemon(&[]);
+    wait_for("the run to fail", || state(&p.runs()[0]) == "failed");
+    let t = p.vigil(&["runs", "show", "1", "--json"]).json()["tasks"][0].clone();
+    assert!(
+        t["error"]
+            .as_str()
+            .unwrap()
+            .contains("the process running it stopped"),
+        "{t}"
+    );
+    assert_eq!(d.terminate(), 0);
+}
+
+#[test]
+fn sigterm_lets_short_tasks_finish_and_records_long_ones_to_run_again() {
+    let p = Project::new();
+    p.write(
+        "dags/mixed.toml",
+        "[tasks.short]\ntype = \"sleep\"\nconfig = { duration = \"300ms\" }\n[tasks.long]\ntype = \"sleep\"\nconfig = { duration = \"4s\" }\n",
+    );
+    let d = p.daemon(&[]);
+    p.vigil(&["dags", "trigger", "mixed"]).expect(0);
+    wait_for("both tasks to run", || {
+        let shown = p.vigil(&["runs", "show", "1", "--json"]).json();
+        shown["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["state"] == "running")
+    });
+    assert_eq!(d.terminate(), 0, "a clean shutdown exits 0");
+    let shown = p.vigil(&["runs", "show", "1", "--json"]).json();
+    let task = |id: &str| {
+        shown["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["task_id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        task("short")["state"],
+        "success",
+        "finished within the grace period"
+    );
+    let long = task("long");
+    assert_eq!(long["state"], "up_for_retry");
+    assert_eq!(
+        long["max_attempts"], 2,
+        "the interrupted attempt does not use up a retry"
+    );
+    assert!(
+        long["error"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted by shutdown"),
+        "{long}"
+    );
+    assert_eq!(shown["run"]["state"], "running");
+    assert!(
+        shown["run"]["owner"].is_null(),
+        "released for the next daemon"
+    );
+
+    let d = p.daemon(&[]);
+    wait_for("the run to finish after restart", || {
+        state(&p.runs()[0]) == "success"
+    });
+    let shown = p.vigil(&["runs", "show", "1", "--json"]).json();
+    let long = shown["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task_id"] == "long")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (long["attempt"].as_i64(), long["state"].as_str()),
+        (Some(2), Some("success"))
+    );
+    assert_eq!(d.terminate(), 0);
+}
+
+#[test]
+fn task_logs_hold_command_output_and_daemon_logs_can_be_json() {
+    let p = Project::new();
+    p.write(
+        "dags/talk.toml",
+        "[tasks.say]\ntype = \"command\"\nconfig = { command = [\"sh\", \"-c\", \"echo to-stderr >&2; echo to-stdout\"], output = \"none\" }\n",
+    );
+    let d = p.daemon(&["--log-format", "json"]);
+    p.vigil(&["dags", "trigger", "talk", "--wait"]).expect(0);
+    let logs = p.vigil(&["tasks", "logs", "1", "say"]).expect(0).stdout();
+    assert!(
+        logs.contains("to-stderr") && logs.contains("to-stdout"),
+        "{logs}"
+    );
+    let log = d.logs();
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string(), "{v}");
+    }
+    assert!(log.contains("\"daemon started\""), "{log}");
+    assert_eq!(d.terminate(), 0);
+}
+
+#[test]
+fn old_runs_are_removed_by_cleanup_and_by_the_daemon() {
+    let p = Project::new();
+    p.write(
+        "dags/work.toml",
+        "[tasks.a]\ntype = \"noop\"\nconfig = { output = 1 }\n",
+    );
+    p.vigil(&["dags", "test", "work"]).expect(0);
+    p.vigil(&["dags", "test", "work"]).expect(0);
+    p.vigil(&["dags", "trigger", "work"]).expect(0); // queued: never removed
+    let kept = p
+        .vigil(&["db", "cleanup", "--older-than", "1h", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(kept["runs"], 0);
+    std::thread::sleep(Duration::from_millis(50));
+    let removed = p
+        .vigil(&["db", "cleanup", "--older-than", "10ms", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(removed["runs"], 2);
+    assert_eq!(removed["task_instances"], 2);
+    assert_eq!(removed["results"], 2);
+    let runs = p.runs();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(state(&runs[0]), "queued");
+
+    // The daemon applies retention by itself.
+    p.write(
+        "config/vigil.toml",
+        "[daemon]\nheartbeat_interval = \"1s\"\nlease = \"3s\"\nshutdown_grace = \"1s\"\n[retention]\nmax_age = \"1s\"\ninterval = \"500ms\"\n",
+    );
+    let d = p.daemon(&[]);
+    wait_for("the queued run to run and then be removed", || {
+        p.runs().is_empty()
+    });
+    assert_eq!(d.terminate(), 0);
+}
