@@ -405,9 +405,11 @@ impl Scheduler {
             return Ok(());
         }
         let stale_before = now - chrono::Duration::from_std(self.lease).unwrap_or_default();
+        // Runs that count against max_active_runs: running in the store, or launched by us
+        // and not yet marked running.
         let mut running: HashMap<String, usize> = HashMap::new();
         for r in &unfinished {
-            if r.state == RunState::Running {
+            if r.state == RunState::Running || self.active.contains_key(&r.id) {
                 *running.entry(r.dag_id.clone()).or_default() += 1;
             }
         }
@@ -448,32 +450,45 @@ impl Scheduler {
             if !self.store.claim_run(run.id, &self.owner, cutoff).await? {
                 continue;
             }
-            self.launch(run);
+            match self.dag_of(&run) {
+                Ok(dag) => self.launch(run, dag),
+                Err(why) => self.fail_run(&run, &why).await,
+            }
         }
         Ok(())
     }
 
-    /// Executes `run` with the DAG version it was created from.
-    fn launch(&mut self, run: RunRecord) {
-        let dag = match self.dags().get(run.dag_id.as_str()) {
+    /// Ends a run that can never execute (its DAG version no longer loads), so it does not
+    /// stay unfinished forever.
+    async fn fail_run(&self, run: &RunRecord, why: &str) {
+        tracing::error!(dag_id = %run.dag_id, run_id = run.id, "failing the run: {why}");
+        let mut batch = crate::store::Batch::new(run.id);
+        batch.run = Some(crate::store::RunTransition {
+            expect: run.state,
+            to: RunState::Failed,
+            at: Utc::now(),
+        });
+        if let Err(e) = self.store.commit(&batch).await {
+            tracing::error!(run_id = run.id, error = %e, "could not record the run as failed");
+        }
+    }
+
+    /// The DAG version `run` was created from, or why it no longer loads.
+    fn dag_of(&self, run: &RunRecord) -> Result<Arc<Dag>, String> {
+        match self.dags().get(run.dag_id.as_str()) {
             Some(d) if d.source == run.dag_source => Ok((*d).clone()),
             _ => parse_dag(
                 std::path::Path::new(&run.dag_file),
                 &run.dag_source,
                 &self.registry,
             )
-            .map(Arc::new),
-        };
-        let dag = match dag {
-            Ok(dag) => dag,
-            Err(e) => {
-                tracing::error!(
-                    run_id = run.id,
-                    "the DAG version of this run no longer loads:\n{e}"
-                );
-                return;
-            }
-        };
+            .map(Arc::new)
+            .map_err(|e| format!("the DAG version of this run no longer loads:\n{e}")),
+        }
+    }
+
+    /// Executes `run` with `dag`, the version it was created from.
+    fn launch(&mut self, run: RunRecord, dag: Arc<Dag>) {
         tracing::info!(dag_id = %run.dag_id, run_id = run.id, state = %run.state, "starting run");
         self.active.insert(run.id, run.dag_id.clone());
         let executor = self.executor.clone();
@@ -502,8 +517,15 @@ impl Scheduler {
                     tracing::warn!(run_id, error = %e, "could not release the run");
                 }
             }
+            Err(ExecError::Mismatch { detail, .. }) => {
+                // The run cannot execute with its own DAG version; retrying will not help.
+                if let Ok(Some(run)) = self.store.run(run_id).await {
+                    self.fail_run(&run, &detail).await;
+                }
+            }
             Err(e) => {
-                tracing::error!(%dag_id, run_id, error = %e, "run stopped with an error");
+                // A store error: give the run up; the next step claims and resumes it.
+                tracing::error!(%dag_id, run_id, error = %e, "run stopped with an error; it will be resumed");
                 if let Err(e) = self.store.release_run(run_id, &self.owner).await {
                     tracing::warn!(run_id, error = %e, "could not release the run");
                 }

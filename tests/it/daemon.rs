@@ -501,3 +501,71 @@ fn old_runs_are_removed_by_cleanup_and_by_the_daemon() {
     });
     assert_eq!(d.terminate(), 0);
 }
+
+#[test]
+fn a_run_in_progress_finishes_with_its_own_dag_version_and_heartbeats() {
+    let p = Project::new();
+    let version = |v: &str| {
+        format!(
+            "[tasks.wait]\ntype = \"sleep\"\nconfig = {{ duration = \"2500ms\" }}\n[tasks.stamp]\ntype = \"noop\"\ndepends_on = [\"wait\"]\nconfig = {{ output = \"{v}\" }}\n"
+        )
+    };
+    p.write("dags/versioned.toml", &version("v1"));
+    let d = p.daemon(&[]);
+    p.vigil(&["dags", "trigger", "versioned"]).expect(0);
+    wait_for("the run to start", || state(&p.runs()[0]) == "running");
+    let first_beat = p.runs()[0]["heartbeat_at"].as_str().map(str::to_string);
+    p.write("dags/versioned.toml", &version("v2"));
+    wait_for("the change to load", || d.logs().contains("DAG changed"));
+    wait_for("a heartbeat", || {
+        p.runs()[0]["heartbeat_at"].as_str().map(str::to_string) != first_beat
+    });
+    wait_for("the run to finish", || state(&p.runs()[0]) == "success");
+    assert_eq!(
+        p.vigil(&["tasks", "xcom", "1", "stamp"])
+            .expect(0)
+            .stdout()
+            .trim(),
+        "\"v1\""
+    );
+    // A new run uses the new version.
+    p.vigil(&["dags", "trigger", "versioned", "--wait"])
+        .expect(0);
+    assert_eq!(
+        p.vigil(&["tasks", "xcom", "2", "stamp"])
+            .expect(0)
+            .stdout()
+            .trim(),
+        "\"v2\""
+    );
+    assert_eq!(d.terminate(), 0);
+}
+
+#[test]
+fn a_run_whose_dag_version_no_longer_loads_is_failed_not_left_waiting() {
+    let p = Project::new();
+    p.write("dags/work.toml", "[tasks.a]\ntype = \"noop\"\n");
+    p.vigil(&["db", "migrate"]).expect(0);
+    // A run created by a binary that had a task type this one lacks.
+    let store = store_of(&p);
+    block_on(async {
+        store
+            .create_run(&vigil::store::NewRun {
+                dag_id: "custom".into(),
+                logical_date: Utc::now(),
+                run_type: vigil::store::RunType::Manual,
+                state: vigil::state::RunState::Queued,
+                conf: serde_json::json!({}),
+                dag_file: "dags/custom.toml".into(),
+                dag_source: "[tasks.a]\ntype = \"acme.only_in_another_binary\"\n".into(),
+                tasks: vec![("a".into(), 1)],
+                owner: None,
+            })
+            .await
+            .unwrap()
+    });
+    let d = p.daemon(&[]);
+    wait_for("the run to be failed", || state(&p.runs()[0]) == "failed");
+    assert!(d.logs().contains("no longer loads"), "{}", d.logs());
+    assert_eq!(d.terminate(), 0);
+}
