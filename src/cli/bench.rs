@@ -629,14 +629,30 @@ async fn cron_lateness(dir: &Path, secs: usize) -> anyhow::Result<(Duration, Dur
     for run in &runs {
         let tis = store.task_instances(run.id).await?;
         if let Some(at) = tis.first().and_then(|t| t.started_at) {
-            late.push((at - run.logical_date).to_std().unwrap_or_default());
+            late.push((
+                (at - run.logical_date).to_std().unwrap_or_default(),
+                run.logical_date,
+            ));
         }
     }
     if late.is_empty() {
         bail!("no scheduled run started in {secs} s");
     }
     late.sort();
-    eprintln!("lateness: {} runs over {secs} s", late.len());
+    let pct = |p: usize| ms(late[(late.len() - 1) * p / 100].0);
+    eprintln!(
+        "lateness: {} runs over {secs} s; p90 {:.1} ms, p99 {:.1} ms; worst at {}",
+        late.len(),
+        pct(90),
+        pct(99),
+        late.iter()
+            .rev()
+            .take(3)
+            .map(|(d, at)| format!("{} ({:.0} ms)", at.format("%H:%M:%S"), ms(*d)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let late: Vec<Duration> = late.into_iter().map(|(d, _)| d).collect();
     Ok((late[late.len() / 2], late[late.len() - 1], daemon.rss_mib()))
 }
 

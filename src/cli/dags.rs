@@ -625,7 +625,18 @@ async fn test(
             }
         }
     });
-    let state = executor.execute(dag, run.clone(), Some(observer)).await?;
+    // Prove this process alive while it runs, so a daemon never takes the run over.
+    let beating = tokio_util::sync::CancellationToken::new();
+    let heartbeat = tokio::spawn(crate::run::owner::heartbeat_loop(
+        executor.store().clone(),
+        owner,
+        ctx.config.daemon.heartbeat_interval,
+        beating.clone(),
+    ));
+    let state = executor.execute(dag, run.clone(), Some(observer)).await;
+    beating.cancel();
+    let _ = heartbeat.await;
+    let state = state?;
     if json {
         let tis = executor.store().task_instances(run.id).await?;
         let tasks: Vec<TestTask> = tis

@@ -30,6 +30,20 @@ pub fn next_after(cron: &croner::Cron, tz: Tz, after: DateTime<Utc>) -> Option<D
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// The first tick at or after `t`. croner compares whole seconds, so its inclusive search can
+/// return the second that `t` falls in, which is before `t`: that one does not count.
+fn at_or_after(cron: &croner::Cron, tz: Tz, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let first = cron
+        .find_next_occurrence(&t.with_timezone(&tz), true)
+        .ok()
+        .map(|x| x.with_timezone(&Utc))?;
+    if first < t {
+        next_after(cron, tz, first)
+    } else {
+        Some(first)
+    }
+}
+
 /// The last tick strictly before `before` (a scheduled run's data interval starts there).
 pub fn previous_before(
     cron: &croner::Cron,
@@ -61,10 +75,7 @@ pub fn due(
             tz,
             last.max(window.start - chrono::Duration::nanoseconds(1)),
         ),
-        None => cron
-            .find_next_occurrence(&window.start.with_timezone(&tz), true)
-            .ok()
-            .map(|t| t.with_timezone(&Utc)),
+        None => at_or_after(cron, tz, window.start),
     };
     let Some(first) = first.filter(|t| *t <= until) else {
         return Vec::new();
@@ -260,6 +271,25 @@ mod tests {
         assert_eq!(
             due(&cron, chrono_tz::UTC, &ended, None, now, 10),
             [utc("2026-11-19T06:00:00Z")]
+        );
+    }
+
+    #[test]
+    fn a_tick_before_the_window_start_is_not_due_even_within_the_same_second() {
+        let cron = parse_cron("* * * * * *").unwrap();
+        let start = utc("2026-11-22T12:00:00.734Z");
+        let w = window("2026-11-22T12:00:00.734Z", true);
+        assert!(due(&cron, chrono_tz::UTC, &w, None, start, 10).is_empty());
+        assert_eq!(
+            due(
+                &cron,
+                chrono_tz::UTC,
+                &w,
+                None,
+                utc("2026-11-22T12:00:01.2Z"),
+                10
+            ),
+            [utc("2026-11-22T12:00:01Z")]
         );
     }
 

@@ -569,3 +569,26 @@ fn a_run_whose_dag_version_no_longer_loads_is_failed_not_left_waiting() {
     assert!(d.logs().contains("no longer loads"), "{}", d.logs());
     assert_eq!(d.terminate(), 0);
 }
+
+#[test]
+fn a_daemon_never_takes_over_a_live_dags_test_run() {
+    let p = Project::new();
+    // Longer than the test config's 3 s lease: only heartbeats keep the run its owner's.
+    p.write(
+        "dags/long.toml",
+        "[tasks.wait]\ntype = \"sleep\"\nconfig = { duration = \"5s\" }\n",
+    );
+    let d = p.daemon(&[]);
+    p.vigil(&["dags", "test", "long"]).expect(0);
+    let shown = p.vigil(&["runs", "show", "1", "--json"]).json();
+    assert_eq!(
+        shown["tasks"][0]["attempt"], 1,
+        "the task ran once: {shown}"
+    );
+    assert!(
+        !d.logs().contains("starting run"),
+        "the daemon took the run over:\n{}",
+        d.logs()
+    );
+    assert_eq!(d.terminate(), 0);
+}
