@@ -107,12 +107,7 @@ async fn trigger(
     logical_date: Option<&str>,
     wait: bool,
 ) -> anyhow::Result<ExitCode> {
-    let dag = find_dag(ctx, id)?;
-    let conf = parse_conf(conf)?;
-    let logical_date = match logical_date {
-        Some(s) => parse_logical_date(s)?,
-        None => Utc::now().trunc_subsecs(6),
-    };
+    let (dag, conf, logical_date) = run_inputs(ctx, id, conf, logical_date)?;
     let new = plan_run(
         &dag,
         conf,
@@ -532,6 +527,22 @@ pub fn parse_logical_date(s: &str) -> anyhow::Result<DateTime<Utc>> {
     bail!("invalid --logical-date `{s}`; use RFC 3339 like 2026-11-22T14:00:00Z, or 2026-11-22")
 }
 
+/// The DAG, conf and logical date of a run to create (`dags test`, `dags trigger`).
+fn run_inputs(
+    ctx: &Ctx,
+    id: &str,
+    conf: Option<&str>,
+    logical_date: Option<&str>,
+) -> anyhow::Result<(Arc<Dag>, serde_json::Value, DateTime<Utc>)> {
+    let dag = find_dag(ctx, id)?;
+    let conf = parse_conf(conf)?;
+    let logical_date = match logical_date {
+        Some(s) => parse_logical_date(s)?,
+        None => Utc::now().trunc_subsecs(6),
+    };
+    Ok((dag, conf, logical_date))
+}
+
 /// `--conf`: a JSON object.
 pub fn parse_conf(s: Option<&str>) -> anyhow::Result<serde_json::Value> {
     match s {
@@ -558,12 +569,7 @@ async fn test(
     conf: Option<&str>,
     logical_date: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    let dag = find_dag(ctx, id)?;
-    let conf = parse_conf(conf)?;
-    let logical_date = match logical_date {
-        Some(s) => parse_logical_date(s)?,
-        None => Utc::now().trunc_subsecs(6),
-    };
+    let (dag, conf, logical_date) = run_inputs(ctx, id, conf, logical_date)?;
     let owner = crate::run::owner::current();
     let new = plan_run(
         &dag,

@@ -26,6 +26,22 @@ fn instant(v: &Value) -> chrono::DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
+/// `vigil runs show RUN --json`.
+fn show(p: &Project, run: u32) -> Value {
+    p.vigil(&["runs", "show", &run.to_string(), "--json"])
+        .expect(0)
+        .json()
+}
+
+/// Task `id` of a `runs show` document.
+fn task(shown: &Value, id: &str) -> Value {
+    shown["tasks"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["task_id"] == id))
+        .cloned()
+        .unwrap_or_else(|| panic!("no task {id} in {shown}"))
+}
+
 fn state(run: &Value) -> &str {
     run["state"].as_str().unwrap_or_default()
 }
@@ -310,37 +326,26 @@ fn a_daemon_killed_mid_run_is_recovered_by_the_next_one() {
     let d = p.daemon(&[]);
     p.vigil(&["dags", "trigger", "slow"]).expect(0);
     wait_for("the slow task to run", || {
-        let shown = p.vigil(&["runs", "show", "1", "--json"]).json();
-        shown["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|t| t["task_id"] == "slow" && t["state"] == "running")
+        task(&show(&p, 1), "slow")["state"] == "running"
     });
     d.kill9();
-    let shown = p.vigil(&["runs", "show", "1", "--json"]).json();
-    assert_eq!(shown["run"]["state"], "running", "nobody finished it");
+    assert_eq!(show(&p, 1)["run"]["state"], "running", "nobody finished it");
 
     let d = p.daemon(&[]);
     wait_for("the run to finish", || state(&p.runs()[0]) == "success");
-    let shown = p.vigil(&["runs", "show", "1", "--json"]).json();
-    let task = |id: &str| {
-        shown["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["task_id"] == id)
-            .unwrap()
-            .clone()
-    };
-    assert_eq!(task("first")["attempt"], 1, "finished work is not redone");
+    let shown = show(&p, 1);
     assert_eq!(
-        task("slow")["attempt"],
+        task(&shown, "first")["attempt"],
+        1,
+        "finished work is not redone"
+    );
+    assert_eq!(
+        task(&shown, "slow")["attempt"],
         2,
         "the killed attempt counts, the retry ran"
     );
-    assert_eq!(task("slow")["state"], "success");
-    assert_eq!(task("after")["state"], "success");
+    assert_eq!(task(&shown, "slow")["state"], "success");
+    assert_eq!(task(&shown, "after")["state"], "success");
     assert_eq!(d.terminate(), 0);
 
     // Without retries left, the interrupted task fails and says why.
@@ -352,12 +357,12 @@ fn a_daemon_killed_mid_run_is_recovered_by_the_next_one() {
     let d = p.daemon(&[]);
     p.vigil(&["dags", "trigger", "slow"]).expect(0);
     wait_for("the task to run", || {
-        p.vigil(&["runs", "show", "1", "--json"]).json()["tasks"][0]["state"] == "running"
+        task(&show(&p, 1), "slow")["state"] == "running"
     });
     d.kill9();
     let d = p.daemon(&[]);
     wait_for("the run to fail", || state(&p.runs()[0]) == "failed");
-    let t = p.vigil(&["runs", "show", "1", "--json"]).json()["tasks"][0].clone();
+    let t = task(&show(&p, 1), "slow");
     assert!(
         t["error"]
             .as_str()
@@ -378,30 +383,17 @@ fn sigterm_lets_short_tasks_finish_and_records_long_ones_to_run_again() {
     let d = p.daemon(&[]);
     p.vigil(&["dags", "trigger", "mixed"]).expect(0);
     wait_for("both tasks to run", || {
-        let shown = p.vigil(&["runs", "show", "1", "--json"]).json();
-        shown["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|t| t["state"] == "running")
+        let shown = show(&p, 1);
+        task(&shown, "short")["state"] == "running" && task(&shown, "long")["state"] == "running"
     });
     assert_eq!(d.terminate(), 0, "a clean shutdown exits 0");
-    let shown = p.vigil(&["runs", "show", "1", "--json"]).json();
-    let task = |id: &str| {
-        shown["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["task_id"] == id)
-            .unwrap()
-            .clone()
-    };
+    let shown = show(&p, 1);
     assert_eq!(
-        task("short")["state"],
+        task(&shown, "short")["state"],
         "success",
         "finished within the grace period"
     );
-    let long = task("long");
+    let long = task(&shown, "long");
     assert_eq!(long["state"], "up_for_retry");
     assert_eq!(
         long["max_attempts"], 2,
@@ -424,14 +416,7 @@ fn sigterm_lets_short_tasks_finish_and_records_long_ones_to_run_again() {
     wait_for("the run to finish after restart", || {
         state(&p.runs()[0]) == "success"
     });
-    let shown = p.vigil(&["runs", "show", "1", "--json"]).json();
-    let long = shown["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["task_id"] == "long")
-        .unwrap()
-        .clone();
+    let long = task(&show(&p, 1), "long");
     assert_eq!(
         (long["attempt"].as_i64(), long["state"].as_str()),
         (Some(2), Some("success"))
@@ -572,7 +557,7 @@ fn a_run_whose_dag_version_no_longer_loads_is_failed_not_left_waiting() {
 
 #[test]
 fn a_daemon_never_takes_over_a_live_dags_test_run() {
-    let p = Project::new();
+    let shown = show(&p, 1);
     // Longer than the test config's 3 s lease: only heartbeats keep the run its owner's.
     p.write(
         "dags/long.toml",
