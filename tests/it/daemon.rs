@@ -557,7 +557,7 @@ fn a_run_whose_dag_version_no_longer_loads_is_failed_not_left_waiting() {
 
 #[test]
 fn a_daemon_never_takes_over_a_live_dags_test_run() {
-    let shown = show(&p, 1);
+    let p = Project::new();
     // Longer than the test config's 3 s lease: only heartbeats keep the run its owner's.
     p.write(
         "dags/long.toml",
@@ -565,7 +565,7 @@ fn a_daemon_never_takes_over_a_live_dags_test_run() {
     );
     let d = p.daemon(&[]);
     p.vigil(&["dags", "test", "long"]).expect(0);
-    let shown = p.vigil(&["runs", "show", "1", "--json"]).json();
+    let shown = show(&p, 1);
     assert_eq!(
         shown["tasks"][0]["attempt"], 1,
         "the task ran once: {shown}"
