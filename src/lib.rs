@@ -26,6 +26,7 @@
 pub mod cli;
 pub mod config;
 pub mod dag;
+pub mod models;
 pub mod run;
 pub mod schedule;
 pub mod state;

@@ -1,0 +1,616 @@
+//! Is the production model worse than the one before it? A verdict a statistician would sign.
+//!
+//! The seed's rule was "a metric changed by more than 5 % → degraded", which rolls back on
+//! noise when there are few rows and on a meaningless relative change of a small R². Here the
+//! threshold is only the floor of a change that *matters*, and a change must also be
+//! *established*:
+//!
+//! - both versions scored the same rows → a paired comparison: a bootstrap confidence interval
+//!   of the metric difference (fixed seed, so a verdict can be recomputed), and for classes
+//!   McNemar's test as well;
+//! - both scored enough rows, but different ones → the same bootstrap, unpaired;
+//! - too few labelled predictions → INCONCLUSIVE (never DEGRADED on noise);
+//! - no predictions at all → the versions' recorded metrics (the seed's method), or NODATA.
+//!
+//! DEGRADED needs the interval to exclude "no worse" *and* the estimate to pass the floor.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::models::metrics::{Metric, looks_like_classes};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Verdict {
+    Pass,
+    Degraded,
+    Inconclusive,
+    NoData,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Degraded => "DEGRADED",
+            Verdict::Inconclusive => "INCONCLUSIVE",
+            Verdict::NoData => "NODATA",
+        }
+    }
+}
+
+/// How the verdict was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Test {
+    PairedBootstrap,
+    /// Paired, classification: McNemar's exact test (with a bootstrap interval).
+    McNemar,
+    UnpairedBootstrap,
+    RecordedMetrics,
+    None,
+}
+
+/// One labelled prediction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scored {
+    pub row_key: Option<String>,
+    pub predicted: f64,
+    pub actual: f64,
+}
+
+/// What a verdict is based on: the candidate (usually production) against the baseline
+/// (usually the version before it).
+#[derive(Debug, Clone, Copy)]
+pub struct Evidence<'a> {
+    pub baseline: &'a [Scored],
+    pub candidate: &'a [Scored],
+    pub baseline_metrics: &'a BTreeMap<String, f64>,
+    pub candidate_metrics: &'a BTreeMap<String, f64>,
+}
+
+/// The knobs, with the defaults the docs explain.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Rules {
+    /// The smallest worsening that matters, in percent (relative for RMSE/MAE, percentage
+    /// points for R²/accuracy).
+    pub threshold_percent: f64,
+    /// Labelled rows needed for a verdict from predictions.
+    pub min_samples: usize,
+    /// Two-sided confidence of the interval (and 1 − significance of McNemar).
+    pub confidence: f64,
+    pub bootstrap_resamples: usize,
+    pub seed: u64,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            threshold_percent: 5.0,
+            min_samples: 30,
+            confidence: 0.95,
+            bootstrap_resamples: 1000,
+            seed: 42,
+        }
+    }
+}
+
+/// A verdict with everything needed to answer "why?".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Judgement {
+    pub verdict: Verdict,
+    pub metric: Metric,
+    pub test: Test,
+    /// Rows the verdict rests on (pairs for paired tests).
+    pub n: usize,
+    pub baseline_value: Option<f64>,
+    pub candidate_value: Option<f64>,
+    /// How much worse the candidate is, in the metric's units (negative = better).
+    pub estimate: Option<f64>,
+    /// Confidence interval of `estimate`.
+    pub interval: Option<(f64, f64)>,
+    pub p_value: Option<f64>,
+    /// The smallest worsening that counts.
+    pub floor: Option<f64>,
+    pub rules: Rules,
+    pub reason: String,
+}
+
+/// Judges `e` under `rules`.
+pub fn judge(e: &Evidence<'_>, rules: &Rules) -> Judgement {
+    let pairs = pair(e.baseline, e.candidate);
+    let all_rows: Vec<(f64, f64)> = e
+        .baseline
+        .iter()
+        .chain(e.candidate)
+        .map(|s| (s.predicted, s.actual))
+        .collect();
+    let metric = if looks_like_classes(&all_rows) {
+        Metric::Accuracy
+    } else {
+        Metric::Rmse
+    };
+    let base = Judgement {
+        verdict: Verdict::NoData,
+        metric,
+        test: Test::None,
+        n: 0,
+        baseline_value: None,
+        candidate_value: None,
+        estimate: None,
+        interval: None,
+        p_value: None,
+        floor: None,
+        rules: *rules,
+        reason: String::new(),
+    };
+
+    if pairs.len() >= rules.min_samples {
+        let b: Vec<(f64, f64)> = pairs.iter().map(|p| (p.0, p.2)).collect();
+        let c: Vec<(f64, f64)> = pairs.iter().map(|p| (p.1, p.2)).collect();
+        let mut j = from_samples(base, metric, &b, &c, rules, true);
+        if metric == Metric::Accuracy {
+            j.test = Test::McNemar;
+            j.p_value = Some(mcnemar(&pairs));
+            let significant = j.p_value.is_some_and(|p| p < 1.0 - rules.confidence);
+            if j.verdict == Verdict::Degraded && !significant {
+                j.verdict = Verdict::Pass;
+                j.reason = format!(
+                    "{}; McNemar p = {:.3} is not significant",
+                    j.reason,
+                    j.p_value.unwrap_or(1.0)
+                );
+            }
+        }
+        return j;
+    }
+    let labelled = e.baseline.len().min(e.candidate.len());
+    if labelled >= rules.min_samples {
+        let b: Vec<(f64, f64)> = e.baseline.iter().map(|s| (s.predicted, s.actual)).collect();
+        let c: Vec<(f64, f64)> = e
+            .candidate
+            .iter()
+            .map(|s| (s.predicted, s.actual))
+            .collect();
+        return from_samples(base, metric, &b, &c, rules, false);
+    }
+    if !e.baseline.is_empty() || !e.candidate.is_empty() {
+        let n = if pairs.is_empty() {
+            labelled
+        } else {
+            pairs.len()
+        };
+        return Judgement {
+            verdict: Verdict::Inconclusive,
+            n,
+            reason: format!(
+                "only {n} labelled prediction(s) to compare (baseline {}, candidate {}, paired {}); at least {} are needed before a change can be told from noise",
+                e.baseline.len(),
+                e.candidate.len(),
+                pairs.len(),
+                rules.min_samples
+            ),
+            ..base
+        };
+    }
+    recorded(base, e, rules)
+}
+
+/// `(baseline prediction, candidate prediction, actual)` for rows both versions scored.
+fn pair(baseline: &[Scored], candidate: &[Scored]) -> Vec<(f64, f64, f64)> {
+    let by_key: HashMap<&str, &Scored> = baseline
+        .iter()
+        .filter_map(|s| Some((s.row_key.as_deref()?, s)))
+        .collect();
+    candidate
+        .iter()
+        .filter_map(|c| {
+            let b = by_key.get(c.row_key.as_deref()?)?;
+            Some((b.predicted, c.predicted, c.actual))
+        })
+        .collect()
+}
+
+/// Bootstrap interval of the worsening from `baseline` to `candidate` rows. Paired: the
+/// same resampled indices for both.
+fn from_samples(
+    base: Judgement,
+    metric: Metric,
+    b: &[(f64, f64)],
+    c: &[(f64, f64)],
+    rules: &Rules,
+    paired: bool,
+) -> Judgement {
+    let (Some(bv), Some(cv)) = (metric.compute(b), metric.compute(c)) else {
+        return Judgement {
+            verdict: Verdict::Inconclusive,
+            n: b.len().min(c.len()),
+            reason: format!("{} is undefined on these rows", metric.name()),
+            ..base
+        };
+    };
+    let estimate = metric.worsening(bv, cv);
+    let floor = metric.floor(bv, rules.threshold_percent);
+    let mut rng = ChaCha8Rng::seed_from_u64(rules.seed);
+    let mut diffs = Vec::with_capacity(rules.bootstrap_resamples);
+    let mut rb = Vec::with_capacity(b.len());
+    let mut rc = Vec::with_capacity(c.len());
+    for _ in 0..rules.bootstrap_resamples {
+        rb.clear();
+        rc.clear();
+        if paired {
+            for _ in 0..b.len() {
+                let i = rng.random_range(0..b.len());
+                rb.push(b[i]);
+                rc.push(c[i]);
+            }
+        } else {
+            for _ in 0..b.len() {
+                rb.push(b[rng.random_range(0..b.len())]);
+            }
+            for _ in 0..c.len() {
+                rc.push(c[rng.random_range(0..c.len())]);
+            }
+        }
+        if let (Some(x), Some(y)) = (metric.compute(&rb), metric.compute(&rc)) {
+            diffs.push(metric.worsening(x, y));
+        }
+    }
+    diffs.sort_by(f64::total_cmp);
+    let tail = (1.0 - rules.confidence) / 2.0;
+    let interval = (!diffs.is_empty()).then(|| {
+        let at = |q: f64| diffs[((diffs.len() - 1) as f64 * q).round() as usize];
+        (at(tail), at(1.0 - tail))
+    });
+    let established = interval.is_some_and(|(lo, _)| lo > 0.0);
+    let matters = estimate > floor;
+    let verdict = if established && matters {
+        Verdict::Degraded
+    } else {
+        Verdict::Pass
+    };
+    let (lo, hi) = interval.unwrap_or((f64::NAN, f64::NAN));
+    let reason = format!(
+        "{} {:.4} → {:.4}: worse by {:.4} ({}% CI {:.4} to {:.4}; counts from {:.4}); {}",
+        metric.name(),
+        bv,
+        cv,
+        estimate,
+        (rules.confidence * 100.0).round(),
+        lo,
+        hi,
+        floor,
+        match (established, matters) {
+            (true, true) => "worse beyond doubt and by enough to matter",
+            (true, false) => "worse, but by less than the threshold",
+            (false, true) => "the change could be noise",
+            (false, false) => "no meaningful worsening",
+        }
+    );
+    Judgement {
+        verdict,
+        test: if paired {
+            Test::PairedBootstrap
+        } else {
+            Test::UnpairedBootstrap
+        },
+        n: if paired {
+            b.len()
+        } else {
+            b.len().min(c.len())
+        },
+        baseline_value: Some(bv),
+        candidate_value: Some(cv),
+        estimate: Some(estimate),
+        interval,
+        floor: Some(floor),
+        reason,
+        ..base
+    }
+}
+
+/// No predictions: compare the metrics each version recorded (e.g. at training time).
+fn recorded(base: Judgement, e: &Evidence<'_>, rules: &Rules) -> Judgement {
+    let both = |m: Metric| {
+        Some((
+            *e.baseline_metrics.get(m.name())?,
+            *e.candidate_metrics.get(m.name())?,
+        ))
+    };
+    for metric in [Metric::Rmse, Metric::R2, Metric::Accuracy, Metric::Mae] {
+        if let Some((bv, cv)) = both(metric) {
+            let estimate = metric.worsening(bv, cv);
+            let floor = metric.floor(bv, rules.threshold_percent);
+            let verdict = if estimate > floor {
+                Verdict::Degraded
+            } else {
+                Verdict::Pass
+            };
+            return Judgement {
+                verdict,
+                metric,
+                test: Test::RecordedMetrics,
+                baseline_value: Some(bv),
+                candidate_value: Some(cv),
+                estimate: Some(estimate),
+                floor: Some(floor),
+                reason: format!(
+                    "recorded {} {bv:.4} → {cv:.4}: worse by {estimate:.4}, counts from {floor:.4} (no predictions to test with)",
+                    metric.name()
+                ),
+                ..base
+            };
+        }
+    }
+    Judgement {
+        verdict: Verdict::NoData,
+        reason: "no labelled predictions and no metric recorded by both versions".into(),
+        ..base
+    }
+}
+
+/// McNemar's exact two-sided p-value for paired classifications: of the rows where exactly
+/// one version is right, is the split further from even than chance allows?
+fn mcnemar(pairs: &[(f64, f64, f64)]) -> f64 {
+    let (mut b, mut c) = (0u64, 0u64);
+    for &(bp, cp, a) in pairs {
+        let (br, cr) = (bp.round() == a.round(), cp.round() == a.round());
+        match (br, cr) {
+            (true, false) => b += 1,
+            (false, true) => c += 1,
+            _ => {}
+        }
+    }
+    let n = b + c;
+    if n == 0 {
+        return 1.0;
+    }
+    let k = b.min(c);
+    // 2 * P(X <= k) for X ~ Binomial(n, 1/2), summed in log space.
+    let ln_choose = |n: u64, k: u64| {
+        libm::lgamma(n as f64 + 1.0)
+            - libm::lgamma(k as f64 + 1.0)
+            - libm::lgamma((n - k) as f64 + 1.0)
+    };
+    let tail: f64 = (0..=k)
+        .map(|i| (ln_choose(n, i) - n as f64 * std::f64::consts::LN_2).exp())
+        .sum();
+    (2.0 * tail).min(1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(values: &[(f64, f64)]) -> Vec<Scored> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &(p, a))| Scored {
+                row_key: Some(i.to_string()),
+                predicted: p,
+                actual: a,
+            })
+            .collect()
+    }
+
+    fn no_metrics() -> BTreeMap<String, f64> {
+        BTreeMap::new()
+    }
+
+    /// Regression rows with noise of scale `noise` around `truth`, seeded.
+    fn noisy(seed: u64, n: usize, noise: f64) -> Vec<Scored> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..n)
+            .map(|i| {
+                let actual = 10.0 + (i % 17) as f64;
+                let err: f64 = (rng.random_range(0.0..1.0) - 0.5) * 2.0 * noise;
+                Scored {
+                    row_key: Some(i.to_string()),
+                    predicted: actual + err,
+                    actual,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn too_few_rows_is_inconclusive_never_degraded() {
+        let b = rows(&[(1.0, 1.0), (2.0, 2.0)]);
+        let c = rows(&[(9.0, 1.0), (9.0, 2.0)]); // terrible, but two rows prove nothing
+        let m = no_metrics();
+        let j = judge(
+            &Evidence {
+                baseline: &b,
+                candidate: &c,
+                baseline_metrics: &m,
+                candidate_metrics: &m,
+            },
+            &Rules::default(),
+        );
+        assert_eq!(j.verdict, Verdict::Inconclusive);
+        assert_eq!(j.n, 2);
+        assert!(j.reason.contains("at least 30"), "{}", j.reason);
+    }
+
+    #[test]
+    fn a_clear_degradation_is_degraded_with_its_evidence() {
+        let b = noisy(1, 200, 1.0);
+        let mut c = noisy(2, 200, 3.0); // three times the error on the same rows
+        for (i, s) in c.iter_mut().enumerate() {
+            s.row_key = Some(i.to_string());
+        }
+        let m = no_metrics();
+        let j = judge(
+            &Evidence {
+                baseline: &b,
+                candidate: &c,
+                baseline_metrics: &m,
+                candidate_metrics: &m,
+            },
+            &Rules::default(),
+        );
+        assert_eq!(j.verdict, Verdict::Degraded, "{}", j.reason);
+        assert_eq!(
+            (j.metric, j.test, j.n),
+            (Metric::Rmse, Test::PairedBootstrap, 200)
+        );
+        let (lo, hi) = j.interval.unwrap();
+        assert!(lo > 0.0 && lo <= j.estimate.unwrap() && j.estimate.unwrap() <= hi);
+        // Deterministic: the same evidence gives the same interval.
+        let again = judge(
+            &Evidence {
+                baseline: &b,
+                candidate: &c,
+                baseline_metrics: &m,
+                candidate_metrics: &m,
+            },
+            &Rules::default(),
+        );
+        assert_eq!(again.interval, j.interval);
+    }
+
+    #[test]
+    fn an_a_a_comparison_passes_at_the_expected_rate() {
+        // Two versions of the same quality on the same rows: a false alarm may happen at most
+        // at the interval's tail rate (2.5 %), and the floor makes it rarer still.
+        let m = no_metrics();
+        let rules = Rules {
+            bootstrap_resamples: 300,
+            ..Rules::default()
+        };
+        let trials = 200;
+        let mut pass = 0;
+        for seed in 0..trials {
+            let b = noisy(seed * 2, 100, 2.0);
+            let c = noisy(seed * 2 + 1, 100, 2.0);
+            let j = judge(
+                &Evidence {
+                    baseline: &b,
+                    candidate: &c,
+                    baseline_metrics: &m,
+                    candidate_metrics: &m,
+                },
+                &Rules { seed, ..rules },
+            );
+            assert_ne!(j.verdict, Verdict::Inconclusive);
+            pass += (j.verdict == Verdict::Pass) as u32;
+        }
+        let rate = pass as f64 / trials as f64;
+        assert!(rate >= 0.975, "A/A PASS rate {rate}");
+    }
+
+    #[test]
+    fn a_worsening_below_the_threshold_passes() {
+        let b = noisy(7, 400, 1.0);
+        let c: Vec<Scored> = b
+            .iter()
+            .map(|s| Scored {
+                predicted: s.predicted + 0.05 * (s.predicted - s.actual).signum() * 0.1,
+                ..s.clone()
+            })
+            .collect();
+        let m = no_metrics();
+        let j = judge(
+            &Evidence {
+                baseline: &b,
+                candidate: &c,
+                baseline_metrics: &m,
+                candidate_metrics: &m,
+            },
+            &Rules::default(),
+        );
+        assert_eq!(j.verdict, Verdict::Pass, "{}", j.reason);
+        assert!(j.estimate.unwrap() > 0.0 && j.estimate.unwrap() < j.floor.unwrap());
+    }
+
+    #[test]
+    fn classifications_use_accuracy_and_mcnemar() {
+        // 100 rows; the baseline is right on 90, the candidate on 70 of them.
+        let b: Vec<(f64, f64)> = (0..100)
+            .map(|i| (if i < 90 { 1.0 } else { 0.0 }, 1.0))
+            .collect();
+        let c: Vec<(f64, f64)> = (0..100)
+            .map(|i| (if i < 70 { 1.0 } else { 0.0 }, 1.0))
+            .collect();
+        let m = no_metrics();
+        let (b, c) = (rows(&b), rows(&c));
+        let j = judge(
+            &Evidence {
+                baseline: &b,
+                candidate: &c,
+                baseline_metrics: &m,
+                candidate_metrics: &m,
+            },
+            &Rules::default(),
+        );
+        assert_eq!(
+            (j.metric, j.test, j.verdict),
+            (Metric::Accuracy, Test::McNemar, Verdict::Degraded)
+        );
+        assert!((j.estimate.unwrap() - 0.2).abs() < 1e-12);
+        // 20 discordant rows, all one way: p = 2 / 2^20.
+        assert!((j.p_value.unwrap() - 2.0 / 1_048_576.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn mcnemar_on_a_hand_computed_case() {
+        // b = 3 (baseline right only), c = 1: p = 2 * (C(4,0) + C(4,1)) / 16 = 0.625.
+        let pairs = [
+            (1.0, 0.0, 1.0),
+            (1.0, 0.0, 1.0),
+            (1.0, 0.0, 1.0),
+            (0.0, 1.0, 1.0),
+            (1.0, 1.0, 1.0),
+        ];
+        assert!((mcnemar(&pairs) - 0.625).abs() < 1e-12);
+        assert_eq!(mcnemar(&[(1.0, 1.0, 1.0)]), 1.0);
+    }
+
+    #[test]
+    fn without_predictions_recorded_metrics_decide_and_r2_uses_an_absolute_floor() {
+        let none: Vec<Scored> = vec![];
+        let bm = BTreeMap::from([("r2".to_string(), 0.040)]);
+        let cm = BTreeMap::from([("r2".to_string(), 0.030)]);
+        // R² fell by 25 % relative, but only 0.01 absolute: not a 5-point drop.
+        let j = judge(
+            &Evidence {
+                baseline: &none,
+                candidate: &none,
+                baseline_metrics: &bm,
+                candidate_metrics: &cm,
+            },
+            &Rules::default(),
+        );
+        assert_eq!(
+            (j.verdict, j.test, j.metric),
+            (Verdict::Pass, Test::RecordedMetrics, Metric::R2)
+        );
+        let bm = BTreeMap::from([("rmse".to_string(), 3.0)]);
+        let cm = BTreeMap::from([("rmse".to_string(), 3.3)]);
+        let j = judge(
+            &Evidence {
+                baseline: &none,
+                candidate: &none,
+                baseline_metrics: &bm,
+                candidate_metrics: &cm,
+            },
+            &Rules::default(),
+        );
+        assert_eq!(j.verdict, Verdict::Degraded, "{}", j.reason);
+        let empty = BTreeMap::new();
+        let j = judge(
+            &Evidence {
+                baseline: &none,
+                candidate: &none,
+                baseline_metrics: &empty,
+                candidate_metrics: &cm,
+            },
+            &Rules::default(),
+        );
+        assert_eq!(j.verdict, Verdict::NoData);
+    }
+}
