@@ -8,6 +8,7 @@
 //! state and attempt the writer believes current: a stale writer changes nothing and learns it
 //! lost the race.
 
+pub mod models;
 mod records;
 mod sqlite;
 
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub use models::ModelStore;
 pub use records::{
     Batch, Cleanup, DagState, LogRecord, NewRun, RunFilter, RunRecord, RunTransition, RunType,
     StoredOutput, TaskInstance, TaskTransition,
@@ -57,6 +59,12 @@ pub enum StoreError {
     /// batch was written.
     #[error("stale update for run {run_id}: {what}")]
     Conflict { run_id: RunId, what: String },
+    #[error(
+        "model `{model}` already has a version `{version}`; versions are never replaced, register a new one"
+    )]
+    VersionExists { model: String, version: String },
+    #[error("model `{model}` has no version `{version}`; `vigil model history {model}` lists them")]
+    NoSuchVersion { model: String, version: String },
     #[error("stored data is invalid ({what}): {detail}")]
     Corrupt { what: String, detail: String },
     #[error("database error while {doing}: {source}")]
@@ -80,7 +88,7 @@ impl<T> QueryContext<T> for Result<T, sqlx::Error> {
 
 /// The state vigil keeps. Implementations must make [`Store::commit`] all-or-nothing.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: ModelStore + Send + Sync + std::fmt::Debug {
     /// Creates a run and its task instances (all `scheduled`) in one transaction. Fails with
     /// [`StoreError::RunExists`] when the DAG already has a run for that logical date.
     async fn create_run(&self, new: &NewRun) -> Result<RunRecord, StoreError>;

@@ -32,6 +32,8 @@ use crate::store::{
 };
 use crate::task::{LogLevel, LogLine};
 
+mod models;
+
 /// How hard each commit is pushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -69,9 +71,11 @@ CREATE TEMP TRIGGER IF NOT EXISTS vigil_guard_check INSTEAD OF INSERT ON vigil_g
 WHEN NEW.changed = 0 BEGIN SELECT RAISE(ROLLBACK, 'vigil: stale update'); END;
 ";
 
-/// A transaction as multi-statement SQL with its arguments, bound in order. Long scripts
-/// are cut into parts: SQLite copies the rest of the text each time it prepares a statement,
-/// so one part of n statements costs O(n²).
+/// A transaction as multi-statement SQL with its arguments, bound in order. Use only
+/// anonymous `?` parameters: sqlx numbers `?NNN` across the whole multi-statement text, not
+/// per statement, so `?1` in a later statement would bind the script's first argument. Long
+/// scripts are cut into parts: SQLite copies the rest of the text each time it prepares a
+/// statement, so one part of n statements costs O(n²).
 struct Script {
     parts: Vec<Part>,
 }
@@ -745,11 +749,12 @@ impl Store for SqliteStore {
         let mut script = Script::new();
         script
             .stmt(
-                "INSERT INTO dags (dag_id, paused, first_seen, updated_at) VALUES (?1, ?2, ?3, ?3)
-                 ON CONFLICT (dag_id) DO UPDATE SET paused = ?2, updated_at = ?3",
+                "INSERT INTO dags (dag_id, paused, first_seen, updated_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (dag_id) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at",
             )
             .bind(dag_id.to_string())?
             .bind(paused)?
+            .bind(now)?
             .bind(now)?;
         self.run_script(script).await.doing("pausing a DAG")?;
         Ok(())
@@ -759,12 +764,13 @@ impl Store for SqliteStore {
         let mut script = Script::new();
         script
             .stmt(
-                "UPDATE dags SET last_tick = ?1, updated_at = ?2
-                 WHERE dag_id = ?3 AND (last_tick IS NULL OR last_tick < ?1)",
+                "UPDATE dags SET last_tick = ?, updated_at = ?
+                 WHERE dag_id = ? AND (last_tick IS NULL OR last_tick < ?)",
             )
             .bind(tick)?
             .bind(Utc::now())?
-            .bind(dag_id.to_string())?;
+            .bind(dag_id.to_string())?
+            .bind(tick)?;
         self.run_script(script)
             .await
             .doing("recording a schedule tick")?;

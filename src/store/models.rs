@@ -1,0 +1,220 @@
+//! The model registry's part of the store: models, versions, the production pointer and its
+//! history, predictions, the audit trail, and the outbox of notifications. Nothing here is
+//! ever deleted.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelRecord {
+    pub name: String,
+    pub production_version: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelVersion {
+    pub model: String,
+    pub version: String,
+    pub metrics: BTreeMap<String, f64>,
+    pub artifact: Option<Artifact>,
+    pub source: Option<String>,
+    pub notes: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Where a version's artifact is: a file (path, checksum, size) or bytes kept in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Artifact {
+    pub path: Option<String>,
+    pub sha256: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub model: String,
+    /// `None`: `YYYYMMDD_HHMMSS` of the registration time (with `_2`, `_3`… if taken).
+    pub version: Option<String>,
+    pub metrics: BTreeMap<String, f64>,
+    pub artifact: Option<NewArtifact>,
+    pub source: Option<String>,
+    pub notes: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum NewArtifact {
+    File {
+        path: String,
+        sha256: String,
+        size: u64,
+    },
+    Bytes(Vec<u8>),
+}
+
+/// One change of production, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Deployment {
+    pub id: i64,
+    pub model: String,
+    pub from_version: Option<String>,
+    pub to_version: String,
+    pub reason: String,
+    pub actor: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A change of production, applied only if production is still `expect`.
+#[derive(Debug, Clone)]
+pub struct ProductionChange {
+    pub model: String,
+    pub expect: Option<String>,
+    pub to: String,
+    pub reason: String,
+    pub actor: String,
+    /// Recorded in the same transaction.
+    pub alert: Option<NewAlert>,
+    pub notify: Option<Notification>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPrediction {
+    pub row_key: Option<String>,
+    pub predicted: f64,
+    pub actual: Option<f64>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    pub version: String,
+    pub row_key: Option<String>,
+    pub predicted: f64,
+    pub actual: Option<f64>,
+    pub at: DateTime<Utc>,
+}
+
+/// What an audit-trail entry is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    Check,
+    Rollback,
+    Promotion,
+    Refused,
+    Failed,
+}
+
+impl AlertKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Check => "check",
+            AlertKind::Rollback => "rollback",
+            AlertKind::Promotion => "promotion",
+            AlertKind::Refused => "refused",
+            AlertKind::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAlert {
+    pub model: String,
+    pub kind: AlertKind,
+    pub verdict: Option<String>,
+    pub message: String,
+    pub details: serde_json::Value,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alert {
+    pub id: i64,
+    pub model: String,
+    pub kind: String,
+    pub verdict: Option<String>,
+    pub message: String,
+    pub details: serde_json::Value,
+    pub dry_run: bool,
+    pub at: DateTime<Utc>,
+}
+
+/// A message for people, queued in the outbox with the event that causes it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Notification {
+    pub kind: String,
+    pub subject: String,
+    pub body: String,
+    pub payload: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub kind: String,
+    pub subject: String,
+    pub body: String,
+    pub payload: serde_json::Value,
+    pub state: String,
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait ModelStore: Send + Sync {
+    /// Adds a version (creating the model on first use). Metrics, artifact and notes are
+    /// fixed from then on.
+    async fn register_version(&self, new: &NewVersion) -> Result<ModelVersion, StoreError>;
+
+    async fn model(&self, name: &str) -> Result<Option<ModelRecord>, StoreError>;
+
+    async fn models(&self) -> Result<Vec<ModelRecord>, StoreError>;
+
+    async fn version(&self, model: &str, version: &str)
+    -> Result<Option<ModelVersion>, StoreError>;
+
+    /// Newest first.
+    async fn versions(&self, model: &str, limit: u32) -> Result<Vec<ModelVersion>, StoreError>;
+
+    /// Moves the production pointer if it still is `change.expect`, and records the
+    /// deployment event, the alert and the notification in the same transaction. Otherwise
+    /// nothing is written and [`StoreError::Conflict`] says what production is now.
+    async fn set_production(&self, change: &ProductionChange) -> Result<Deployment, StoreError>;
+
+    /// Newest first.
+    async fn deployments(&self, model: &str, limit: u32) -> Result<Vec<Deployment>, StoreError>;
+
+    async fn add_predictions(
+        &self,
+        model: &str,
+        version: &str,
+        rows: &[NewPrediction],
+    ) -> Result<u64, StoreError>;
+
+    /// Predictions of a version made at or after `since`, oldest first.
+    async fn predictions(
+        &self,
+        model: &str,
+        version: &str,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Prediction>, StoreError>;
+
+    /// Records an audit-trail entry (and its notification, in the same transaction).
+    async fn record_alert(
+        &self,
+        alert: &NewAlert,
+        notify: Option<&Notification>,
+    ) -> Result<i64, StoreError>;
+
+    /// Newest first.
+    async fn alerts(&self, model: &str, limit: u32) -> Result<Vec<Alert>, StoreError>;
+
+    /// Outbox messages, oldest first; of one state when given.
+    async fn outbox(&self, state: Option<&str>) -> Result<Vec<OutboxMessage>, StoreError>;
+}

@@ -1,0 +1,461 @@
+//! The model registry on SQLite. Writes go through the same one-round-trip scripts as the
+//! run state, so a production change, its deployment event, its alert and its notification
+//! commit together or not at all.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{INSERT_CHUNK, Script, SqliteStore, corrupt, is_stale, json_col};
+use crate::store::models::{
+    Alert, Artifact, Deployment, ModelRecord, ModelStore, ModelVersion, NewAlert, NewArtifact,
+    NewPrediction, NewVersion, Notification, OutboxMessage, Prediction, ProductionChange,
+};
+use crate::store::{QueryContext, StoreError};
+
+fn model_from_row(row: &SqliteRow) -> Result<ModelRecord, StoreError> {
+    Ok(ModelRecord {
+        name: row.try_get("name").doing("reading a model")?,
+        production_version: row.try_get("production_version").doing("reading a model")?,
+        created_at: row.try_get("created_at").doing("reading a model")?,
+        updated_at: row.try_get("updated_at").doing("reading a model")?,
+    })
+}
+
+fn version_from_row(row: &SqliteRow) -> Result<ModelVersion, StoreError> {
+    let metrics: BTreeMap<String, f64> =
+        serde_json::from_value(json_col(row, "metrics")?).map_err(|e| corrupt("metrics", e))?;
+    let sha256: Option<String> = row.try_get("artifact_sha256").doing("reading a version")?;
+    let size: Option<i64> = row.try_get("artifact_size").doing("reading a version")?;
+    Ok(ModelVersion {
+        model: row.try_get("model").doing("reading a version")?,
+        version: row.try_get("version").doing("reading a version")?,
+        metrics,
+        artifact: match (sha256, size) {
+            (Some(sha256), Some(size)) => Some(Artifact {
+                path: row.try_get("artifact_path").doing("reading a version")?,
+                sha256,
+                size: size.max(0) as u64,
+            }),
+            _ => None,
+        },
+        source: row.try_get("source").doing("reading a version")?,
+        notes: row.try_get("notes").doing("reading a version")?,
+        created_at: row.try_get("created_at").doing("reading a version")?,
+    })
+}
+
+fn deployment_from_row(row: &SqliteRow) -> Result<Deployment, StoreError> {
+    Ok(Deployment {
+        id: row.try_get("id").doing("reading a deployment")?,
+        model: row.try_get("model").doing("reading a deployment")?,
+        from_version: row.try_get("from_version").doing("reading a deployment")?,
+        to_version: row.try_get("to_version").doing("reading a deployment")?,
+        reason: row.try_get("reason").doing("reading a deployment")?,
+        actor: row.try_get("actor").doing("reading a deployment")?,
+        at: row.try_get("at").doing("reading a deployment")?,
+    })
+}
+
+fn alert_from_row(row: &SqliteRow) -> Result<Alert, StoreError> {
+    Ok(Alert {
+        id: row.try_get("id").doing("reading an alert")?,
+        model: row.try_get("model").doing("reading an alert")?,
+        kind: row.try_get("kind").doing("reading an alert")?,
+        verdict: row.try_get("verdict").doing("reading an alert")?,
+        message: row.try_get("message").doing("reading an alert")?,
+        details: json_col(row, "details")?,
+        dry_run: row.try_get("dry_run").doing("reading an alert")?,
+        at: row.try_get("at").doing("reading an alert")?,
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Appends the alert (and its notification) to `script`.
+fn push_alert(
+    script: &mut Script,
+    alert: &NewAlert,
+    notify: Option<&Notification>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    script
+        .stmt(
+            "INSERT INTO model_alerts (model, kind, verdict, message, details, dry_run, at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(alert.model.clone())?
+        .bind(alert.kind.as_str())?
+        .bind(alert.verdict.clone())?
+        .bind(alert.message.clone())?
+        .bind(alert.details.to_string())?
+        .bind(alert.dry_run)?
+        .bind(now)?;
+    if let Some(n) = notify {
+        script
+            .stmt(
+                "INSERT INTO outbox (kind, subject, body, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(n.kind.clone())?
+            .bind(n.subject.clone())?
+            .bind(n.body.clone())?
+            .bind(n.payload.to_string())?
+            .bind(now)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ModelStore for SqliteStore {
+    async fn register_version(&self, new: &NewVersion) -> Result<ModelVersion, StoreError> {
+        let now = Utc::now();
+        let auto = new.version.is_none();
+        let base = new
+            .version
+            .clone()
+            .unwrap_or_else(|| now.format("%Y%m%d_%H%M%S").to_string());
+        let (path, sha256, size, bytes) = match &new.artifact {
+            None => (None, None, None, None),
+            Some(NewArtifact::File { path, sha256, size }) => (
+                Some(path.clone()),
+                Some(sha256.clone()),
+                Some(*size as i64),
+                None,
+            ),
+            Some(NewArtifact::Bytes(b)) => (
+                None,
+                Some(hex(&Sha256::digest(b))),
+                Some(b.len() as i64),
+                Some(b.clone()),
+            ),
+        };
+        let metrics = serde_json::to_string(&new.metrics).map_err(|e| corrupt("metrics", e))?;
+        // An automatic id that is taken (two registrations in one second) gets a suffix.
+        for attempt in 1..=20 {
+            let version = if attempt == 1 {
+                base.clone()
+            } else {
+                format!("{base}_{attempt}")
+            };
+            let mut script = Script::new();
+            script
+                .stmt(
+                    "INSERT OR IGNORE INTO models (name, created_at, updated_at) VALUES (?, ?, ?)",
+                )
+                .bind(new.model.clone())?
+                .bind(now)?
+                .bind(now)?;
+            script
+                .stmt(
+                    "INSERT INTO model_versions (model, version, metrics, artifact_path, artifact_sha256,
+                         artifact_size, artifact_bytes, source, notes, created_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(new.model.clone())?
+                .bind(version.clone())?
+                .bind(metrics.clone())?
+                .bind(path.clone())?
+                .bind(sha256.clone())?
+                .bind(size)?
+                .bind(bytes.clone())?
+                .bind(new.source.clone())?
+                .bind(new.notes.clone())?
+                .bind(now)?;
+            match self.run_script(script).await {
+                Ok(_) => {
+                    return Ok(ModelVersion {
+                        model: new.model.clone(),
+                        version,
+                        metrics: new.metrics.clone(),
+                        artifact: match (&sha256, size) {
+                            (Some(sha), Some(size)) => Some(Artifact {
+                                path: path.clone(),
+                                sha256: sha.clone(),
+                                size: size as u64,
+                            }),
+                            _ => None,
+                        },
+                        source: new.source.clone(),
+                        notes: new.notes.clone(),
+                        created_at: now,
+                    });
+                }
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() && auto => continue,
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    return Err(StoreError::VersionExists {
+                        model: new.model.clone(),
+                        version,
+                    });
+                }
+                Err(e) => return Err(e).doing("registering a model version"),
+            }
+        }
+        Err(StoreError::VersionExists {
+            model: new.model.clone(),
+            version: base,
+        })
+    }
+
+    async fn model(&self, name: &str) -> Result<Option<ModelRecord>, StoreError> {
+        sqlx::query("SELECT * FROM models WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .doing("reading a model")?
+            .as_ref()
+            .map(model_from_row)
+            .transpose()
+    }
+
+    async fn models(&self) -> Result<Vec<ModelRecord>, StoreError> {
+        sqlx::query("SELECT * FROM models ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .doing("listing models")?
+            .iter()
+            .map(model_from_row)
+            .collect()
+    }
+
+    async fn version(
+        &self,
+        model: &str,
+        version: &str,
+    ) -> Result<Option<ModelVersion>, StoreError> {
+        sqlx::query("SELECT * FROM model_versions WHERE model = ? AND version = ?")
+            .bind(model)
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await
+            .doing("reading a model version")?
+            .as_ref()
+            .map(version_from_row)
+            .transpose()
+    }
+
+    async fn versions(&self, model: &str, limit: u32) -> Result<Vec<ModelVersion>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM model_versions WHERE model = ? ORDER BY created_at DESC, version DESC LIMIT ?",
+        )
+        .bind(model)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .doing("listing model versions")?
+        .iter()
+        .map(version_from_row)
+        .collect()
+    }
+
+    async fn set_production(&self, change: &ProductionChange) -> Result<Deployment, StoreError> {
+        let now = Utc::now();
+        let mut script = Script::new();
+        // Compare-and-set on the pointer; the target must be a version of this model (the
+        // foreign key is on model_versions, so check it here).
+        script
+            .stmt(
+                "UPDATE models SET production_version = ?, updated_at = ?
+                 WHERE name = ? AND production_version IS ?
+                   AND EXISTS (SELECT 1 FROM model_versions WHERE model = ? AND version = ?)",
+            )
+            .bind(change.to.clone())?
+            .bind(now)?
+            .bind(change.model.clone())?
+            .bind(change.expect.clone())?
+            .bind(change.model.clone())?
+            .bind(change.to.clone())?;
+        script.guard();
+        script
+            .stmt(
+                "INSERT INTO model_deployments (model, from_version, to_version, reason, actor, at)
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(change.model.clone())?
+            .bind(change.expect.clone())?
+            .bind(change.to.clone())?
+            .bind(change.reason.clone())?
+            .bind(change.actor.clone())?
+            .bind(now)?;
+        script.stmt("SELECT last_insert_rowid()");
+        if let Some(alert) = &change.alert {
+            push_alert(&mut script, alert, change.notify.as_ref(), now)?;
+        }
+        match self.run_script(script).await {
+            Ok(rows) => {
+                let id: i64 = rows
+                    .first()
+                    .ok_or_else(|| corrupt("deployment id", "no row returned"))?
+                    .try_get(0)
+                    .doing("reading the deployment id")?;
+                Ok(Deployment {
+                    id,
+                    model: change.model.clone(),
+                    from_version: change.expect.clone(),
+                    to_version: change.to.clone(),
+                    reason: change.reason.clone(),
+                    actor: change.actor.clone(),
+                    at: now,
+                })
+            }
+            Err(e) if is_stale(&e) => {
+                let now_prod = self.model(&change.model).await?;
+                let target = self.version(&change.model, &change.to).await?;
+                Err(StoreError::Conflict {
+                    run_id: 0,
+                    what: match (now_prod, target) {
+                        (None, _) => format!("there is no model `{}`", change.model),
+                        (_, None) => {
+                            format!("model `{}` has no version `{}`", change.model, change.to)
+                        }
+                        (Some(m), Some(_)) => format!(
+                            "production of `{}` is {} now, not {}",
+                            change.model,
+                            m.production_version.as_deref().unwrap_or("(none)"),
+                            change.expect.as_deref().unwrap_or("(none)")
+                        ),
+                    },
+                })
+            }
+            Err(e) => Err(e).doing("changing the production version"),
+        }
+    }
+
+    async fn deployments(&self, model: &str, limit: u32) -> Result<Vec<Deployment>, StoreError> {
+        sqlx::query("SELECT * FROM model_deployments WHERE model = ? ORDER BY id DESC LIMIT ?")
+            .bind(model)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .doing("listing deployments")?
+            .iter()
+            .map(deployment_from_row)
+            .collect()
+    }
+
+    async fn add_predictions(
+        &self,
+        model: &str,
+        version: &str,
+        rows: &[NewPrediction],
+    ) -> Result<u64, StoreError> {
+        let mut script = Script::new();
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let mut sql = String::from(
+                "INSERT INTO model_predictions (model, version, row_key, predicted, actual, at) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                sql.push_str(if i == 0 {
+                    "(?, ?, ?, ?, ?, ?)"
+                } else {
+                    ", (?, ?, ?, ?, ?, ?)"
+                });
+            }
+            script.stmt(&sql);
+            for r in chunk {
+                script
+                    .bind(model.to_string())?
+                    .bind(version.to_string())?
+                    .bind(r.row_key.clone())?
+                    .bind(r.predicted)?
+                    .bind(r.actual)?
+                    .bind(r.at)?;
+            }
+        }
+        match self.run_script(script).await {
+            Ok(_) => Ok(rows.len() as u64),
+            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+                Err(StoreError::NoSuchVersion {
+                    model: model.to_string(),
+                    version: version.to_string(),
+                })
+            }
+            Err(e) => Err(e).doing("storing predictions"),
+        }
+    }
+
+    async fn predictions(
+        &self,
+        model: &str,
+        version: &str,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Prediction>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM model_predictions WHERE model = ? AND version = ? AND (? IS NULL OR at >= ?)
+             ORDER BY at, id",
+        )
+        .bind(model)
+        .bind(version)
+        .bind(since)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .doing("reading predictions")?;
+        rows.iter()
+            .map(|row| {
+                Ok(Prediction {
+                    version: row.try_get("version").doing("reading predictions")?,
+                    row_key: row.try_get("row_key").doing("reading predictions")?,
+                    predicted: row.try_get("predicted").doing("reading predictions")?,
+                    actual: row.try_get("actual").doing("reading predictions")?,
+                    at: row.try_get("at").doing("reading predictions")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn record_alert(
+        &self,
+        alert: &NewAlert,
+        notify: Option<&Notification>,
+    ) -> Result<i64, StoreError> {
+        let mut script = Script::new();
+        push_alert(&mut script, alert, notify, Utc::now())?;
+        script.stmt("SELECT max(id) FROM model_alerts");
+        let rows = self.run_script(script).await.doing("recording an alert")?;
+        rows.first()
+            .ok_or_else(|| corrupt("alert id", "no row returned"))?
+            .try_get(0)
+            .doing("reading the alert id")
+    }
+
+    async fn alerts(&self, model: &str, limit: u32) -> Result<Vec<Alert>, StoreError> {
+        sqlx::query("SELECT * FROM model_alerts WHERE model = ? ORDER BY id DESC LIMIT ?")
+            .bind(model)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .doing("listing alerts")?
+            .iter()
+            .map(alert_from_row)
+            .collect()
+    }
+
+    async fn outbox(&self, state: Option<&str>) -> Result<Vec<OutboxMessage>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM outbox WHERE (? IS NULL OR state = ?) ORDER BY id")
+            .bind(state)
+            .bind(state)
+            .fetch_all(&self.pool)
+            .await
+            .doing("reading the outbox")?;
+        rows.iter()
+            .map(|row| {
+                Ok(OutboxMessage {
+                    id: row.try_get("id").doing("reading the outbox")?,
+                    kind: row.try_get("kind").doing("reading the outbox")?,
+                    subject: row.try_get("subject").doing("reading the outbox")?,
+                    body: row.try_get("body").doing("reading the outbox")?,
+                    payload: json_col(row, "payload")?,
+                    state: row.try_get("state").doing("reading the outbox")?,
+                    attempts: row.try_get("attempts").doing("reading the outbox")?,
+                    created_at: row.try_get("created_at").doing("reading the outbox")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,262 @@
+//! The model registry's storage guarantees on a real SQLite file.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use serde_json::json;
+use vigil::store::StoreError;
+use vigil::store::models::{
+    AlertKind, NewAlert, NewArtifact, NewPrediction, NewVersion, Notification, ProductionChange,
+};
+
+use crate::util::Engine;
+
+fn version(model: &str, v: Option<&str>, rmse: f64) -> NewVersion {
+    NewVersion {
+        model: model.into(),
+        version: v.map(str::to_string),
+        metrics: BTreeMap::from([("rmse".into(), rmse), ("r2".into(), 0.9)]),
+        artifact: None,
+        source: Some("test".into()),
+        notes: None,
+    }
+}
+
+fn change(model: &str, from: Option<&str>, to: &str) -> ProductionChange {
+    ProductionChange {
+        model: model.into(),
+        expect: from.map(str::to_string),
+        to: to.into(),
+        reason: "test".into(),
+        actor: "tester".into(),
+        alert: Some(NewAlert {
+            model: model.into(),
+            kind: AlertKind::Rollback,
+            verdict: None,
+            message: format!("production -> {to}"),
+            details: json!({}),
+            dry_run: false,
+        }),
+        notify: Some(Notification {
+            kind: "model_rollback".into(),
+            subject: format!("[vigil] {model} -> {to}"),
+            body: "body".into(),
+            payload: json!({"to": to}),
+        }),
+    }
+}
+
+#[tokio::test]
+async fn versions_get_timestamp_ids_checksums_and_are_never_replaced() {
+    let e = Engine::new().await;
+    let a = e
+        .store
+        .register_version(&version("churn", None, 3.0))
+        .await
+        .unwrap();
+    let b = e
+        .store
+        .register_version(&version("churn", None, 3.1))
+        .await
+        .unwrap();
+    assert_eq!(a.version.len(), "20261122_140000".len(), "{}", a.version);
+    assert!(a.version.chars().nth(8) == Some('_'));
+    assert_ne!(
+        a.version, b.version,
+        "a second id in the same second gets a suffix"
+    );
+    let err = e
+        .store
+        .register_version(&version("churn", Some(&a.version), 1.0))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::VersionExists { .. }), "{err}");
+    let stored = e.store.version("churn", &a.version).await.unwrap().unwrap();
+    assert_eq!(stored.metrics["rmse"], 3.0);
+
+    let mut with_bytes = version("churn", Some("bytes"), 2.0);
+    with_bytes.artifact = Some(NewArtifact::Bytes(b"abc".to_vec()));
+    let v = e.store.register_version(&with_bytes).await.unwrap();
+    let art = v.artifact.unwrap();
+    assert_eq!(
+        art.sha256,
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    assert_eq!(art.size, 3);
+    assert_eq!(e.store.versions("churn", 10).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn production_moves_only_by_compare_and_set_with_its_event_alert_and_mail() {
+    let e = Engine::new().await;
+    for v in ["v1", "v2"] {
+        e.store
+            .register_version(&version("m", Some(v), 1.0))
+            .await
+            .unwrap();
+    }
+    e.store
+        .set_production(&change("m", None, "v1"))
+        .await
+        .unwrap();
+    let d = e
+        .store
+        .set_production(&change("m", Some("v1"), "v2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (d.from_version.as_deref(), d.to_version.as_str()),
+        (Some("v1"), "v2")
+    );
+    assert_eq!(
+        e.store
+            .model("m")
+            .await
+            .unwrap()
+            .unwrap()
+            .production_version
+            .as_deref(),
+        Some("v2")
+    );
+
+    // A stale expectation changes nothing and says what production is.
+    let err = e
+        .store
+        .set_production(&change("m", Some("v1"), "v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("production of `m` is v2 now, not v1"),
+        "{err}"
+    );
+    let err = e
+        .store
+        .set_production(&change("m", Some("v2"), "v9"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("has no version `v9`"), "{err}");
+
+    assert_eq!(e.store.deployments("m", 10).await.unwrap().len(), 2);
+    assert_eq!(
+        e.store.alerts("m", 10).await.unwrap().len(),
+        2,
+        "failed changes record nothing"
+    );
+    let mail = e.store.outbox(Some("pending")).await.unwrap();
+    assert_eq!(mail.len(), 2);
+    assert_eq!(mail[1].subject, "[vigil] m -> v2");
+}
+
+#[tokio::test]
+async fn two_concurrent_rollbacks_leave_one_production_version_and_one_change() {
+    let e = Engine::new().await;
+    for v in ["v1", "v2", "v3"] {
+        e.store
+            .register_version(&version("m", Some(v), 1.0))
+            .await
+            .unwrap();
+    }
+    e.store
+        .set_production(&change("m", None, "v3"))
+        .await
+        .unwrap();
+    let (first, second) = (change("m", Some("v3"), "v2"), change("m", Some("v3"), "v2"));
+    let (a, b) = tokio::join!(
+        e.store.set_production(&first),
+        e.store.set_production(&second),
+    );
+    assert_eq!(
+        [a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(),
+        1,
+        "{a:?} {b:?}"
+    );
+    let loser = a.err().or(b.err()).unwrap();
+    assert!(loser.to_string().contains("is v2 now, not v3"), "{loser}");
+    let m = e.store.model("m").await.unwrap().unwrap();
+    assert_eq!(m.production_version.as_deref(), Some("v2"));
+    let history = e.store.deployments("m", 10).await.unwrap();
+    let moves: Vec<(Option<&str>, &str)> = history
+        .iter()
+        .map(|d| (d.from_version.as_deref(), d.to_version.as_str()))
+        .collect();
+    assert_eq!(
+        moves,
+        [(Some("v3"), "v2"), (None, "v3")],
+        "newest first, consistent chain"
+    );
+}
+
+#[tokio::test]
+async fn nothing_in_the_registry_is_ever_deleted_not_even_by_retention() {
+    let e = Engine::new().await;
+    e.store
+        .register_version(&version("m", Some("v1"), 1.0))
+        .await
+        .unwrap();
+    e.store
+        .set_production(&change("m", None, "v1"))
+        .await
+        .unwrap();
+    let url = format!("sqlite://{}", e.dir.path().join("vigil.db").display());
+    let raw = vigil::store::SqliteStore::open(&url, vigil::store::Synchronous::Normal)
+        .await
+        .unwrap();
+    for table in [
+        "model_versions",
+        "model_deployments",
+        "model_alerts",
+        "models",
+    ] {
+        let err = sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
+            .execute(raw.pool())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("never deleted"), "{table}: {err}");
+    }
+    let err = sqlx::query("UPDATE model_deployments SET to_version = 'x'")
+        .execute(raw.pool())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("append-only"), "{err}");
+    let removed = e
+        .store
+        .cleanup(Utc::now() + chrono::Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(removed.runs, 0);
+    assert!(e.store.version("m", "v1").await.unwrap().is_some());
+    assert_eq!(e.store.deployments("m", 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn predictions_are_kept_per_version_and_need_a_known_version() {
+    let e = Engine::new().await;
+    e.store
+        .register_version(&version("m", Some("v1"), 1.0))
+        .await
+        .unwrap();
+    let rows: Vec<NewPrediction> = (0..1200)
+        .map(|i| NewPrediction {
+            row_key: Some(format!("r{i}")),
+            predicted: i as f64,
+            actual: (i % 2 == 0).then_some(i as f64 + 0.5),
+            at: Utc::now(),
+        })
+        .collect();
+    assert_eq!(
+        e.store.add_predictions("m", "v1", &rows).await.unwrap(),
+        1200
+    );
+    let back = e.store.predictions("m", "v1", None).await.unwrap();
+    assert_eq!(back.len(), 1200);
+    assert_eq!(back.iter().filter(|p| p.actual.is_some()).count(), 600);
+    let err = e
+        .store
+        .add_predictions("m", "v9", &rows[..1])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NoSuchVersion { .. }), "{err}");
+}
