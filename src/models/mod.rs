@@ -2,4 +2,5 @@
 //! model got worse. (Registry operations, guards and tasks build on these.)
 
 pub mod metrics;
+pub mod ops;
 pub mod verdict;

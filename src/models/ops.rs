@@ -1,0 +1,628 @@
+//! Registry operations shared by the CLI, the tasks and the menu: status, history, compare,
+//! check (with guarded automatic rollback), rollback, promote. Every decision is recorded in
+//! the audit trail, with its notification, in the same transaction as what it decided.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::models::verdict::{Evidence, Judgement, Rules, Scored, Verdict, judge};
+use crate::store::models::{
+    Alert, AlertKind, Deployment, ModelRecord, ModelVersion, NewAlert, Notification,
+    ProductionChange,
+};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("there is no model `{0}`; `vigil model register {0} ...` creates it")]
+    NoSuchModel(String),
+    #[error("model `{model}` has no version `{version}`; `vigil model history {model}` lists them")]
+    NoSuchVersion { model: String, version: String },
+    #[error("model `{0}` has no production version; promote one with `vigil model promote`")]
+    NoProduction(String),
+    #[error("model `{0}` has no earlier version to roll back to")]
+    NoPrevious(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A model at a glance.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub model: ModelRecord,
+    pub production: Option<ModelVersion>,
+    /// What `rollback --previous` would restore.
+    pub previous: Option<ModelVersion>,
+    pub versions: usize,
+    pub last_alert: Option<Alert>,
+}
+
+/// One version with when it was in production.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    pub version: ModelVersion,
+    pub in_production: bool,
+    /// Periods in production, oldest first.
+    pub production_periods: Vec<Period>,
+}
+
+/// `[from, until)` in production; `until` is `None` for the current period.
+pub type Period = (DateTime<Utc>, Option<DateTime<Utc>>);
+
+/// How `check` may act.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckOptions {
+    pub rules: Rules,
+    pub auto_rollback: bool,
+    /// Record what would be done without changing production.
+    pub dry_run: bool,
+    /// Roll back only after this many DEGRADED checks in a row (this one included)…
+    pub consecutive: usize,
+    /// …unless the worsening is at least this many times the floor, and established.
+    pub critical_factor: f64,
+    /// No automatic rollback within this long of the model's last production change.
+    pub cooldown: Duration,
+    /// Only predictions since then (`None`: all).
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            rules: Rules::default(),
+            auto_rollback: false,
+            dry_run: false,
+            consecutive: 2,
+            critical_factor: 5.0,
+            cooldown: Duration::from_secs(3600),
+            since: None,
+        }
+    }
+}
+
+/// What a check concluded and did.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckOutcome {
+    pub model: String,
+    pub production: String,
+    pub baseline: Option<String>,
+    pub judgement: Judgement,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Action {
+    /// Nothing to do (or automatic rollback is off).
+    None,
+    RolledBack {
+        to: String,
+    },
+    WouldRollBack {
+        to: String,
+    },
+    /// A rollback was called for but a guard said no.
+    Refused {
+        why: String,
+    },
+}
+
+/// Outcome of a rollback request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Rollback {
+    Done {
+        from: String,
+        to: String,
+    },
+    /// The target already is production: nothing changed (rollback is idempotent).
+    AlreadyInProduction {
+        version: String,
+    },
+    WouldRollBack {
+        from: String,
+        to: String,
+    },
+    Refused {
+        why: String,
+    },
+}
+
+pub async fn model(store: &dyn Store, name: &str) -> Result<ModelRecord, ModelError> {
+    store
+        .model(name)
+        .await?
+        .ok_or_else(|| ModelError::NoSuchModel(name.into()))
+}
+
+async fn version(store: &dyn Store, model: &str, v: &str) -> Result<ModelVersion, ModelError> {
+    store
+        .version(model, v)
+        .await?
+        .ok_or_else(|| ModelError::NoSuchVersion {
+            model: model.into(),
+            version: v.into(),
+        })
+}
+
+/// The version production came from: the one before the current production version (by the
+/// deployment history), else the newest version registered before it.
+pub async fn previous(
+    store: &dyn Store,
+    m: &ModelRecord,
+) -> Result<Option<ModelVersion>, ModelError> {
+    let Some(current) = &m.production_version else {
+        return Ok(None);
+    };
+    let history = store.deployments(&m.name, 1000).await?;
+    if let Some(from) = history
+        .iter()
+        .find(|d| &d.to_version == current)
+        .and_then(|d| d.from_version.clone())
+        && from != *current
+    {
+        return Ok(store.version(&m.name, &from).await?);
+    }
+    let versions = store.versions(&m.name, 1000).await?;
+    let current_at = versions
+        .iter()
+        .find(|v| &v.version == current)
+        .map(|v| v.created_at);
+    Ok(versions
+        .into_iter()
+        .filter(|v| &v.version != current && current_at.is_some_and(|at| v.created_at <= at))
+        .max_by_key(|v| v.created_at))
+}
+
+pub async fn status(store: &dyn Store, name: &str) -> Result<Status, ModelError> {
+    let m = model(store, name).await?;
+    let production = match &m.production_version {
+        Some(v) => store.version(name, v).await?,
+        None => None,
+    };
+    Ok(Status {
+        previous: previous(store, &m).await?,
+        versions: store.versions(name, u32::MAX).await?.len(),
+        last_alert: store.alerts(name, 1).await?.into_iter().next(),
+        production,
+        model: m,
+    })
+}
+
+pub async fn history(
+    store: &dyn Store,
+    name: &str,
+    limit: u32,
+) -> Result<Vec<HistoryEntry>, ModelError> {
+    let m = model(store, name).await?;
+    let mut deployments: Vec<Deployment> = store.deployments(name, u32::MAX).await?;
+    deployments.reverse(); // oldest first
+    let mut periods: BTreeMap<String, Vec<Period>> = BTreeMap::new();
+    for (i, d) in deployments.iter().enumerate() {
+        let until = deployments.get(i + 1).map(|next| next.at);
+        periods
+            .entry(d.to_version.clone())
+            .or_default()
+            .push((d.at, until));
+    }
+    Ok(store
+        .versions(name, limit)
+        .await?
+        .into_iter()
+        .map(|v| HistoryEntry {
+            in_production: m.production_version.as_deref() == Some(v.version.as_str()),
+            production_periods: periods.remove(&v.version).unwrap_or_default(),
+            version: v,
+        })
+        .collect())
+}
+
+async fn labelled(
+    store: &dyn Store,
+    model: &str,
+    version: &str,
+    since: Option<DateTime<Utc>>,
+) -> Result<Vec<Scored>, ModelError> {
+    Ok(store
+        .predictions(model, version, since)
+        .await?
+        .into_iter()
+        .filter_map(|p| {
+            Some(Scored {
+                actual: p.actual?,
+                row_key: p.row_key,
+                predicted: p.predicted,
+            })
+        })
+        .collect())
+}
+
+/// Judges `candidate` against `baseline`.
+pub async fn compare(
+    store: &dyn Store,
+    name: &str,
+    baseline: &str,
+    candidate: &str,
+    rules: &Rules,
+    since: Option<DateTime<Utc>>,
+) -> Result<Judgement, ModelError> {
+    let b = version(store, name, baseline).await?;
+    let c = version(store, name, candidate).await?;
+    let bp = labelled(store, name, baseline, since).await?;
+    let cp = labelled(store, name, candidate, since).await?;
+    Ok(judge(
+        &Evidence {
+            baseline: &bp,
+            candidate: &cp,
+            baseline_metrics: &b.metrics,
+            candidate_metrics: &c.metrics,
+        },
+        rules,
+    ))
+}
+
+fn notification(
+    model: &str,
+    subject: String,
+    body: String,
+    payload: serde_json::Value,
+) -> Notification {
+    Notification {
+        kind: "model_alert".into(),
+        subject,
+        body,
+        payload: serde_json::json!({ "model": model, "event": payload }),
+    }
+}
+
+/// Checks production against the version before it, records the verdict, and rolls back
+/// when asked to and every guard agrees.
+pub async fn check(
+    store: &dyn Store,
+    name: &str,
+    opts: &CheckOptions,
+    actor: &str,
+) -> Result<CheckOutcome, ModelError> {
+    let m = model(store, name).await?;
+    let production = m
+        .production_version
+        .clone()
+        .ok_or_else(|| ModelError::NoProduction(name.into()))?;
+    let baseline = previous(store, &m).await?;
+    let judgement = match &baseline {
+        Some(b) => {
+            compare(
+                store,
+                name,
+                &b.version,
+                &production,
+                &opts.rules,
+                opts.since,
+            )
+            .await?
+        }
+        None => crate::models::verdict::judge(
+            &Evidence {
+                baseline: &[],
+                candidate: &[],
+                baseline_metrics: &BTreeMap::new(),
+                candidate_metrics: &BTreeMap::new(),
+            },
+            &opts.rules,
+        ),
+    };
+    let baseline_name = baseline.as_ref().map(|b| b.version.clone());
+    let details = serde_json::json!({
+        "production": production,
+        "baseline": baseline_name,
+        "judgement": judgement,
+    });
+    let notify =
+        matches!(judgement.verdict, Verdict::Degraded | Verdict::Inconclusive).then(|| {
+            notification(
+                name,
+                format!(
+                    "[vigil] {} {name} (production {production})",
+                    judgement.verdict.as_str()
+                ),
+                format!(
+                    "model {name}: production {production} against {}: {}\n{}",
+                    baseline_name.as_deref().unwrap_or("(none)"),
+                    judgement.verdict.as_str(),
+                    judgement.reason
+                ),
+                details.clone(),
+            )
+        });
+    store
+        .record_alert(
+            &NewAlert {
+                model: name.into(),
+                kind: AlertKind::Check,
+                verdict: Some(judgement.verdict.as_str().into()),
+                message: judgement.reason.clone(),
+                details: details.clone(),
+                dry_run: opts.dry_run,
+            },
+            notify.as_ref(),
+        )
+        .await?;
+
+    let mut action = Action::None;
+    if judgement.verdict == Verdict::Degraded
+        && opts.auto_rollback
+        && let Some(target) = &baseline_name
+    {
+        action = match guard(store, name, &judgement, opts).await? {
+            Some(why) => {
+                refuse(store, name, &why, &details, opts.dry_run).await?;
+                Action::Refused { why }
+            }
+            None => match rollback(
+                store,
+                name,
+                Some(target),
+                &format!(
+                    "automatic: production {production} is DEGRADED ({})",
+                    judgement.reason
+                ),
+                actor,
+                opts.dry_run,
+            )
+            .await?
+            {
+                Rollback::Done { to, .. } => Action::RolledBack { to },
+                Rollback::WouldRollBack { to, .. } => Action::WouldRollBack { to },
+                Rollback::AlreadyInProduction { .. } => Action::None,
+                Rollback::Refused { why } => Action::Refused { why },
+            },
+        };
+    }
+    Ok(CheckOutcome {
+        model: name.into(),
+        production,
+        baseline: baseline_name,
+        judgement,
+        action,
+    })
+}
+
+/// `None` when an automatic rollback may go ahead, else why not.
+async fn guard(
+    store: &dyn Store,
+    name: &str,
+    j: &Judgement,
+    opts: &CheckOptions,
+) -> Result<Option<String>, ModelError> {
+    let critical = match (j.estimate, j.floor, j.interval) {
+        (Some(e), Some(f), Some((lo, _))) => f > 0.0 && e >= opts.critical_factor * f && lo > f,
+        _ => false,
+    };
+    if !critical {
+        // This check is DEGRADED; count the real (not dry-run) checks before it that were too.
+        // A real check was just recorded as the newest one, so skip it.
+        let earlier = store
+            .alerts(name, 1000)
+            .await?
+            .into_iter()
+            .filter(|a| a.kind == "check" && !a.dry_run)
+            .skip(usize::from(!opts.dry_run))
+            .take_while(|a| a.verdict.as_deref() == Some("DEGRADED"))
+            .count();
+        let in_a_row = 1 + earlier;
+        if in_a_row < opts.consecutive {
+            return Ok(Some(format!(
+                "{in_a_row} DEGRADED check(s) in a row; automatic rollback waits for {} (or a critical breach of {}× the threshold)",
+                opts.consecutive, opts.critical_factor
+            )));
+        }
+    }
+    if let Some(last) = store.deployments(name, 1).await?.first() {
+        let since = Utc::now() - last.at;
+        if since.to_std().unwrap_or_default() < opts.cooldown {
+            return Ok(Some(format!(
+                "production changed {} ago ({} → {}); no automatic rollback within the {} cool-down",
+                humantime::format_duration(Duration::from_secs(since.num_seconds().max(0) as u64)),
+                last.from_version.as_deref().unwrap_or("(none)"),
+                last.to_version,
+                humantime::format_duration(opts.cooldown)
+            )));
+        }
+    }
+    Ok(None)
+}
+
+async fn refuse(
+    store: &dyn Store,
+    name: &str,
+    why: &str,
+    details: &serde_json::Value,
+    dry_run: bool,
+) -> Result<(), ModelError> {
+    store
+        .record_alert(
+            &NewAlert {
+                model: name.into(),
+                kind: AlertKind::Refused,
+                verdict: None,
+                message: why.into(),
+                details: details.clone(),
+                dry_run,
+            },
+            None,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Rolls production back to `to` (or the previous version). Idempotent: asking for the
+/// version already in production changes nothing and says so. Refuses a target that is
+/// itself worse than production. Two concurrent rollbacks cannot both act: the change is
+/// conditional on the production version this call saw.
+pub async fn rollback(
+    store: &dyn Store,
+    name: &str,
+    to: Option<&str>,
+    reason: &str,
+    actor: &str,
+    dry_run: bool,
+) -> Result<Rollback, ModelError> {
+    let m = model(store, name).await?;
+    let current = m
+        .production_version
+        .clone()
+        .ok_or_else(|| ModelError::NoProduction(name.into()))?;
+    let target = match to {
+        Some(v) => version(store, name, v).await?,
+        None => previous(store, &m)
+            .await?
+            .ok_or_else(|| ModelError::NoPrevious(name.into()))?,
+    };
+    if target.version == current {
+        store
+            .record_alert(
+                &NewAlert {
+                    model: name.into(),
+                    kind: AlertKind::Rollback,
+                    verdict: None,
+                    message: format!("{current} is already in production; nothing to do"),
+                    details: serde_json::json!({"to": current}),
+                    dry_run,
+                },
+                None,
+            )
+            .await?;
+        return Ok(Rollback::AlreadyInProduction { version: current });
+    }
+    // Never roll back to a version that is itself worse than production.
+    let j = compare(
+        store,
+        name,
+        &current,
+        &target.version,
+        &Rules::default(),
+        None,
+    )
+    .await?;
+    if j.verdict == Verdict::Degraded {
+        let why = format!(
+            "{} is worse than production {current}: {}",
+            target.version, j.reason
+        );
+        refuse(
+            store,
+            name,
+            &why,
+            &serde_json::json!({"to": target.version, "judgement": j}),
+            dry_run,
+        )
+        .await?;
+        return Ok(Rollback::Refused { why });
+    }
+    let details = serde_json::json!({"from": current, "to": target.version, "reason": reason});
+    if dry_run {
+        store
+            .record_alert(
+                &NewAlert {
+                    model: name.into(),
+                    kind: AlertKind::Rollback,
+                    verdict: None,
+                    message: format!("dry run: would roll back {current} → {}", target.version),
+                    details,
+                    dry_run: true,
+                },
+                None,
+            )
+            .await?;
+        return Ok(Rollback::WouldRollBack {
+            from: current,
+            to: target.version,
+        });
+    }
+    let change = ProductionChange {
+        model: name.into(),
+        expect: Some(current.clone()),
+        to: target.version.clone(),
+        reason: reason.into(),
+        actor: actor.into(),
+        alert: Some(NewAlert {
+            model: name.into(),
+            kind: AlertKind::Rollback,
+            verdict: None,
+            message: format!("rolled back {current} → {}: {reason}", target.version),
+            details: details.clone(),
+            dry_run: false,
+        }),
+        notify: Some(notification(
+            name,
+            format!("[vigil] ROLLBACK {name} {current} → {}", target.version),
+            format!(
+                "model {name} rolled back from {current} to {} by {actor}: {reason}",
+                target.version
+            ),
+            details,
+        )),
+    };
+    match store.set_production(&change).await {
+        Ok(_) => Ok(Rollback::Done {
+            from: current,
+            to: target.version,
+        }),
+        Err(StoreError::Conflict { what, .. }) => {
+            // Someone changed production first; this request was about a state that is gone.
+            let why = format!("production changed while rolling back ({what}); nothing done");
+            refuse(
+                store,
+                name,
+                &why,
+                &serde_json::json!({"to": target.version}),
+                false,
+            )
+            .await?;
+            Ok(Rollback::Refused { why })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Makes `to` production (from whatever it is now).
+pub async fn promote(
+    store: &dyn Store,
+    name: &str,
+    to: &str,
+    reason: &str,
+    actor: &str,
+) -> Result<Option<Deployment>, ModelError> {
+    let m = model(store, name).await?;
+    version(store, name, to).await?;
+    if m.production_version.as_deref() == Some(to) {
+        return Ok(None);
+    }
+    let details = serde_json::json!({"from": m.production_version, "to": to, "reason": reason});
+    Ok(Some(
+        store
+            .set_production(&ProductionChange {
+                model: name.into(),
+                expect: m.production_version.clone(),
+                to: to.into(),
+                reason: reason.into(),
+                actor: actor.into(),
+                alert: Some(NewAlert {
+                    model: name.into(),
+                    kind: AlertKind::Promotion,
+                    verdict: None,
+                    message: format!(
+                        "promoted {to} (was {}): {reason}",
+                        m.production_version.as_deref().unwrap_or("none")
+                    ),
+                    details,
+                    dry_run: false,
+                }),
+                notify: None,
+            })
+            .await?,
+    ))
+}

@@ -1,0 +1,283 @@
+//! Registry operations end to end on a real SQLite file: rollback (previous, to, idempotent,
+//! concurrent, refused), history, and checks with their guards.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use vigil::models::ops::{self, Action, CheckOptions, Rollback};
+use vigil::models::verdict::Verdict;
+use vigil::store::Store;
+use vigil::store::models::{NewPrediction, NewVersion};
+
+use crate::util::Engine;
+
+async fn register(store: &dyn Store, model: &str, v: &str, rmse: f64) {
+    store
+        .register_version(&NewVersion {
+            model: model.into(),
+            version: Some(v.into()),
+            metrics: BTreeMap::from([("rmse".into(), rmse)]),
+            artifact: None,
+            source: None,
+            notes: None,
+        })
+        .await
+        .unwrap();
+}
+
+/// `n` labelled predictions of `v` on rows r0.., with absolute error `err` (alternating sign).
+async fn scored(store: &dyn Store, model: &str, v: &str, n: usize, err: f64) {
+    let rows: Vec<NewPrediction> = (0..n)
+        .map(|i| {
+            let actual = 10.0 + (i % 13) as f64;
+            let e = err * (1.0 + (i % 5) as f64 / 10.0) * if i % 2 == 0 { 1.0 } else { -1.0 };
+            NewPrediction {
+                row_key: Some(format!("r{i}")),
+                predicted: actual + e,
+                actual: Some(actual),
+                at: Utc::now(),
+            }
+        })
+        .collect();
+    store.add_predictions(model, v, &rows).await.unwrap();
+}
+
+/// v1 then v2 in production; v2 errs `v2_err` where v1 errs 1.0, on the same 200 rows.
+async fn two_versions(e: &Engine, v2_err: f64) {
+    let s = &*e.store;
+    register(s, "m", "v1", 1.0).await;
+    register(s, "m", "v2", 1.0).await;
+    scored(s, "m", "v1", 200, 1.0).await;
+    scored(s, "m", "v2", 200, v2_err).await;
+    ops::promote(s, "m", "v1", "first", "test").await.unwrap();
+    ops::promote(s, "m", "v2", "retrained", "test")
+        .await
+        .unwrap();
+}
+
+fn opts() -> CheckOptions {
+    CheckOptions {
+        auto_rollback: true,
+        cooldown: Duration::ZERO,
+        ..CheckOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn rollback_to_the_previous_version_is_idempotent_and_leaves_a_history() {
+    let e = Engine::new().await;
+    two_versions(&e, 1.0).await;
+    let s = &*e.store;
+    let done = ops::rollback(s, "m", None, "manual", "ops", false)
+        .await
+        .unwrap();
+    assert_eq!(
+        done,
+        Rollback::Done {
+            from: "v2".into(),
+            to: "v1".into()
+        }
+    );
+    let again = ops::rollback(s, "m", Some("v1"), "manual", "ops", false)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        Rollback::AlreadyInProduction {
+            version: "v1".into()
+        }
+    );
+    assert_eq!(
+        ops::status(s, "m")
+            .await
+            .unwrap()
+            .model
+            .production_version
+            .as_deref(),
+        Some("v1")
+    );
+
+    let history = ops::history(s, "m", 10).await.unwrap();
+    let v1 = history.iter().find(|h| h.version.version == "v1").unwrap();
+    let v2 = history.iter().find(|h| h.version.version == "v2").unwrap();
+    assert!(v1.in_production && !v2.in_production);
+    assert_eq!(
+        v1.production_periods.len(),
+        2,
+        "in production, replaced, restored"
+    );
+    assert!(v1.production_periods[1].1.is_none(), "still in production");
+    assert_eq!(v2.production_periods.len(), 1);
+    assert!(
+        e.store
+            .outbox(None)
+            .await
+            .unwrap()
+            .iter()
+            .any(|m| m.subject.contains("ROLLBACK m v2 → v1"))
+    );
+}
+
+#[tokio::test]
+async fn concurrent_rollbacks_act_once_and_both_are_recorded() {
+    let e = Engine::new().await;
+    two_versions(&e, 1.0).await;
+    let s = &*e.store;
+    let (a, b) = tokio::join!(
+        ops::rollback(s, "m", None, "alert 1", "ops", false),
+        ops::rollback(s, "m", None, "alert 2", "ops", false),
+    );
+    let outcomes = [a.unwrap(), b.unwrap()];
+    let done = outcomes
+        .iter()
+        .filter(|o| matches!(o, Rollback::Done { .. }))
+        .count();
+    assert_eq!(done, 1, "{outcomes:?}");
+    assert_eq!(
+        e.store
+            .model("m")
+            .await
+            .unwrap()
+            .unwrap()
+            .production_version
+            .as_deref(),
+        Some("v1")
+    );
+    let deployments = e.store.deployments("m", 10).await.unwrap();
+    assert_eq!(
+        deployments
+            .iter()
+            .filter(|d| d.to_version == "v1" && d.from_version.as_deref() == Some("v2"))
+            .count(),
+        1
+    );
+    let alerts = e.store.alerts("m", 10).await.unwrap();
+    assert!(
+        alerts.len() >= 4,
+        "two promotions and one event per rollback request: {alerts:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_rollback_to_a_worse_version_is_refused() {
+    let e = Engine::new().await;
+    two_versions(&e, 1.0).await;
+    let s = &*e.store;
+    register(s, "m", "bad", 1.0).await;
+    scored(s, "m", "bad", 200, 4.0).await;
+    let r = ops::rollback(s, "m", Some("bad"), "manual", "ops", false)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&r, Rollback::Refused { why } if why.contains("worse than production")),
+        "{r:?}"
+    );
+    assert_eq!(
+        e.store
+            .model("m")
+            .await
+            .unwrap()
+            .unwrap()
+            .production_version
+            .as_deref(),
+        Some("v2")
+    );
+}
+
+#[tokio::test]
+async fn automatic_rollback_waits_for_two_degraded_checks_in_a_row() {
+    let e = Engine::new().await;
+    // 20 % worse: established and above the 5 % floor, below the 25 % critical breach.
+    two_versions(&e, 1.2).await;
+    let s = &*e.store;
+    let first = ops::check(s, "m", &opts(), "daemon").await.unwrap();
+    assert_eq!(first.judgement.verdict, Verdict::Degraded);
+    assert!(
+        matches!(&first.action, Action::Refused { why } if why.contains("1 DEGRADED check(s) in a row")),
+        "{:?}",
+        first.action
+    );
+    let second = ops::check(s, "m", &opts(), "daemon").await.unwrap();
+    assert_eq!(second.action, Action::RolledBack { to: "v1".into() });
+    assert_eq!(
+        e.store
+            .model("m")
+            .await
+            .unwrap()
+            .unwrap()
+            .production_version
+            .as_deref(),
+        Some("v1")
+    );
+    // The DEGRADED verdicts were queued as notifications with the rollback.
+    let mail = e.store.outbox(None).await.unwrap();
+    assert!(
+        mail.iter()
+            .filter(|m| m.subject.starts_with("[vigil] DEGRADED m"))
+            .count()
+            >= 2
+    );
+}
+
+#[tokio::test]
+async fn a_critical_breach_rolls_back_at_once_unless_in_cool_down_or_dry_run() {
+    let e = Engine::new().await;
+    two_versions(&e, 8.0).await; // eight times the error: far beyond 3× the floor
+    let s = &*e.store;
+    let cool = CheckOptions {
+        cooldown: Duration::from_secs(3600),
+        ..opts()
+    };
+    let c = ops::check(s, "m", &cool, "daemon").await.unwrap();
+    assert!(
+        matches!(&c.action, Action::Refused { why } if why.contains("cool-down")),
+        "{:?}",
+        c.action
+    );
+    let dry = CheckOptions {
+        dry_run: true,
+        ..opts()
+    };
+    let c = ops::check(s, "m", &dry, "daemon").await.unwrap();
+    assert_eq!(c.action, Action::WouldRollBack { to: "v1".into() });
+    assert_eq!(
+        e.store
+            .model("m")
+            .await
+            .unwrap()
+            .unwrap()
+            .production_version
+            .as_deref(),
+        Some("v2")
+    );
+    let c = ops::check(s, "m", &opts(), "daemon").await.unwrap();
+    assert_eq!(c.action, Action::RolledBack { to: "v1".into() });
+}
+
+#[tokio::test]
+async fn too_few_labels_is_inconclusive_alerts_and_never_acts() {
+    let e = Engine::new().await;
+    let s = &*e.store;
+    register(s, "m", "v1", 1.0).await;
+    register(s, "m", "v2", 1.0).await;
+    scored(s, "m", "v1", 10, 1.0).await;
+    scored(s, "m", "v2", 10, 9.0).await;
+    ops::promote(s, "m", "v1", "first", "test").await.unwrap();
+    ops::promote(s, "m", "v2", "second", "test").await.unwrap();
+    let c = ops::check(s, "m", &opts(), "daemon").await.unwrap();
+    assert_eq!(
+        (c.judgement.verdict, c.action.clone()),
+        (Verdict::Inconclusive, Action::None)
+    );
+    let last = &e.store.alerts("m", 1).await.unwrap()[0];
+    assert_eq!(last.verdict.as_deref(), Some("INCONCLUSIVE"));
+    assert!(
+        e.store
+            .outbox(None)
+            .await
+            .unwrap()
+            .iter()
+            .any(|m| m.subject.starts_with("[vigil] INCONCLUSIVE m"))
+    );
+}
