@@ -5,6 +5,7 @@
 
 mod bench;
 mod dags;
+mod model;
 mod output;
 mod runs;
 
@@ -26,7 +27,7 @@ use crate::task::Registry;
     name = "vigil",
     version,
     about = "A lightweight workflow scheduler for ML model operations",
-    after_help = "Exit codes: 0 success, 1 failure (run failed, invalid DAG, bad input), 2 usage error."
+    after_help = "Exit codes: 0 success, 1 failure (run failed, invalid DAG, bad input), 2 usage error, 3 `model check` found production DEGRADED."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -68,6 +69,9 @@ pub enum Command {
     /// Inspect task results and logs
     #[command(subcommand)]
     Tasks(runs::TasksCommand),
+    /// The model registry: status, history, compare, check, rollback, promote, register
+    #[command(subcommand)]
+    Model(model::ModelCommand),
     /// Database maintenance
     #[command(subcommand)]
     Db(DbCommand),
@@ -204,6 +208,7 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
         Command::Dags(cmd) => dags::run(&ctx, cmd).await,
         Command::Runs(cmd) => runs::run_runs(&ctx, cmd).await,
         Command::Tasks(cmd) => runs::run_tasks(&ctx, cmd).await,
+        Command::Model(cmd) => model::run(&ctx, cmd).await,
         Command::Db(DbCommand::Migrate) => {
             ctx.store().await?;
             if ctx.json {

@@ -1,0 +1,504 @@
+//! `vigil model ...`: the model registry from the command line (the seed's
+//! `monitor_model_performance.py` flags, in vigil's form).
+//!
+//! Exit codes: 0 success; 1 an error; 3 `check` found production DEGRADED (whatever it did
+//! about it), so a cron job or CI step can react.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use clap::Subcommand;
+use sha2::{Digest, Sha256};
+
+use crate::cli::Ctx;
+use crate::cli::output::{print_json, table, time};
+use crate::models::ops::{self, Action, CheckOptions, Rollback};
+use crate::models::verdict::{Rules, Verdict};
+use crate::store::Store;
+use crate::store::models::{NewArtifact, NewPrediction, NewVersion};
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Production version, the version before it, and the last alert
+    Status { name: String },
+    /// Versions, newest first, with their metrics and when each was in production
+    History {
+        name: String,
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+    },
+    /// Is V2 worse than V1? (the verdict, with its evidence)
+    Compare {
+        name: String,
+        v1: String,
+        v2: String,
+        #[command(flatten)]
+        rules: RuleArgs,
+    },
+    /// Check production against the version before it; record the verdict; roll back if asked
+    Check {
+        name: String,
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// Roll back when the verdict is DEGRADED and the guards allow it
+        #[arg(long)]
+        auto_rollback: bool,
+        /// Record what would be done, change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Make an earlier version production again
+    Rollback {
+        name: String,
+        /// The version before the current production one
+        #[arg(long, conflicts_with = "to", required_unless_present = "to")]
+        previous: bool,
+        /// A given version
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+        /// Do not ask for confirmation
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, default_value = "manual rollback")]
+        reason: String,
+    },
+    /// Make a version production
+    Promote {
+        name: String,
+        version: String,
+        #[arg(long, default_value = "manual promotion")]
+        reason: String,
+    },
+    /// Register a new version with its metrics (and artifact)
+    Register {
+        name: String,
+        /// NAME=VALUE, e.g. --metric r2=0.91 --metric rmse=3.2
+        #[arg(long = "metric", value_name = "NAME=VALUE")]
+        metrics: Vec<String>,
+        /// [default: YYYYMMDD_HHMMSS now]
+        #[arg(long)]
+        version: Option<String>,
+        /// The model file: its path, SHA-256 and size are recorded
+        #[arg(long, value_name = "FILE")]
+        artifact: Option<PathBuf>,
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        notes: Option<String>,
+    },
+    /// Logged predictions of a version
+    #[command(subcommand)]
+    Predictions(PredictionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PredictionsCommand {
+    /// Import predictions from a CSV file with columns `predicted` and optionally `actual`,
+    /// `row_key` (identifies the scored row) and `at` (RFC 3339)
+    Import {
+        name: String,
+        version: String,
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RuleArgs {
+    /// The smallest worsening that matters, in percent
+    #[arg(long, default_value_t = 5.0)]
+    threshold: f64,
+    /// Labelled predictions needed for a verdict from predictions
+    #[arg(long, default_value_t = 30)]
+    min_samples: usize,
+}
+
+impl RuleArgs {
+    fn rules(&self) -> anyhow::Result<Rules> {
+        if !(self.threshold > 0.0 && self.threshold < 100.0) {
+            bail!(
+                "--threshold must be a percentage between 0 and 100, got {}",
+                self.threshold
+            );
+        }
+        Ok(Rules {
+            threshold_percent: self.threshold,
+            min_samples: self.min_samples.max(1),
+            ..Rules::default()
+        })
+    }
+}
+
+fn actor() -> String {
+    std::env::var("USER")
+        .map(|u| format!("{u} (cli)"))
+        .unwrap_or_else(|_| "cli".into())
+}
+
+pub async fn run(ctx: &Ctx, cmd: ModelCommand) -> anyhow::Result<ExitCode> {
+    let store = ctx.store().await?;
+    let store: &dyn Store = &*store;
+    match cmd {
+        ModelCommand::Status { name } => {
+            let s = ops::status(store, &name).await?;
+            if ctx.json {
+                print_json(&s)?;
+            } else {
+                let show = |v: &Option<crate::store::models::ModelVersion>| match v {
+                    Some(v) => format!("{} {}", v.version, metrics_text(&v.metrics)),
+                    None => "-".into(),
+                };
+                println!("model       {}", s.model.name);
+                println!("production  {}", show(&s.production));
+                println!("previous    {}", show(&s.previous));
+                println!("versions    {}", s.versions);
+                if let Some(a) = &s.last_alert {
+                    println!(
+                        "last alert  {} {} {}: {}",
+                        time(Some(a.at)),
+                        a.kind,
+                        a.verdict.as_deref().unwrap_or(""),
+                        a.message
+                    );
+                }
+            }
+        }
+        ModelCommand::History { name, limit } => {
+            let h = ops::history(store, &name, limit).await?;
+            if ctx.json {
+                print_json(&h)?;
+            } else {
+                let rows = h
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.version.version.clone(),
+                            if e.in_production { "yes" } else { "" }.into(),
+                            metrics_text(&e.version.metrics),
+                            time(Some(e.version.created_at)),
+                            e.production_periods
+                                .iter()
+                                .map(|(from, until)| {
+                                    format!(
+                                        "{} → {}",
+                                        from.format("%Y-%m-%d %H:%M"),
+                                        until.map_or("now".into(), |u| u
+                                            .format("%Y-%m-%d %H:%M")
+                                            .to_string())
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                                .join("; "),
+                        ]
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    table(
+                        &[
+                            "VERSION",
+                            "PRODUCTION",
+                            "METRICS",
+                            "CREATED",
+                            "IN PRODUCTION"
+                        ],
+                        rows
+                    )
+                );
+            }
+        }
+        ModelCommand::Compare {
+            name,
+            v1,
+            v2,
+            rules,
+        } => {
+            let j = ops::compare(store, &name, &v1, &v2, &rules.rules()?, None).await?;
+            if ctx.json {
+                print_json(&j)?;
+            } else {
+                println!("{} ({} vs {}): {}", j.verdict.as_str(), v2, v1, j.reason);
+                println!("test {:?}, n = {}", j.test, j.n);
+            }
+        }
+        ModelCommand::Check {
+            name,
+            rules,
+            auto_rollback,
+            dry_run,
+        } => {
+            let opts = CheckOptions {
+                rules: rules.rules()?,
+                auto_rollback,
+                dry_run,
+                ..CheckOptions::default()
+            };
+            let out = ops::check(store, &name, &opts, &actor()).await?;
+            if ctx.json {
+                print_json(&out)?;
+            } else {
+                println!(
+                    "{}: production {} against {}",
+                    out.judgement.verdict.as_str(),
+                    out.production,
+                    out.baseline.as_deref().unwrap_or("(no earlier version)")
+                );
+                println!("{}", out.judgement.reason);
+                match &out.action {
+                    Action::None => {}
+                    Action::RolledBack { to } => println!("rolled back to {to}"),
+                    Action::WouldRollBack { to } => println!("dry run: would roll back to {to}"),
+                    Action::Refused { why } => println!("no rollback: {why}"),
+                }
+            }
+            if out.judgement.verdict == Verdict::Degraded {
+                return Ok(ExitCode::from(3));
+            }
+        }
+        ModelCommand::Rollback {
+            name,
+            previous: _,
+            to,
+            yes,
+            dry_run,
+            reason,
+        } => {
+            let status = ops::status(store, &name).await?;
+            let target = match &to {
+                Some(v) => v.clone(),
+                None => status
+                    .previous
+                    .as_ref()
+                    .map(|v| v.version.clone())
+                    .context(format!(
+                        "model `{name}` has no earlier version to roll back to"
+                    ))?,
+            };
+            if !yes && !dry_run {
+                confirm(&format!(
+                    "roll {name} back from {} to {target}?",
+                    status
+                        .model
+                        .production_version
+                        .as_deref()
+                        .unwrap_or("(none)")
+                ))?;
+            }
+            let r = ops::rollback(store, &name, Some(&target), &reason, &actor(), dry_run).await?;
+            if ctx.json {
+                print_json(&r)?;
+            } else {
+                match &r {
+                    Rollback::Done { from, to } => println!("rolled back {name}: {from} → {to}"),
+                    Rollback::AlreadyInProduction { version } => {
+                        println!("{version} is already in production; nothing to do")
+                    }
+                    Rollback::WouldRollBack { from, to } => {
+                        println!("dry run: would roll back {name}: {from} → {to}")
+                    }
+                    Rollback::Refused { why } => println!("refused: {why}"),
+                }
+            }
+            if matches!(r, Rollback::Refused { .. }) {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        ModelCommand::Promote {
+            name,
+            version,
+            reason,
+        } => match ops::promote(store, &name, &version, &reason, &actor()).await? {
+            Some(d) if ctx.json => print_json(&d)?,
+            Some(d) => println!(
+                "{name}: {} → {} is production",
+                d.from_version.as_deref().unwrap_or("(none)"),
+                d.to_version
+            ),
+            None => println!("{version} is already in production; nothing to do"),
+        },
+        ModelCommand::Register {
+            name,
+            metrics,
+            version,
+            artifact,
+            source,
+            notes,
+        } => {
+            crate::dag::check_id(&name)
+                .map_err(|why| anyhow::anyhow!("model name `{name}` {why}"))?;
+            let metrics = parse_metrics(&metrics)?;
+            let artifact = artifact.map(|p| file_artifact(&p)).transpose()?;
+            let v = store
+                .register_version(&NewVersion {
+                    model: name.clone(),
+                    version,
+                    metrics,
+                    artifact,
+                    source,
+                    notes,
+                })
+                .await?;
+            if ctx.json {
+                print_json(&v)?;
+            } else {
+                println!(
+                    "registered {name} {} {}",
+                    v.version,
+                    metrics_text(&v.metrics)
+                );
+            }
+        }
+        ModelCommand::Predictions(PredictionsCommand::Import {
+            name,
+            version,
+            file,
+        }) => {
+            let rows = read_predictions(&file)?;
+            let n = store.add_predictions(&name, &version, &rows).await?;
+            let labelled = rows.iter().filter(|r| r.actual.is_some()).count();
+            if ctx.json {
+                print_json(&serde_json::json!({"imported": n, "labelled": labelled}))?;
+            } else {
+                println!(
+                    "imported {n} prediction(s) of {name} {version} ({labelled} with actual values)"
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn metrics_text(m: &BTreeMap<String, f64>) -> String {
+    m.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `--metric NAME=VALUE`s as a map, with a clear error for each malformed one.
+pub fn parse_metrics(args: &[String]) -> anyhow::Result<BTreeMap<String, f64>> {
+    let mut out = BTreeMap::new();
+    for a in args {
+        let Some((k, v)) = a.split_once('=') else {
+            bail!("--metric `{a}` is not NAME=VALUE (e.g. --metric r2=0.91)");
+        };
+        let value: f64 = v
+            .trim()
+            .parse()
+            .ok()
+            .filter(|x: &f64| x.is_finite())
+            .with_context(|| format!("--metric `{a}`: `{v}` is not a number"))?;
+        out.insert(k.trim().to_string(), value);
+    }
+    Ok(out)
+}
+
+fn file_artifact(path: &Path) -> anyhow::Result<NewArtifact> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading artifact {}", path.display()))?;
+    let full = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    Ok(NewArtifact::File {
+        path: full.display().to_string(),
+        sha256: Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        size: bytes.len() as u64,
+    })
+}
+
+/// Reads a predictions CSV; every error names the row and the column.
+pub fn read_predictions(path: &Path) -> anyhow::Result<Vec<NewPrediction>> {
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("opening {}", path.display()))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("reading the header of {}", path.display()))?
+        .clone();
+    let col = |name: &str| headers.iter().position(|h| h.trim() == name);
+    let Some(predicted) = col("predicted") else {
+        bail!(
+            "{}: no `predicted` column (columns: {}); expected predicted and optionally actual, row_key, at",
+            path.display(),
+            headers.iter().collect::<Vec<_>>().join(", ")
+        );
+    };
+    let (actual, key, at) = (col("actual"), col("row_key"), col("at"));
+    let now = Utc::now();
+    let mut rows = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 2;
+        let record = record.with_context(|| format!("{}: row {line}", path.display()))?;
+        let number = |c: usize, name: &str| -> anyhow::Result<Option<f64>> {
+            let text = record.get(c).unwrap_or("").trim();
+            if text.is_empty() {
+                return Ok(None);
+            }
+            text.parse::<f64>().map(Some).map_err(|_| {
+                anyhow::anyhow!(
+                    "{}: row {line}, column `{name}`: `{text}` is not a number",
+                    path.display()
+                )
+            })
+        };
+        let p = number(predicted, "predicted")?.with_context(|| {
+            format!(
+                "{}: row {line}, column `predicted` is empty",
+                path.display()
+            )
+        })?;
+        let a = match actual {
+            Some(c) => number(c, "actual")?,
+            None => None,
+        };
+        let when = match at
+            .and_then(|c| record.get(c))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            Some(text) => DateTime::parse_from_rfc3339(text)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "{}: row {line}, column `at`: `{text}` is not an RFC 3339 time",
+                        path.display()
+                    )
+                })?,
+            None => now,
+        };
+        rows.push(NewPrediction {
+            row_key: key
+                .and_then(|c| record.get(c))
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty()),
+            predicted: p,
+            actual: a,
+            at: when,
+        });
+    }
+    if rows.is_empty() {
+        bail!("{}: no prediction rows", path.display());
+    }
+    Ok(rows)
+}
+
+/// Asks on the terminal; refuses to guess when there is none.
+pub fn confirm(question: &str) -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        bail!("{question} — not a terminal, so nothing was changed; pass --yes to confirm");
+    }
+    print!("{question} [y/N] ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        bail!("not confirmed; nothing was changed")
+    }
+}

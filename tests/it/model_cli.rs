@@ -1,0 +1,134 @@
+//! `vigil model ...` through the real binary.
+
+use crate::util::Project;
+
+#[test]
+fn register_promote_check_and_roll_back_from_the_command_line() {
+    let p = Project::new();
+    let v1 = p
+        .vigil(&[
+            "model",
+            "register",
+            "churn",
+            "--version",
+            "v1",
+            "--metric",
+            "rmse=3.0",
+            "--metric",
+            "r2=0.91",
+            "--json",
+        ])
+        .expect(0)
+        .json();
+    assert_eq!(v1["metrics"]["rmse"], 3.0);
+    p.vigil(&[
+        "model",
+        "register",
+        "churn",
+        "--version",
+        "v2",
+        "--metric",
+        "rmse=3.6",
+    ])
+    .expect(0);
+    p.vigil(&["model", "register", "churn", "--metric", "rmse"])
+        .expect(1);
+    p.vigil(&["model", "promote", "churn", "v1"]).expect(0);
+    p.vigil(&["model", "promote", "churn", "v2"]).expect(0);
+
+    // RMSE 3.0 -> 3.6 in the recorded metrics: 20 % worse, DEGRADED, exit 3.
+    let check = p.vigil(&["model", "check", "churn"]).expect(3).stdout();
+    assert!(
+        check.starts_with("DEGRADED: production v2 against v1"),
+        "{check}"
+    );
+    let json = p
+        .vigil(&["model", "check", "churn", "--threshold", "25", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(
+        json["judgement"]["verdict"], "PASS",
+        "a 25 % threshold tolerates it"
+    );
+
+    // Not a terminal and no --yes: nothing changes.
+    let refused = p
+        .vigil(&["model", "rollback", "churn", "--previous"])
+        .expect(1)
+        .stderr();
+    assert!(refused.contains("pass --yes to confirm"), "{refused}");
+    let done = p
+        .vigil(&["model", "rollback", "churn", "--previous", "--yes"])
+        .expect(0)
+        .stdout();
+    assert!(done.contains("rolled back churn: v2 → v1"), "{done}");
+    let again = p
+        .vigil(&["model", "rollback", "churn", "--to", "v1", "--yes"])
+        .expect(0)
+        .stdout();
+    assert!(again.contains("v1 is already in production"), "{again}");
+
+    let status = p
+        .vigil(&["model", "status", "churn", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(status["model"]["production_version"], "v1");
+    let history = p
+        .vigil(&["model", "history", "churn", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(history.as_array().unwrap().len(), 2);
+    let err = p.vigil(&["model", "status", "nope"]).expect(1).stderr();
+    assert!(err.contains("there is no model `nope`"), "{err}");
+}
+
+#[test]
+fn predictions_import_from_csv_and_bad_files_name_the_row_and_column() {
+    let p = Project::new();
+    p.vigil(&["model", "register", "m", "--version", "v1"])
+        .expect(0);
+    p.write(
+        "good.csv",
+        "row_key,predicted,actual\nr1,1.5,1.0\nr2,2.5,\nr3,3.0,3.0\n",
+    );
+    let out = p
+        .vigil(&["model", "predictions", "import", "m", "v1", "good.csv"])
+        .expect(0)
+        .stdout();
+    assert!(
+        out.contains("imported 3 prediction(s) of m v1 (2 with actual values)"),
+        "{out}"
+    );
+    p.write(
+        "bad.csv",
+        "row_key,predicted,actual\nr1,1.5,1.0\nr2,abc,2\n",
+    );
+    let err = p
+        .vigil(&["model", "predictions", "import", "m", "v1", "bad.csv"])
+        .expect(1)
+        .stderr();
+    assert!(
+        err.contains("row 3, column `predicted`: `abc` is not a number"),
+        "{err}"
+    );
+    p.write("nocol.csv", "id,score\n1,2\n");
+    let err = p
+        .vigil(&["model", "predictions", "import", "m", "v1", "nocol.csv"])
+        .expect(1)
+        .stderr();
+    assert!(
+        err.contains("no `predicted` column (columns: id, score)"),
+        "{err}"
+    );
+    p.write("empty.csv", "predicted,actual\n");
+    let err = p
+        .vigil(&["model", "predictions", "import", "m", "v1", "empty.csv"])
+        .expect(1)
+        .stderr();
+    assert!(err.contains("no prediction rows"), "{err}");
+    let err = p
+        .vigil(&["model", "predictions", "import", "m", "v9", "good.csv"])
+        .expect(1)
+        .stderr();
+    assert!(err.contains("has no version `v9`"), "{err}");
+}
