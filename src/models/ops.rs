@@ -84,7 +84,7 @@ impl Default for CheckOptions {
 }
 
 /// What a check concluded and did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct CheckOutcome {
     pub model: String,
     pub production: String,
@@ -93,7 +93,7 @@ pub struct CheckOutcome {
     pub action: Action,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Action {
     /// Nothing to do (or automatic rollback is off).
@@ -279,12 +279,24 @@ fn notification(
 }
 
 /// Checks production against the version before it, records the verdict, and rolls back
-/// when asked to and every guard agrees.
+/// when asked to and every guard agrees: [`assess`] then [`act`].
 pub async fn check(
     store: &dyn Store,
     name: &str,
     opts: &CheckOptions,
     actor: &str,
+) -> Result<CheckOutcome, ModelError> {
+    let mut outcome = assess(store, name, opts).await?;
+    outcome.action = act(store, &outcome, opts, actor).await?;
+    Ok(outcome)
+}
+
+/// Judges production against the version before it and records the verdict in the audit
+/// trail (with a notification for DEGRADED and INCONCLUSIVE). Changes nothing else.
+pub async fn assess(
+    store: &dyn Store,
+    name: &str,
+    opts: &CheckOptions,
 ) -> Result<CheckOutcome, ModelError> {
     let m = model(store, name).await?;
     let production = m
@@ -344,50 +356,63 @@ pub async fn check(
                 kind: AlertKind::Check,
                 verdict: Some(judgement.verdict.as_str().into()),
                 message: judgement.reason.clone(),
-                details: details.clone(),
+                details,
                 dry_run: opts.dry_run,
             },
             notify.as_ref(),
         )
         .await?;
-
-    let mut action = Action::None;
-    if judgement.verdict == Verdict::Degraded
-        && opts.auto_rollback
-        && let Some(target) = &baseline_name
-    {
-        action = match guard(store, name, &judgement, opts).await? {
-            Some(why) => {
-                refuse(store, name, &why, &details, opts.dry_run).await?;
-                Action::Refused { why }
-            }
-            None => match rollback(
-                store,
-                name,
-                Some(target),
-                &format!(
-                    "automatic: production {production} is DEGRADED ({})",
-                    judgement.reason
-                ),
-                actor,
-                opts.dry_run,
-            )
-            .await?
-            {
-                Rollback::Done { to, .. } => Action::RolledBack { to },
-                Rollback::WouldRollBack { to, .. } => Action::WouldRollBack { to },
-                Rollback::AlreadyInProduction { .. } => Action::None,
-                Rollback::Refused { why } => Action::Refused { why },
-            },
-        };
-    }
     Ok(CheckOutcome {
         model: name.into(),
         production,
         baseline: baseline_name,
         judgement,
-        action,
+        action: Action::None,
     })
+}
+
+/// Acts on an assessment: rolls back to the baseline when the verdict is DEGRADED,
+/// `opts.auto_rollback` is set and every guard agrees; records a refusal otherwise.
+pub async fn act(
+    store: &dyn Store,
+    outcome: &CheckOutcome,
+    opts: &CheckOptions,
+    actor: &str,
+) -> Result<Action, ModelError> {
+    let name = outcome.model.as_str();
+    let judgement = &outcome.judgement;
+    let (true, true, Some(target)) = (
+        judgement.verdict == Verdict::Degraded,
+        opts.auto_rollback,
+        &outcome.baseline,
+    ) else {
+        return Ok(Action::None);
+    };
+    let details = serde_json::json!({"production": outcome.production, "baseline": target, "judgement": judgement});
+    if let Some(why) = guard(store, name, judgement, opts).await? {
+        refuse(store, name, &why, &details, opts.dry_run).await?;
+        return Ok(Action::Refused { why });
+    }
+    Ok(
+        match rollback(
+            store,
+            name,
+            Some(target),
+            &format!(
+                "automatic: production {} is DEGRADED ({})",
+                outcome.production, judgement.reason
+            ),
+            actor,
+            opts.dry_run,
+        )
+        .await?
+        {
+            Rollback::Done { to, .. } => Action::RolledBack { to },
+            Rollback::WouldRollBack { to, .. } => Action::WouldRollBack { to },
+            Rollback::AlreadyInProduction { .. } => Action::None,
+            Rollback::Refused { why } => Action::Refused { why },
+        },
+    )
 }
 
 /// `None` when an automatic rollback may go ahead, else why not.

@@ -397,7 +397,7 @@ impl RunExec {
                 .zip(std::mem::take(&mut self.pending_permits))
             {
                 let cancel = CancellationToken::new();
-                let id = self.spawn(i, &exec.registry, cancel.clone(), &mut running);
+                let id = self.spawn(i, &exec.registry, &exec.store, cancel.clone(), &mut running);
                 self.permits.insert(id, (i, permits, cancel));
             }
             if finished {
@@ -722,6 +722,7 @@ impl RunExec {
         &self,
         i: usize,
         registry: &Registry,
+        store: &Arc<dyn Store>,
         cancel: CancellationToken,
         running: &mut JoinSet<Finished>,
     ) -> tokio::task::Id {
@@ -744,21 +745,24 @@ impl RunExec {
                 Some((id.clone(), self.outputs[u].clone(), self.tis[u].state))
             })
             .collect();
-        let ctx = Arc::new(TaskContext::new(
-            self.dag.id.clone(),
-            self.run_id,
-            spec.id.clone(),
-            attempt,
-            self.logical_date,
-            self.dag
-                .file
-                .parent()
-                .map(|p| p.to_path_buf())
-                .unwrap_or_default(),
-            self.params.clone(),
-            upstream,
-            cancel,
-        ));
+        let ctx = Arc::new(
+            TaskContext::new(
+                self.dag.id.clone(),
+                self.run_id,
+                spec.id.clone(),
+                attempt,
+                self.logical_date,
+                self.dag
+                    .file
+                    .parent()
+                    .map(|p| p.to_path_buf())
+                    .unwrap_or_default(),
+                self.params.clone(),
+                upstream,
+                cancel,
+            )
+            .with_store(store.clone()),
+        );
         let task = registry.get(&spec.task_type).cloned();
         let dag = self.dag.clone();
         let run_vars = self.run_vars.clone();

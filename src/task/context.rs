@@ -28,6 +28,8 @@ pub struct TaskContext {
     /// Results of the direct upstream tasks that produced one.
     upstream: BTreeMap<String, Arc<serde_json::Value>>,
     cancel: CancellationToken,
+    /// The store, for tasks that work on the model registry.
+    store: Option<Arc<dyn crate::store::Store>>,
     /// Shared with the tracing capture of this attempt. A `std` mutex: it is held only to push
     /// or take lines, never across an `.await`.
     log: crate::task::capture::AttemptLog,
@@ -93,8 +95,22 @@ impl TaskContext {
             params,
             upstream,
             cancel,
+            store: None,
             log: Default::default(),
         }
+    }
+
+    /// Gives the task access to the store (the executor does this for every attempt).
+    pub fn with_store(mut self, store: Arc<dyn crate::store::Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The store, for model-registry tasks.
+    pub fn store(&self) -> Result<&Arc<dyn crate::store::Store>, TaskError> {
+        self.store
+            .as_ref()
+            .ok_or_else(|| TaskError::fatal("this task needs the store, but none was given"))
     }
 
     /// The result of direct upstream task `task_id`, deserialized into `T`.

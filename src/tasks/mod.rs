@@ -3,6 +3,7 @@
 
 mod basic;
 pub mod command;
+pub mod model;
 
 pub use basic::{Fail, Noop, Sleep};
 pub use command::Command;
@@ -15,7 +16,10 @@ pub fn register_builtins(registry: &mut Registry) {
         .register("noop", Noop)
         .register("sleep", Sleep)
         .register("fail", Fail)
-        .register("command", Command);
+        .register("command", Command)
+        .register("model.check_performance", model::CheckPerformance)
+        .register("model.compare_versions", model::CompareVersions)
+        .register("model.handle_alert", model::HandleAlert);
 }
 
 /// Durations in task configs: `"30s"`, `"5m"`, `"1h 30m"` (humantime) or a number of seconds.

@@ -281,3 +281,90 @@ async fn too_few_labels_is_inconclusive_alerts_and_never_acts() {
             .any(|m| m.subject.starts_with("[vigil] INCONCLUSIVE m"))
     );
 }
+
+/// The hourly monitoring DAG's shape, as the model tasks run it.
+const MONITORING: &str = r#"
+id = "monitoring"
+[params]
+model = "m"
+threshold_percent = 5.0
+auto_rollback = true
+[tasks.check_performance]
+type = "model.check_performance"
+config = { model = "{{ params.model }}", threshold_percent = "{{ params.threshold_percent }}" }
+[tasks.compare_versions]
+type = "model.compare_versions"
+depends_on = ["check_performance"]
+config = { check = "{{ tasks.check_performance.output }}" }
+[tasks.handle_alert]
+type = "model.handle_alert"
+depends_on = ["compare_versions"]
+config = { check = "{{ tasks.check_performance.output }}", auto_rollback = "{{ params.auto_rollback }}", cooldown = "0s" }
+"#;
+
+#[tokio::test]
+async fn the_monitoring_tasks_check_compare_and_roll_back_on_the_second_degraded_run() {
+    let e = Engine::new().await;
+    two_versions(&e, 1.2).await;
+    let first = e.run(MONITORING).await;
+    assert_eq!(first.state, vigil::state::RunState::Success);
+    let act = e
+        .store
+        .output(first.run_id, "handle_alert")
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    assert_eq!(act["kind"], "refused", "{act}");
+    let cmp = e
+        .store
+        .output(first.run_id, "compare_versions")
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    assert_eq!(cmp["judgement"]["verdict"], "DEGRADED");
+    assert_eq!(cmp["baseline"]["version"], "v1");
+
+    let second = e.run(MONITORING).await;
+    let act = e
+        .store
+        .output(second.run_id, "handle_alert")
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    assert_eq!(act, serde_json::json!({"kind": "rolled_back", "to": "v1"}));
+    assert_eq!(
+        e.store
+            .model("m")
+            .await
+            .unwrap()
+            .unwrap()
+            .production_version
+            .as_deref(),
+        Some("v1")
+    );
+    let checks = e.store.alerts("m", 100).await.unwrap();
+    assert_eq!(checks.iter().filter(|a| a.kind == "check").count(), 2);
+}
+
+#[tokio::test]
+async fn a_monitoring_run_for_a_model_that_does_not_exist_fails_clearly() {
+    let e = Engine::new().await;
+    let out = e.run(MONITORING).await;
+    let check = out.task("check_performance");
+    assert_eq!(check.state, vigil::state::TaskState::Failed);
+    assert_eq!(
+        check.attempt, 1,
+        "not retried: the model will not appear by retrying"
+    );
+    assert!(
+        check
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("there is no model `m`"),
+        "{check:?}"
+    );
+}
