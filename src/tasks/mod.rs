@@ -19,7 +19,10 @@ pub fn register_builtins(registry: &mut Registry) {
         .register("command", Command)
         .register("model.check_performance", model::CheckPerformance)
         .register("model.compare_versions", model::CompareVersions)
-        .register("model.handle_alert", model::HandleAlert);
+        .register("model.handle_alert", model::HandleAlert)
+        .register("model.evaluate", model::Evaluate)
+        .register("model.register", model::Register)
+        .register("model.promote_if_better", model::PromoteIfBetter);
 }
 
 /// Durations in task configs: `"30s"`, `"5m"`, `"1h 30m"` (humantime) or a number of seconds.

@@ -201,3 +201,245 @@ impl Task for HandleAlert {
         Ok(action)
     }
 }
+
+/// Metrics of a version over its labelled predictions (optionally only recent ones).
+pub struct Evaluate;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateConfig {
+    pub model: String,
+    pub version: String,
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub window: Option<Duration>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub model: String,
+    pub version: String,
+    /// Labelled predictions the metrics are computed from.
+    pub n: usize,
+    pub metrics: std::collections::BTreeMap<String, f64>,
+}
+
+#[async_trait]
+impl Task for Evaluate {
+    type Config = EvaluateConfig;
+    type Output = Evaluation;
+
+    async fn run(&self, ctx: &TaskContext, c: EvaluateConfig) -> Result<Evaluation, TaskError> {
+        use crate::models::metrics::{Metric, looks_like_classes};
+        let store = ctx.store()?;
+        if store
+            .version(&c.model, &c.version)
+            .await
+            .map_err(|e| TaskError::from_error("reading the version", &e))?
+            .is_none()
+        {
+            return Err(failed(ModelError::NoSuchVersion {
+                model: c.model,
+                version: c.version,
+            }));
+        }
+        let since = c
+            .window
+            .and_then(|w| chrono::Duration::from_std(w).ok())
+            .map(|w| chrono::Utc::now() - w);
+        let rows: Vec<(f64, f64)> = store
+            .predictions(&c.model, &c.version, since)
+            .await
+            .map_err(|e| TaskError::from_error("reading predictions", &e))?
+            .into_iter()
+            .filter_map(|p| Some((p.predicted, p.actual?)))
+            .collect();
+        let wanted: &[Metric] = if looks_like_classes(&rows) {
+            &[Metric::Accuracy]
+        } else {
+            &[Metric::Rmse, Metric::Mae, Metric::R2]
+        };
+        let metrics = wanted
+            .iter()
+            .filter_map(|m| Some((m.name().to_string(), m.compute(&rows)?)))
+            .collect();
+        Ok(Evaluation {
+            model: c.model,
+            version: c.version,
+            n: rows.len(),
+            metrics,
+        })
+    }
+}
+
+/// Registers a new version (e.g. a freshly trained candidate) with its metrics.
+pub struct Register;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterConfig {
+    pub model: String,
+    /// Default: `YYYYMMDD_HHMMSS` now.
+    pub version: Option<String>,
+    #[serde(default)]
+    pub metrics: std::collections::BTreeMap<String, f64>,
+    /// A model file: its path, SHA-256 and size are recorded.
+    pub artifact: Option<std::path::PathBuf>,
+    pub notes: Option<String>,
+}
+
+#[async_trait]
+impl Task for Register {
+    type Config = RegisterConfig;
+    type Output = ModelVersion;
+
+    async fn run(&self, ctx: &TaskContext, c: RegisterConfig) -> Result<ModelVersion, TaskError> {
+        use sha2::{Digest, Sha256};
+        let artifact = match &c.artifact {
+            Some(path) => {
+                let path = if path.is_absolute() {
+                    path.clone()
+                } else {
+                    ctx.dag_folder.join(path)
+                };
+                let bytes = tokio::fs::read(&path).await.map_err(|e| {
+                    TaskError::fatal(format!("cannot read the artifact {}: {e}", path.display()))
+                })?;
+                Some(crate::store::models::NewArtifact::File {
+                    path: path.display().to_string(),
+                    sha256: Sha256::digest(&bytes)
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect(),
+                    size: bytes.len() as u64,
+                })
+            }
+            None => None,
+        };
+        ctx.store()?
+            .register_version(&crate::store::models::NewVersion {
+                model: c.model,
+                version: c.version,
+                metrics: c.metrics,
+                artifact,
+                source: Some(format!("{} run {}", ctx.dag_id, ctx.run_id)),
+                notes: c.notes,
+            })
+            .await
+            .map_err(|e| match e {
+                crate::store::StoreError::VersionExists { .. } => TaskError::fatal(e.to_string()),
+                other => TaskError::from_error("registering the version", &other),
+            })
+    }
+}
+
+/// Post-training validation: promotes `candidate` only if it is at least as good as
+/// production (verdict PASS, and not worse on the estimate); otherwise records the refusal.
+pub struct PromoteIfBetter;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteConfig {
+    pub model: String,
+    pub candidate: String,
+    #[serde(default = "default_threshold")]
+    pub threshold_percent: f64,
+    #[serde(default = "default_min_samples")]
+    pub min_samples: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PromotionDecision {
+    pub promoted: bool,
+    pub candidate: String,
+    pub production: Option<String>,
+    pub reason: String,
+}
+
+#[async_trait]
+impl Task for PromoteIfBetter {
+    type Config = PromoteConfig;
+    type Output = PromotionDecision;
+
+    async fn run(
+        &self,
+        ctx: &TaskContext,
+        c: PromoteConfig,
+    ) -> Result<PromotionDecision, TaskError> {
+        use crate::models::verdict::Verdict;
+        use crate::store::models::{AlertKind, NewAlert, Notification};
+        let store = ctx.store()?;
+        let m = ops::model(&**store, &c.model).await.map_err(failed)?;
+        let actor = format!("{}.{} run {}", ctx.dag_id, ctx.task_id, ctx.run_id);
+        let Some(production) = m.production_version.clone() else {
+            ops::promote(
+                &**store,
+                &c.model,
+                &c.candidate,
+                "first version: nothing to compare with",
+                &actor,
+            )
+            .await
+            .map_err(failed)?;
+            return Ok(PromotionDecision {
+                promoted: true,
+                candidate: c.candidate,
+                production: None,
+                reason: "no production version yet".into(),
+            });
+        };
+        let j = ops::compare(
+            &**store,
+            &c.model,
+            &production,
+            &c.candidate,
+            &rules(c.threshold_percent, c.min_samples)?,
+            None,
+        )
+        .await
+        .map_err(failed)?;
+        let better = j.verdict == Verdict::Pass && j.estimate.is_some_and(|e| e <= 0.0);
+        if better {
+            ops::promote(
+                &**store,
+                &c.model,
+                &c.candidate,
+                &format!("validated: {}", j.reason),
+                &actor,
+            )
+            .await
+            .map_err(failed)?;
+        } else {
+            let why = format!(
+                "{} not promoted over {production}: verdict {}, {}",
+                c.candidate,
+                j.verdict.as_str(),
+                j.reason
+            );
+            store
+                .record_alert(
+                    &NewAlert {
+                        model: c.model.clone(),
+                        kind: AlertKind::Refused,
+                        verdict: Some(j.verdict.as_str().into()),
+                        message: why.clone(),
+                        details: serde_json::json!({"candidate": c.candidate, "production": production, "judgement": j}),
+                        dry_run: false,
+                    },
+                    Some(&Notification {
+                        kind: "model_alert".into(),
+                        subject: format!("[vigil] PROMOTION REFUSED {} {}", c.model, c.candidate),
+                        body: why.clone(),
+                        payload: serde_json::json!({"model": c.model, "candidate": c.candidate, "judgement": j}),
+                    }),
+                )
+                .await
+                .map_err(|e| TaskError::from_error("recording the refusal", &e))?;
+        }
+        Ok(PromotionDecision {
+            promoted: better,
+            candidate: c.candidate,
+            production: Some(production),
+            reason: j.reason,
+        })
+    }
+}

@@ -368,3 +368,83 @@ async fn a_monitoring_run_for_a_model_that_does_not_exist_fails_clearly() {
         "{check:?}"
     );
 }
+
+const VALIDATION: &str = r#"
+id = "validation"
+[params]
+model = "m"
+candidate = "good"
+[tasks.evaluate]
+type = "model.evaluate"
+config = { model = "{{ params.model }}", version = "{{ params.candidate }}" }
+[tasks.promote]
+type = "model.promote_if_better"
+depends_on = ["evaluate"]
+config = { model = "{{ params.model }}", candidate = "{{ params.candidate }}" }
+"#;
+
+#[tokio::test]
+async fn post_training_validation_promotes_only_a_candidate_that_is_not_worse() {
+    let e = Engine::new().await;
+    let s = &*e.store;
+    register(s, "m", "prod", 1.0).await;
+    scored(s, "m", "prod", 200, 1.0).await;
+    ops::promote(s, "m", "prod", "first", "test").await.unwrap();
+    for (v, err) in [("good", 0.8), ("bad", 1.5)] {
+        register(s, "m", v, 1.0).await;
+        scored(s, "m", v, 200, err).await;
+    }
+    let dag = e.dag(VALIDATION);
+    for (candidate, promoted) in [("bad", false), ("good", true)] {
+        let run = e
+            .create(&dag, serde_json::json!({"candidate": candidate}))
+            .await;
+        let state = e
+            .executor(4)
+            .execute(dag.clone(), run.clone(), None)
+            .await
+            .unwrap();
+        assert_eq!(state, vigil::state::RunState::Success);
+        let eval = e
+            .store
+            .output(run.id, "evaluate")
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
+        assert_eq!(eval["n"], 200);
+        assert!(eval["metrics"]["rmse"].as_f64().unwrap() > 0.0);
+        let decision = e
+            .store
+            .output(run.id, "promote")
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
+        assert_eq!(decision["promoted"], promoted, "{candidate}: {decision}");
+    }
+    assert_eq!(
+        e.store
+            .model("m")
+            .await
+            .unwrap()
+            .unwrap()
+            .production_version
+            .as_deref(),
+        Some("good")
+    );
+    let refused = e.store.alerts("m", 100).await.unwrap();
+    assert!(
+        refused
+            .iter()
+            .any(|a| a.kind == "refused" && a.message.starts_with("bad not promoted over prod"))
+    );
+    assert!(
+        e.store
+            .outbox(None)
+            .await
+            .unwrap()
+            .iter()
+            .any(|m| m.subject == "[vigil] PROMOTION REFUSED m bad")
+    );
+}
