@@ -119,7 +119,10 @@ async fn trigger(
     let store = ctx.store().await?;
     let run = store.create_run(&new).await?;
     let daemon = wake_daemon(ctx);
-    let paused = store.dag_state(&dag.id, Utc::now()).await?.paused;
+    let paused = store
+        .dag_state(&dag.id, Utc::now(), dag.paused)
+        .await?
+        .paused;
     if ctx.json && !wait {
         print_json(&serde_json::json!({
             "run_id": run.id,
@@ -301,7 +304,7 @@ async fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
 }
 
 /// The DAG `id`, or an error that explains why it is not there (a broken file, a typo).
-fn find_dag(ctx: &Ctx, id: &str) -> anyhow::Result<Arc<Dag>> {
+pub(crate) fn find_dag(ctx: &Ctx, id: &str) -> anyhow::Result<Arc<Dag>> {
     let set = ctx.dags()?;
     if let Some(dag) = set.get(id) {
         return Ok(dag.clone());
@@ -601,7 +604,9 @@ async fn test(
                 task_id,
                 attempt,
                 max_attempts,
-            } => println!("{now}  {task_id:<24} running          attempt {attempt}/{max_attempts}"),
+            } => crate::say!(
+                "{now}  {task_id:<24} running          attempt {attempt}/{max_attempts}"
+            ),
             RunEvent::TaskEnded {
                 task_id,
                 state,
@@ -624,10 +629,10 @@ async fn test(
                 if let Some(e) = error {
                     line.push_str(&format!("  {}", first_line(e)));
                 }
-                println!("{line}");
+                crate::say!("{line}");
             }
             RunEvent::RunEnded { state, duration: d } => {
-                println!("run {} in {}", state.as_str(), duration(*d));
+                crate::say!("run {} in {}", state.as_str(), duration(*d));
             }
         }
     });

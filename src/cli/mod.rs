@@ -5,6 +5,7 @@
 
 mod bench;
 mod dags;
+mod demo;
 mod model;
 mod output;
 mod runs;
@@ -72,6 +73,8 @@ pub enum Command {
     /// The model registry: status, history, compare, check, rollback, promote, register
     #[command(subcommand)]
     Model(model::ModelCommand),
+    /// Demo data for the model registry, and the monitoring DAG run on it
+    Demo(demo::DemoArgs),
     /// Database maintenance
     #[command(subcommand)]
     Db(DbCommand),
@@ -131,6 +134,24 @@ impl Ctx {
 /// types calls this from its `main` and gets the whole `vigil` command line.
 pub fn main(registry: Registry) -> ExitCode {
     let cli = Cli::parse();
+    let runs_tasks = matches!(
+        cli.command,
+        Command::Daemon { .. }
+            | Command::Dags(dags::DagsCommand::Test { .. })
+            | Command::Demo(_)
+            | Command::Bench(_)
+    );
+    if !runs_tasks {
+        // A command piped into `head` should stop quietly when the pipe closes, as Unix tools
+        // do, not panic in println!. Commands that execute tasks keep Rust's default of
+        // ignoring SIGPIPE: feeding stdin to a `command` task that exits early must not kill
+        // vigil (they write their output without panicking instead).
+        // SAFETY: restoring the default disposition of one signal, before any thread exists;
+        // no handler code runs.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match &cli.command {
         Command::Daemon { log_format } => init_tracing("info", *log_format),
         _ => init_tracing("warn", LogFormat::Text),
@@ -209,6 +230,7 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
         Command::Runs(cmd) => runs::run_runs(&ctx, cmd).await,
         Command::Tasks(cmd) => runs::run_tasks(&ctx, cmd).await,
         Command::Model(cmd) => model::run(&ctx, cmd).await,
+        Command::Demo(args) => demo::run(&ctx, args).await,
         Command::Db(DbCommand::Migrate) => {
             ctx.store().await?;
             if ctx.json {

@@ -62,3 +62,14 @@ pub fn first_line(s: &str) -> String {
         line.to_string()
     }
 }
+
+/// `println!` that gives up quietly when stdout is closed (a reader like `head` went away),
+/// for commands that keep running tasks after their reader is gone.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}

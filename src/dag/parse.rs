@@ -27,6 +27,7 @@ const DAG_KEYS: &[&str] = &[
     "start_date",
     "end_date",
     "catchup",
+    "paused",
     "max_active_runs",
     "max_active_tasks",
     "tags",
@@ -177,6 +178,9 @@ fn parse_into(file: &Path, src: &str, registry: &Registry, sink: &mut Sink<'_>) 
     }
     let catchup = get(root, "catchup")
         .and_then(|v| boolean(sink, v, "catchup", None))
+        .unwrap_or(false);
+    let paused = get(root, "paused")
+        .and_then(|v| boolean(sink, v, "paused", None))
         .unwrap_or(false);
     let max_active_runs = get(root, "max_active_runs")
         .and_then(|v| positive(sink, v, "max_active_runs", None))
@@ -436,6 +440,7 @@ fn parse_into(file: &Path, src: &str, registry: &Registry, sink: &mut Sink<'_>) 
         start_date,
         end_date,
         catchup,
+        paused,
         max_active_runs,
         max_active_tasks,
         tags,

@@ -27,6 +27,8 @@ pub struct Dag {
     /// No scheduled tick after this.
     pub end_date: Option<chrono::DateTime<chrono::Utc>>,
     pub catchup: bool,
+    /// Paused when the scheduler first sees it (Airflow's `is_paused_upon_creation`).
+    pub paused: bool,
     pub max_active_runs: u32,
     pub max_active_tasks: u32,
     pub tags: Vec<String>,

@@ -327,7 +327,10 @@ impl Scheduler {
             let state = match self.states.get(&dag.id) {
                 Some(s) => s.clone(),
                 None => {
-                    let s = self.store.dag_state(&dag.id, now).await?;
+                    let s = self.store.dag_state(&dag.id, now, dag.paused).await?;
+                    if s.paused && dag.paused {
+                        tracing::info!(dag_id = %dag.id, "new DAG starts paused; `vigil dags unpause` it to schedule it");
+                    }
                     self.states.insert(dag.id.clone(), s.clone());
                     s
                 }

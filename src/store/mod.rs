@@ -144,8 +144,14 @@ pub trait Store: ModelStore + Send + Sync + std::fmt::Debug {
     /// Proves `owner` alive: stamps its runs and their running task instances.
     async fn heartbeat(&self, owner: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
 
-    /// The scheduler state of a DAG, created (unpaused, first seen `now`) if it is new.
-    async fn dag_state(&self, dag_id: &str, now: DateTime<Utc>) -> Result<DagState, StoreError>;
+    /// The scheduler state of a DAG, created (first seen `now`, paused if `paused_if_new`) if
+    /// it is new.
+    async fn dag_state(
+        &self,
+        dag_id: &str,
+        now: DateTime<Utc>,
+        paused_if_new: bool,
+    ) -> Result<DagState, StoreError>;
 
     /// Every DAG the scheduler has seen.
     async fn dag_states(&self) -> Result<Vec<DagState>, StoreError>;

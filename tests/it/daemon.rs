@@ -193,7 +193,7 @@ fn five_hours_down(p: &Project, dag: &str) -> chrono::DateTime<Utc> {
     let last = now.duration_trunc(ChronoDuration::hours(1)).unwrap() - ChronoDuration::hours(5);
     block_on(async {
         store
-            .dag_state(dag, last - ChronoDuration::days(1))
+            .dag_state(dag, last - ChronoDuration::days(1), false)
             .await
             .unwrap();
         store.set_last_tick(dag, last).await.unwrap();
@@ -575,5 +575,23 @@ fn a_daemon_never_takes_over_a_live_dags_test_run() {
         "the daemon took the run over:\n{}",
         d.logs()
     );
+    assert_eq!(d.terminate(), 0);
+}
+
+#[test]
+fn a_dag_that_ships_paused_waits_for_unpause() {
+    let p = Project::new();
+    p.write(
+        "dags/quiet.toml",
+        "schedule = \"* * * * * *\"\npaused = true\n[tasks.a]\ntype = \"noop\"\n",
+    );
+    let d = p.daemon(&[]);
+    wait_for("the DAG to be seen", || {
+        d.logs().contains("new DAG starts paused")
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(p.runs_of("quiet").is_empty(), "a paused DAG got runs");
+    p.vigil(&["dags", "unpause", "quiet"]).expect(0);
+    wait_for("runs after unpause", || !p.runs_of("quiet").is_empty());
     assert_eq!(d.terminate(), 0);
 }

@@ -132,3 +132,67 @@ fn predictions_import_from_csv_and_bad_files_name_the_row_and_column() {
         .stderr();
     assert!(err.contains("has no version `v9`"), "{err}");
 }
+
+#[test]
+fn the_demo_shows_a_degradation_held_back_once_then_rolled_back() {
+    let p = Project::new();
+    for f in [
+        "model_performance_monitoring.toml",
+        "post_training_validation.toml",
+    ] {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("dags")
+                .join(f),
+        )
+        .unwrap();
+        p.write(&format!("dags/{f}"), &text);
+    }
+    let out = p.vigil(&["demo"]).expect(0).stdout();
+    assert!(out.contains("check: DEGRADED"), "{out}");
+    assert!(
+        out.contains("no rollback yet: 1 DEGRADED check(s) in a row"),
+        "{out}"
+    );
+    assert!(out.contains("action: rolled back to v2"), "{out}");
+    assert!(out.contains("production is now v2"), "{out}");
+    let status = p
+        .vigil(&["model", "status", "demo_churn", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(status["model"]["production_version"], "v2");
+    let err = p.vigil(&["demo"]).expect(1).stderr();
+    assert!(err.contains("exists already"), "{err}");
+    // The candidate passes validation and is promoted.
+    p.vigil(&[
+        "dags",
+        "test",
+        "post_training_validation",
+        "--conf",
+        r#"{"candidate": "v4"}"#,
+    ])
+    .expect(0);
+    let status = p
+        .vigil(&["model", "status", "demo_churn", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(status["model"]["production_version"], "v4");
+}
+
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    let p = Project::new();
+    p.vigil(&["model", "register", "m", "--version", "v1"])
+        .expect(0);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .current_dir(p.path())
+        .args(["model", "history", "m"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away before vigil writes
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -713,13 +713,19 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn dag_state(&self, dag_id: &str, now: DateTime<Utc>) -> Result<DagState, StoreError> {
+    async fn dag_state(
+        &self,
+        dag_id: &str,
+        now: DateTime<Utc>,
+        paused_if_new: bool,
+    ) -> Result<DagState, StoreError> {
         let mut script = Script::new();
         script
             .stmt(
-                "INSERT OR IGNORE INTO dags (dag_id, paused, first_seen, updated_at) VALUES (?, 0, ?, ?)",
+                "INSERT OR IGNORE INTO dags (dag_id, paused, first_seen, updated_at) VALUES (?, ?, ?, ?)",
             )
             .bind(dag_id.to_string())?
+            .bind(paused_if_new)?
             .bind(now)?
             .bind(now)?;
         script
