@@ -95,6 +95,12 @@ pub enum ModelCommand {
     /// Logged predictions of a version
     #[command(subcommand)]
     Predictions(PredictionsCommand),
+    /// The interactive menu: status, check, quick rollback, full monitoring, rollback to a
+    /// version, compare, history
+    Menu {
+        /// The model [default: asked]
+        name: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,23 +155,7 @@ pub async fn run(ctx: &Ctx, cmd: ModelCommand) -> anyhow::Result<ExitCode> {
             if ctx.json {
                 print_json(&s)?;
             } else {
-                let show = |v: &Option<crate::store::models::ModelVersion>| match v {
-                    Some(v) => format!("{} {}", v.version, metrics_text(&v.metrics)),
-                    None => "-".into(),
-                };
-                println!("model       {}", s.model.name);
-                println!("production  {}", show(&s.production));
-                println!("previous    {}", show(&s.previous));
-                println!("versions    {}", s.versions);
-                if let Some(a) = &s.last_alert {
-                    println!(
-                        "last alert  {} {} {}: {}",
-                        time(Some(a.at)),
-                        a.kind,
-                        a.verdict.as_deref().unwrap_or(""),
-                        a.message
-                    );
-                }
+                print_status(&s);
             }
         }
         ModelCommand::History { name, limit } => {
@@ -173,43 +163,7 @@ pub async fn run(ctx: &Ctx, cmd: ModelCommand) -> anyhow::Result<ExitCode> {
             if ctx.json {
                 print_json(&h)?;
             } else {
-                let rows = h
-                    .iter()
-                    .map(|e| {
-                        vec![
-                            e.version.version.clone(),
-                            if e.in_production { "yes" } else { "" }.into(),
-                            metrics_text(&e.version.metrics),
-                            time(Some(e.version.created_at)),
-                            e.production_periods
-                                .iter()
-                                .map(|(from, until)| {
-                                    format!(
-                                        "{} → {}",
-                                        from.format("%Y-%m-%d %H:%M"),
-                                        until.map_or("now".into(), |u| u
-                                            .format("%Y-%m-%d %H:%M")
-                                            .to_string())
-                                    )
-                                })
-                                .collect::<Vec<_>>()
-                                .join("; "),
-                        ]
-                    })
-                    .collect();
-                println!(
-                    "{}",
-                    table(
-                        &[
-                            "VERSION",
-                            "PRODUCTION",
-                            "METRICS",
-                            "CREATED",
-                            "IN PRODUCTION"
-                        ],
-                        rows
-                    )
-                );
+                print_history(&h);
             }
         }
         ModelCommand::Compare {
@@ -222,8 +176,7 @@ pub async fn run(ctx: &Ctx, cmd: ModelCommand) -> anyhow::Result<ExitCode> {
             if ctx.json {
                 print_json(&j)?;
             } else {
-                println!("{} ({} vs {}): {}", j.verdict.as_str(), v2, v1, j.reason);
-                println!("test {:?}, n = {}", j.test, j.n);
+                print_judgement(&j, &v1, &v2);
             }
         }
         ModelCommand::Check {
@@ -242,19 +195,7 @@ pub async fn run(ctx: &Ctx, cmd: ModelCommand) -> anyhow::Result<ExitCode> {
             if ctx.json {
                 print_json(&out)?;
             } else {
-                println!(
-                    "{}: production {} against {}",
-                    out.judgement.verdict.as_str(),
-                    out.production,
-                    out.baseline.as_deref().unwrap_or("(no earlier version)")
-                );
-                println!("{}", out.judgement.reason);
-                match &out.action {
-                    Action::None => {}
-                    Action::RolledBack { to } => println!("rolled back to {to}"),
-                    Action::WouldRollBack { to } => println!("dry run: would roll back to {to}"),
-                    Action::Refused { why } => println!("no rollback: {why}"),
-                }
+                print_check(&out);
             }
             if out.judgement.verdict == Verdict::Degraded {
                 return Ok(ExitCode::from(3));
@@ -268,41 +209,11 @@ pub async fn run(ctx: &Ctx, cmd: ModelCommand) -> anyhow::Result<ExitCode> {
             dry_run,
             reason,
         } => {
-            let status = ops::status(store, &name).await?;
-            let target = match &to {
-                Some(v) => v.clone(),
-                None => status
-                    .previous
-                    .as_ref()
-                    .map(|v| v.version.clone())
-                    .context(format!(
-                        "model `{name}` has no earlier version to roll back to"
-                    ))?,
-            };
-            if !yes && !dry_run {
-                confirm(&format!(
-                    "roll {name} back from {} to {target}?",
-                    status
-                        .model
-                        .production_version
-                        .as_deref()
-                        .unwrap_or("(none)")
-                ))?;
-            }
-            let r = ops::rollback(store, &name, Some(&target), &reason, &actor(), dry_run).await?;
+            let r = rollback_confirmed(store, &name, to, yes, dry_run, &reason).await?;
             if ctx.json {
                 print_json(&r)?;
             } else {
-                match &r {
-                    Rollback::Done { from, to } => println!("rolled back {name}: {from} → {to}"),
-                    Rollback::AlreadyInProduction { version } => {
-                        println!("{version} is already in production; nothing to do")
-                    }
-                    Rollback::WouldRollBack { from, to } => {
-                        println!("dry run: would roll back {name}: {from} → {to}")
-                    }
-                    Rollback::Refused { why } => println!("refused: {why}"),
-                }
+                print_rollback(&name, &r);
             }
             if matches!(r, Rollback::Refused { .. }) {
                 return Ok(ExitCode::FAILURE);
@@ -369,8 +280,247 @@ pub async fn run(ctx: &Ctx, cmd: ModelCommand) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+        ModelCommand::Menu { name } => menu(store, name).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+const MENU: &str = "
+  1. Show model status
+  2. Check degradation
+  3. Quick rollback (to the previous version)
+  4. Full monitoring (check, and roll back if the guards allow)
+  5. Rollback to a version
+  6. Compare versions
+  7. Show history
+  8. Exit";
+
+/// Reads one trimmed line after printing `prompt`; `None` at the end of input.
+fn ask(prompt: &str) -> anyhow::Result<Option<String>> {
+    print!("{prompt}");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line)? == 0 {
+        return Ok(None);
+    }
+    Ok(Some(line.trim().to_string()))
+}
+
+/// The seed's interactive menu. Every action goes through the same operations as the
+/// subcommands; a rollback is confirmed first; an error is shown and the menu goes on.
+async fn menu(store: &dyn Store, name: Option<String>) -> anyhow::Result<()> {
+    let name = match name {
+        Some(n) => n,
+        None => {
+            let models: Vec<String> = store.models().await?.into_iter().map(|m| m.name).collect();
+            println!(
+                "models: {}",
+                if models.is_empty() {
+                    "(none)".into()
+                } else {
+                    models.join(", ")
+                }
+            );
+            match ask("model> ")? {
+                Some(n) if !n.is_empty() => n,
+                _ => return Ok(()),
+            }
+        }
+    };
+    ops::model(store, &name).await?;
+    loop {
+        println!("\nvigil model menu — {name}{MENU}");
+        let Some(choice) = ask("choice> ")? else {
+            return Ok(());
+        };
+        // `Ok(true)`: leave the menu.
+        let result: anyhow::Result<bool> = async {
+            match choice.as_str() {
+                "1" => print_status(&ops::status(store, &name).await?),
+                "2" => print_check(
+                    &ops::check(store, &name, &CheckOptions::default(), &actor()).await?,
+                ),
+                "3" => print_rollback(
+                    &name,
+                    &rollback_confirmed(store, &name, None, false, false, "quick rollback (menu)")
+                        .await?,
+                ),
+                "4" => {
+                    confirm("check, and roll back automatically if the verdict and guards allow?")?;
+                    let opts = CheckOptions {
+                        auto_rollback: true,
+                        ..CheckOptions::default()
+                    };
+                    print_check(&ops::check(store, &name, &opts, &actor()).await?);
+                }
+                "5" => {
+                    let Some(v) = ask("version> ")? else {
+                        return Ok(true);
+                    };
+                    print_rollback(
+                        &name,
+                        &rollback_confirmed(
+                            store,
+                            &name,
+                            Some(v),
+                            false,
+                            false,
+                            "rollback to a version (menu)",
+                        )
+                        .await?,
+                    );
+                }
+                "6" => {
+                    let (Some(v1), Some(v2)) =
+                        (ask("baseline version> ")?, ask("candidate version> ")?)
+                    else {
+                        return Ok(true);
+                    };
+                    print_judgement(
+                        &ops::compare(store, &name, &v1, &v2, &Rules::default(), None).await?,
+                        &v1,
+                        &v2,
+                    );
+                }
+                "7" => print_history(&ops::history(store, &name, 20).await?),
+                "8" | "q" | "exit" => return Ok(true),
+                other => println!("unknown choice `{other}`; type 1 to 8"),
+            }
+            Ok(false)
+        }
+        .await;
+        match result {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => println!("error: {e:#}"),
+        }
+    }
+}
+
+fn print_status(s: &ops::Status) {
+    let show = |v: &Option<crate::store::models::ModelVersion>| match v {
+        Some(v) => format!("{} {}", v.version, metrics_text(&v.metrics)),
+        None => "-".into(),
+    };
+    println!("model       {}", s.model.name);
+    println!("production  {}", show(&s.production));
+    println!("previous    {}", show(&s.previous));
+    println!("versions    {}", s.versions);
+    if let Some(a) = &s.last_alert {
+        println!(
+            "last alert  {} {} {}: {}",
+            time(Some(a.at)),
+            a.kind,
+            a.verdict.as_deref().unwrap_or(""),
+            a.message
+        );
+    }
+}
+
+fn print_history(h: &[ops::HistoryEntry]) {
+    let rows = h
+        .iter()
+        .map(|e| {
+            vec![
+                e.version.version.clone(),
+                if e.in_production { "yes" } else { "" }.into(),
+                metrics_text(&e.version.metrics),
+                time(Some(e.version.created_at)),
+                e.production_periods
+                    .iter()
+                    .map(|(from, until)| {
+                        format!(
+                            "{} → {}",
+                            from.format("%Y-%m-%d %H:%M"),
+                            until.map_or("now".into(), |u| u.format("%Y-%m-%d %H:%M").to_string())
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table(
+            &[
+                "VERSION",
+                "PRODUCTION",
+                "METRICS",
+                "CREATED",
+                "IN PRODUCTION"
+            ],
+            rows
+        )
+    );
+}
+
+fn print_judgement(j: &crate::models::verdict::Judgement, v1: &str, v2: &str) {
+    println!("{} ({v2} vs {v1}): {}", j.verdict.as_str(), j.reason);
+    println!("test {:?}, n = {}", j.test, j.n);
+}
+
+fn print_check(out: &ops::CheckOutcome) {
+    println!(
+        "{}: production {} against {}",
+        out.judgement.verdict.as_str(),
+        out.production,
+        out.baseline.as_deref().unwrap_or("(no earlier version)")
+    );
+    println!("{}", out.judgement.reason);
+    match &out.action {
+        Action::None => {}
+        Action::RolledBack { to } => println!("rolled back to {to}"),
+        Action::WouldRollBack { to } => println!("dry run: would roll back to {to}"),
+        Action::Refused { why } => println!("no rollback: {why}"),
+    }
+}
+
+fn print_rollback(name: &str, r: &Rollback) {
+    match r {
+        Rollback::Done { from, to } => println!("rolled back {name}: {from} → {to}"),
+        Rollback::AlreadyInProduction { version } => {
+            println!("{version} is already in production; nothing to do")
+        }
+        Rollback::WouldRollBack { from, to } => {
+            println!("dry run: would roll back {name}: {from} → {to}")
+        }
+        Rollback::Refused { why } => println!("refused: {why}"),
+    }
+}
+
+/// Rolls back to `to` (or the previous version), asking for confirmation unless `yes` or
+/// `dry_run`.
+async fn rollback_confirmed(
+    store: &dyn Store,
+    name: &str,
+    to: Option<String>,
+    yes: bool,
+    dry_run: bool,
+    reason: &str,
+) -> anyhow::Result<Rollback> {
+    let status = ops::status(store, name).await?;
+    let target = match to {
+        Some(v) => v,
+        None => status
+            .previous
+            .as_ref()
+            .map(|v| v.version.clone())
+            .context(format!(
+                "model `{name}` has no earlier version to roll back to"
+            ))?,
+    };
+    if !yes && !dry_run {
+        confirm(&format!(
+            "roll {name} back from {} to {target}?",
+            status
+                .model
+                .production_version
+                .as_deref()
+                .unwrap_or("(none)")
+        ))?;
+    }
+    Ok(ops::rollback(store, name, Some(&target), reason, &actor(), dry_run).await?)
 }
 
 fn metrics_text(m: &BTreeMap<String, f64>) -> String {

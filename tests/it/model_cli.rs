@@ -196,3 +196,59 @@ fn a_closed_stdout_ends_a_command_quietly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn the_menu_driven_through_a_pseudo_terminal() {
+    let p = Project::new();
+    for v in ["v1", "v2"] {
+        p.vigil(&[
+            "model",
+            "register",
+            "m",
+            "--version",
+            v,
+            "--metric",
+            "rmse=1.0",
+        ])
+        .expect(0);
+        p.vigil(&["model", "promote", "m", v]).expect(0);
+    }
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"));
+    cmd.current_dir(p.path()).args(["model", "menu", "m"]);
+    // The timeout is a liveness bound for each expected prompt, not a speed assertion.
+    let mut s = rexpect::session::spawn_command(cmd, Some(30_000)).expect("spawn in a pty");
+    s.exp_string("8. Exit").unwrap();
+    s.exp_string("choice> ").unwrap();
+    s.send_line("1").unwrap();
+    s.exp_string("production  v2").unwrap();
+    s.exp_string("choice> ").unwrap();
+    s.send_line("3").unwrap();
+    s.exp_string("roll m back from v2 to v1? [y/N]").unwrap();
+    s.send_line("y").unwrap();
+    // rexpect reads the terminal as Latin-1, so match around the UTF-8 arrow.
+    s.exp_string("rolled back m: v2 ").unwrap();
+    s.exp_string("choice> ").unwrap();
+    s.send_line("7").unwrap();
+    s.exp_string("IN PRODUCTION").unwrap();
+    s.exp_string("choice> ").unwrap();
+    s.send_line("5").unwrap();
+    s.exp_string("version> ").unwrap();
+    s.send_line("v2").unwrap();
+    s.exp_string("roll m back from v1 to v2? [y/N]").unwrap();
+    s.send_line("n").unwrap();
+    s.exp_string("not confirmed; nothing was changed").unwrap();
+    s.exp_string("choice> ").unwrap();
+    s.send_line("9").unwrap();
+    s.exp_string("unknown choice `9`").unwrap();
+    s.exp_string("choice> ").unwrap();
+    s.send_line("8").unwrap();
+    s.exp_eof().unwrap();
+    let status = p
+        .vigil(&["model", "status", "m", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(
+        status["model"]["production_version"], "v1",
+        "only the confirmed rollback happened"
+    );
+}
