@@ -252,3 +252,36 @@ fn the_menu_driven_through_a_pseudo_terminal() {
         "only the confirmed rollback happened"
     );
 }
+
+#[test]
+fn the_monitoring_dag_runs_under_the_daemon() {
+    let p = Project::new();
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("dags/model_performance_monitoring.toml"),
+    )
+    .unwrap();
+    p.write("dags/model_performance_monitoring.toml", &text);
+    p.vigil(&["demo"]).expect(0);
+    let d = p.daemon(&[]);
+    // It ships paused, so a trigger waits; unpausing lets the daemon run it.
+    p.vigil(&["dags", "unpause", "model_performance_monitoring"])
+        .expect(0);
+    let out = p
+        .vigil(&[
+            "dags",
+            "trigger",
+            "model_performance_monitoring",
+            "--wait",
+            "--json",
+        ])
+        .expect(0)
+        .json();
+    assert_eq!(out["state"], "success");
+    let checks = p
+        .vigil(&["model", "status", "demo_churn", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(checks["last_alert"]["kind"], "check");
+    assert_eq!(d.terminate(), 0);
+}
