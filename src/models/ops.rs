@@ -138,6 +138,19 @@ pub async fn model(store: &dyn Store, name: &str) -> Result<ModelRecord, ModelEr
         .ok_or_else(|| ModelError::NoSuchModel(name.into()))
 }
 
+/// The model and its production version; an error when it has none.
+async fn with_production(
+    store: &dyn Store,
+    name: &str,
+) -> Result<(ModelRecord, String), ModelError> {
+    let m = model(store, name).await?;
+    let production = m
+        .production_version
+        .clone()
+        .ok_or_else(|| ModelError::NoProduction(name.into()))?;
+    Ok((m, production))
+}
+
 async fn version(store: &dyn Store, model: &str, v: &str) -> Result<ModelVersion, ModelError> {
     store
         .version(model, v)
@@ -298,11 +311,7 @@ pub async fn assess(
     name: &str,
     opts: &CheckOptions,
 ) -> Result<CheckOutcome, ModelError> {
-    let m = model(store, name).await?;
-    let production = m
-        .production_version
-        .clone()
-        .ok_or_else(|| ModelError::NoProduction(name.into()))?;
+    let (m, production) = with_production(store, name).await?;
     let baseline = previous(store, &m).await?;
     let judgement = match &baseline {
         Some(b) => {
@@ -495,11 +504,7 @@ pub async fn rollback(
     actor: &str,
     dry_run: bool,
 ) -> Result<Rollback, ModelError> {
-    let m = model(store, name).await?;
-    let current = m
-        .production_version
-        .clone()
-        .ok_or_else(|| ModelError::NoProduction(name.into()))?;
+    let (m, current) = with_production(store, name).await?;
     let target = match to {
         Some(v) => version(store, name, v).await?,
         None => previous(store, &m)

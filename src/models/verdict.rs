@@ -397,6 +397,23 @@ mod tests {
             .collect()
     }
 
+    fn judge_default(
+        baseline: &[Scored],
+        candidate: &[Scored],
+        baseline_metrics: &BTreeMap<String, f64>,
+        candidate_metrics: &BTreeMap<String, f64>,
+    ) -> Judgement {
+        judge(
+            &Evidence {
+                baseline,
+                candidate,
+                baseline_metrics,
+                candidate_metrics,
+            },
+            &Rules::default(),
+        )
+    }
+
     fn no_metrics() -> BTreeMap<String, f64> {
         BTreeMap::new()
     }
@@ -422,15 +439,7 @@ mod tests {
         let b = rows(&[(1.0, 1.0), (2.0, 2.0)]);
         let c = rows(&[(9.0, 1.0), (9.0, 2.0)]); // terrible, but two rows prove nothing
         let m = no_metrics();
-        let j = judge(
-            &Evidence {
-                baseline: &b,
-                candidate: &c,
-                baseline_metrics: &m,
-                candidate_metrics: &m,
-            },
-            &Rules::default(),
-        );
+        let j = judge_default(&b, &c, &m, &m);
         assert_eq!(j.verdict, Verdict::Inconclusive);
         assert_eq!(j.n, 2);
         assert!(j.reason.contains("at least 30"), "{}", j.reason);
@@ -444,15 +453,7 @@ mod tests {
             s.row_key = Some(i.to_string());
         }
         let m = no_metrics();
-        let j = judge(
-            &Evidence {
-                baseline: &b,
-                candidate: &c,
-                baseline_metrics: &m,
-                candidate_metrics: &m,
-            },
-            &Rules::default(),
-        );
+        let j = judge_default(&b, &c, &m, &m);
         assert_eq!(j.verdict, Verdict::Degraded, "{}", j.reason);
         assert_eq!(
             (j.metric, j.test, j.n),
@@ -461,15 +462,7 @@ mod tests {
         let (lo, hi) = j.interval.unwrap();
         assert!(lo > 0.0 && lo <= j.estimate.unwrap() && j.estimate.unwrap() <= hi);
         // Deterministic: the same evidence gives the same interval.
-        let again = judge(
-            &Evidence {
-                baseline: &b,
-                candidate: &c,
-                baseline_metrics: &m,
-                candidate_metrics: &m,
-            },
-            &Rules::default(),
-        );
+        let again = judge_default(&b, &c, &m, &m);
         assert_eq!(again.interval, j.interval);
     }
 
@@ -514,15 +507,7 @@ mod tests {
             })
             .collect();
         let m = no_metrics();
-        let j = judge(
-            &Evidence {
-                baseline: &b,
-                candidate: &c,
-                baseline_metrics: &m,
-                candidate_metrics: &m,
-            },
-            &Rules::default(),
-        );
+        let j = judge_default(&b, &c, &m, &m);
         assert_eq!(j.verdict, Verdict::Pass, "{}", j.reason);
         assert!(j.estimate.unwrap() > 0.0 && j.estimate.unwrap() < j.floor.unwrap());
     }
@@ -538,15 +523,7 @@ mod tests {
             .collect();
         let m = no_metrics();
         let (b, c) = (rows(&b), rows(&c));
-        let j = judge(
-            &Evidence {
-                baseline: &b,
-                candidate: &c,
-                baseline_metrics: &m,
-                candidate_metrics: &m,
-            },
-            &Rules::default(),
-        );
+        let j = judge_default(&b, &c, &m, &m);
         assert_eq!(
             (j.metric, j.test, j.verdict),
             (Metric::Accuracy, Test::McNemar, Verdict::Degraded)
@@ -576,41 +553,17 @@ mod tests {
         let bm = BTreeMap::from([("r2".to_string(), 0.040)]);
         let cm = BTreeMap::from([("r2".to_string(), 0.030)]);
         // R² fell by 25 % relative, but only 0.01 absolute: not a 5-point drop.
-        let j = judge(
-            &Evidence {
-                baseline: &none,
-                candidate: &none,
-                baseline_metrics: &bm,
-                candidate_metrics: &cm,
-            },
-            &Rules::default(),
-        );
+        let j = judge_default(&none, &none, &bm, &cm);
         assert_eq!(
             (j.verdict, j.test, j.metric),
             (Verdict::Pass, Test::RecordedMetrics, Metric::R2)
         );
         let bm = BTreeMap::from([("rmse".to_string(), 3.0)]);
         let cm = BTreeMap::from([("rmse".to_string(), 3.3)]);
-        let j = judge(
-            &Evidence {
-                baseline: &none,
-                candidate: &none,
-                baseline_metrics: &bm,
-                candidate_metrics: &cm,
-            },
-            &Rules::default(),
-        );
+        let j = judge_default(&none, &none, &bm, &cm);
         assert_eq!(j.verdict, Verdict::Degraded, "{}", j.reason);
         let empty = BTreeMap::new();
-        let j = judge(
-            &Evidence {
-                baseline: &none,
-                candidate: &none,
-                baseline_metrics: &empty,
-                candidate_metrics: &cm,
-            },
-            &Rules::default(),
-        );
+        let j = judge_default(&none, &none, &empty, &cm);
         assert_eq!(j.verdict, Verdict::NoData);
     }
 }

@@ -107,8 +107,8 @@ pub enum AlertKind {
     Check,
     Rollback,
     Promotion,
+    /// A rollback or promotion that did not happen, with why (a guard, a worse target, a race).
     Refused,
-    Failed,
 }
 
 impl AlertKind {
@@ -118,7 +118,6 @@ impl AlertKind {
             AlertKind::Rollback => "rollback",
             AlertKind::Promotion => "promotion",
             AlertKind::Refused => "refused",
-            AlertKind::Failed => "failed",
         }
     }
 }

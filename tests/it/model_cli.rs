@@ -285,3 +285,36 @@ fn the_monitoring_dag_runs_under_the_daemon() {
     assert_eq!(checks["last_alert"]["kind"], "check");
     assert_eq!(d.terminate(), 0);
 }
+
+#[test]
+fn a_registered_artifact_is_recorded_by_path_checksum_and_size() {
+    let p = Project::new();
+    p.write("model.bin", "abc");
+    let v = p
+        .vigil(&[
+            "model",
+            "register",
+            "m",
+            "--artifact",
+            "model.bin",
+            "--json",
+        ])
+        .expect(0)
+        .json();
+    assert_eq!(
+        v["artifact"]["sha256"],
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    assert_eq!(v["artifact"]["size"], 3);
+    assert!(
+        v["artifact"]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("model.bin")
+    );
+    let err = p
+        .vigil(&["model", "register", "m", "--artifact", "missing.bin"])
+        .expect(1)
+        .stderr();
+    assert!(err.contains("reading artifact missing.bin"), "{err}");
+}
