@@ -469,6 +469,30 @@ async fn guard(
     Ok(None)
 }
 
+/// Records a rollback request that changed nothing (already in production, or a dry run).
+async fn note_rollback(
+    store: &dyn Store,
+    name: &str,
+    message: String,
+    details: serde_json::Value,
+    dry_run: bool,
+) -> Result<(), ModelError> {
+    store
+        .record_alert(
+            &NewAlert {
+                model: name.into(),
+                kind: AlertKind::Rollback,
+                verdict: None,
+                message,
+                details,
+                dry_run,
+            },
+            None,
+        )
+        .await?;
+    Ok(())
+}
+
 async fn refuse(
     store: &dyn Store,
     name: &str,
@@ -512,19 +536,15 @@ pub async fn rollback(
             .ok_or_else(|| ModelError::NoPrevious(name.into()))?,
     };
     if target.version == current {
-        store
-            .record_alert(
-                &NewAlert {
-                    model: name.into(),
-                    kind: AlertKind::Rollback,
-                    verdict: None,
-                    message: format!("{current} is already in production; nothing to do"),
-                    details: serde_json::json!({"to": current}),
-                    dry_run,
-                },
-                None,
-            )
-            .await?;
+        let message = format!("{current} is already in production; nothing to do");
+        note_rollback(
+            store,
+            name,
+            message,
+            serde_json::json!({"to": current}),
+            dry_run,
+        )
+        .await?;
         return Ok(Rollback::AlreadyInProduction { version: current });
     }
     // Never roll back to a version that is itself worse than production.
@@ -554,19 +574,8 @@ pub async fn rollback(
     }
     let details = serde_json::json!({"from": current, "to": target.version, "reason": reason});
     if dry_run {
-        store
-            .record_alert(
-                &NewAlert {
-                    model: name.into(),
-                    kind: AlertKind::Rollback,
-                    verdict: None,
-                    message: format!("dry run: would roll back {current} → {}", target.version),
-                    details,
-                    dry_run: true,
-                },
-                None,
-            )
-            .await?;
+        let message = format!("dry run: would roll back {current} → {}", target.version);
+        note_rollback(store, name, message, details, true).await?;
         return Ok(Rollback::WouldRollBack {
             from: current,
             to: target.version,

@@ -56,6 +56,16 @@ async fn two_versions(e: &Engine, v2_err: f64) {
         .unwrap();
 }
 
+/// Model `m`'s production version.
+async fn production(e: &Engine) -> Option<String> {
+    e.store
+        .model("m")
+        .await
+        .unwrap()
+        .unwrap()
+        .production_version
+}
+
 fn opts() -> CheckOptions {
     CheckOptions {
         auto_rollback: true,
@@ -134,16 +144,7 @@ async fn concurrent_rollbacks_act_once_and_both_are_recorded() {
         .filter(|o| matches!(o, Rollback::Done { .. }))
         .count();
     assert_eq!(done, 1, "{outcomes:?}");
-    assert_eq!(
-        e.store
-            .model("m")
-            .await
-            .unwrap()
-            .unwrap()
-            .production_version
-            .as_deref(),
-        Some("v1")
-    );
+    assert_eq!(production(&e).await.as_deref(), Some("v1"));
     let deployments = e.store.deployments("m", 10).await.unwrap();
     assert_eq!(
         deployments
@@ -173,16 +174,7 @@ async fn a_rollback_to_a_worse_version_is_refused() {
         matches!(&r, Rollback::Refused { why } if why.contains("worse than production")),
         "{r:?}"
     );
-    assert_eq!(
-        e.store
-            .model("m")
-            .await
-            .unwrap()
-            .unwrap()
-            .production_version
-            .as_deref(),
-        Some("v2")
-    );
+    assert_eq!(production(&e).await.as_deref(), Some("v2"));
 }
 
 #[tokio::test]
@@ -200,16 +192,7 @@ async fn automatic_rollback_waits_for_two_degraded_checks_in_a_row() {
     );
     let second = ops::check(s, "m", &opts(), "daemon").await.unwrap();
     assert_eq!(second.action, Action::RolledBack { to: "v1".into() });
-    assert_eq!(
-        e.store
-            .model("m")
-            .await
-            .unwrap()
-            .unwrap()
-            .production_version
-            .as_deref(),
-        Some("v1")
-    );
+    assert_eq!(production(&e).await.as_deref(), Some("v1"));
     // The DEGRADED verdicts were queued as notifications with the rollback.
     let mail = e.store.outbox(None).await.unwrap();
     assert!(
@@ -241,16 +224,7 @@ async fn a_critical_breach_rolls_back_at_once_unless_in_cool_down_or_dry_run() {
     };
     let c = ops::check(s, "m", &dry, "daemon").await.unwrap();
     assert_eq!(c.action, Action::WouldRollBack { to: "v1".into() });
-    assert_eq!(
-        e.store
-            .model("m")
-            .await
-            .unwrap()
-            .unwrap()
-            .production_version
-            .as_deref(),
-        Some("v2")
-    );
+    assert_eq!(production(&e).await.as_deref(), Some("v2"));
     let c = ops::check(s, "m", &opts(), "daemon").await.unwrap();
     assert_eq!(c.action, Action::RolledBack { to: "v1".into() });
 }
@@ -335,16 +309,7 @@ async fn the_monitoring_tasks_check_compare_and_roll_back_on_the_second_degraded
         .unwrap()
         .value;
     assert_eq!(act, serde_json::json!({"kind": "rolled_back", "to": "v1"}));
-    assert_eq!(
-        e.store
-            .model("m")
-            .await
-            .unwrap()
-            .unwrap()
-            .production_version
-            .as_deref(),
-        Some("v1")
-    );
+    assert_eq!(production(&e).await.as_deref(), Some("v1"));
     let checks = e.store.alerts("m", 100).await.unwrap();
     assert_eq!(checks.iter().filter(|a| a.kind == "check").count(), 2);
 }
@@ -423,16 +388,7 @@ async fn post_training_validation_promotes_only_a_candidate_that_is_not_worse() 
             .value;
         assert_eq!(decision["promoted"], promoted, "{candidate}: {decision}");
     }
-    assert_eq!(
-        e.store
-            .model("m")
-            .await
-            .unwrap()
-            .unwrap()
-            .production_version
-            .as_deref(),
-        Some("good")
-    );
+    assert_eq!(production(&e).await.as_deref(), Some("good"));
     let refused = e.store.alerts("m", 100).await.unwrap();
     assert!(
         refused
