@@ -399,7 +399,15 @@ pub async fn act(
     };
     let details = serde_json::json!({"production": outcome.production, "baseline": target, "judgement": judgement});
     if let Some(why) = guard(store, name, judgement, opts).await? {
-        refuse(store, name, &why, &details, opts.dry_run).await?;
+        record(
+            store,
+            name,
+            AlertKind::Refused,
+            why.clone(),
+            details,
+            opts.dry_run,
+        )
+        .await?;
         return Ok(Action::Refused { why });
     }
     Ok(
@@ -469,10 +477,12 @@ async fn guard(
     Ok(None)
 }
 
-/// Records a rollback request that changed nothing (already in production, or a dry run).
-async fn note_rollback(
+/// Records an audit-trail entry of `kind` about `name`, without a notification: a rollback
+/// request that changed nothing (already in production, a dry run) or a refusal.
+async fn record(
     store: &dyn Store,
     name: &str,
+    kind: AlertKind,
     message: String,
     details: serde_json::Value,
     dry_run: bool,
@@ -481,33 +491,10 @@ async fn note_rollback(
         .record_alert(
             &NewAlert {
                 model: name.into(),
-                kind: AlertKind::Rollback,
+                kind,
                 verdict: None,
                 message,
                 details,
-                dry_run,
-            },
-            None,
-        )
-        .await?;
-    Ok(())
-}
-
-async fn refuse(
-    store: &dyn Store,
-    name: &str,
-    why: &str,
-    details: &serde_json::Value,
-    dry_run: bool,
-) -> Result<(), ModelError> {
-    store
-        .record_alert(
-            &NewAlert {
-                model: name.into(),
-                kind: AlertKind::Refused,
-                verdict: None,
-                message: why.into(),
-                details: details.clone(),
                 dry_run,
             },
             None,
@@ -537,9 +524,10 @@ pub async fn rollback(
     };
     if target.version == current {
         let message = format!("{current} is already in production; nothing to do");
-        note_rollback(
+        record(
             store,
             name,
+            AlertKind::Rollback,
             message,
             serde_json::json!({"to": current}),
             dry_run,
@@ -562,11 +550,12 @@ pub async fn rollback(
             "{} is worse than production {current}: {}",
             target.version, j.reason
         );
-        refuse(
+        record(
             store,
             name,
-            &why,
-            &serde_json::json!({"to": target.version, "judgement": j}),
+            AlertKind::Refused,
+            why.clone(),
+            serde_json::json!({"to": target.version, "judgement": j}),
             dry_run,
         )
         .await?;
@@ -575,7 +564,7 @@ pub async fn rollback(
     let details = serde_json::json!({"from": current, "to": target.version, "reason": reason});
     if dry_run {
         let message = format!("dry run: would roll back {current} → {}", target.version);
-        note_rollback(store, name, message, details, true).await?;
+        record(store, name, AlertKind::Rollback, message, details, true).await?;
         return Ok(Rollback::WouldRollBack {
             from: current,
             to: target.version,
@@ -613,11 +602,12 @@ pub async fn rollback(
         Err(StoreError::Conflict { what, .. }) => {
             // Someone changed production first; this request was about a state that is gone.
             let why = format!("production changed while rolling back ({what}); nothing done");
-            refuse(
+            record(
                 store,
                 name,
-                &why,
-                &serde_json::json!({"to": target.version}),
+                AlertKind::Refused,
+                why.clone(),
+                serde_json::json!({"to": target.version}),
                 false,
             )
             .await?;

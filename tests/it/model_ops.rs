@@ -56,6 +56,16 @@ async fn two_versions(e: &Engine, v2_err: f64) {
         .unwrap();
 }
 
+/// Whether a notification whose subject satisfies `is` is queued.
+async fn mailed(e: &Engine, is: impl Fn(&str) -> bool) -> bool {
+    e.store
+        .outbox(None)
+        .await
+        .unwrap()
+        .iter()
+        .any(|m| is(&m.subject))
+}
+
 /// Model `m`'s production version.
 async fn production(e: &Engine) -> Option<String> {
     e.store
@@ -119,14 +129,7 @@ async fn rollback_to_the_previous_version_is_idempotent_and_leaves_a_history() {
     );
     assert!(v1.production_periods[1].1.is_none(), "still in production");
     assert_eq!(v2.production_periods.len(), 1);
-    assert!(
-        e.store
-            .outbox(None)
-            .await
-            .unwrap()
-            .iter()
-            .any(|m| m.subject.contains("ROLLBACK m v2 → v1"))
-    );
+    assert!(mailed(&e, |subject| subject.contains("ROLLBACK m v2 → v1")).await);
 }
 
 #[tokio::test]
@@ -246,14 +249,7 @@ async fn too_few_labels_is_inconclusive_alerts_and_never_acts() {
     );
     let last = &e.store.alerts("m", 1).await.unwrap()[0];
     assert_eq!(last.verdict.as_deref(), Some("INCONCLUSIVE"));
-    assert!(
-        e.store
-            .outbox(None)
-            .await
-            .unwrap()
-            .iter()
-            .any(|m| m.subject.starts_with("[vigil] INCONCLUSIVE m"))
-    );
+    assert!(mailed(&e, |subject| subject.starts_with("[vigil] INCONCLUSIVE m")).await);
 }
 
 /// The hourly monitoring DAG's shape, as the model tasks run it.

@@ -46,6 +46,22 @@ fn change(model: &str, from: Option<&str>, to: &str) -> ProductionChange {
     }
 }
 
+/// An engine whose model `m` has `versions`, with `production` promoted.
+async fn with_versions(versions: &[&str], production: &str) -> Engine {
+    let e = Engine::new().await;
+    for v in versions {
+        e.store
+            .register_version(&version("m", Some(v), 1.0))
+            .await
+            .unwrap();
+    }
+    e.store
+        .set_production(&change("m", None, production))
+        .await
+        .unwrap();
+    e
+}
+
 #[tokio::test]
 async fn versions_get_timestamp_ids_checksums_and_are_never_replaced() {
     let e = Engine::new().await;
@@ -88,17 +104,7 @@ async fn versions_get_timestamp_ids_checksums_and_are_never_replaced() {
 
 #[tokio::test]
 async fn production_moves_only_by_compare_and_set_with_its_event_alert_and_mail() {
-    let e = Engine::new().await;
-    for v in ["v1", "v2"] {
-        e.store
-            .register_version(&version("m", Some(v), 1.0))
-            .await
-            .unwrap();
-    }
-    e.store
-        .set_production(&change("m", None, "v1"))
-        .await
-        .unwrap();
+    let e = with_versions(&["v1", "v2"], "v1").await;
     let d = e
         .store
         .set_production(&change("m", Some("v1"), "v2"))
@@ -150,17 +156,7 @@ async fn production_moves_only_by_compare_and_set_with_its_event_alert_and_mail(
 
 #[tokio::test]
 async fn two_concurrent_rollbacks_leave_one_production_version_and_one_change() {
-    let e = Engine::new().await;
-    for v in ["v1", "v2", "v3"] {
-        e.store
-            .register_version(&version("m", Some(v), 1.0))
-            .await
-            .unwrap();
-    }
-    e.store
-        .set_production(&change("m", None, "v3"))
-        .await
-        .unwrap();
+    let e = with_versions(&["v1", "v2", "v3"], "v3").await;
     let (first, second) = (change("m", Some("v3"), "v2"), change("m", Some("v3"), "v2"));
     let (a, b) = tokio::join!(
         e.store.set_production(&first),
