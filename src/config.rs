@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::dag::NotifySpec;
 use crate::store::Synchronous;
 
 /// The config file used when `--config` / `VIGIL_CONFIG` do not name one (if it exists).
@@ -21,6 +22,118 @@ pub struct Config {
     pub executor: ExecutorConfig,
     pub daemon: DaemonConfig,
     pub retention: RetentionConfig,
+    pub smtp: SmtpConfig,
+    pub notify: NotifyConfig,
+}
+
+/// How email leaves: an SMTP relay. The password is never part of the config itself, only
+/// where to find it, so printing or logging a `Config` cannot leak it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    /// The relay; empty means email is not set up and email deliveries wait in the outbox.
+    pub host: String,
+    /// Default: 25 without TLS, 587 with STARTTLS, 465 with TLS.
+    pub port: Option<u16>,
+    pub tls: TlsMode,
+    /// The sender, `Name <address>` or a bare address.
+    pub from: String,
+    pub username: Option<String>,
+    /// The environment variable holding the password.
+    pub password_env: Option<String>,
+    /// A file holding the password (its first line), e.g. a mounted secret.
+    pub password_file: Option<PathBuf>,
+    /// Connecting, and each delivery as a whole, give up after this long (the message is
+    /// retried later), so a hung server holds up only the outbox worker.
+    #[serde(deserialize_with = "crate::tasks::duration::deserialize")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain text: only for a relay on the same host or a test server.
+    None,
+    /// Upgrade with STARTTLS, and refuse to go on without it.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            host: String::new(),
+            port: None,
+            tls: TlsMode::Starttls,
+            from: "vigil <vigil@localhost>".into(),
+            username: None,
+            password_env: None,
+            password_file: None,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl SmtpConfig {
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls {
+            TlsMode::None => 25,
+            TlsMode::Starttls => 587,
+            TlsMode::Tls => 465,
+        })
+    }
+}
+
+/// Who hears about what by default, and how patiently messages are delivered.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// Where vigil's web page is reached; links in messages start with it.
+    pub base_url: String,
+    /// Used by every DAG and task that does not name its own.
+    pub email_on_failure: Vec<String>,
+    pub email_on_retry: Vec<String>,
+    pub webhook_on_failure: Vec<String>,
+    /// How often the daemon looks for messages to send (it also looks when a run ends).
+    #[serde(deserialize_with = "crate::tasks::duration::deserialize")]
+    pub poll_interval: Duration,
+    /// Wait before the first retry of a failed delivery; doubles each time…
+    #[serde(deserialize_with = "crate::tasks::duration::deserialize")]
+    pub retry_delay: Duration,
+    /// …up to this.
+    #[serde(deserialize_with = "crate::tasks::duration::deserialize")]
+    pub max_retry_delay: Duration,
+    /// A webhook POST gives up after this long (and is retried).
+    #[serde(deserialize_with = "crate::tasks::duration::deserialize")]
+    pub webhook_timeout: Duration,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            base_url: "http://localhost:8080".into(),
+            email_on_failure: Vec::new(),
+            email_on_retry: Vec::new(),
+            webhook_on_failure: Vec::new(),
+            poll_interval: Duration::from_secs(5),
+            retry_delay: Duration::from_secs(30),
+            max_retry_delay: Duration::from_secs(1800),
+            webhook_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl NotifyConfig {
+    /// The defaults as a DAG-level `[notify]` table, for inheritance.
+    pub fn defaults(&self) -> NotifySpec {
+        NotifySpec {
+            email_on_failure: self.email_on_failure.clone(),
+            email_on_retry: self.email_on_retry.clone(),
+            webhook_on_failure: self.webhook_on_failure.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -155,10 +268,39 @@ impl Config {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().replace('\n', "\n  "),
-        })
+        })?;
+        config.check().map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// What serde cannot check: addresses and URLs, so a typo fails at start and not in
+    /// the middle of the night when the first failure should be mailed.
+    fn check(&self) -> Result<(), String> {
+        use crate::notify::address;
+        let n = &self.notify;
+        for (key, list) in [
+            ("notify.email_on_failure", &n.email_on_failure),
+            ("notify.email_on_retry", &n.email_on_retry),
+        ] {
+            for a in list {
+                address::check_email(a).map_err(|e| format!("{key}: {e}"))?;
+            }
+        }
+        for u in &n.webhook_on_failure {
+            address::check_webhook(u).map_err(|e| format!("notify.webhook_on_failure: {e}"))?;
+        }
+        address::check_url(&n.base_url).map_err(|e| format!("notify.base_url: {e}"))?;
+        address::check_email(&self.smtp.from).map_err(|e| format!("smtp.from: {e}"))?;
+        if self.smtp.password_env.is_some() && self.smtp.password_file.is_some() {
+            return Err("smtp: set either password_env or password_file, not both".into());
+        }
+        Ok(())
     }
 
     /// `VIGIL_DATABASE_URL`, `VIGIL_DATABASE_SYNCHRONOUS`, `VIGIL_DAGS_FOLDER`,
@@ -237,5 +379,87 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("VIGIL_PARALLELISM"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_config_parses_to_the_defaults() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/vigil.toml"));
+        let c = Config::from_file(path).unwrap();
+        let d = Config::default();
+        assert_eq!(c.smtp.from, d.smtp.from);
+        assert_eq!(c.smtp.tls, d.smtp.tls);
+        assert_eq!(c.smtp.timeout, d.smtp.timeout);
+        assert_eq!(c.notify.base_url, d.notify.base_url);
+        assert_eq!(c.notify.retry_delay, d.notify.retry_delay);
+        assert_eq!(c.notify.max_retry_delay, d.notify.max_retry_delay);
+        assert_eq!(c.retention.max_age, d.retention.max_age);
+    }
+
+    #[test]
+    fn addresses_in_the_config_are_checked_at_load() {
+        let err = Config::parse(
+            Path::new("c.toml"),
+            "[notify]\nemail_on_failure = [\"oncall.example.com\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("c.toml")
+                && err.contains("notify.email_on_failure")
+                && err.contains("oncall.example.com"),
+            "{err}"
+        );
+        let err = Config::parse(
+            Path::new("c.toml"),
+            "[notify]\nwebhook_on_failure = [\"slack\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("notify.webhook_on_failure"), "{err}");
+        let err = Config::parse(
+            Path::new("c.toml"),
+            "[smtp]\npassword_env = \"A\"\npassword_file = \"b\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not both"), "{err}");
+    }
+
+    #[test]
+    fn the_password_comes_from_the_environment_and_never_prints() {
+        const SENTINEL: &str = "SENTINEL-unit-7d2a";
+        // A variable only this test uses; set before any thread of this test reads it.
+        // SAFETY: no other test reads or writes this variable.
+        unsafe { std::env::set_var("VIGIL_TEST_SMTP_PASSWORD_7D2A", SENTINEL) };
+        let c = Config::parse(
+            Path::new("c.toml"),
+            "[smtp]\nhost = \"127.0.0.1\"\ntls = \"none\"\nusername = \"u\"\npassword_env = \"VIGIL_TEST_SMTP_PASSWORD_7D2A\"\n",
+        )
+        .unwrap();
+        let secret = crate::notify::email::password(&c.smtp).unwrap().unwrap();
+        assert_eq!(secret.expose(), SENTINEL);
+        let mailer = crate::notify::Mailer::from_config(&c.smtp)
+            .unwrap()
+            .unwrap();
+        for shown in [
+            format!("{c:?}"),
+            format!("{secret:?}"),
+            format!("{secret}"),
+            format!("{mailer:?}"),
+        ] {
+            assert!(!shown.contains(SENTINEL), "{shown}");
+        }
+        let missing = Config::parse(
+            Path::new("c.toml"),
+            "[smtp]\nusername = \"u\"\npassword_env = \"VIGIL_TEST_UNSET_9F\"\n",
+        )
+        .unwrap();
+        let err = crate::notify::email::password(&missing.smtp)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("VIGIL_TEST_UNSET_9F") && err.contains("not set"),
+            "{err}"
+        );
     }
 }

@@ -7,6 +7,7 @@ mod bench;
 mod dags;
 mod demo;
 mod model;
+mod notify;
 mod output;
 mod runs;
 
@@ -73,6 +74,9 @@ pub enum Command {
     /// The model registry: status, history, compare, check, rollback, promote, register
     #[command(subcommand)]
     Model(model::ModelCommand),
+    /// The outbox of failure, retry and model-alert messages: list, retry, send, test
+    #[command(subcommand)]
+    Notify(notify::NotifyCommand),
     /// Demo data for the model registry, and the monitoring DAG run on it
     Demo(demo::DemoArgs),
     /// Database maintenance
@@ -126,7 +130,8 @@ impl Ctx {
             self.store().await?,
             self.registry.clone(),
             Arc::new(Limits::new(self.config.executor.parallelism)),
-        ))
+        )
+        .with_notify(self.config.notify.clone()))
     }
 }
 
@@ -230,6 +235,7 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
         Command::Runs(cmd) => runs::run_runs(&ctx, cmd).await,
         Command::Tasks(cmd) => runs::run_tasks(&ctx, cmd).await,
         Command::Model(cmd) => model::run(&ctx, cmd).await,
+        Command::Notify(cmd) => notify::run(&ctx, cmd).await,
         Command::Demo(args) => demo::run(&ctx, args).await,
         Command::Db(DbCommand::Migrate) => {
             ctx.store().await?;

@@ -18,6 +18,7 @@ use crate::cli::Ctx;
 use crate::cli::output::{print_json, table, time};
 use crate::models::ops::{self, Action, CheckOptions, Rollback};
 use crate::models::verdict::{Rules, Verdict};
+use crate::store::Audience;
 use crate::store::Store;
 use crate::store::models::{NewArtifact, NewPrediction, NewVersion};
 
@@ -149,6 +150,9 @@ fn actor() -> String {
 pub async fn run(ctx: &Ctx, cmd: ModelCommand) -> anyhow::Result<ExitCode> {
     let store = ctx.store().await?;
     let store: &dyn Store = &*store;
+    // Who hears about verdicts and rollbacks started from the command line.
+    let audience = ctx.config.notify.defaults().alert_audience();
+    let audience = &audience;
     match cmd {
         ModelCommand::Status { name } => {
             let s = ops::status(store, &name).await?;
@@ -189,6 +193,7 @@ pub async fn run(ctx: &Ctx, cmd: ModelCommand) -> anyhow::Result<ExitCode> {
                 rules: rules.rules()?,
                 auto_rollback,
                 dry_run,
+                notify: audience.clone(),
                 ..CheckOptions::default()
             };
             let out = ops::check(store, &name, &opts, &actor()).await?;
@@ -209,7 +214,7 @@ pub async fn run(ctx: &Ctx, cmd: ModelCommand) -> anyhow::Result<ExitCode> {
             dry_run,
             reason,
         } => {
-            let r = rollback_confirmed(store, &name, to, yes, dry_run, &reason).await?;
+            let r = rollback_confirmed(store, &name, to, yes, dry_run, &reason, audience).await?;
             if ctx.json {
                 print_json(&r)?;
             } else {
@@ -280,7 +285,7 @@ pub async fn run(ctx: &Ctx, cmd: ModelCommand) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        ModelCommand::Menu { name } => menu(store, name).await?,
+        ModelCommand::Menu { name } => menu(store, name, audience).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -308,7 +313,11 @@ fn ask(prompt: &str) -> anyhow::Result<Option<String>> {
 
 /// The seed's interactive menu. Every action goes through the same operations as the
 /// subcommands; a rollback is confirmed first; an error is shown and the menu goes on.
-async fn menu(store: &dyn Store, name: Option<String>) -> anyhow::Result<()> {
+async fn menu(store: &dyn Store, name: Option<String>, audience: &Audience) -> anyhow::Result<()> {
+    let defaults = CheckOptions {
+        notify: audience.clone(),
+        ..CheckOptions::default()
+    };
     let name = match name {
         Some(n) => n,
         None => {
@@ -337,19 +346,25 @@ async fn menu(store: &dyn Store, name: Option<String>) -> anyhow::Result<()> {
         let result: anyhow::Result<bool> = async {
             match choice.as_str() {
                 "1" => print_status(&ops::status(store, &name).await?),
-                "2" => print_check(
-                    &ops::check(store, &name, &CheckOptions::default(), &actor()).await?,
-                ),
+                "2" => print_check(&ops::check(store, &name, &defaults, &actor()).await?),
                 "3" => print_rollback(
                     &name,
-                    &rollback_confirmed(store, &name, None, false, false, "quick rollback (menu)")
-                        .await?,
+                    &rollback_confirmed(
+                        store,
+                        &name,
+                        None,
+                        false,
+                        false,
+                        "quick rollback (menu)",
+                        audience,
+                    )
+                    .await?,
                 ),
                 "4" => {
                     confirm("check, and roll back automatically if the verdict and guards allow?")?;
                     let opts = CheckOptions {
                         auto_rollback: true,
-                        ..CheckOptions::default()
+                        ..defaults.clone()
                     };
                     print_check(&ops::check(store, &name, &opts, &actor()).await?);
                 }
@@ -366,6 +381,7 @@ async fn menu(store: &dyn Store, name: Option<String>) -> anyhow::Result<()> {
                             false,
                             false,
                             "rollback to a version (menu)",
+                            audience,
                         )
                         .await?,
                     );
@@ -498,6 +514,7 @@ async fn rollback_confirmed(
     yes: bool,
     dry_run: bool,
     reason: &str,
+    audience: &Audience,
 ) -> anyhow::Result<Rollback> {
     let status = ops::status(store, name).await?;
     let target = match to {
@@ -520,7 +537,16 @@ async fn rollback_confirmed(
                 .unwrap_or("(none)")
         ))?;
     }
-    Ok(ops::rollback(store, name, Some(&target), reason, &actor(), dry_run).await?)
+    Ok(ops::rollback(
+        store,
+        name,
+        Some(&target),
+        reason,
+        &actor(),
+        dry_run,
+        audience,
+    )
+    .await?)
 }
 
 fn metrics_text(m: &BTreeMap<String, f64>) -> String {

@@ -710,11 +710,24 @@ fn notify(sink: &mut Sink<'_>, v: &Value<'_>, prefix: &str, task: Option<&str>) 
         return NotifySpec::default();
     };
     unknown_keys(sink, table, NOTIFY_KEYS, prefix, task);
+    // Addresses and URLs are checked here, so a typo fails the load and not the first
+    // message, at night, when something broke.
     let mut list = |k: &str| {
-        get(table, k)
-            .and_then(|v| string_list(sink, v, &format!("{prefix}.{k}"), task))
-            .map(|l| l.into_iter().map(|(s, _)| s).collect())
-            .unwrap_or_default()
+        let key = format!("{prefix}.{k}");
+        let items = get(table, k)
+            .and_then(|v| string_list(sink, v, &key, task))
+            .unwrap_or_default();
+        for (item, span) in &items {
+            let check = if k.starts_with("webhook") {
+                crate::notify::address::check_webhook(item).map(|_| ())
+            } else {
+                crate::notify::address::check_email(item).map(|_| ())
+            };
+            if let Err(e) = check {
+                sink.push(Some(span.clone()), task, &key, e);
+            }
+        }
+        items.into_iter().map(|(s, _)| s).collect()
     };
     NotifySpec {
         email_on_failure: list("email_on_failure"),

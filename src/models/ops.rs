@@ -9,11 +9,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::models::verdict::{Evidence, Judgement, Rules, Scored, Verdict, judge};
+use crate::notify::message::{ModelEvent, model_event};
 use crate::store::models::{
-    Alert, AlertKind, Deployment, ModelRecord, ModelVersion, NewAlert, Notification,
-    ProductionChange,
+    Alert, AlertKind, Deployment, ModelRecord, ModelVersion, NewAlert, ProductionChange,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{Audience, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -53,8 +53,10 @@ pub struct HistoryEntry {
 pub type Period = (DateTime<Utc>, Option<DateTime<Utc>>);
 
 /// How `check` may act.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CheckOptions {
+    /// Who hears about DEGRADED and INCONCLUSIVE verdicts and about rollbacks.
+    pub notify: Audience,
     pub rules: Rules,
     pub auto_rollback: bool,
     /// Record what would be done without changing production.
@@ -72,6 +74,7 @@ pub struct CheckOptions {
 impl Default for CheckOptions {
     fn default() -> Self {
         CheckOptions {
+            notify: Audience::default(),
             rules: Rules::default(),
             auto_rollback: false,
             dry_run: false,
@@ -277,20 +280,6 @@ pub async fn compare(
     ))
 }
 
-fn notification(
-    model: &str,
-    subject: String,
-    body: String,
-    payload: serde_json::Value,
-) -> Notification {
-    Notification {
-        kind: "model_alert".into(),
-        subject,
-        body,
-        payload: serde_json::json!({ "model": model, "event": payload }),
-    }
-}
-
 /// Checks production against the version before it, records the verdict, and rolls back
 /// when asked to and every guard agrees: [`assess`] then [`act`].
 pub async fn check(
@@ -343,19 +332,38 @@ pub async fn assess(
     });
     let notify =
         matches!(judgement.verdict, Verdict::Degraded | Verdict::Inconclusive).then(|| {
-            notification(
-                name,
-                format!(
-                    "[vigil] {} {name} (production {production})",
-                    judgement.verdict.as_str()
-                ),
-                format!(
-                    "model {name}: production {production} against {}: {}\n{}",
-                    baseline_name.as_deref().unwrap_or("(none)"),
-                    judgement.verdict.as_str(),
-                    judgement.reason
-                ),
-                details.clone(),
+            let verdict = judgement.verdict.as_str();
+            let mut versions = vec![("production", production.clone())];
+            if let Some(b) = &baseline_name {
+                versions.push(("baseline", b.clone()));
+            }
+            model_event(
+                &ModelEvent {
+                    headline: verdict,
+                    model: name,
+                    subject: format!("{verdict} {name} (production {production})"),
+                    summary: format!(
+                        "Production {production} of model {name} against {}: {verdict}. {}",
+                        baseline_name.as_deref().unwrap_or("(no earlier version)"),
+                        judgement.reason
+                    ),
+                    versions,
+                    judgement: serde_json::to_value(&judgement).ok(),
+                    action: match (judgement.verdict, opts.auto_rollback, opts.dry_run) {
+                        (Verdict::Degraded, true, false) => {
+                            "automatic rollback is on: vigil rolls back if its guards agree (a separate message says so)".into()
+                        }
+                        (Verdict::Degraded, true, true) => {
+                            "dry run: nothing is changed".into()
+                        }
+                        (Verdict::Degraded, false, _) => format!(
+                            "this check rolls nothing back (a rollback that follows is announced separately); by hand: `vigil model rollback {name}`"
+                        ),
+                        _ => "none: more evidence is needed before a verdict".into(),
+                    },
+                    details: details.clone(),
+                },
+                opts.notify.clone(),
             )
         });
     store
@@ -421,6 +429,7 @@ pub async fn act(
             ),
             actor,
             opts.dry_run,
+            &opts.notify,
         )
         .await?
         {
@@ -514,6 +523,7 @@ pub async fn rollback(
     reason: &str,
     actor: &str,
     dry_run: bool,
+    notify: &Audience,
 ) -> Result<Rollback, ModelError> {
     let (m, current) = with_production(store, name).await?;
     let target = match to {
@@ -584,14 +594,27 @@ pub async fn rollback(
             details: details.clone(),
             dry_run: false,
         }),
-        notify: Some(notification(
-            name,
-            format!("[vigil] ROLLBACK {name} {current} → {}", target.version),
-            format!(
-                "model {name} rolled back from {current} to {} by {actor}: {reason}",
-                target.version
-            ),
-            details,
+        notify: Some(model_event(
+            &ModelEvent {
+                headline: "ROLLBACK",
+                model: name,
+                subject: format!("ROLLBACK {name} {current} → {}", target.version),
+                summary: format!(
+                    "Model {name} was rolled back from {current} to {} by {actor}: {reason}",
+                    target.version
+                ),
+                versions: vec![
+                    ("rolled back", current.clone()),
+                    ("production", target.version.clone()),
+                ],
+                judgement: None,
+                action: format!(
+                    "{} is production now; `vigil model history {name}` shows the trail",
+                    target.version
+                ),
+                details,
+            },
+            notify.clone(),
         )),
     };
     match store.set_production(&change).await {

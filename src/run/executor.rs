@@ -23,7 +23,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::dag::{Dag, resolve_params};
+use crate::config::NotifyConfig;
+use crate::dag::{Dag, NotifySpec, resolve_params};
+use crate::notify::message::{self, TaskFailure};
 use crate::run::limits::{Limits, Permits};
 use crate::run::trigger::{Decision, UpstreamCounts, evaluate};
 use crate::state::{RunState, TaskState};
@@ -103,6 +105,7 @@ pub struct Executor {
     store: Arc<dyn Store>,
     registry: Arc<Registry>,
     limits: Arc<Limits>,
+    notify: Arc<NotifyConfig>,
 }
 
 impl Executor {
@@ -111,7 +114,14 @@ impl Executor {
             store,
             registry,
             limits,
+            notify: Arc::new(NotifyConfig::default()),
         }
+    }
+
+    /// The `[notify]` defaults and link base for the messages runs queue.
+    pub fn with_notify(mut self, notify: NotifyConfig) -> Self {
+        self.notify = Arc::new(notify);
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -167,8 +177,7 @@ impl Executor {
             Arc::new(params),
             instances,
             outputs,
-            self.limits.dag(&dag.id, dag.max_active_tasks),
-            self.limits.global(),
+            self,
         )
         .map_err(mismatch)?;
         state.run(self, observer, stop).await
@@ -211,6 +220,14 @@ struct RunExec {
     terminal: usize,
     dag_slots: Arc<Semaphore>,
     global_slots: Arc<Semaphore>,
+    /// Each task's `[notify]` with the DAG's and the config's filled in.
+    notify: Vec<NotifySpec>,
+    /// The DAG's `[notify]` with the config's filled in, for the run's own message.
+    run_notify: NotifySpec,
+    base_url: String,
+    /// Addresses and URLs already told about a failed task in this run; the run's failure
+    /// message skips them, so one failure is one message.
+    told: BTreeSet<String>,
     // The step being built.
     batch: Batch,
     /// Position of a task's transition in `batch.tasks`, so later changes in the same step
@@ -233,10 +250,14 @@ impl RunExec {
         params: Arc<serde_json::Map<String, serde_json::Value>>,
         instances: Vec<TaskInstance>,
         outputs: Vec<crate::store::StoredOutput>,
-        dag_slots: Arc<Semaphore>,
-        global_slots: Arc<Semaphore>,
+        exec: &Executor,
     ) -> Result<RunExec, String> {
+        let dag_slots = exec.limits.dag(&dag.id, dag.max_active_tasks);
+        let global_slots = exec.limits.global();
+        let notify = &exec.notify;
         let n = dag.tasks.len();
+        let run_notify = dag.notify.or(&notify.defaults());
+        let task_notify = dag.tasks.iter().map(|t| t.notify.or(&run_notify)).collect();
         let mut tis: Vec<Option<TaskInstance>> = vec![None; n];
         for ti in instances {
             let i = dag.graph.index_of(&ti.task_id).ok_or_else(|| {
@@ -291,6 +312,10 @@ impl RunExec {
             terminal: 0,
             dag_slots,
             global_slots,
+            notify: task_notify,
+            run_notify,
+            base_url: notify.base_url.clone(),
+            told: BTreeSet::new(),
             batch: Batch::new(run.id),
             in_batch: BTreeMap::new(),
             events: Vec::new(),
@@ -379,6 +404,9 @@ impl RunExec {
                     to: state,
                     at: now,
                 });
+                if state == RunState::Failed {
+                    self.queue_run_failure();
+                }
                 self.events.push(RunEvent::RunEnded {
                     state,
                     duration: self.started.elapsed(),
@@ -527,6 +555,9 @@ impl RunExec {
                 (TaskState::Failed, Some(message), None)
             }
         };
+        if let (TaskState::Failed | TaskState::UpForRetry, Some(e)) = (state, &error) {
+            self.queue_failure(i, attempt, e, next_retry_at, &logs);
+        }
         let change = Change {
             output,
             logs,
@@ -539,6 +570,77 @@ impl RunExec {
             ti.next_retry_at = next_retry_at;
         });
         self.report_end(i, duration);
+    }
+
+    /// Queues the message about a failed attempt of task `i` with this step: to the failure
+    /// audience when it failed for good, to the retry audience when it will run again.
+    fn queue_failure(
+        &mut self,
+        i: usize,
+        attempt: u32,
+        error: &str,
+        next_attempt: Option<DateTime<Utc>>,
+        logs: &[LogLine],
+    ) {
+        let spec = &self.notify[i];
+        let to = match next_attempt {
+            Some(_) => spec.retry_audience(),
+            None => spec.alert_audience(),
+        };
+        if to.is_empty() {
+            return;
+        }
+        if next_attempt.is_none() {
+            self.told
+                .extend(to.emails.iter().chain(&to.webhooks).cloned());
+        }
+        self.batch.notifications.push(message::task_failure(
+            &TaskFailure {
+                dag_id: &self.dag.id,
+                task_id: &self.dag.tasks[i].id,
+                run_id: self.run_id,
+                logical_date: self.logical_date,
+                attempt,
+                max_attempts: self.tis[i].max_attempts,
+                error,
+                next_attempt,
+                logs,
+                base_url: &self.base_url,
+            },
+            to,
+        ));
+    }
+
+    /// Queues the message that the run failed, to the DAG's failure audience, leaving out
+    /// whoever already heard about a failed task of this run.
+    fn queue_run_failure(&mut self) {
+        let mut to = self.run_notify.alert_audience();
+        to.emails.retain(|a| !self.told.contains(a));
+        to.webhooks.retain(|u| !self.told.contains(u));
+        if to.is_empty() {
+            return;
+        }
+        let failed = self
+            .tis
+            .iter()
+            .filter(|ti| matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed))
+            .map(|ti| message::FailedTask {
+                task_id: ti.task_id.clone(),
+                state: ti.state.as_str().to_string(),
+                error: ti.error.clone(),
+            })
+            .collect();
+        self.batch.notifications.push(message::run_failure(
+            &message::RunFailure {
+                dag_id: &self.dag.id,
+                run_id: self.run_id,
+                logical_date: self.logical_date,
+                failed,
+                reason: None,
+                base_url: &self.base_url,
+            },
+            to,
+        ));
     }
 
     /// Reports that task `i` reached the state it now has (terminal or up for retry).
@@ -707,8 +809,11 @@ impl RunExec {
         tracing::error!("run cannot make progress; failing its remaining tasks");
         for i in 0..self.tis.len() {
             if !self.tis[i].state.is_terminal() {
+                let error = "internal error: the run could not make progress";
+                let attempt = self.tis[i].attempt;
+                self.queue_failure(i, attempt, error, None, &[]);
                 self.transition(i, TaskState::Failed, now, Change::default(), |ti| {
-                    ti.error = Some("internal error: the run could not make progress".into());
+                    ti.error = Some(error.into());
                     ti.ended_at = Some(now);
                 });
             }
@@ -761,7 +866,8 @@ impl RunExec {
                 upstream,
                 cancel,
             )
-            .with_store(store.clone()),
+            .with_store(store.clone())
+            .with_alerts(self.notify[i].alert_audience()),
         );
         let task = registry.get(&spec.task_type).cloned();
         let dag = self.dag.clone();

@@ -16,7 +16,7 @@ pub fn current() -> String {
     format!("{}@{}", std::process::id(), hostname())
 }
 
-fn hostname() -> String {
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()

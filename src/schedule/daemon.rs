@@ -43,6 +43,35 @@ pub enum DaemonError {
     },
     #[error("cannot listen for signals: {0}")]
     Signals(#[source] std::io::Error),
+    #[error("cannot set up notifications: {0}")]
+    Notify(#[from] crate::notify::NotifyError),
+}
+
+/// Says at start when DAGs ask for email that cannot leave: messages still queue (and go
+/// out once `[smtp]` is set), but whoever reads the log should know.
+fn warn_unsendable(set: &DagSet, config: &Config) {
+    if !config.smtp.host.is_empty() {
+        return;
+    }
+    let defaults = config.notify.defaults();
+    let wanting: Vec<&str> = set
+        .dags
+        .values()
+        .filter(|d| {
+            let n = d.notify.or(&defaults);
+            let tasks = d.tasks.iter().map(|t| t.notify.or(&n));
+            std::iter::once(n.clone())
+                .chain(tasks)
+                .any(|n| !n.email_on_failure.is_empty() || !n.email_on_retry.is_empty())
+        })
+        .map(|d| d.id.as_str())
+        .collect();
+    if !wanting.is_empty() {
+        tracing::warn!(
+            dags = %wanting.join(", "),
+            "these DAGs send email but [smtp] host is not set; their messages wait in the outbox (`vigil notify list`)"
+        );
+    }
 }
 
 /// Builds a [`Daemon`]: the config, and the task types beyond the built-in ones.
@@ -113,6 +142,12 @@ impl Daemon {
     /// Runs until `shutdown` resolves, then stops: no new runs, running tasks get
     /// `daemon.shutdown_grace` to finish, the rest are recorded to run again.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+        // Listen for SIGUSR1 before the lock file names this pid: `vigil dags trigger`
+        // signals that pid, and the signal's default action would end the process.
+        let mut usr1 = {
+            use tokio::signal::unix::{SignalKind, signal};
+            signal(SignalKind::user_defined1()).map_err(DaemonError::Signals)?
+        };
         let url = &self.config.database.url;
         // SQLite: one daemon per database file.
         let _lock = match crate::store::sqlite_path(url) {
@@ -123,6 +158,9 @@ impl Daemon {
         let folder = self.config.dags.folder.clone();
         let set = DagSet::load_folder(&folder, &self.registry)?;
         let owner = owner::current();
+        // Set up delivery before anything runs, so a wrong SMTP setting stops the start
+        // rather than the first failure mail.
+        let sender = crate::notify::Sender::new(store.clone(), &self.config, &owner)?;
         tracing::info!(
             owner = %owner,
             database = %url,
@@ -133,12 +171,19 @@ impl Daemon {
         for e in &set.errors {
             tracing::error!("{e}");
         }
+        warn_unsendable(&set, &self.config);
 
         let (file_tx, file_rx) = mpsc::unbounded_channel();
         let _watcher = watch(&folder, file_tx)?;
         let wake = Arc::new(Notify::new());
         let background = CancellationToken::new();
         let mut services = JoinSet::new();
+        let mail = Arc::new(Notify::new());
+        services.spawn(sender.run(
+            mail.clone(),
+            self.config.notify.poll_interval,
+            background.clone(),
+        ));
         services.spawn(owner::heartbeat_loop(
             store.clone(),
             owner.clone(),
@@ -152,8 +197,6 @@ impl Daemon {
             background.clone(),
         ));
         {
-            use tokio::signal::unix::{SignalKind, signal};
-            let mut usr1 = signal(SignalKind::user_defined1()).map_err(DaemonError::Signals)?;
             let wake = wake.clone();
             let stop = background.clone();
             services.spawn(async move {
@@ -171,7 +214,10 @@ impl Daemon {
                 store.clone(),
                 self.registry.clone(),
                 Arc::new(Limits::new(self.config.executor.parallelism)),
-            ),
+            )
+            .with_notify(self.config.notify.clone()),
+            notify: self.config.notify.clone(),
+            mail,
             store,
             registry: self.registry.clone(),
             owner,
@@ -198,6 +244,9 @@ impl Daemon {
 
 struct Scheduler {
     store: Arc<dyn Store>,
+    notify: crate::config::NotifyConfig,
+    /// Wakes the outbox worker: a run that ended may have queued a message.
+    mail: Arc<Notify>,
     registry: Arc<Registry>,
     executor: Executor,
     owner: String,
@@ -247,6 +296,7 @@ impl Scheduler {
                     while let Some(joined) = self.runs.try_join_next() {
                         self.finished(joined).await;
                     }
+                    self.mail.notify_one();
                 }
             }
         }
@@ -471,9 +521,32 @@ impl Scheduler {
             to: RunState::Failed,
             at: Utc::now(),
         });
+        // Who hears: the DAG as it is now, if it loads, else the defaults.
+        let defaults = self.notify.defaults();
+        let to = match self.dags().get(run.dag_id.as_str()) {
+            Some(d) => d.notify.or(&defaults),
+            None => defaults,
+        }
+        .alert_audience();
+        if !to.is_empty() {
+            batch
+                .notifications
+                .push(crate::notify::message::run_failure(
+                    &crate::notify::message::RunFailure {
+                        dag_id: &run.dag_id,
+                        run_id: run.id,
+                        logical_date: run.logical_date,
+                        failed: Vec::new(),
+                        reason: Some(why),
+                        base_url: &self.notify.base_url,
+                    },
+                    to,
+                ));
+        }
         if let Err(e) = self.store.commit(&batch).await {
             tracing::error!(run_id = run.id, error = %e, "could not record the run as failed");
         }
+        self.mail.notify_one();
     }
 
     /// The DAG version `run` was created from, or why it no longer loads.

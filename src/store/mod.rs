@@ -9,6 +9,7 @@
 //! lost the race.
 
 pub mod models;
+pub mod outbox;
 mod records;
 mod sqlite;
 
@@ -19,6 +20,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use models::ModelStore;
+pub use outbox::{
+    Audience, Channel, Delivery, Notification, OutboxMessage, OutboxState, OutboxStore,
+};
 pub use records::{
     Batch, Cleanup, DagState, LogRecord, NewRun, RunFilter, RunRecord, RunTransition, RunType,
     StoredOutput, TaskInstance, TaskTransition,
@@ -88,7 +92,7 @@ impl<T> QueryContext<T> for Result<T, sqlx::Error> {
 
 /// The state vigil keeps. Implementations must make [`Store::commit`] all-or-nothing.
 #[async_trait]
-pub trait Store: ModelStore + Send + Sync + std::fmt::Debug {
+pub trait Store: ModelStore + OutboxStore + Send + Sync + std::fmt::Debug {
     /// Creates a run and its task instances (all `scheduled`) in one transaction. Fails with
     /// [`StoreError::RunExists`] when the DAG already has a run for that logical date.
     async fn create_run(&self, new: &NewRun) -> Result<RunRecord, StoreError>;

@@ -1,5 +1,5 @@
 //! The model registry's part of the store: models, versions, the production pointer and its
-//! history, predictions, the audit trail, and the outbox of notifications. Nothing here is
+//! history, predictions and the audit trail (its notifications go to the outbox). Nothing here is
 //! ever deleted.
 
 use std::collections::BTreeMap;
@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::store::StoreError;
+pub use crate::store::outbox::Notification;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelRecord {
@@ -144,27 +145,6 @@ pub struct Alert {
     pub at: DateTime<Utc>,
 }
 
-/// A message for people, queued in the outbox with the event that causes it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Notification {
-    pub kind: String,
-    pub subject: String,
-    pub body: String,
-    pub payload: serde_json::Value,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct OutboxMessage {
-    pub id: i64,
-    pub kind: String,
-    pub subject: String,
-    pub body: String,
-    pub payload: serde_json::Value,
-    pub state: String,
-    pub attempts: u32,
-    pub created_at: DateTime<Utc>,
-}
-
 #[async_trait]
 pub trait ModelStore: Send + Sync {
     /// Adds a version (creating the model on first use). Metrics, artifact and notes are
@@ -213,7 +193,4 @@ pub trait ModelStore: Send + Sync {
 
     /// Newest first.
     async fn alerts(&self, model: &str, limit: u32) -> Result<Vec<Alert>, StoreError>;
-
-    /// Outbox messages, oldest first; of one state when given.
-    async fn outbox(&self, state: Option<&str>) -> Result<Vec<OutboxMessage>, StoreError>;
 }

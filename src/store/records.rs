@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::state::{RunState, TaskState};
 use crate::store::RunId;
+use crate::store::outbox::Notification;
 use crate::task::LogLine;
 
 /// How a run came to be.
@@ -138,6 +139,9 @@ pub struct Batch {
     pub run_id: RunId,
     pub run: Option<RunTransition>,
     pub tasks: Vec<TaskTransition>,
+    /// Messages about this step's events (a failure, a retry, the run failing), queued in the
+    /// outbox in the same transaction.
+    pub notifications: Vec<Notification>,
 }
 
 impl Batch {
@@ -146,11 +150,12 @@ impl Batch {
             run_id,
             run: None,
             tasks: Vec::new(),
+            notifications: Vec::new(),
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.run.is_none() && self.tasks.is_empty()
+        self.run.is_none() && self.tasks.is_empty() && self.notifications.is_empty()
     }
 }
 

@@ -30,6 +30,7 @@ pub struct TaskContext {
     cancel: CancellationToken,
     /// The store, for tasks that work on the model registry.
     store: Option<Arc<dyn crate::store::Store>>,
+    alerts: crate::store::Audience,
     /// Shared with the tracing capture of this attempt. A `std` mutex: it is held only to push
     /// or take lines, never across an `.await`.
     log: crate::task::capture::AttemptLog,
@@ -96,8 +97,20 @@ impl TaskContext {
             upstream,
             cancel,
             store: None,
+            alerts: Default::default(),
             log: Default::default(),
         }
+    }
+
+    /// Who hears about alerts this task raises (model verdicts, rollbacks): the task's
+    /// `email_on_failure` and `webhook_on_failure`, else its DAG's, else the config's.
+    pub fn with_alerts(mut self, audience: crate::store::Audience) -> Self {
+        self.alerts = audience;
+        self
+    }
+
+    pub fn alert_audience(&self) -> &crate::store::Audience {
+        &self.alerts
     }
 
     /// Gives the task access to the store (the executor does this for every attempt).

@@ -78,6 +78,7 @@ impl Task for CheckPerformance {
                 .window
                 .and_then(|w| chrono::Duration::from_std(w).ok())
                 .map(|w| chrono::Utc::now() - w),
+            notify: ctx.alert_audience().clone(),
             ..CheckOptions::default()
         };
         let out = ops::assess(&**ctx.store()?, &c.model, &opts)
@@ -187,6 +188,7 @@ impl Task for HandleAlert {
             dry_run: c.dry_run,
             consecutive: c.consecutive.max(1),
             cooldown: c.cooldown,
+            notify: ctx.alert_audience().clone(),
             ..CheckOptions::default()
         };
         let action = ops::act(
@@ -366,7 +368,8 @@ impl Task for PromoteIfBetter {
         c: PromoteConfig,
     ) -> Result<PromotionDecision, TaskError> {
         use crate::models::verdict::Verdict;
-        use crate::store::models::{AlertKind, NewAlert, Notification};
+        use crate::notify::message::{ModelEvent, model_event};
+        use crate::store::models::{AlertKind, NewAlert};
         let store = ctx.store()?;
         let m = ops::model(&**store, &c.model).await.map_err(failed)?;
         let actor = format!("{}.{} run {}", ctx.dag_id, ctx.task_id, ctx.run_id);
@@ -425,12 +428,22 @@ impl Task for PromoteIfBetter {
                         details: serde_json::json!({"candidate": c.candidate, "production": production, "judgement": j}),
                         dry_run: false,
                     },
-                    Some(&Notification {
-                        kind: "model_alert".into(),
-                        subject: format!("[vigil] PROMOTION REFUSED {} {}", c.model, c.candidate),
-                        body: why.clone(),
-                        payload: serde_json::json!({"model": c.model, "candidate": c.candidate, "judgement": j}),
-                    }),
+                    Some(&model_event(
+                        &ModelEvent {
+                            headline: "PROMOTION REFUSED",
+                            model: &c.model,
+                            subject: format!("PROMOTION REFUSED {} {}", c.model, c.candidate),
+                            summary: why.clone(),
+                            versions: vec![
+                                ("production", production.clone()),
+                                ("candidate", c.candidate.clone()),
+                            ],
+                            judgement: serde_json::to_value(&j).ok(),
+                            action: format!("{production} stays in production"),
+                            details: serde_json::json!({"candidate": c.candidate, "production": production}),
+                        },
+                        ctx.alert_audience().clone(),
+                    )),
                 )
                 .await
                 .map_err(|e| TaskError::from_error("recording the refusal", &e))?;

@@ -9,6 +9,7 @@ mod docs;
 mod executor;
 mod model_cli;
 mod model_ops;
+mod notify;
 mod registry;
 mod store;
 mod util;

@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::Utc;
 use vigil::models::ops::{self, Action, CheckOptions, Rollback};
 use vigil::models::verdict::Verdict;
-use vigil::store::Store;
 use vigil::store::models::{NewPrediction, NewVersion};
+use vigil::store::{Audience, Store};
 
 use crate::util::Engine;
 
@@ -80,7 +80,16 @@ fn opts() -> CheckOptions {
     CheckOptions {
         auto_rollback: true,
         cooldown: Duration::ZERO,
+        notify: ops_team(),
         ..CheckOptions::default()
+    }
+}
+
+/// Who hears about the model's alerts in these tests.
+fn ops_team() -> Audience {
+    Audience {
+        emails: vec!["mlops@example.com".into()],
+        webhooks: Vec::new(),
     }
 }
 
@@ -89,7 +98,7 @@ async fn rollback_to_the_previous_version_is_idempotent_and_leaves_a_history() {
     let e = Engine::new().await;
     two_versions(&e, 1.0).await;
     let s = &*e.store;
-    let done = ops::rollback(s, "m", None, "manual", "ops", false)
+    let done = ops::rollback(s, "m", None, "manual", "ops", false, &ops_team())
         .await
         .unwrap();
     assert_eq!(
@@ -99,7 +108,7 @@ async fn rollback_to_the_previous_version_is_idempotent_and_leaves_a_history() {
             to: "v1".into()
         }
     );
-    let again = ops::rollback(s, "m", Some("v1"), "manual", "ops", false)
+    let again = ops::rollback(s, "m", Some("v1"), "manual", "ops", false, &ops_team())
         .await
         .unwrap();
     assert_eq!(
@@ -137,9 +146,10 @@ async fn concurrent_rollbacks_act_once_and_both_are_recorded() {
     let e = Engine::new().await;
     two_versions(&e, 1.0).await;
     let s = &*e.store;
+    let team = ops_team();
     let (a, b) = tokio::join!(
-        ops::rollback(s, "m", None, "alert 1", "ops", false),
-        ops::rollback(s, "m", None, "alert 2", "ops", false),
+        ops::rollback(s, "m", None, "alert 1", "ops", false, &team),
+        ops::rollback(s, "m", None, "alert 2", "ops", false, &team),
     );
     let outcomes = [a.unwrap(), b.unwrap()];
     let done = outcomes
@@ -170,7 +180,7 @@ async fn a_rollback_to_a_worse_version_is_refused() {
     let s = &*e.store;
     register(s, "m", "bad", 1.0).await;
     scored(s, "m", "bad", 200, 4.0).await;
-    let r = ops::rollback(s, "m", Some("bad"), "manual", "ops", false)
+    let r = ops::rollback(s, "m", Some("bad"), "manual", "ops", false, &ops_team())
         .await
         .unwrap();
     assert!(
@@ -335,6 +345,8 @@ id = "validation"
 [params]
 model = "m"
 candidate = "good"
+[notify]
+email_on_failure = ["mlops@example.com"]
 [tasks.evaluate]
 type = "model.evaluate"
 config = { model = "{{ params.model }}", version = "{{ params.candidate }}" }

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 use serde_json::json;
-use vigil::store::StoreError;
 use vigil::store::models::{
     AlertKind, NewAlert, NewArtifact, NewPrediction, NewVersion, Notification, ProductionChange,
 };
+use vigil::store::{Audience, Channel, OutboxState, StoreError};
 
 use crate::util::Engine;
 
@@ -41,7 +41,12 @@ fn change(model: &str, from: Option<&str>, to: &str) -> ProductionChange {
             kind: "model_rollback".into(),
             subject: format!("[vigil] {model} -> {to}"),
             body: "body".into(),
+            html: None,
             payload: json!({"to": to}),
+            to: Audience {
+                emails: vec!["ops@example.com".into()],
+                webhooks: vec!["http://127.0.0.1:9/hook".into()],
+            },
         }),
     }
 }
@@ -149,9 +154,21 @@ async fn production_moves_only_by_compare_and_set_with_its_event_alert_and_mail(
         2,
         "failed changes record nothing"
     );
-    let mail = e.store.outbox(Some("pending")).await.unwrap();
-    assert_eq!(mail.len(), 2);
-    assert_eq!(mail[1].subject, "[vigil] m -> v2");
+    // Each change queued one email and one webhook delivery, in its own transaction.
+    let mail = e.store.outbox(Some(OutboxState::Pending)).await.unwrap();
+    assert_eq!(mail.len(), 4);
+    assert_eq!(mail[2].subject, "[vigil] m -> v2");
+    assert_eq!(
+        (mail[2].channel, mail[2].recipients.clone()),
+        (Channel::Email, vec!["ops@example.com".to_string()])
+    );
+    assert_eq!(
+        (mail[3].channel, mail[3].recipients.clone()),
+        (
+            Channel::Webhook,
+            vec!["http://127.0.0.1:9/hook".to_string()]
+        )
+    );
 }
 
 #[tokio::test]

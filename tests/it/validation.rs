@@ -410,3 +410,24 @@ fn start_and_end_dates_are_checked() {
         "2026-12-01T00:00:00+00:00"
     );
 }
+
+#[test]
+fn notify_addresses_and_urls_are_checked_at_load() {
+    check(
+        "id = \"d\"\n[notify]\nemail_on_failure = [\"ops@example.com\", \"oncall.example.com\"]\n[tasks.a]\ntype = \"noop\"\n",
+        3,
+        None,
+        "notify.email_on_failure",
+        &[
+            "`oncall.example.com` is not an email address",
+            "name@example.com",
+        ],
+    );
+    check(
+        "id = \"d\"\n[tasks.a]\ntype = \"noop\"\nnotify = { webhook_on_failure = [\"hooks.slack.com/x\"] }\n",
+        4,
+        Some("a"),
+        "tasks.a.notify.webhook_on_failure",
+        &["is not a URL"],
+    );
+}

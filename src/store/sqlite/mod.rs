@@ -33,6 +33,7 @@ use crate::store::{
 use crate::task::{LogLevel, LogLine};
 
 mod models;
+mod outbox;
 
 /// How hard each commit is pushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -533,6 +534,10 @@ impl Store for SqliteStore {
                 .bind(batch.run_id)?
                 .bind(run.expect.as_str())?;
             script.guard();
+        }
+        let now = Utc::now();
+        for n in &batch.notifications {
+            outbox::push_notification(&mut script, n, now)?;
         }
         match self.run_script(script).await {
             Ok(_) => Ok(()),

@@ -10,10 +10,11 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+use super::outbox::push_notification;
 use super::{INSERT_CHUNK, Script, SqliteStore, corrupt, is_stale, json_col};
 use crate::store::models::{
     Alert, Artifact, Deployment, ModelRecord, ModelStore, ModelVersion, NewAlert, NewArtifact,
-    NewPrediction, NewVersion, Notification, OutboxMessage, Prediction, ProductionChange,
+    NewPrediction, NewVersion, Notification, Prediction, ProductionChange,
 };
 use crate::store::{QueryContext, StoreError};
 
@@ -98,15 +99,7 @@ fn push_alert(
         .bind(alert.dry_run)?
         .bind(now)?;
     if let Some(n) = notify {
-        script
-            .stmt(
-                "INSERT INTO outbox (kind, subject, body, payload, created_at) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(n.kind.clone())?
-            .bind(n.subject.clone())?
-            .bind(n.body.clone())?
-            .bind(n.payload.to_string())?
-            .bind(now)?;
+        push_notification(script, n, now)?;
     }
     Ok(())
 }
@@ -433,29 +426,6 @@ impl ModelStore for SqliteStore {
             .doing("listing alerts")?
             .iter()
             .map(alert_from_row)
-            .collect()
-    }
-
-    async fn outbox(&self, state: Option<&str>) -> Result<Vec<OutboxMessage>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM outbox WHERE (? IS NULL OR state = ?) ORDER BY id")
-            .bind(state)
-            .bind(state)
-            .fetch_all(&self.pool)
-            .await
-            .doing("reading the outbox")?;
-        rows.iter()
-            .map(|row| {
-                Ok(OutboxMessage {
-                    id: row.try_get("id").doing("reading the outbox")?,
-                    kind: row.try_get("kind").doing("reading the outbox")?,
-                    subject: row.try_get("subject").doing("reading the outbox")?,
-                    body: row.try_get("body").doing("reading the outbox")?,
-                    payload: json_col(row, "payload")?,
-                    state: row.try_get("state").doing("reading the outbox")?,
-                    attempts: row.try_get("attempts").doing("reading the outbox")?,
-                    created_at: row.try_get("created_at").doing("reading the outbox")?,
-                })
-            })
             .collect()
     }
 }

@@ -1,0 +1,180 @@
+//! The outbox: messages for people, written in the same transaction as the event that causes
+//! them and delivered later by a sender (`notify::Sender`). Writing and delivering are apart
+//! so that an SMTP or webhook outage delays a message and never loses it, and a crash after
+//! the event can never lose the message about it.
+//!
+//! A row is one *delivery*: one email to its recipients, or one POST to one webhook URL.
+//! Each succeeds, retries and fails on its own, so retrying a failed webhook never mails
+//! the people who already have the email.
+
+use std::fmt;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::store::StoreError;
+
+/// Who hears about an event. Resolved when the event is written (task, then DAG, then the
+/// config's `[notify]` defaults), so a queued message keeps its recipients even if the
+/// config changes before it is sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Audience {
+    pub emails: Vec<String>,
+    pub webhooks: Vec<String>,
+}
+
+impl Audience {
+    pub fn is_empty(&self) -> bool {
+        self.emails.is_empty() && self.webhooks.is_empty()
+    }
+}
+
+/// A message about one event, before it is split into deliveries.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Notification {
+    /// `task_failed`, `task_retry`, `run_failed`, `model_alert` or `test`.
+    pub kind: String,
+    /// One line, already free of control characters.
+    pub subject: String,
+    /// Plain text.
+    pub body: String,
+    /// The HTML alternative of `body`, for email.
+    pub html: Option<String>,
+    /// The structured event, posted to webhooks as `event`.
+    pub payload: serde_json::Value,
+    pub to: Audience,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Email,
+    Webhook,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Webhook => "webhook",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboxState {
+    /// Not delivered yet; tried again at `next_attempt_at`.
+    Pending,
+    Sent,
+    /// Rejected for good (a permanent SMTP reply, an HTTP 4xx); `vigil notify retry` queues
+    /// it again.
+    Failed,
+}
+
+impl OutboxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Pending => "pending",
+            OutboxState::Sent => "sent",
+            OutboxState::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for OutboxState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for OutboxState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "pending" => Ok(OutboxState::Pending),
+            "sent" => Ok(OutboxState::Sent),
+            "failed" => Ok(OutboxState::Failed),
+            _ => Err(format!(
+                "unknown outbox state `{s}`; expected pending, sent or failed"
+            )),
+        }
+    }
+}
+
+/// One delivery as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub kind: String,
+    pub channel: Channel,
+    /// The email addresses, or the one webhook URL.
+    pub recipients: Vec<String>,
+    pub subject: String,
+    pub body: String,
+    #[serde(skip)]
+    pub html: Option<String>,
+    pub payload: serde_json::Value,
+    pub state: OutboxState,
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// How one delivery attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    Sent,
+    /// A transient failure (connection refused, timeout, 4xx SMTP reply, HTTP 5xx): try again
+    /// at `at`.
+    Retry {
+        error: String,
+        at: DateTime<Utc>,
+    },
+    /// A permanent rejection (5xx SMTP reply, HTTP 4xx): retrying cannot help.
+    Failed {
+        error: String,
+    },
+}
+
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Queues `n` on its own transaction (events queue theirs with the event instead).
+    /// Returns the ids of the deliveries; none when the audience is empty.
+    async fn enqueue(&self, n: &Notification) -> Result<Vec<i64>, StoreError>;
+
+    /// Oldest first; of one state when given.
+    async fn outbox(&self, state: Option<OutboxState>) -> Result<Vec<OutboxMessage>, StoreError>;
+
+    async fn outbox_message(&self, id: i64) -> Result<Option<OutboxMessage>, StoreError>;
+
+    /// Takes up to `limit` pending deliveries that are due at `now` and that no other sender
+    /// holds, holding them for `owner` until `lease_until`. Oldest first. Email deliveries
+    /// only when `email` (a sender without SMTP settings leaves them waiting).
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        email: bool,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
+
+    /// Records an attempt of `owner` at delivery `id` and releases it. Does nothing if
+    /// `owner` no longer holds it (its lease ran out and another sender took it over).
+    async fn finish_delivery(
+        &self,
+        id: i64,
+        owner: &str,
+        outcome: &Delivery,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Makes a failed or pending delivery due now. `Ok(None)` if there is no such delivery;
+    /// the state it was in otherwise (a sent one is left alone).
+    async fn requeue(&self, id: i64) -> Result<Option<OutboxState>, StoreError>;
+}
