@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use mailin_embedded::{Handler, Response, Server};
 
-use crate::util::{Project, wait_for};
+use crate::util::{DaemonProcess, Project, wait_for};
 
 /// One message as the SMTP server received it.
 #[derive(Debug, Clone, Default)]
@@ -142,6 +142,20 @@ retries = 1
 retry_delay = "10ms"
 "#;
 
+/// Starts a daemon, fails a run of the `nightly` DAG through it, and waits until the
+/// failure mail has been tried at least once (and is still pending).
+fn failed_run_with_mail_pending(p: &Project) -> DaemonProcess {
+    p.write("dags/nightly.toml", FAILING);
+    let daemon = p.daemon(&[]);
+    p.vigil(&["dags", "trigger", "nightly", "--wait"]).expect(1);
+    wait_for("a failed delivery attempt", || {
+        outbox(p, "pending")
+            .first()
+            .is_some_and(|m| m["attempts"].as_u64() >= Some(1))
+    });
+    daemon
+}
+
 fn outbox(p: &Project, state: &str) -> Vec<serde_json::Value> {
     p.vigil(&["notify", "list", "--state", state, "--json"])
         .expect(0)
@@ -225,15 +239,8 @@ fn decoded(data: &str) -> String {
 fn mail_waits_while_smtp_is_down_and_arrives_exactly_once() {
     let port = free_port();
     let p = project(port, "");
-    p.write("dags/nightly.toml", FAILING);
-    let daemon = p.daemon(&[]);
-    p.vigil(&["dags", "trigger", "nightly", "--wait"]).expect(1);
     // Nobody listens: the delivery is retried, and stays pending.
-    wait_for("a failed delivery attempt", || {
-        outbox(&p, "pending")
-            .first()
-            .is_some_and(|m| m["attempts"].as_u64() >= Some(1))
-    });
+    let daemon = failed_run_with_mail_pending(&p);
     let m = &outbox(&p, "pending")[0];
     assert!(
         m["last_error"]
@@ -310,14 +317,7 @@ fn a_permanent_rejection_is_marked_failed_and_not_retried() {
 fn mail_pending_when_the_daemon_is_killed_is_sent_after_restart_once() {
     let port = free_port();
     let p = project(port, "");
-    p.write("dags/nightly.toml", FAILING);
-    let daemon = p.daemon(&[]);
-    p.vigil(&["dags", "trigger", "nightly", "--wait"]).expect(1);
-    wait_for("a failed delivery attempt", || {
-        outbox(&p, "pending")
-            .first()
-            .is_some_and(|m| m["attempts"].as_u64() >= Some(1))
-    });
+    let daemon = failed_run_with_mail_pending(&p);
     daemon.kill9();
     let smtp = Smtp::start(port);
     let daemon = p.daemon(&[]);
@@ -467,17 +467,10 @@ fn the_smtp_password_never_reaches_logs_or_json() {
             "timeout = \"2s\"\nusername = \"vigil\"\npassword_file = \"secrets/smtp\"",
         ),
     );
-    p.write("dags/nightly.toml", FAILING);
     let mut seen = String::new();
-    let daemon = p.daemon(&[]);
-    p.vigil(&["dags", "trigger", "nightly", "--wait"]).expect(1);
     // The test server offers no AUTH on a plain connection, so the delivery fails (and is
     // retried) after the credentials were loaded and handed to the SMTP client.
-    wait_for("a delivery attempt", || {
-        outbox(&p, "pending")
-            .first()
-            .is_some_and(|m| m["attempts"].as_u64() >= Some(1))
-    });
+    let daemon = failed_run_with_mail_pending(&p);
     for args in [
         vec!["notify", "list", "--json"],
         vec!["notify", "list"],
