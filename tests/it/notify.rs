@@ -495,3 +495,33 @@ fn the_smtp_password_never_reaches_logs_or_json() {
     assert!(!seen.contains(SENTINEL), "the password leaked:\n{seen}");
     assert!(smtp.mails().is_empty());
 }
+
+#[test]
+fn notify_test_reports_what_the_server_said() {
+    let port = free_port();
+    let smtp = Smtp::start(port);
+    let p = project(port, "");
+    let ok = p
+        .vigil(&["notify", "test", "--to", "you@example.com"])
+        .expect(0);
+    assert!(
+        ok.stdout().contains("the server said: 250"),
+        "{}",
+        ok.stdout()
+    );
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].to, vec!["you@example.com"]);
+    assert_eq!(
+        mails[0].header("Subject").as_deref(),
+        Some("[vigil] test message")
+    );
+    let rejected = p
+        .vigil(&["notify", "test", "--to", "reject@example.com"])
+        .expect(1);
+    assert!(
+        rejected.stdout().contains("550") && rejected.stdout().contains("no such mailbox"),
+        "{}",
+        rejected.stdout()
+    );
+}
