@@ -16,6 +16,7 @@
 //! - [`run`]: executing one DAG run: trigger rules, retries, timeouts, limits, ownership.
 //! - [`schedule`]: cron ticks (pure) and the [`Daemon`] that creates, starts, resumes and
 //!   stops runs.
+//! - [`ml`]: deployment-risk machine learning (so far the deployment-history simulator).
 //! - [`notify`]: failure, retry and model alerts by email and webhook, through the outbox.
 //! - [`store`]: durable state behind the [`store::Store`] trait (SQLite).
 //! - [`state`]: the run and task states shared by `run` and `store`.
@@ -27,6 +28,7 @@
 pub mod cli;
 pub mod config;
 pub mod dag;
+pub mod ml;
 pub mod models;
 pub mod notify;
 pub mod run;

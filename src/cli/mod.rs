@@ -9,6 +9,7 @@ mod demo;
 mod model;
 mod notify;
 mod output;
+mod risk;
 mod runs;
 
 use std::path::PathBuf;
@@ -77,6 +78,9 @@ pub enum Command {
     /// The outbox of failure, retry and model-alert messages: list, retry, send, test
     #[command(subcommand)]
     Notify(notify::NotifyCommand),
+    /// Deployment rollback risk: simulate a deployment history (training and scoring come next)
+    #[command(subcommand)]
+    Risk(risk::RiskCommand),
     /// Demo data for the model registry, and the monitoring DAG run on it
     Demo(demo::DemoArgs),
     /// Database maintenance
@@ -236,6 +240,7 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
         Command::Tasks(cmd) => runs::run_tasks(&ctx, cmd).await,
         Command::Model(cmd) => model::run(&ctx, cmd).await,
         Command::Notify(cmd) => notify::run(&ctx, cmd).await,
+        Command::Risk(cmd) => risk::run(&ctx, cmd).await,
         Command::Demo(args) => demo::run(&ctx, args).await,
         Command::Db(DbCommand::Migrate) => {
             ctx.store().await?;

@@ -11,6 +11,7 @@ mod model_cli;
 mod model_ops;
 mod notify;
 mod registry;
+mod risk;
 mod store;
 mod util;
 mod validation;
