@@ -293,7 +293,7 @@ impl Config {
             }
         }
         for u in &n.webhook_on_failure {
-            address::check_webhook(u).map_err(|e| format!("notify.webhook_on_failure: {e}"))?;
+            address::check_url(u).map_err(|e| format!("notify.webhook_on_failure: {e}"))?;
         }
         address::check_url(&n.base_url).map_err(|e| format!("notify.base_url: {e}"))?;
         address::check_email(&self.smtp.from).map_err(|e| format!("smtp.from: {e}"))?;

@@ -719,7 +719,7 @@ fn notify(sink: &mut Sink<'_>, v: &Value<'_>, prefix: &str, task: Option<&str>) 
             .unwrap_or_default();
         for (item, span) in &items {
             let check = if k.starts_with("webhook") {
-                crate::notify::address::check_webhook(item).map(|_| ())
+                crate::notify::address::check_url(item).map(|_| ())
             } else {
                 crate::notify::address::check_email(item).map(|_| ())
             };

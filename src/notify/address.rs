@@ -21,11 +21,6 @@ pub fn check_url(s: &str) -> Result<reqwest::Url, String> {
     Ok(url)
 }
 
-/// A webhook endpoint. Same rule as [`check_url`], kept apart so its messages can grow.
-pub fn check_webhook(s: &str) -> Result<reqwest::Url, String> {
-    check_url(s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -143,10 +143,6 @@ pub enum Delivery {
 
 #[async_trait]
 pub trait OutboxStore: Send + Sync {
-    /// Queues `n` on its own transaction (events queue theirs with the event instead).
-    /// Returns the ids of the deliveries; none when the audience is empty.
-    async fn enqueue(&self, n: &Notification) -> Result<Vec<i64>, StoreError>;
-
     /// Oldest first; of one state when given.
     async fn outbox(&self, state: Option<OutboxState>) -> Result<Vec<OutboxMessage>, StoreError>;
 

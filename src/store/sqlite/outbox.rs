@@ -75,20 +75,6 @@ fn message_from_row(row: &SqliteRow) -> Result<OutboxMessage, StoreError> {
 
 #[async_trait]
 impl OutboxStore for SqliteStore {
-    async fn enqueue(&self, n: &Notification) -> Result<Vec<i64>, StoreError> {
-        let mut script = Script::new();
-        let now = Utc::now();
-        push_notification(&mut script, n, now)?;
-        script
-            .stmt("SELECT id FROM outbox WHERE created_at = ? AND kind = ? ORDER BY id")
-            .bind(now)?
-            .bind(n.kind.clone())?;
-        let rows = self.run_script(script).await.doing("queueing a message")?;
-        rows.iter()
-            .map(|r| r.try_get(0).doing("reading an outbox id"))
-            .collect()
-    }
-
     async fn outbox(&self, state: Option<OutboxState>) -> Result<Vec<OutboxMessage>, StoreError> {
         let state = state.map(OutboxState::as_str);
         sqlx::query("SELECT * FROM outbox WHERE (? IS NULL OR state = ?) ORDER BY id")
