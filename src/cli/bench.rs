@@ -55,6 +55,14 @@ pub enum Scenario {
     /// A daemon with an every-second cron: how late runs start (5 minutes; not in the
     /// default set, run it with --scenario lateness)
     Lateness,
+    /// `vigil risk train`'s search on simulated history: trees {50,100,200} × depth
+    /// {none,5,10}, 5 folds (size = rows)
+    #[value(name = "risk_search")]
+    RiskSearch,
+    /// Scoring rows with the forest `risk train` picks on 2,000 deployments (size = rows
+    /// scored)
+    #[value(name = "risk_score")]
+    RiskScore,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -65,13 +73,15 @@ enum SyncArg {
 
 impl Scenario {
     /// What `vigil bench` runs by default.
-    const DEFAULT: [Scenario; 6] = [
+    const DEFAULT: [Scenario; 8] = [
         Scenario::Chain,
         Scenario::Fanout,
         Scenario::Process,
         Scenario::Load,
         Scenario::Trigger,
         Scenario::DaemonMemory,
+        Scenario::RiskSearch,
+        Scenario::RiskScore,
     ];
 
     fn name(self) -> &'static str {
@@ -83,6 +93,8 @@ impl Scenario {
             Scenario::Trigger => "trigger",
             Scenario::DaemonMemory => "daemon_memory",
             Scenario::Lateness => "lateness",
+            Scenario::RiskSearch => "risk_search",
+            Scenario::RiskScore => "risk_score",
         }
     }
 
@@ -103,6 +115,10 @@ impl Scenario {
             // Seconds the every-second cron runs.
             (Scenario::Lateness, false) => 300,
             (Scenario::Lateness, true) => 5,
+            (Scenario::RiskSearch, false) => 2_000,
+            (Scenario::RiskSearch, true) => 300,
+            (Scenario::RiskScore, false) => 1_000_000,
+            (Scenario::RiskScore, true) => 10_000,
         }
     }
 }
@@ -263,6 +279,8 @@ async fn run_scenario(
             peak = Some(rss);
             (median, Some(max), None)
         }
+        Scenario::RiskSearch => (risk_search(dir, n)?, None, None),
+        Scenario::RiskScore => (risk_score(dir, n)?, None, None),
     };
     let per_task_us = tasks.map(|t| total.as_secs_f64() * 1e6 / t as f64);
     let (target, met) = match scenario {
@@ -276,6 +294,16 @@ async fn run_scenario(
         Scenario::Trigger => ("< 5 ms median", total < Duration::from_millis(5)),
         Scenario::DaemonMemory => ("< 20 MiB resident", peak.is_some_and(|mib| mib < 20.0)),
         Scenario::Lateness => ("report median and max", true),
+        // scikit-learn's GridSearchCV(n_jobs=2) took 7.6 s for this at 2,000 rows on the
+        // development machine (bench/README.md).
+        Scenario::RiskSearch => (
+            "< 7.6 s (scikit-learn, n_jobs=2)",
+            total.as_secs_f64() < 7.6,
+        ),
+        Scenario::RiskScore => (
+            "≥ 1,000,000 rows/s",
+            n as f64 / total.as_secs_f64().max(1e-9) >= 1e6,
+        ),
     };
     Ok(BenchResult {
         scenario,
@@ -687,4 +715,79 @@ fn children_peak_rss_mib() -> f64 {
     // SAFETY: the call succeeded, so the struct is initialised.
     let usage = unsafe { usage.assume_init() };
     usage.ru_maxrss as f64 / 1024.0
+}
+
+/// Simulated history of `rows` deployments, loaded.
+fn risk_history(dir: &Path, rows: usize) -> anyhow::Result<crate::ml::data::Deployments> {
+    let s = crate::ml::simulate::write(dir, rows, 42)?;
+    Ok(crate::ml::data::Deployments::load(
+        Path::new(&s.history),
+        true,
+    )?)
+}
+
+/// Wall time of the grid search (what scikit-learn's `GridSearchCV` is timed on).
+fn risk_search(dir: &Path, rows: usize) -> anyhow::Result<Duration> {
+    use crate::ml::search::{Grid, SearchOptions, search};
+    let d = risk_history(dir, rows)?;
+    let grid = Grid::parse(&["min_samples=2".into()])?;
+    let start = Instant::now();
+    search(
+        d.x.view(),
+        d.labels(),
+        &SearchOptions {
+            grid: &grid,
+            folds: 5,
+            seed: 42,
+            threads: crate::ml::forest::threads(),
+            progress: &|_| {},
+            stop: &|| false,
+        },
+    )?;
+    Ok(start.elapsed())
+}
+
+/// Time to score `rows` rows (the history tiled) with the forest `vigil risk train` picks on
+/// 2,000 simulated deployments (default grid, seed 42).
+fn risk_score(dir: &Path, rows: usize) -> anyhow::Result<Duration> {
+    use crate::ml::search::{Grid, SearchOptions, search};
+    use linfa::traits::Fit;
+    let d = risk_history(dir, 2_000)?;
+    let found = search(
+        d.x.view(),
+        d.labels(),
+        &SearchOptions {
+            grid: &Grid::default(),
+            folds: 5,
+            seed: 42,
+            threads: crate::ml::forest::threads(),
+            progress: &|_| {},
+            stop: &|| false,
+        },
+    )?;
+    let best = found.best();
+    let forest = crate::ml::forest::ForestParams {
+        trees: best.trees,
+        max_depth: best.max_depth,
+        min_samples_split: best.min_samples_split,
+        ..Default::default()
+    }
+    .fit(&linfa::Dataset::new(
+        d.x.clone(),
+        ndarray::Array1::from(d.labels().to_vec()),
+    ))?;
+    eprintln!(
+        "risk_score: {} trees, max depth {:?}, min samples split {}, {} nodes",
+        best.trees,
+        best.max_depth,
+        best.min_samples_split,
+        forest.trees.iter().map(|t| t.nodes.len()).sum::<usize>()
+    );
+    let idx: Vec<usize> = (0..rows).map(|i| i % d.len()).collect();
+    let x = d.x.select(ndarray::Axis(0), &idx);
+    let start = Instant::now();
+    let p = forest.predict_proba(x.view());
+    let took = start.elapsed();
+    anyhow::ensure!(p.len() == rows, "scored {} of {rows} rows", p.len());
+    Ok(took)
 }

@@ -1,14 +1,24 @@
-//! `vigil risk`: the deployment rollback-risk predictor. Only `simulate` exists so far; the
-//! rest (train, evaluate, score, report) is issue 6.
+//! `vigil risk`: the deployment rollback-risk predictor — simulate history, train (search,
+//! baseline, hold-out), evaluate, score candidates for a CI gate, and write the report.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Subcommand;
 
 use crate::cli::Ctx;
-use crate::cli::output::print_json;
-use crate::ml::simulate;
+use crate::cli::output::{print_json, table};
+use crate::ml::data::Deployments;
+use crate::ml::metrics::Evaluation;
+use crate::ml::risk::{self, Band, Bands, Importance, RiskModel, TrainOptions};
+use crate::ml::search::{Grid, Progress};
+use crate::ml::{forest, report, simulate};
+
+/// Exit codes of `vigil risk score`, for CI gates.
+pub const EXIT_REVIEW: u8 = 3;
+pub const EXIT_BLOCK: u8 = 4;
 
 #[derive(Debug, Subcommand)]
 pub enum RiskCommand {
@@ -24,6 +34,77 @@ pub enum RiskCommand {
         /// Folder to write into (created if missing)
         #[arg(long, value_name = "DIR", default_value = "data/risk")]
         out: PathBuf,
+    },
+    /// Search forest hyperparameters by stratified k-fold cross-validation on F1, measure the
+    /// best on the latest deployments, save it and register it as a version of
+    /// `deployment_risk`
+    Train {
+        /// Labelled history (the columns of `risk simulate`'s deployments.csv)
+        #[arg(long, value_name = "FILE", default_value = "data/risk/deployments.csv")]
+        data: PathBuf,
+        /// Cross-validation folds
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
+        /// Values to search, KEY=V1,V2 (repeatable): trees=50,100,200 depth=none,5,10
+        /// min_samples=2,10 [default: all three, as shown]
+        #[arg(long, value_name = "KEY=V1,V2")]
+        grid: Vec<String>,
+        /// Seeds the folds and the forests: the same seed trains the same model
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Share of the latest deployments held out for the final measurement
+        #[arg(long, default_value_t = 0.2)]
+        holdout: f64,
+        /// Folder for the model artifact
+        #[arg(long, value_name = "DIR", default_value = "data/risk/models")]
+        out: PathBuf,
+    },
+    /// Measure a registered model on labelled deployments it did not learn from
+    Evaluate {
+        /// Labelled deployments; only those at or after the model's training cutoff are used
+        /// unless --all
+        #[arg(long, value_name = "FILE", default_value = "data/risk/deployments.csv")]
+        data: PathBuf,
+        /// Use every row, including ones the model was trained on (optimistic)
+        #[arg(long)]
+        all: bool,
+        /// Model version [default: production, else the newest]
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Score candidate deployments: risk, band and what pushes it up. Exit 0 all proceed,
+    /// 3 something needs review, 4 something is blocked
+    Score {
+        /// Candidates (the columns of new_deployments.csv)
+        file: PathBuf,
+        /// Block above this probability
+        #[arg(long, value_name = "P", default_value_t = 0.6)]
+        block_above: f64,
+        /// Ask for review above this probability
+        #[arg(long, value_name = "Q", default_value_t = 0.3)]
+        review_above: f64,
+        /// Model version [default: production, else the newest]
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Write plots (PNG and SVG) and an HTML report explaining the model
+    Report {
+        /// Folder to write into
+        #[arg(long, value_name = "DIR", default_value = "data/risk/report")]
+        out: PathBuf,
+        /// Labelled history the model is measured and plotted on
+        #[arg(long, value_name = "FILE", default_value = "data/risk/deployments.csv")]
+        data: PathBuf,
+        /// Candidates to show against the history
+        #[arg(
+            long,
+            value_name = "FILE",
+            default_value = "data/risk/new_deployments.csv"
+        )]
+        candidates: PathBuf,
+        /// Model version [default: production, else the newest]
+        #[arg(long)]
+        version: Option<String>,
     },
 }
 
@@ -44,5 +125,387 @@ pub async fn run(ctx: &Ctx, cmd: RiskCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        RiskCommand::Train {
+            data,
+            folds,
+            grid,
+            seed,
+            holdout,
+            out,
+        } => train(ctx, data, folds, grid, seed, holdout, out).await,
+        RiskCommand::Evaluate { data, all, version } => {
+            let store = ctx.store().await?;
+            let (v, model) = risk::load_registered(&*store, version.as_deref()).await?;
+            let d = Deployments::load(&data, true)?;
+            let rows: Vec<usize> = (0..d.len())
+                .filter(|&i| all || d.timestamps[i] >= model.training.cutoff)
+                .collect();
+            if rows.is_empty() {
+                anyhow::bail!(
+                    "{} has no deployments at or after the model's training cutoff {}; pass --all to measure on the training rows too (optimistic)",
+                    data.display(),
+                    model.training.cutoff
+                );
+            }
+            let d = d.select(&rows);
+            let e = risk::evaluate(&model, &d);
+            if ctx.json {
+                print_json(&serde_json::json!({
+                    "model": risk::MODEL_NAME,
+                    "version": v.version,
+                    "data": data,
+                    "rows_used": rows.len(),
+                    "evaluation": e.evaluation,
+                    "importance": e.importance,
+                    "baseline_at_training": model.baseline,
+                }))?;
+            } else {
+                println!(
+                    "{} version {} on {} deployments of {}{}",
+                    risk::MODEL_NAME,
+                    v.version,
+                    rows.len(),
+                    data.display(),
+                    if all {
+                        " (all rows, including training ones: optimistic)"
+                    } else {
+                        " (at or after the training cutoff)"
+                    }
+                );
+                print_evaluation(&e.evaluation);
+                println!(
+                    "\npermutation importance (drop of ROC AUC when the feature is shuffled):"
+                );
+                print_importance(&e.importance);
+                println!(
+                    "\nlogistic baseline at training time: F1 {:.3}, ROC AUC {}",
+                    model.baseline.f1,
+                    opt(model.baseline.roc_auc)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RiskCommand::Score {
+            file,
+            block_above,
+            review_above,
+            version,
+        } => {
+            let bands = Bands {
+                block: block_above,
+                review: review_above,
+            };
+            bands.check()?;
+            let store = ctx.store().await?;
+            let (v, model) = risk::load_registered(&*store, version.as_deref()).await?;
+            let d = Deployments::load(&file, false)?;
+            let scored = model.score(&d, &bands);
+            let worst = scored.iter().map(|s| s.band).max().unwrap_or(Band::Proceed);
+            if ctx.json {
+                print_json(&serde_json::json!({
+                    "model": risk::MODEL_NAME,
+                    "version": v.version,
+                    "block_above": block_above,
+                    "review_above": review_above,
+                    "worst": worst,
+                    "deployments": scored,
+                }))?;
+            } else {
+                let rows = scored
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.deployment_id.clone(),
+                            s.service.clone(),
+                            format!("{:.0}%", 100.0 * s.probability),
+                            s.band.as_str().to_uppercase(),
+                            s.drivers
+                                .iter()
+                                .take(3)
+                                .map(|d| {
+                                    format!(
+                                        "{} {} (typical {}) +{:.0} pts",
+                                        d.feature,
+                                        num(d.value),
+                                        num(d.typical),
+                                        100.0 * d.adds
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                                .join("; "),
+                        ]
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    table(
+                        &["DEPLOYMENT", "SERVICE", "RISK", "BAND", "PUSHED UP BY"],
+                        rows
+                    )
+                );
+                println!(
+                    "model {} version {}; block above {:.0}%, review above {:.0}%",
+                    risk::MODEL_NAME,
+                    v.version,
+                    100.0 * block_above,
+                    100.0 * review_above
+                );
+            }
+            Ok(match worst {
+                Band::Proceed => ExitCode::SUCCESS,
+                Band::Review => ExitCode::from(EXIT_REVIEW),
+                Band::Block => ExitCode::from(EXIT_BLOCK),
+            })
+        }
+        RiskCommand::Report {
+            out,
+            data,
+            candidates,
+            version,
+        } => {
+            let store = ctx.store().await?;
+            let (v, model) = risk::load_registered(&*store, version.as_deref()).await?;
+            let history = Deployments::load(&data, true)?;
+            let new = Deployments::load(&candidates, false)?;
+            let written = tokio::task::spawn_blocking(move || {
+                report::write(&out, &v, &model, &history, &new, &Bands::default())
+            })
+            .await
+            .context("the report thread failed")??;
+            if ctx.json {
+                print_json(&written)?;
+            } else {
+                println!("wrote {}", written.html.display());
+                for f in &written.plots {
+                    println!("      {}", f.display());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+async fn train(
+    ctx: &Ctx,
+    data: PathBuf,
+    folds: usize,
+    grid: Vec<String>,
+    seed: u64,
+    holdout: f64,
+    out: PathBuf,
+) -> anyhow::Result<ExitCode> {
+    if !(0.05..=0.5).contains(&holdout) {
+        anyhow::bail!("--holdout must be between 0.05 and 0.5, got {holdout}");
+    }
+    let grid = Grid::parse(&grid)?;
+    let store = ctx.store().await?;
+    let tty = std::io::stderr().is_terminal();
+    let quiet = ctx.json;
+    eprintln!(
+        "searching {} grid points × {} folds on {} ({} threads)…",
+        grid.points(),
+        folds,
+        data.display(),
+        forest::threads()
+    );
+    let d = data.clone();
+    let model = tokio::task::spawn_blocking(move || {
+        let progress = move |p: Progress| {
+            if quiet && !tty {
+                return;
+            }
+            let line = format!(
+                "  fold {}/{folds}: {}/{} forests grown, best mean F1 so far {}",
+                p.fold,
+                p.done,
+                p.total,
+                opt(p.best_f1)
+            );
+            if tty {
+                eprint!("\r{line}   ");
+                if p.done == p.total {
+                    eprintln!();
+                }
+            } else if p.done * folds % p.total == 0 {
+                eprintln!("{line}");
+            }
+        };
+        risk::train(&TrainOptions {
+            data: &d,
+            folds,
+            grid,
+            seed,
+            holdout,
+            threads: forest::threads(),
+            progress: &progress,
+            stop: &|| false,
+        })
+    })
+    .await
+    .context("the training thread failed")??;
+    let version = risk::register(
+        &*store,
+        &model,
+        &out,
+        Some(format!("vigil risk train --data {}", data.display())),
+    )
+    .await?;
+    let artifact = version
+        .artifact
+        .as_ref()
+        .and_then(|a| a.path.clone())
+        .unwrap_or_default();
+    if ctx.json {
+        print_json(&serde_json::json!({
+            "model": risk::MODEL_NAME,
+            "version": version.version,
+            "artifact": artifact,
+            "metrics": version.metrics,
+            "search": model.search,
+            "holdout": model.holdout,
+            "baseline": model.baseline,
+            "importance": model.importance,
+            "training": model.training,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_training(&model);
+    println!(
+        "\nregistered {} version {} (artifact {})",
+        risk::MODEL_NAME,
+        version.version,
+        artifact
+    );
+    println!(
+        "next: `vigil risk evaluate`, `vigil risk score data/risk/new_deployments.csv`, `vigil model promote {} {}`",
+        risk::MODEL_NAME,
+        version.version
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.3}"))
+}
+
+/// A feature value as people write it: no trailing zeros.
+fn num(v: f64) -> String {
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+fn depth(d: Option<usize>) -> String {
+    d.map_or("none".into(), |d| d.to_string())
+}
+
+fn print_training(m: &RiskModel) {
+    let s = &m.search;
+    let rows = s
+        .scored
+        .iter()
+        .take(5)
+        .map(|c| {
+            vec![
+                c.trees.to_string(),
+                depth(c.max_depth),
+                c.min_samples_split.to_string(),
+                format!("{:.3} ± {:.3}", c.mean_f1, c.std_f1),
+                format!("{:.3}", c.mean_auc),
+            ]
+        })
+        .collect();
+    println!(
+        "searched {} grid points × {} folds in {:.1}s; best 5 by mean F1:",
+        s.scored.len(),
+        s.folds,
+        s.seconds
+    );
+    println!(
+        "{}",
+        table(
+            &["TREES", "MAX DEPTH", "MIN SPLIT", "CV F1", "CV ROC AUC"],
+            rows
+        )
+    );
+    println!(
+        "logistic baseline (scaled), same folds: F1 {:.3}, ROC AUC {:.3}",
+        s.baseline_f1, s.baseline_auc
+    );
+    let t = &m.training;
+    println!(
+        "\nhold-out: the latest {} of {} deployments (from {}), never seen in training or search:",
+        t.holdout_rows,
+        t.rows,
+        t.cutoff.format("%Y-%m-%d %H:%M UTC")
+    );
+    print_evaluation(&m.holdout);
+    println!(
+        "logistic baseline on the hold-out: F1 {:.3}, ROC AUC {}",
+        m.baseline.f1,
+        opt(m.baseline.roc_auc)
+    );
+    println!("\npermutation importance on the hold-out:");
+    print_importance(&m.importance);
+}
+
+fn print_evaluation(e: &Evaluation) {
+    let c = &e.confusion;
+    println!(
+        "{}",
+        table(
+            &["", "PREDICTED KEPT", "PREDICTED ROLLED BACK"],
+            vec![
+                vec!["actually kept".into(), c.tn.to_string(), c.fp.to_string()],
+                vec![
+                    "actually rolled back".into(),
+                    c.fn_.to_string(),
+                    c.tp.to_string()
+                ],
+            ]
+        )
+    );
+    let r = &e.report;
+    let line = |name: &str, k: &crate::ml::metrics::ClassScores| {
+        vec![
+            name.to_string(),
+            format!("{:.3}", k.precision),
+            format!("{:.3}", k.recall),
+            format!("{:.3}", k.f1),
+            k.support.to_string(),
+        ]
+    };
+    println!(
+        "{}",
+        table(
+            &["", "PRECISION", "RECALL", "F1", "SUPPORT"],
+            vec![
+                line("kept (0)", &r.classes[0]),
+                line("rolled back (1)", &r.classes[1]),
+                line("macro avg", &r.macro_avg),
+                line("weighted avg", &r.weighted_avg),
+            ]
+        )
+    );
+    println!(
+        "accuracy {:.3}  ROC AUC {}  PR AUC {}  Brier {:.4}  recall in riskiest 10% {}",
+        r.accuracy,
+        opt(e.roc_auc),
+        opt(e.pr_auc),
+        e.brier,
+        opt(e.recall_at_10pct)
+    );
+}
+
+fn print_importance(imp: &[Importance]) {
+    let rows = imp
+        .iter()
+        .map(|i| {
+            vec![
+                i.feature.clone(),
+                format!("{:+.4}", i.auc_drop),
+                format!("{:.4}", i.std),
+            ]
+        })
+        .collect();
+    println!("{}", table(&["FEATURE", "AUC DROP", "± STD"], rows));
 }

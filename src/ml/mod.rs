@@ -1,4 +1,46 @@
-//! Machine learning for deployment risk. So far: the simulator of deployment history
-//! ([`simulate`]); training, evaluation, scoring and plots are the rest of issue 6.
+//! Machine learning for deployment risk and the `ml.*` tasks: reading CSV files ([`data`]),
+//! our decision tree and random forest on linfa's traits ([`bins`], [`tree`], [`forest`]),
+//! metrics ([`metrics`]) and the simulator of deployment history ([`simulate`]).
 
+pub mod baseline;
+pub mod bins;
+pub mod data;
+pub mod forest;
+pub mod metrics;
+pub mod report;
+pub mod risk;
+pub mod search;
 pub mod simulate;
+pub mod tree;
+
+use std::path::PathBuf;
+
+pub use data::DataError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MlError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Linfa(#[from] linfa::Error),
+    #[error("logistic regression failed: {0}")]
+    Logistic(#[from] linfa_logistic::error::Error),
+    #[error("linear regression failed: {0}")]
+    Linear(#[from] linfa_linear::LinearError<f64>),
+    #[error("scaling failed: {0}")]
+    Scaling(#[from] linfa_preprocessing::PreprocessingError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("stopped before the end (timeout or shutdown)")]
+    Cancelled,
+    #[error("{path}: {reason}")]
+    Artifact { path: PathBuf, reason: String },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}

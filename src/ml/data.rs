@@ -1,0 +1,355 @@
+//! Reading the CSV files the models learn from and score, with errors that name the file, the
+//! line and the column — a release manager feeding a hand-edited file gets told where the typo
+//! is, not "invalid float literal".
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use ndarray::Array2;
+
+/// The signals the risk model uses, in the order of the feature matrix's columns.
+pub const FEATURES: [&str; 7] = [
+    "latency_ms",
+    "error_rate",
+    "cpu_pct",
+    "memory_pct",
+    "change_size",
+    "hour",
+    "recent_failures",
+];
+
+/// The label column of `deployments.csv`.
+pub const LABEL: &str = "rolled_back";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: csv::Error,
+    },
+    #[error(
+        "{path} has no data rows; it needs a header line and at least one row (`vigil risk simulate` writes an example)"
+    )]
+    Empty { path: PathBuf },
+    #[error(
+        "{path}: line 1 has no column `{column}` (columns found: {found}); add it or check its spelling"
+    )]
+    MissingColumn {
+        path: PathBuf,
+        column: String,
+        found: String,
+    },
+    #[error(
+        "{path}: line {line}, column `{column}`: `{value}` is not a number; write a plain number such as 12.5"
+    )]
+    NotNumber {
+        path: PathBuf,
+        line: u64,
+        column: String,
+        value: String,
+    },
+    #[error("{path}: line {line}, column `{column}`: `{value}` is not 0 or 1")]
+    NotLabel {
+        path: PathBuf,
+        line: u64,
+        column: String,
+        value: String,
+    },
+    #[error(
+        "{path}: line {line}, column `{column}`: `{value}` is not a timestamp; write RFC 3339, e.g. 2026-03-01T14:00:00Z"
+    )]
+    NotTimestamp {
+        path: PathBuf,
+        line: u64,
+        column: String,
+        value: String,
+    },
+    #[error("{path}: every row has {column} = {class}; training needs examples of both 0 and 1")]
+    SingleClass {
+        path: PathBuf,
+        column: String,
+        class: u8,
+    },
+}
+
+/// A CSV file held as text, so each column can be read with its own error messages.
+pub struct Frame {
+    path: PathBuf,
+    headers: Vec<String>,
+    rows: Vec<(u64, csv::StringRecord)>,
+}
+
+impl Frame {
+    pub fn read(path: &Path) -> Result<Frame, DataError> {
+        let read_err = |source| DataError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_path(path)
+            .map_err(read_err)?;
+        let headers = reader
+            .headers()
+            .map_err(read_err)?
+            .iter()
+            .map(str::to_string)
+            .collect();
+        let mut rows = Vec::new();
+        for record in reader.records() {
+            let record = record.map_err(read_err)?;
+            let line = record.position().map_or(0, |p| p.line());
+            rows.push((line, record));
+        }
+        if rows.is_empty() {
+            return Err(DataError::Empty {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(Frame {
+            path: path.to_path_buf(),
+            headers,
+            rows,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn headers(&self) -> &[String] {
+        &self.headers
+    }
+
+    fn column(&self, name: &str) -> Result<usize, DataError> {
+        self.headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| DataError::MissingColumn {
+                path: self.path.clone(),
+                column: name.to_string(),
+                found: self.headers.join(", "),
+            })
+    }
+
+    /// The column's values as text.
+    pub fn text(&self, name: &str) -> Result<Vec<String>, DataError> {
+        let c = self.column(name)?;
+        Ok(self
+            .rows
+            .iter()
+            .map(|(_, r)| r.get(c).unwrap_or_default().to_string())
+            .collect())
+    }
+
+    /// The column's values as finite numbers.
+    pub fn numbers(&self, name: &str) -> Result<Vec<f64>, DataError> {
+        self.parse(
+            name,
+            |v| v.parse::<f64>().ok().filter(|x| x.is_finite()),
+            |path, line, column, value| DataError::NotNumber {
+                path,
+                line,
+                column,
+                value,
+            },
+        )
+    }
+
+    /// The column's values as 0/1 labels; both must occur.
+    pub fn labels(&self, name: &str) -> Result<Vec<bool>, DataError> {
+        let labels = self.parse(
+            name,
+            |v| match v {
+                "0" | "false" => Some(false),
+                "1" | "true" => Some(true),
+                _ => None,
+            },
+            |path, line, column, value| DataError::NotLabel {
+                path,
+                line,
+                column,
+                value,
+            },
+        )?;
+        let positives = labels.iter().filter(|&&l| l).count();
+        if positives == 0 || positives == labels.len() {
+            return Err(DataError::SingleClass {
+                path: self.path.clone(),
+                column: name.to_string(),
+                class: u8::from(positives > 0),
+            });
+        }
+        Ok(labels)
+    }
+
+    pub fn timestamps(&self, name: &str) -> Result<Vec<DateTime<Utc>>, DataError> {
+        self.parse(
+            name,
+            |v| {
+                DateTime::parse_from_rfc3339(v)
+                    .ok()
+                    .map(|t| t.with_timezone(&Utc))
+            },
+            |path, line, column, value| DataError::NotTimestamp {
+                path,
+                line,
+                column,
+                value,
+            },
+        )
+    }
+
+    /// Columns as a row-major matrix, one column per name.
+    pub fn matrix(&self, names: &[&str]) -> Result<Array2<f64>, DataError> {
+        let mut x = Array2::zeros((self.len(), names.len()));
+        for (j, name) in names.iter().enumerate() {
+            for (i, v) in self.numbers(name)?.into_iter().enumerate() {
+                x[[i, j]] = v;
+            }
+        }
+        Ok(x)
+    }
+
+    /// Parses every value of a column; `bad` builds the error for the first value `f` rejects.
+    fn parse<T>(
+        &self,
+        name: &str,
+        f: impl Fn(&str) -> Option<T>,
+        bad: fn(PathBuf, u64, String, String) -> DataError,
+    ) -> Result<Vec<T>, DataError> {
+        let c = self.column(name)?;
+        self.rows
+            .iter()
+            .map(|(line, r)| {
+                let v = r.get(c).unwrap_or_default();
+                f(v).ok_or_else(|| bad(self.path.clone(), *line, name.to_string(), v.to_string()))
+            })
+            .collect()
+    }
+}
+
+/// Deployments read from `deployments.csv` (labelled) or `new_deployments.csv` (not).
+#[derive(Debug, Clone)]
+pub struct Deployments {
+    pub ids: Vec<String>,
+    pub services: Vec<String>,
+    pub timestamps: Vec<DateTime<Utc>>,
+    /// One row per deployment, columns in [`FEATURES`] order.
+    pub x: Array2<f64>,
+    /// `rolled_back`, when the file has it.
+    pub y: Option<Vec<bool>>,
+}
+
+impl Deployments {
+    /// Reads a file; `labelled` requires the `rolled_back` column with both classes present.
+    pub fn load(path: &Path, labelled: bool) -> Result<Deployments, DataError> {
+        let frame = Frame::read(path)?;
+        // Missing columns first, all at once in header order, before any value is read: the
+        // first error then is the one the file's author most likely needs.
+        for name in ["deployment_id", "timestamp"]
+            .into_iter()
+            .chain(FEATURES)
+            .chain(labelled.then_some(LABEL))
+        {
+            frame.column(name)?;
+        }
+        let services = if frame.headers.iter().any(|h| h == "service") {
+            frame.text("service")?
+        } else {
+            vec![String::new(); frame.len()]
+        };
+        Ok(Deployments {
+            ids: frame.text("deployment_id")?,
+            services,
+            timestamps: frame.timestamps("timestamp")?,
+            x: frame.matrix(&FEATURES)?,
+            y: if labelled {
+                Some(frame.labels(LABEL)?)
+            } else {
+                None
+            },
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The rows at `idx`, in that order.
+    pub fn select(&self, idx: &[usize]) -> Deployments {
+        Deployments {
+            ids: idx.iter().map(|&i| self.ids[i].clone()).collect(),
+            services: idx.iter().map(|&i| self.services[i].clone()).collect(),
+            timestamps: idx.iter().map(|&i| self.timestamps[i]).collect(),
+            x: self.x.select(ndarray::Axis(0), idx),
+            y: self.y.as_ref().map(|y| idx.iter().map(|&i| y[i]).collect()),
+        }
+    }
+
+    /// Labels (empty when unlabelled).
+    pub fn labels(&self) -> &[bool] {
+        self.y.as_deref().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+        let p = dir.path().join("d.csv");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    const HEADER: &str = "deployment_id,service,timestamp,latency_ms,error_rate,cpu_pct,memory_pct,change_size,hour,recent_failures,rolled_back\n";
+
+    #[test]
+    fn reads_rows_in_feature_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            &dir,
+            &format!(
+                "{HEADER}a,s,2026-01-01T00:00:00Z,100,0.5,40,50,120,14,0,0\nb,s,2026-01-02T00:00:00Z,300,4,90,80,900,2,3,1\n"
+            ),
+        );
+        let d = Deployments::load(&p, true).unwrap();
+        assert_eq!(d.len(), 2);
+        assert_eq!(
+            d.x.row(1).to_vec(),
+            vec![300.0, 4.0, 90.0, 80.0, 900.0, 2.0, 3.0]
+        );
+        assert_eq!(d.labels(), &[false, true]);
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            &dir,
+            &format!(
+                "{HEADER}a,s,2026-01-01T00:00:00Z,100,0.5,40,50,120,14,0,0\nb,s,2026-01-02T00:00:00Z,300,high,90,80,900,2,3,1\n"
+            ),
+        );
+        let e = Deployments::load(&p, true).unwrap_err().to_string();
+        assert!(
+            e.contains("line 3, column `error_rate`: `high` is not a number"),
+            "{e}"
+        );
+    }
+}

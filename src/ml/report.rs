@@ -1,0 +1,513 @@
+//! `vigil risk report`: plots (PNG and SVG, plotters) and an HTML page that puts them together
+//! with what they mean and what the model cannot do.
+//!
+//! Text in the PNGs is drawn with DejaVu Sans compiled into the binary (plotters' `ab_glyph`
+//! backend), so a fresh machine with no fonts installed renders the same labels.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use chrono::{DateTime, Utc};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use serde::Serialize;
+
+use crate::ml::MlError;
+use crate::ml::data::{Deployments, FEATURES};
+use crate::ml::risk::{self, Band, Bands, Measured, RiskModel, Scored};
+use crate::store::models::ModelVersion;
+
+const TEMPLATE: &str = include_str!("templates/report.html");
+
+/// Files written by [`write`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Written {
+    pub html: PathBuf,
+    pub plots: Vec<PathBuf>,
+}
+
+static FONT: Once = Once::new();
+
+fn register_font() {
+    FONT.call_once(|| {
+        for (style, bytes) in [
+            (FontStyle::Normal, dejavu::sans::regular()),
+            (FontStyle::Bold, dejavu::sans::bold()),
+        ] {
+            // The font is compiled in and known to parse; a failure would only drop labels.
+            let _ = plotters::style::register_font("sans-serif", style, bytes);
+        }
+    });
+}
+
+const GOOD: RGBColor = RGBColor(49, 130, 189);
+const BAD: RGBColor = RGBColor(222, 45, 38);
+const MUTED: RGBColor = RGBColor(150, 150, 150);
+
+/// Draws one figure twice, as `<name>.png` and `<name>.svg`; `$draw` is a closure over the
+/// root area, written once and instantiated for each backend.
+macro_rules! figure {
+    ($dir:expr, $files:expr, $name:expr, $size:expr, $draw:expr) => {{
+        let png = $dir.join(format!("{}.png", $name));
+        let svg = $dir.join(format!("{}.svg", $name));
+        {
+            let root = BitMapBackend::new(&png, $size).into_drawing_area();
+            $draw(&root).map_err(|e| plot_error(&png, e))?;
+            root.present().map_err(|e| plot_error(&png, e))?;
+        }
+        {
+            let root = SVGBackend::new(&svg, $size).into_drawing_area();
+            $draw(&root).map_err(|e| plot_error(&svg, e))?;
+            root.present().map_err(|e| plot_error(&svg, e))?;
+        }
+        $files.push(png);
+        $files.push(svg);
+    }};
+}
+
+fn plot_error(path: &Path, e: impl std::fmt::Display) -> MlError {
+    MlError::Artifact {
+        path: path.to_path_buf(),
+        reason: format!("drawing failed: {e}"),
+    }
+}
+
+type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+
+fn confusion<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, m: &Measured) -> DrawResult<DB> {
+    root.fill(&WHITE)?;
+    let c = &m.evaluation.confusion;
+    // Row 0 drawn at the top: actually kept, then actually rolled back.
+    let cells = [[c.tn, c.fp], [c.fn_, c.tp]];
+    let max = cells.iter().flatten().copied().max().unwrap_or(1).max(1) as f64;
+    let mut chart = ChartBuilder::on(root)
+        .caption("Confusion matrix (hold-out)", ("sans-serif", 22))
+        .margin(20)
+        .x_label_area_size(40)
+        .y_label_area_size(150)
+        .build_cartesian_2d((0u32..1).into_segmented(), (0u32..1).into_segmented())?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(0) => "predicted kept".into(),
+            SegmentValue::CenterOf(1) => "predicted rolled back".into(),
+            _ => String::new(),
+        })
+        .y_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(1) => "actually kept".into(),
+            SegmentValue::CenterOf(0) => "actually rolled back".into(),
+            _ => String::new(),
+        })
+        .label_style(("sans-serif", 15))
+        .draw()?;
+    for (row, values) in cells.iter().enumerate() {
+        for (col, &n) in values.iter().enumerate() {
+            let (x, y) = (col as u32, 1 - row as u32);
+            let shade = 1.0 - 0.8 * n as f64 / max;
+            let color = RGBColor(
+                (255.0 * shade) as u8,
+                (255.0 * (0.3 + 0.7 * shade)) as u8,
+                255,
+            );
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [
+                    (SegmentValue::Exact(x), SegmentValue::Exact(y)),
+                    (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1)),
+                ],
+                color.filled(),
+            )))?;
+            let text_color = if shade < 0.5 { &WHITE } else { &BLACK };
+            chart.draw_series(std::iter::once(Text::new(
+                n.to_string(),
+                (SegmentValue::CenterOf(x), SegmentValue::CenterOf(y)),
+                ("sans-serif", 28)
+                    .into_font()
+                    .color(text_color)
+                    .pos(Pos::new(HPos::Center, VPos::Center)),
+            )))?;
+        }
+    }
+    Ok(())
+}
+
+fn importance<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, m: &Measured) -> DrawResult<DB> {
+    root.fill(&WHITE)?;
+    let imp = &m.importance;
+    let n = imp.len();
+    let top = imp.iter().map(|i| i.auc_drop + i.std).fold(0.01, f64::max) * 1.15;
+    let low = imp.iter().map(|i| i.auc_drop - i.std).fold(0.0, f64::min);
+    let names: Vec<String> = imp.iter().map(|i| i.feature.clone()).collect();
+    let mut chart = ChartBuilder::on(root)
+        .caption(
+            "Permutation importance: ROC AUC lost when shuffled",
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(130)
+        .build_cartesian_2d(low..top, -0.5..(n as f64 - 0.5))?;
+    chart
+        .configure_mesh()
+        .y_labels(n)
+        .y_label_formatter(&|v: &f64| {
+            let i = v.round();
+            if (v - i).abs() < 0.01 && i >= 0.0 {
+                // Most important at the top.
+                names
+                    .get(n.saturating_sub(1 + i as usize))
+                    .cloned()
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .x_desc("drop of ROC AUC")
+        .draw()?;
+    chart.draw_series(imp.iter().enumerate().map(|(k, i)| {
+        let y = (n - 1 - k) as f64;
+        Rectangle::new([(0.0, y - 0.35), (i.auc_drop, y + 0.35)], GOOD.filled())
+    }))?;
+    chart.draw_series(imp.iter().enumerate().map(|(k, i)| {
+        let y = (n - 1 - k) as f64;
+        PathElement::new(
+            vec![(i.auc_drop - i.std, y), (i.auc_drop + i.std, y)],
+            BLACK.stroke_width(2),
+        )
+    }))?;
+    Ok(())
+}
+
+/// Correct and incorrect hold-out predictions over the two most important features.
+fn scatter<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    hold: &Deployments,
+    probs: &[f64],
+    threshold: f64,
+    (fx, fy): (usize, usize),
+) -> DrawResult<DB> {
+    root.fill(&WHITE)?;
+    let xs: Vec<f64> = hold.x.column(fx).to_vec();
+    let ys: Vec<f64> = hold.x.column(fy).to_vec();
+    let range = |v: &[f64]| {
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let pad = ((hi - lo) * 0.05).max(1e-6);
+        (lo - pad)..(hi + pad)
+    };
+    let mut chart = ChartBuilder::on(root)
+        .caption(
+            format!(
+                "Hold-out predictions over {} and {}",
+                FEATURES[fx], FEATURES[fy]
+            ),
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(range(&xs), range(&ys))?;
+    chart
+        .configure_mesh()
+        .x_desc(FEATURES[fx])
+        .y_desc(FEATURES[fy])
+        .draw()?;
+    let labels = hold.labels();
+    let correct = |i: &usize| (probs[*i] > threshold) == labels[*i];
+    chart
+        .draw_series(
+            (0..xs.len())
+                .filter(correct)
+                .map(|i| Circle::new((xs[i], ys[i]), 3, GOOD.mix(0.5).filled())),
+        )?
+        .label("correct")
+        .legend(|(x, y)| Circle::new((x, y), 4, GOOD.filled()));
+    chart
+        .draw_series(
+            (0..xs.len())
+                .filter(|i| !correct(i))
+                .map(|i| Cross::new((xs[i], ys[i]), 4, BAD.stroke_width(2))),
+        )?
+        .label("incorrect")
+        .legend(|(x, y)| Cross::new((x, y), 4, BAD.stroke_width(2)));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    Ok(())
+}
+
+/// Each candidate's value of each feature against the history's distribution.
+fn candidates<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    history: &Deployments,
+    scored: &[Scored],
+    new: &Deployments,
+) -> DrawResult<DB> {
+    root.fill(&WHITE)?;
+    let (title, body) = root.split_vertically(40);
+    title.draw(&Text::new(
+        "New deployments (markers) against the history (bars)",
+        (15, 10),
+        ("sans-serif", 20),
+    ))?;
+    let panels = body.split_evenly((3, 3));
+    for (f, panel) in panels.iter().enumerate().take(FEATURES.len()) {
+        let values: Vec<f64> = history.x.column(f).to_vec();
+        let cand: Vec<f64> = new.x.column(f).to_vec();
+        let lo = values
+            .iter()
+            .chain(&cand)
+            .copied()
+            .fold(f64::INFINITY, f64::min);
+        let hi = values
+            .iter()
+            .chain(&cand)
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        let bins = 30;
+        let width = ((hi - lo) / bins as f64).max(1e-9);
+        let mut counts = vec![0u32; bins];
+        for v in &values {
+            counts[(((v - lo) / width) as usize).min(bins - 1)] += 1;
+        }
+        let top = f64::from(counts.iter().copied().max().unwrap_or(1)) * 1.25;
+        let mut chart = ChartBuilder::on(panel)
+            .caption(FEATURES[f], ("sans-serif", 15))
+            .margin(8)
+            .x_label_area_size(25)
+            .y_label_area_size(35)
+            .build_cartesian_2d(lo..(hi + width), 0.0..top)?;
+        chart
+            .configure_mesh()
+            .x_labels(4)
+            .y_labels(3)
+            .label_style(("sans-serif", 10))
+            .draw()?;
+        chart.draw_series(counts.iter().enumerate().map(|(b, &c)| {
+            let x0 = lo + b as f64 * width;
+            Rectangle::new(
+                [(x0, 0.0), (x0 + width, f64::from(c))],
+                MUTED.mix(0.5).filled(),
+            )
+        }))?;
+        chart.draw_series(scored.iter().zip(&cand).map(|(s, &v)| {
+            let color = match s.band {
+                Band::Block => BAD,
+                Band::Review => RGBColor(230, 150, 0),
+                Band::Proceed => GOOD,
+            };
+            TriangleMarker::new((v, top * 0.9), 6, color.filled())
+        }))?;
+    }
+    if let Some(legend) = panels.get(FEATURES.len()) {
+        for (k, (text, color)) in [
+            ("block", BAD),
+            ("review", RGBColor(230, 150, 0)),
+            ("proceed", GOOD),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let y = 30 + 28 * k as i32;
+            legend.draw(&TriangleMarker::new((30, y), 7, color.filled()))?;
+            legend.draw(&Text::new(text, (45, y - 8), ("sans-serif", 15)))?;
+        }
+    }
+    Ok(())
+}
+
+/// Weekly mean predicted risk and actual rollback rate, with the training cutoff.
+fn over_time<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    weeks: &[(f64, f64, f64)],
+    start: DateTime<Utc>,
+    cutoff_day: f64,
+) -> DrawResult<DB> {
+    root.fill(&WHITE)?;
+    let last = weeks.last().map_or(7.0, |w| w.0 + 7.0);
+    let top = weeks.iter().map(|w| w.1.max(w.2)).fold(0.1, f64::max) * 1.15;
+    let mut chart = ChartBuilder::on(root)
+        .caption(
+            "Risk over time: weekly mean predicted risk and actual rollback rate",
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0..last, 0.0..top)?;
+    chart
+        .configure_mesh()
+        .x_labels(8)
+        .x_label_formatter(&|d: &f64| {
+            (start + chrono::Duration::days(*d as i64))
+                .format("%Y-%m-%d")
+                .to_string()
+        })
+        .y_label_formatter(&|v: &f64| format!("{:.0}%", 100.0 * v))
+        .draw()?;
+    chart
+        .draw_series(LineSeries::new(
+            weeks.iter().map(|w| (w.0, w.2)),
+            MUTED.stroke_width(2),
+        ))?
+        .label("actual rollback rate")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], MUTED.stroke_width(2)));
+    chart
+        .draw_series(LineSeries::new(
+            weeks.iter().map(|w| (w.0, w.1)),
+            BAD.stroke_width(2),
+        ))?
+        .label("mean predicted risk")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BAD.stroke_width(2)));
+    chart
+        .draw_series(std::iter::once(PathElement::new(
+            vec![(cutoff_day, 0.0), (cutoff_day, top)],
+            BLACK.stroke_width(1),
+        )))?
+        .label("training cutoff (hold-out to the right)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()?;
+    Ok(())
+}
+
+/// Writes the plots and `report.html` into `dir`.
+pub fn write(
+    dir: &Path,
+    version: &ModelVersion,
+    model: &RiskModel,
+    history: &Deployments,
+    new: &Deployments,
+    bands: &Bands,
+) -> Result<Written, MlError> {
+    register_font();
+    std::fs::create_dir_all(dir).map_err(|source| MlError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let hold_idx: Vec<usize> = (0..history.len())
+        .filter(|&i| history.timestamps[i] >= model.training.cutoff)
+        .collect();
+    if hold_idx.is_empty() {
+        return Err(MlError::Invalid(format!(
+            "the history has no deployments at or after the model's training cutoff {}; report on the file the model was trained on",
+            model.training.cutoff
+        )));
+    }
+    let hold = history.select(&hold_idx);
+    let measured = risk::evaluate(model, &hold);
+    let hold_probs = model.forest.predict_proba(hold.x.view()).to_vec();
+    let scored = model.score(new, bands);
+    let top2 = {
+        let idx = |name: &str| FEATURES.iter().position(|f| *f == name);
+        let mut it = measured.importance.iter().filter_map(|i| idx(&i.feature));
+        (it.next().unwrap_or(0), it.next().unwrap_or(1))
+    };
+    let (weeks, start, cutoff_day) = weekly(model, history);
+
+    let mut plots = Vec::new();
+    figure!(dir, plots, "confusion_matrix", (640, 520), |r| confusion(
+        r, &measured
+    ));
+    figure!(
+        dir,
+        plots,
+        "feature_importance",
+        (760, 460),
+        |r| importance(r, &measured)
+    );
+    figure!(dir, plots, "predictions_scatter", (800, 600), |r| {
+        scatter(r, &hold, &hold_probs, model.threshold, top2)
+    });
+    figure!(dir, plots, "new_deployments", (1000, 820), |r| {
+        candidates(r, history, &scored, new)
+    });
+    figure!(dir, plots, "risk_over_time", (1000, 480), |r| {
+        over_time(r, &weeks, start, cutoff_day)
+    });
+
+    let svg =
+        |name: &str| std::fs::read_to_string(dir.join(format!("{name}.svg"))).unwrap_or_default();
+    let e = &measured.evaluation;
+    let best = model.search.best();
+    let template_error = |e: minijinja::Error| MlError::Artifact {
+        path: dir.join("report.html"),
+        reason: format!("the report template failed: {e}"),
+    };
+    let mut env = minijinja::Environment::new();
+    // Named *.html so values are HTML-escaped (deployment ids come from the user's CSV).
+    env.add_template("report.html", TEMPLATE)
+        .map_err(template_error)?;
+    let html = env
+        .get_template("report.html")
+        .map_err(template_error)?
+        .render(minijinja::context! {
+                model => risk::MODEL_NAME,
+                version => version.version.clone(),
+                generated => Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+                training => minijinja::Value::from(minijinja::value::Serde(&model.training)),
+                cutoff => model.training.cutoff.format("%Y-%m-%d").to_string(),
+                best => minijinja::Value::from(minijinja::value::Serde(best)),
+                cv_folds => model.search.folds,
+                grid_points => model.search.scored.len(),
+                eval => minijinja::Value::from(minijinja::value::Serde(e)),
+                flagged => e.confusion.tp + e.confusion.fp,
+                rollbacks => e.confusion.tp + e.confusion.fn_,
+                baseline => minijinja::Value::from(minijinja::value::Serde(&model.baseline)),
+                importance => minijinja::Value::from(minijinja::value::Serde(&measured.importance)),
+                scored => minijinja::Value::from(minijinja::value::Serde(&scored)),
+                bands => minijinja::Value::from(minijinja::value::Serde(bands)),
+                top1 => FEATURES[top2.0],
+                top2 => FEATURES[top2.1],
+                svg_confusion => svg("confusion_matrix"),
+                svg_importance => svg("feature_importance"),
+                svg_scatter => svg("predictions_scatter"),
+                svg_new => svg("new_deployments"),
+                svg_time => svg("risk_over_time"),
+        })
+        .map_err(template_error)?;
+    let html_path = dir.join("report.html");
+    std::fs::write(&html_path, html).map_err(|source| MlError::Write {
+        path: html_path.clone(),
+        source,
+    })?;
+    Ok(Written {
+        html: html_path,
+        plots,
+    })
+}
+
+/// (day offset of the week, mean predicted risk, actual rollback rate) per week of history,
+/// the first day, and the cutoff's day offset.
+fn weekly(model: &RiskModel, history: &Deployments) -> (Vec<(f64, f64, f64)>, DateTime<Utc>, f64) {
+    let start = history
+        .timestamps
+        .iter()
+        .min()
+        .copied()
+        .unwrap_or_else(Utc::now);
+    let probs = model.forest.predict_proba(history.x.view());
+    let labels = history.labels();
+    let mut weeks: std::collections::BTreeMap<i64, (f64, f64, f64)> = Default::default();
+    for (i, t) in history.timestamps.iter().enumerate() {
+        let w = (*t - start).num_days() / 7;
+        let e = weeks.entry(w).or_default();
+        e.0 += probs[i];
+        e.1 += f64::from(u8::from(labels.get(i).copied().unwrap_or(false)));
+        e.2 += 1.0;
+    }
+    let weeks = weeks
+        .into_iter()
+        .map(|(w, (p, y, n))| (w as f64 * 7.0, p / n, y / n))
+        .collect();
+    let cutoff = (model.training.cutoff - start).num_hours() as f64 / 24.0;
+    (weeks, start, cutoff)
+}

@@ -1,0 +1,585 @@
+//! The deployment rollback-risk model: training (search, refit, hold-out evaluation, baseline,
+//! importance), the artifact file, scoring with bands and the features behind each score.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use ndarray::{Array2, ArrayView2, Axis};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::ml::MlError;
+use crate::ml::baseline::Baseline;
+use crate::ml::bins::{Binned, MAX_BINS};
+use crate::ml::data::{Deployments, FEATURES};
+use crate::ml::forest::{Forest, ForestParams};
+use crate::ml::metrics::{Evaluation, roc_auc};
+use crate::ml::search::{Grid, Progress, SearchOptions, SearchResult, search};
+use crate::store::models::{ModelStore, ModelVersion, NewArtifact, NewVersion};
+
+/// The registry name of the model.
+pub const MODEL_NAME: &str = "deployment_risk";
+
+/// Bumped when the artifact's layout changes; older files are refused with a message.
+pub const FORMAT: u32 = 1;
+
+/// Where a feature's training values lie, to explain a score against "typical".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureSummary {
+    pub name: String,
+    pub p05: f64,
+    pub median: f64,
+    pub p95: f64,
+}
+
+/// A feature's permutation importance: how much the hold-out ROC AUC drops when its values
+/// are shuffled (mean and spread over the repeats).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Importance {
+    pub feature: String,
+    pub auc_drop: f64,
+    pub std: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingInfo {
+    pub data: String,
+    pub data_sha256: String,
+    pub rows: usize,
+    pub train_rows: usize,
+    pub holdout_rows: usize,
+    /// Deployments at or after this time were held out: evaluation on later data is on
+    /// deployments the model never saw.
+    pub cutoff: DateTime<Utc>,
+    pub base_rate: f64,
+    pub seed: u64,
+    pub trained_at: DateTime<Utc>,
+    pub train_seconds: f64,
+}
+
+/// The logistic baseline's scores on the same hold-out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BaselineScores {
+    pub f1: f64,
+    pub roc_auc: Option<f64>,
+}
+
+/// Everything saved as the model's artifact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiskModel {
+    pub format: u32,
+    pub features: Vec<String>,
+    pub forest: Forest,
+    pub threshold: f64,
+    pub training: TrainingInfo,
+    pub summaries: Vec<FeatureSummary>,
+    pub search: SearchResult,
+    pub holdout: Evaluation,
+    pub baseline: BaselineScores,
+    pub importance: Vec<Importance>,
+}
+
+pub struct TrainOptions<'a> {
+    pub data: &'a Path,
+    pub folds: usize,
+    pub grid: Grid,
+    pub seed: u64,
+    /// Share of the latest deployments held out.
+    pub holdout: f64,
+    pub threads: usize,
+    pub progress: &'a (dyn Fn(Progress) + Sync),
+    pub stop: &'a (dyn Fn() -> bool + Sync),
+}
+
+/// Row indices in time order, split into the earlier `1 - holdout` and the later `holdout`.
+pub fn time_split(d: &Deployments, holdout: f64) -> (Vec<usize>, Vec<usize>) {
+    let mut order: Vec<usize> = (0..d.len()).collect();
+    order.sort_by_key(|&i| (d.timestamps[i], i));
+    let cut = ((1.0 - holdout.clamp(0.0, 0.9)) * d.len() as f64).round() as usize;
+    let later = order.split_off(cut.min(d.len()));
+    (order, later)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn summaries(x: ArrayView2<f64>) -> Vec<FeatureSummary> {
+    FEATURES
+        .iter()
+        .zip(x.columns())
+        .map(|(name, col)| {
+            let mut v = col.to_vec();
+            v.sort_by(f64::total_cmp);
+            let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+            FeatureSummary {
+                name: (*name).into(),
+                p05: q(0.05),
+                median: q(0.5),
+                p95: q(0.95),
+            }
+        })
+        .collect()
+}
+
+/// Rows permutation importance looks at, at most: beyond this the ranking no longer changes
+/// but the time (features × repeats predictions) keeps growing.
+pub const IMPORTANCE_ROWS: usize = 10_000;
+
+/// Permutation importance on `x`, `y` (a seeded sample of [`IMPORTANCE_ROWS`] if larger):
+/// each feature's column shuffled `repeats` times.
+pub fn permutation_importance(
+    forest: &Forest,
+    x: ArrayView2<f64>,
+    y: &[bool],
+    repeats: usize,
+    seed: u64,
+) -> Vec<Importance> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    if x.nrows() > IMPORTANCE_ROWS {
+        let mut idx: Vec<usize> = (0..x.nrows()).collect();
+        let n = idx.len();
+        for i in 0..IMPORTANCE_ROWS {
+            idx.swap(i, rng.random_range(i..n));
+        }
+        idx.truncate(IMPORTANCE_ROWS);
+        idx.sort_unstable();
+        let ys: Vec<bool> = idx.iter().map(|&i| y[i]).collect();
+        return permutation_importance(forest, x.select(Axis(0), &idx).view(), &ys, repeats, seed);
+    }
+    let base = roc_auc(forest.predict_proba(x).as_slice().unwrap_or_default(), y).unwrap_or(0.5);
+    let mut out: Vec<Importance> = (0..x.ncols())
+        .map(|f| {
+            let drops: Vec<f64> = (0..repeats)
+                .map(|_| {
+                    let mut shuffled = x.to_owned();
+                    let mut col: Vec<f64> = x.column(f).to_vec();
+                    for i in (1..col.len()).rev() {
+                        col.swap(i, rng.random_range(0..=i));
+                    }
+                    shuffled.column_mut(f).assign(&ndarray::Array1::from(col));
+                    let p = forest.predict_proba(shuffled.view());
+                    base - roc_auc(p.as_slice().unwrap_or_default(), y).unwrap_or(0.5)
+                })
+                .collect();
+            let mean = drops.iter().sum::<f64>() / repeats.max(1) as f64;
+            let var = drops.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / repeats.max(1) as f64;
+            Importance {
+                feature: FEATURES.get(f).copied().unwrap_or("?").into(),
+                auc_drop: mean,
+                std: var.sqrt(),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| b.auc_drop.total_cmp(&a.auc_drop));
+    out
+}
+
+/// Searches, refits the best forest on the earlier rows and measures it on the later ones.
+pub fn train(o: &TrainOptions) -> Result<RiskModel, MlError> {
+    let start = std::time::Instant::now();
+    let bytes = std::fs::read(o.data).map_err(|source| MlError::Write {
+        path: o.data.to_path_buf(),
+        source,
+    })?;
+    let d = Deployments::load(o.data, true)?;
+    let (early, late) = time_split(&d, o.holdout);
+    let train = d.select(&early);
+    let hold = d.select(&late);
+    if hold.labels().iter().all(|&l| l) || hold.labels().iter().all(|&l| !l) {
+        return Err(MlError::Invalid(format!(
+            "{}: the latest {} deployments (the hold-out) are all of one class; add more history",
+            o.data.display(),
+            hold.len()
+        )));
+    }
+    let y_tr = train.labels();
+    let result = search(
+        train.x.view(),
+        y_tr,
+        &SearchOptions {
+            grid: &o.grid,
+            folds: o.folds,
+            seed: o.seed,
+            threads: o.threads,
+            progress: o.progress,
+            stop: o.stop,
+        },
+    )?;
+    let best = result.best().clone();
+    let forest = ForestParams {
+        trees: best.trees,
+        max_depth: best.max_depth,
+        min_samples_split: best.min_samples_split,
+        seed: o.seed,
+        ..ForestParams::default()
+    }
+    .grow(
+        &Binned::new(train.x.view(), MAX_BINS),
+        &y_tr
+            .iter()
+            .map(|&b| f64::from(u8::from(b)))
+            .collect::<Vec<_>>(),
+        o.threads,
+        o.stop,
+    )?;
+    let threshold = 0.5;
+    let p = forest.predict_proba(hold.x.view());
+    let holdout = Evaluation::new(p.as_slice().unwrap_or_default(), hold.labels(), threshold);
+    let baseline = Baseline::fit(train.x.view(), y_tr)?;
+    let bp = baseline.predict_proba(hold.x.view());
+    let bp = bp.as_slice().unwrap_or_default();
+    let baseline = BaselineScores {
+        f1: Evaluation::new(bp, hold.labels(), threshold).report.classes[1].f1,
+        roc_auc: roc_auc(bp, hold.labels()),
+    };
+    let importance = permutation_importance(&forest, hold.x.view(), hold.labels(), 5, o.seed);
+    let positives = d.labels().iter().filter(|&&l| l).count();
+    Ok(RiskModel {
+        format: FORMAT,
+        features: FEATURES.iter().map(|s| (*s).into()).collect(),
+        forest,
+        threshold,
+        training: TrainingInfo {
+            data: o.data.display().to_string(),
+            data_sha256: sha256_hex(&bytes),
+            rows: d.len(),
+            train_rows: train.len(),
+            holdout_rows: hold.len(),
+            cutoff: hold
+                .timestamps
+                .iter()
+                .min()
+                .copied()
+                .unwrap_or_else(Utc::now),
+            base_rate: positives as f64 / d.len() as f64,
+            seed: o.seed,
+            trained_at: Utc::now(),
+            train_seconds: start.elapsed().as_secs_f64(),
+        },
+        summaries: summaries(train.x.view()),
+        search: result,
+        holdout,
+        baseline,
+        importance,
+    })
+}
+
+/// A model measured on labelled deployments, with permutation importance on the same rows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Measured {
+    pub evaluation: Evaluation,
+    pub importance: Vec<Importance>,
+}
+
+pub fn evaluate(model: &RiskModel, d: &Deployments) -> Measured {
+    let p = model.forest.predict_proba(d.x.view());
+    Measured {
+        evaluation: Evaluation::new(
+            p.as_slice().unwrap_or_default(),
+            d.labels(),
+            model.threshold,
+        ),
+        importance: permutation_importance(
+            &model.forest,
+            d.x.view(),
+            d.labels(),
+            5,
+            model.training.seed,
+        ),
+    }
+}
+
+impl RiskModel {
+    /// Writes the artifact as `<dir>/<sha256 prefix>.json` (content-addressed: retraining the
+    /// same data with the same seed gives the same file, and no file is ever overwritten with
+    /// different content). Returns the path, the checksum and the size.
+    pub fn save(&self, dir: &Path) -> Result<(PathBuf, String, u64), MlError> {
+        let bytes = serde_json::to_vec(self).map_err(|e| MlError::Artifact {
+            path: dir.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let sha = sha256_hex(&bytes);
+        let write_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| MlError::Write { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(write_err(dir))?;
+        let path = dir.join(format!("{MODEL_NAME}-{}.json", &sha[..12]));
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, &bytes).map_err(write_err(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(write_err(&path))?;
+        Ok((path, sha, bytes.len() as u64))
+    }
+
+    /// Reads an artifact, checking its checksum when the registry gave one.
+    pub fn load(path: &Path, sha256: Option<&str>) -> Result<RiskModel, MlError> {
+        let bad = |reason: String| MlError::Artifact {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+        if let Some(want) = sha256 {
+            let got = sha256_hex(&bytes);
+            if got != want {
+                return Err(bad(format!(
+                    "its checksum is {got}, the registry recorded {want}: the file changed after registration; retrain or register it again"
+                )));
+            }
+        }
+        let model: RiskModel = serde_json::from_slice(&bytes)
+            .map_err(|e| bad(format!("not a vigil risk model: {e}")))?;
+        if model.format != FORMAT {
+            return Err(bad(format!(
+                "artifact format {} but this vigil reads {FORMAT}; retrain with `vigil risk train`",
+                model.format
+            )));
+        }
+        if model.features.len() != FEATURES.len() || model.forest.n_features != FEATURES.len() {
+            return Err(bad("the feature list does not match this vigil's".into()));
+        }
+        model.forest.check().map_err(bad)?;
+        Ok(model)
+    }
+
+    /// Scores deployments into bands.
+    pub fn score(&self, d: &Deployments, bands: &Bands) -> Vec<Scored> {
+        let p = self.forest.predict_proba(d.x.view());
+        d.ids
+            .iter()
+            .zip(p.iter())
+            .enumerate()
+            .map(|(i, (id, &prob))| Scored {
+                deployment_id: id.clone(),
+                service: d.services[i].clone(),
+                probability: prob,
+                band: bands.band(prob),
+                drivers: self.drivers(d.x.row(i).as_slice().unwrap_or_default(), prob),
+            })
+            .collect()
+    }
+
+    /// The features pushing a score up: for each, the risk with that feature set to its
+    /// training median, everything else unchanged. The difference is how much that one value
+    /// adds. Only features that add at least one percentage point are listed, largest first.
+    pub fn drivers(&self, row: &[f64], prob: f64) -> Vec<Driver> {
+        let mut changed = Array2::zeros((self.summaries.len(), row.len()));
+        for (f, mut r) in changed.axis_iter_mut(Axis(0)).enumerate() {
+            r.assign(&ndarray::ArrayView1::from(row));
+            r[f] = self.summaries[f].median;
+        }
+        let p = self.forest.predict_proba(changed.view());
+        let mut out: Vec<Driver> = self
+            .summaries
+            .iter()
+            .zip(p.iter())
+            .enumerate()
+            .filter(|(_, (_, q))| prob - **q >= 0.01)
+            .map(|(f, (s, q))| Driver {
+                feature: s.name.clone(),
+                value: row[f],
+                typical: s.median,
+                adds: prob - q,
+            })
+            .collect();
+        out.sort_by(|a, b| b.adds.total_cmp(&a.adds));
+        out
+    }
+}
+
+/// Where a probability puts a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Band {
+    Proceed,
+    Review,
+    Block,
+}
+
+impl Band {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Band::Proceed => "proceed",
+            Band::Review => "review",
+            Band::Block => "block",
+        }
+    }
+}
+
+/// The thresholds of the bands: above `block` blocks, above `review` needs a person.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Bands {
+    pub block: f64,
+    pub review: f64,
+}
+
+impl Default for Bands {
+    fn default() -> Self {
+        Bands {
+            block: 0.6,
+            review: 0.3,
+        }
+    }
+}
+
+impl Bands {
+    pub fn check(&self) -> Result<(), MlError> {
+        let ok = |p: f64| (0.0..=1.0).contains(&p);
+        if !ok(self.block) || !ok(self.review) || self.review > self.block {
+            return Err(MlError::Invalid(format!(
+                "thresholds must satisfy 0 <= review ({}) <= block ({}) <= 1",
+                self.review, self.block
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn band(&self, p: f64) -> Band {
+        if p > self.block {
+            Band::Block
+        } else if p > self.review {
+            Band::Review
+        } else {
+            Band::Proceed
+        }
+    }
+}
+
+/// One feature's push on a score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Driver {
+    pub feature: String,
+    pub value: f64,
+    /// The training median.
+    pub typical: f64,
+    /// Risk added by this value compared with the typical one (0.12 = 12 points).
+    pub adds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scored {
+    pub deployment_id: String,
+    pub service: String,
+    pub probability: f64,
+    pub band: Band,
+    pub drivers: Vec<Driver>,
+}
+
+/// Saves the artifact under `dir` and registers it as a new version of `deployment_risk` with
+/// its hold-out metrics (and the baseline's and the search's, prefixed).
+pub async fn register(
+    store: &dyn ModelStore,
+    model: &RiskModel,
+    dir: &Path,
+    source: Option<String>,
+) -> Result<ModelVersion, MlError> {
+    let (path, sha256, size) = model.save(dir)?;
+    let mut metrics: BTreeMap<String, f64> = model
+        .holdout
+        .registry_metrics()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    metrics.insert("cv_f1".into(), model.search.best().mean_f1);
+    metrics.insert("baseline_f1".into(), model.baseline.f1);
+    if let Some(auc) = model.baseline.roc_auc {
+        metrics.insert("baseline_roc_auc".into(), auc);
+    }
+    let best = model.search.best();
+    let notes = format!(
+        "random forest: {} trees, max depth {}, min samples split {}; trained on {} deployments before {}, measured on the {} after",
+        best.trees,
+        best.max_depth.map_or("none".into(), |d| d.to_string()),
+        best.min_samples_split,
+        model.training.train_rows,
+        model.training.cutoff.format("%Y-%m-%d %H:%M UTC"),
+        model.training.holdout_rows,
+    );
+    Ok(store
+        .register_version(&NewVersion {
+            model: MODEL_NAME.into(),
+            version: None,
+            metrics,
+            artifact: Some(NewArtifact::File {
+                path: path.display().to_string(),
+                sha256,
+                size,
+            }),
+            source,
+            notes: Some(notes),
+        })
+        .await?)
+}
+
+/// The registered model to use: `version` if given, else production, else the newest.
+pub async fn load_registered(
+    store: &dyn ModelStore,
+    version: Option<&str>,
+) -> Result<(ModelVersion, RiskModel), MlError> {
+    let none = || {
+        MlError::Invalid(format!(
+            "no version of model `{MODEL_NAME}` is registered; train one with `vigil risk train`"
+        ))
+    };
+    let v = match version {
+        Some(v) => store.version(MODEL_NAME, v).await?.ok_or_else(|| {
+            MlError::Invalid(format!(
+                "model `{MODEL_NAME}` has no version `{v}`; `vigil model history {MODEL_NAME}` lists them"
+            ))
+        })?,
+        None => {
+            let production = store
+                .model(MODEL_NAME)
+                .await?
+                .and_then(|m| m.production_version);
+            match production {
+                Some(p) => store.version(MODEL_NAME, &p).await?.ok_or_else(none)?,
+                None => store
+                    .versions(MODEL_NAME, 1)
+                    .await?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(none)?,
+            }
+        }
+    };
+    let artifact = v
+        .artifact
+        .as_ref()
+        .and_then(|a| a.path.as_ref().map(|p| (p, &a.sha256)));
+    let Some((path, sha)) = artifact else {
+        return Err(MlError::Invalid(format!(
+            "version {} of `{MODEL_NAME}` has no artifact file",
+            v.version
+        )));
+    };
+    let model = RiskModel::load(Path::new(path), Some(sha))?;
+    Ok((v, model))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bands_split_at_their_thresholds() {
+        let b = Bands::default();
+        assert_eq!(b.band(0.3), Band::Proceed);
+        assert_eq!(b.band(0.31), Band::Review);
+        assert_eq!(b.band(0.61), Band::Block);
+        assert!(
+            Bands {
+                block: 0.2,
+                review: 0.5
+            }
+            .check()
+            .is_err()
+        );
+    }
+}
