@@ -299,8 +299,8 @@ async fn train(
     }
     let grid = Grid::parse(&grid)?;
     let store = ctx.store().await?;
+    // Progress goes to stderr, so `--json` output stays parseable.
     let tty = std::io::stderr().is_terminal();
-    let quiet = ctx.json;
     eprintln!(
         "searching {} grid points × {} folds on {} ({} threads)…",
         grid.points(),
@@ -311,9 +311,6 @@ async fn train(
     let d = data.clone();
     let model = tokio::task::spawn_blocking(move || {
         let progress = move |p: Progress| {
-            if quiet && !tty {
-                return;
-            }
             let line = format!(
                 "  fold {}/{folds}: {}/{} forests grown, best mean F1 so far {}",
                 p.fold,
@@ -326,7 +323,7 @@ async fn train(
                 if p.done == p.total {
                     eprintln!();
                 }
-            } else if p.done * folds % p.total == 0 {
+            } else if p.fold_finished {
                 eprintln!("{line}");
             }
         };

@@ -2,11 +2,13 @@
 //! our decision tree and random forest on linfa's traits ([`bins`], [`tree`], [`forest`]),
 //! metrics ([`metrics`]) and the simulator of deployment history ([`simulate`]).
 
+pub mod artifact;
 pub mod baseline;
 pub mod bins;
 pub mod data;
 pub mod forest;
 pub mod metrics;
+pub mod regress;
 pub mod report;
 pub mod risk;
 pub mod search;

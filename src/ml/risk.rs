@@ -9,16 +9,15 @@ use ndarray::{Array2, ArrayView2, Axis};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::ml::MlError;
 use crate::ml::baseline::Baseline;
 use crate::ml::bins::{Binned, MAX_BINS};
 use crate::ml::data::{Deployments, FEATURES};
 use crate::ml::forest::{Forest, ForestParams};
 use crate::ml::metrics::{Evaluation, roc_auc};
 use crate::ml::search::{Grid, Progress, SearchOptions, SearchResult, search};
-use crate::store::models::{ModelStore, ModelVersion, NewArtifact, NewVersion};
+use crate::ml::{MlError, artifact};
+use crate::store::models::{ModelStore, ModelVersion, NewArtifact, NewPrediction, NewVersion};
 
 /// The registry name of the model.
 pub const MODEL_NAME: &str = "deployment_risk";
@@ -80,6 +79,11 @@ pub struct RiskModel {
     pub holdout: Evaluation,
     pub baseline: BaselineScores,
     pub importance: Vec<Importance>,
+    /// The hold-out's probabilities and outcomes, logged with the version on registration so
+    /// `model check` and `model.promote_if_better` can judge it like any other model. Not
+    /// part of the artifact.
+    #[serde(skip)]
+    pub holdout_predictions: Vec<NewPrediction>,
 }
 
 pub struct TrainOptions<'a> {
@@ -101,13 +105,6 @@ pub fn time_split(d: &Deployments, holdout: f64) -> (Vec<usize>, Vec<usize>) {
     let cut = ((1.0 - holdout.clamp(0.0, 0.9)) * d.len() as f64).round() as usize;
     let later = order.split_off(cut.min(d.len()));
     (order, later)
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn summaries(x: ArrayView2<f64>) -> Vec<FeatureSummary> {
@@ -248,7 +245,7 @@ pub fn train(o: &TrainOptions) -> Result<RiskModel, MlError> {
         threshold,
         training: TrainingInfo {
             data: o.data.display().to_string(),
-            data_sha256: sha256_hex(&bytes),
+            data_sha256: artifact::sha256_hex(&bytes),
             rows: d.len(),
             train_rows: train.len(),
             holdout_rows: hold.len(),
@@ -268,6 +265,19 @@ pub fn train(o: &TrainOptions) -> Result<RiskModel, MlError> {
         holdout,
         baseline,
         importance,
+        holdout_predictions: hold
+            .ids
+            .iter()
+            .zip(p.iter())
+            .zip(hold.labels())
+            .zip(&hold.timestamps)
+            .map(|(((id, &prob), &actual), &at)| NewPrediction {
+                row_key: Some(id.clone()),
+                predicted: prob,
+                actual: Some(f64::from(u8::from(actual))),
+                at,
+            })
+            .collect(),
     })
 }
 
@@ -297,43 +307,22 @@ pub fn evaluate(model: &RiskModel, d: &Deployments) -> Measured {
 }
 
 impl RiskModel {
-    /// Writes the artifact as `<dir>/<sha256 prefix>.json` (content-addressed: retraining the
-    /// same data with the same seed gives the same file, and no file is ever overwritten with
-    /// different content). Returns the path, the checksum and the size.
+    /// Writes the artifact (see [`artifact::save_json`]).
     pub fn save(&self, dir: &Path) -> Result<(PathBuf, String, u64), MlError> {
-        let bytes = serde_json::to_vec(self).map_err(|e| MlError::Artifact {
-            path: dir.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        let sha = sha256_hex(&bytes);
-        let write_err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| MlError::Write { path, source }
-        };
-        std::fs::create_dir_all(dir).map_err(write_err(dir))?;
-        let path = dir.join(format!("{MODEL_NAME}-{}.json", &sha[..12]));
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, &bytes).map_err(write_err(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(write_err(&path))?;
-        Ok((path, sha, bytes.len() as u64))
+        artifact::save_json(self, dir, MODEL_NAME)
     }
 
     /// Reads an artifact, checking its checksum when the registry gave one.
     pub fn load(path: &Path, sha256: Option<&str>) -> Result<RiskModel, MlError> {
+        RiskModel::from_bytes(path, &artifact::read_checked(path, sha256)?)
+    }
+
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<RiskModel, MlError> {
         let bad = |reason: String| MlError::Artifact {
             path: path.to_path_buf(),
             reason,
         };
-        let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
-        if let Some(want) = sha256 {
-            let got = sha256_hex(&bytes);
-            if got != want {
-                return Err(bad(format!(
-                    "its checksum is {got}, the registry recorded {want}: the file changed after registration; retrain or register it again"
-                )));
-            }
-        }
-        let model: RiskModel = serde_json::from_slice(&bytes)
+        let model: RiskModel = serde_json::from_slice(bytes)
             .map_err(|e| bad(format!("not a vigil risk model: {e}")))?;
         if model.format != FORMAT {
             return Err(bad(format!(
@@ -501,7 +490,7 @@ pub async fn register(
         model.training.cutoff.format("%Y-%m-%d %H:%M UTC"),
         model.training.holdout_rows,
     );
-    Ok(store
+    let version = store
         .register_version(&NewVersion {
             model: MODEL_NAME.into(),
             version: None,
@@ -514,58 +503,69 @@ pub async fn register(
             source,
             notes: Some(notes),
         })
-        .await?)
+        .await?;
+    store
+        .add_predictions(MODEL_NAME, &version.version, &model.holdout_predictions)
+        .await?;
+    Ok(version)
 }
 
-/// The registered model to use: `version` if given, else production, else the newest.
+/// The registered risk model to use: `version` if given, else production, else the newest.
 pub async fn load_registered(
     store: &dyn ModelStore,
     version: Option<&str>,
 ) -> Result<(ModelVersion, RiskModel), MlError> {
-    let none = || {
-        MlError::Invalid(format!(
-            "no version of model `{MODEL_NAME}` is registered; train one with `vigil risk train`"
-        ))
-    };
-    let v = match version {
-        Some(v) => store.version(MODEL_NAME, v).await?.ok_or_else(|| {
-            MlError::Invalid(format!(
-                "model `{MODEL_NAME}` has no version `{v}`; `vigil model history {MODEL_NAME}` lists them"
-            ))
-        })?,
-        None => {
-            let production = store
-                .model(MODEL_NAME)
-                .await?
-                .and_then(|m| m.production_version);
-            match production {
-                Some(p) => store.version(MODEL_NAME, &p).await?.ok_or_else(none)?,
-                None => store
-                    .versions(MODEL_NAME, 1)
-                    .await?
-                    .into_iter()
-                    .next()
-                    .ok_or_else(none)?,
-            }
-        }
-    };
-    let artifact = v
-        .artifact
-        .as_ref()
-        .and_then(|a| a.path.as_ref().map(|p| (p, &a.sha256)));
-    let Some((path, sha)) = artifact else {
-        return Err(MlError::Invalid(format!(
-            "version {} of `{MODEL_NAME}` has no artifact file",
-            v.version
-        )));
-    };
-    let model = RiskModel::load(Path::new(path), Some(sha))?;
-    Ok((v, model))
+    let (v, path, sha) = artifact::resolve(store, MODEL_NAME, version).await?;
+    Ok((v, RiskModel::load(&path, Some(&sha))?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_saved_model_loads_and_scores_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = crate::ml::simulate::write(dir.path(), 300, 3).unwrap();
+        let grid = Grid::parse(&[
+            "trees=8".into(),
+            "depth=none".into(),
+            "min_samples=2".into(),
+        ])
+        .unwrap();
+        let model = train(&TrainOptions {
+            data: Path::new(&sim.history),
+            folds: 3,
+            grid,
+            seed: 1,
+            holdout: 0.2,
+            threads: 2,
+            progress: &|_| {},
+            stop: &|| false,
+        })
+        .unwrap();
+        let (path, sha, size) = model.save(&dir.path().join("models")).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
+        let back = RiskModel::load(&path, Some(&sha)).unwrap();
+        let new = Deployments::load(Path::new(&sim.candidates), false).unwrap();
+        let history = Deployments::load(Path::new(&sim.history), true).unwrap();
+        assert_eq!(
+            back.forest.predict_proba(history.x.view()),
+            model.forest.predict_proba(history.x.view())
+        );
+        assert_eq!(
+            back.score(&new, &Bands::default()),
+            model.score(&new, &Bands::default())
+        );
+        assert_eq!(back.holdout, model.holdout);
+        // A changed byte is caught by the checksum.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 2;
+        bytes[last] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        let e = RiskModel::load(&path, Some(&sha)).unwrap_err().to_string();
+        assert!(e.contains("the file changed after registration"), "{e}");
+    }
 
     #[test]
     fn bands_split_at_their_thresholds() {

@@ -131,6 +131,8 @@ pub struct Progress {
     pub done: usize,
     pub total: usize,
     pub fold: usize,
+    /// This update ends a fold.
+    pub fold_finished: bool,
     pub best_f1: Option<f64>,
 }
 
@@ -233,6 +235,7 @@ pub fn search(x: ArrayView2<f64>, y: &[bool], o: &SearchOptions) -> Result<Searc
                     done,
                     total,
                     fold: k + 1,
+                    fold_finished: done % n_points == 0,
                     best_f1,
                 });
             }

@@ -3,6 +3,7 @@
 
 mod basic;
 pub mod command;
+pub mod ml;
 pub mod model;
 
 pub use basic::{Fail, Noop, Sleep};
@@ -22,7 +23,12 @@ pub fn register_builtins(registry: &mut Registry) {
         .register("model.handle_alert", model::HandleAlert)
         .register("model.evaluate", model::Evaluate)
         .register("model.register", model::Register)
-        .register("model.promote_if_better", model::PromoteIfBetter);
+        .register("model.promote_if_better", model::PromoteIfBetter)
+        .register("risk.simulate", ml::RiskSimulate)
+        .register("risk.train", ml::RiskTrain)
+        .register("risk.score", ml::RiskScore)
+        .register("ml.train_regressor", ml::TrainRegressor)
+        .register("ml.evaluate", ml::Evaluate);
 }
 
 /// Durations in task configs: `"30s"`, `"5m"`, `"1h 30m"` (humantime) or a number of seconds.

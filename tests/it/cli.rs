@@ -248,7 +248,9 @@ fn the_benchmark_runs_every_scenario() {
             "process",
             "load",
             "trigger",
-            "daemon_memory"
+            "daemon_memory",
+            "risk_search",
+            "risk_score"
         ]
     );
     for r in out.as_array().unwrap() {

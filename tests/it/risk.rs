@@ -1,4 +1,5 @@
-//! `vigil risk` through the real binary. So far: the deployment-history simulator.
+//! `vigil risk` and the ML task types through the real binary: simulate, train, evaluate,
+//! score (exit codes for CI gates), report, bad input, and the DAGs.
 
 use crate::util::Project;
 
@@ -51,4 +52,403 @@ fn simulate_writes_the_same_files_for_the_same_seed() {
         "{}",
         bad.stderr()
     );
+}
+
+/// A small, fast training setup: 600 rows, 8 grid points, 3 folds.
+const SMALL: [&str; 10] = [
+    "--grid",
+    "trees=10,20",
+    "--grid",
+    "depth=none,4",
+    "--grid",
+    "min_samples=2,10",
+    "--folds",
+    "3",
+    "--seed",
+    "5",
+];
+
+fn trained() -> Project {
+    let p = Project::new();
+    p.vigil(&["risk", "simulate", "--rows", "600", "--out", "data/risk"])
+        .expect(0);
+    let mut args = vec!["risk", "train"];
+    args.extend(SMALL);
+    p.vigil(&args).expect(0);
+    p
+}
+
+#[test]
+fn train_registers_a_version_and_the_same_seed_trains_the_same_model() {
+    let p = Project::new();
+    p.vigil(&["risk", "simulate", "--rows", "600", "--out", "data/risk"])
+        .expect(0);
+    let mut args = vec!["risk", "train", "--json"];
+    args.extend(SMALL);
+    let a = p.vigil(&args).expect(0);
+    assert!(
+        a.stderr().contains("forests grown"),
+        "progress: {}",
+        a.stderr()
+    );
+    let a = a.json();
+    let b = p.vigil(&args).expect(0).json();
+    assert_eq!(a["search"]["scored"], b["search"]["scored"]);
+    assert_eq!(a["holdout"], b["holdout"]);
+    assert_eq!(a["search"]["scored"].as_array().map(Vec::len), Some(8));
+    let m = &a["metrics"];
+    for key in [
+        "f1",
+        "roc_auc",
+        "pr_auc",
+        "brier",
+        "recall_at_10pct",
+        "cv_f1",
+        "baseline_f1",
+    ] {
+        assert!(m[key].is_number(), "{key} in {m}");
+    }
+    assert!(m["roc_auc"].as_f64().unwrap_or(0.0) > 0.6, "{m}");
+    // The hold-out is the latest fifth, by time.
+    assert_eq!(a["training"]["holdout_rows"], 120);
+    let artifact = a["artifact"].as_str().unwrap_or_default();
+    assert!(p.path().join(artifact).is_file(), "{artifact}");
+
+    let history = p
+        .vigil(&["model", "history", "deployment_risk", "--json"])
+        .expect(0)
+        .json();
+    assert!(
+        history
+            .to_string()
+            .contains(a["version"].as_str().unwrap_or("?")),
+        "{history}"
+    );
+}
+
+#[test]
+fn evaluate_reports_the_matrix_report_and_importance() {
+    let p = trained();
+    let out = p.vigil(&["risk", "evaluate"]).expect(0).stdout();
+    for want in [
+        "PREDICTED ROLLED BACK",
+        "rolled back (1)",
+        "macro avg",
+        "weighted avg",
+        "ROC AUC",
+        "PR AUC",
+        "Brier",
+        "recall in riskiest 10%",
+        "error_rate",
+    ] {
+        assert!(out.contains(want), "{want} missing from:\n{out}");
+    }
+    let j = p.vigil(&["risk", "evaluate", "--json"]).expect(0).json();
+    let e = &j["evaluation"];
+    assert_eq!(j["rows_used"], 120);
+    let c = &e["confusion"];
+    let total: u64 = ["tp", "fp", "tn", "fn"]
+        .iter()
+        .map(|k| c[k].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(total, 120);
+    assert_eq!(j["importance"].as_array().map(Vec::len), Some(7));
+    // --all uses the training rows too.
+    let all = p
+        .vigil(&["risk", "evaluate", "--all", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(all["rows_used"], 600);
+}
+
+#[test]
+fn score_exit_codes_gate_a_pipeline() {
+    let p = trained();
+    let file = "data/risk/new_deployments.csv";
+    let block = p.vigil(&["risk", "score", file]);
+    assert_eq!(block.code(), 4, "{}{}", block.stdout(), block.stderr());
+    assert!(block.stdout().contains("BLOCK"), "{}", block.stdout());
+    let review = p.vigil(&[
+        "risk",
+        "score",
+        file,
+        "--block-above",
+        "1",
+        "--review-above",
+        "0",
+    ]);
+    assert_eq!(review.code(), 3, "{}", review.stdout());
+    let proceed = p.vigil(&[
+        "risk",
+        "score",
+        file,
+        "--block-above",
+        "1",
+        "--review-above",
+        "1",
+    ]);
+    assert_eq!(proceed.code(), 0, "{}", proceed.stdout());
+
+    let j = p.vigil(&["risk", "score", file, "--json"]).json();
+    let rows = j["deployments"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), 10);
+    let risky = rows
+        .iter()
+        .find(|r| r["deployment_id"] == "new_risky")
+        .cloned()
+        .unwrap_or_default();
+    let safe = rows
+        .iter()
+        .find(|r| r["deployment_id"] == "new_safe")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        risky["probability"].as_f64() > safe["probability"].as_f64(),
+        "{risky} {safe}"
+    );
+    assert_eq!(safe["band"], "proceed");
+    assert_ne!(risky["band"], "proceed");
+    // The error rate is what makes new_risky risky.
+    assert!(
+        risky["drivers"].to_string().contains("error_rate"),
+        "{risky}"
+    );
+    for r in &rows {
+        let prob = r["probability"].as_f64().unwrap_or(-1.0);
+        let band = if prob > 0.6 {
+            "block"
+        } else if prob > 0.3 {
+            "review"
+        } else {
+            "proceed"
+        };
+        assert_eq!(r["band"], band, "{r}");
+    }
+    let bad = p.vigil(&[
+        "risk",
+        "score",
+        file,
+        "--block-above",
+        "0.2",
+        "--review-above",
+        "0.5",
+    ]);
+    assert_eq!(bad.code(), 1);
+    assert!(
+        bad.stderr().contains("review (0.5) <= block (0.2)"),
+        "{}",
+        bad.stderr()
+    );
+}
+
+#[test]
+fn report_writes_non_empty_plots_with_text_and_an_html_page() {
+    let p = trained();
+    p.vigil(&["risk", "report", "--out", "rep"]).expect(0);
+    let names = [
+        "confusion_matrix",
+        "feature_importance",
+        "predictions_scatter",
+        "new_deployments",
+        "risk_over_time",
+    ];
+    for name in names {
+        let png = image::open(p.path().join(format!("rep/{name}.png")))
+            .unwrap_or_else(|e| panic!("{name}.png: {e}"))
+            .to_rgb8();
+        let dark = png
+            .pixels()
+            .filter(|px| px.0.iter().all(|&c| c < 80))
+            .count();
+        assert!(
+            dark > 200,
+            "{name}.png has {dark} dark pixels: no axes or text drawn"
+        );
+        let svg =
+            std::fs::read_to_string(p.path().join(format!("rep/{name}.svg"))).unwrap_or_default();
+        assert!(svg.contains("<svg") && svg.contains("<text"), "{name}.svg");
+    }
+    // Labels are text: the confusion matrix's left strip (its row labels) has dark pixels.
+    let cm = image::open(p.path().join("rep/confusion_matrix.png")).map(|i| i.to_rgb8());
+    let cm = cm.unwrap_or_default();
+    let label_ink = (0..140)
+        .flat_map(|x| (60..460).map(move |y| (x, y)))
+        .filter(|&(x, y)| cm.get_pixel(x, y).0.iter().all(|&c| c < 100))
+        .count();
+    assert!(
+        label_ink > 50,
+        "row labels not rendered ({label_ink} dark pixels)"
+    );
+    let html = std::fs::read_to_string(p.path().join("rep/report.html")).unwrap_or_default();
+    for want in [
+        "new_risky",
+        "new_safe",
+        "Limitations",
+        "<svg",
+        "precision",
+        "riskiest 10%",
+    ] {
+        assert!(html.contains(want), "report.html lacks {want}");
+    }
+}
+
+#[test]
+fn bad_csv_files_get_errors_naming_the_line_and_column() {
+    let p = Project::new();
+    let header = "deployment_id,service,timestamp,latency_ms,error_rate,cpu_pct,memory_pct,change_size,hour,recent_failures,rolled_back";
+    let row = |id: &str, err: &str, label: &str| {
+        format!("{id},checkout,2026-01-01T00:00:00Z,200,{err},50,60,100,12,0,{label}")
+    };
+    let cases = [
+        (
+            "missing.csv",
+            format!(
+                "{}\n{}\n",
+                header.replace(",cpu_pct", ""),
+                row("a", "0.5", "0").replacen(",50,", ",", 1)
+            ),
+            "line 1 has no column `cpu_pct`",
+        ),
+        (
+            "text.csv",
+            format!(
+                "{header}\n{}\n{}\n",
+                row("a", "0.5", "0"),
+                row("b", "n/a", "1")
+            ),
+            "line 3, column `error_rate`: `n/a` is not a number",
+        ),
+        ("empty.csv", format!("{header}\n"), "has no data rows"),
+        ("nothing.csv", String::new(), "has no data rows"),
+        (
+            "one_class.csv",
+            format!(
+                "{header}\n{}\n{}\n",
+                row("a", "0.5", "0"),
+                row("b", "0.7", "0")
+            ),
+            "every row has rolled_back = 0",
+        ),
+        (
+            "label.csv",
+            format!(
+                "{header}\n{}\n{}\n",
+                row("a", "0.5", "0"),
+                row("b", "0.7", "yes")
+            ),
+            "line 3, column `rolled_back`: `yes` is not 0 or 1",
+        ),
+    ];
+    for (name, text, want) in cases {
+        p.write(name, &text);
+        let r = p.vigil(&["risk", "train", "--data", name]);
+        assert_eq!(r.code(), 1, "{name}");
+        assert!(r.stderr().contains(want), "{name}: {}", r.stderr());
+        assert!(
+            r.stderr().contains(name),
+            "{name} not named: {}",
+            r.stderr()
+        );
+        assert!(!r.stderr().contains("panicked"), "{}", r.stderr());
+    }
+    // Scoring needs the features but not the label.
+    let r = p.vigil(&["risk", "score", "missing.csv"]);
+    assert_eq!(r.code(), 1);
+}
+
+fn copy_dag(p: &Project, name: &str) {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("dags")
+        .join(name);
+    let text = std::fs::read_to_string(src).expect("shipped DAG");
+    p.write(&format!("dags/{name}"), &text);
+}
+
+#[test]
+fn the_shipped_ml_dags_train_validate_promote_and_score() {
+    let p = Project::new();
+    copy_dag(&p, "deployment_risk.toml");
+    copy_dag(&p, "latency_regression.toml");
+    // The shipped DAG with a smaller search, so the debug build stays quick.
+    let dag =
+        std::fs::read_to_string(p.path().join("dags/deployment_risk.toml")).unwrap_or_default();
+    let dag = dag.replace(
+        "folds = 5, seed",
+        "folds = 3, grid = [\"trees=10,20\", \"depth=none,5\", \"min_samples=2\"], seed",
+    );
+    assert!(dag.contains("trees=10,20"));
+    p.write("dags/deployment_risk.toml", &dag);
+    let run = p.vigil(&["dags", "test", "deployment_risk"]);
+    assert_eq!(run.code(), 0, "{}{}", run.stdout(), run.stderr());
+    let status = p
+        .vigil(&["model", "status", "deployment_risk", "--json"])
+        .expect(0)
+        .json();
+    assert!(
+        status["production"].is_object() || status["production_version"].is_string(),
+        "{status}"
+    );
+    let logs = p.vigil(&["tasks", "logs", "1", "train"]).expect(0).stdout();
+    assert!(logs.contains("fold 3/3 done"), "{logs}");
+    assert!(
+        logs.contains("registered deployment_risk version"),
+        "{logs}"
+    );
+    let logs = p.vigil(&["tasks", "logs", "1", "score"]).expect(0).stdout();
+    assert!(logs.contains("new_risky"), "{logs}");
+
+    let run = p.vigil(&["dags", "test", "latency_regression"]);
+    assert_eq!(run.code(), 0, "{}{}", run.stdout(), run.stderr());
+    let versions = p
+        .vigil(&["model", "history", "deployment_latency", "--json"])
+        .expect(0)
+        .stdout();
+    assert!(
+        versions.contains("r2") && versions.contains("rmse"),
+        "{versions}"
+    );
+}
+
+#[test]
+fn a_validation_gate_fails_the_run_and_a_timeout_stops_training() {
+    let p = Project::new();
+    p.vigil(&["risk", "simulate", "--rows", "400", "--out", "data"])
+        .expect(0);
+    p.write(
+        "dags/gate.toml",
+        r#"
+id = "gate"
+[tasks.train]
+type = "risk.train"
+config = { data = "../data/deployments.csv", folds = 3, grid = ["trees=10", "depth=4", "min_samples=2"] }
+[tasks.validate]
+type = "ml.evaluate"
+depends_on = ["train"]
+config = { model = "deployment_risk", version = "{{ tasks.train.output.version }}", data = "../data/deployments.csv", min = { roc_auc = 0.999 } }
+"#,
+    );
+    let run = p.vigil(&["dags", "test", "gate"]);
+    assert_eq!(run.code(), 1, "{}", run.stdout());
+    let show = p.vigil(&["runs", "show", "1", "--json"]).expect(0).stdout();
+    assert!(show.contains("failed validation: roc_auc"), "{show}");
+    assert!(show.contains("is below the minimum 0.999"), "{show}");
+
+    // A search far too big for its timeout: the attempt times out and the training thread
+    // stops (the command returns instead of waiting for the search to finish).
+    p.vigil(&["risk", "simulate", "--rows", "30000", "--out", "big"])
+        .expect(0);
+    p.write(
+        "dags/slow.toml",
+        r#"
+id = "slow"
+[tasks.train]
+type = "risk.train"
+timeout = "1s"
+config = { data = "../big/deployments.csv", grid = ["trees=500", "depth=none", "min_samples=2"] }
+"#,
+    );
+    let run = p.vigil(&["dags", "test", "slow"]);
+    assert_eq!(run.code(), 1, "{}", run.stdout());
+    let show = p.vigil(&["runs", "show", "2", "--json"]).expect(0).stdout();
+    assert!(show.contains("timed out"), "{show}");
 }

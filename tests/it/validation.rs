@@ -131,7 +131,7 @@ fn unknown_task_types_list_the_known_ones() {
         &[
             "unknown task type `comand`",
             "did you mean `command`?",
-            "known types: command, fail, model.check_performance, model.compare_versions, model.evaluate, model.handle_alert, model.promote_if_better, model.register, noop, sleep",
+            "known types: command, fail, ml.evaluate, ml.train_regressor, model.check_performance, model.compare_versions, model.evaluate, model.handle_alert, model.promote_if_better, model.register, noop, risk.score, risk.simulate, risk.train, sleep",
         ],
     );
 }
