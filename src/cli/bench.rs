@@ -726,45 +726,40 @@ fn risk_history(dir: &Path, rows: usize) -> anyhow::Result<crate::ml::data::Depl
     )?)
 }
 
-/// Wall time of the grid search (what scikit-learn's `GridSearchCV` is timed on).
-fn risk_search(dir: &Path, rows: usize) -> anyhow::Result<Duration> {
-    use crate::ml::search::{Grid, SearchOptions, search};
-    let d = risk_history(dir, rows)?;
-    let grid = Grid::parse(&["min_samples=2".into()])?;
-    let start = Instant::now();
-    search(
+/// The search `vigil risk train` runs (5 folds, seed 42, every core) over `grid`.
+fn risk_grid_search(
+    d: &crate::ml::data::Deployments,
+    grid: &crate::ml::search::Grid,
+) -> anyhow::Result<crate::ml::search::SearchResult> {
+    Ok(crate::ml::search::search(
         d.x.view(),
         d.labels(),
-        &SearchOptions {
-            grid: &grid,
+        &crate::ml::search::SearchOptions {
+            grid,
             folds: 5,
             seed: 42,
             threads: crate::ml::forest::threads(),
             progress: &|_| {},
             stop: &|| false,
         },
-    )?;
+    )?)
+}
+
+/// Wall time of the grid search (what scikit-learn's `GridSearchCV` is timed on).
+fn risk_search(dir: &Path, rows: usize) -> anyhow::Result<Duration> {
+    let d = risk_history(dir, rows)?;
+    let grid = crate::ml::search::Grid::parse(&["min_samples=2".into()])?;
+    let start = Instant::now();
+    risk_grid_search(&d, &grid)?;
     Ok(start.elapsed())
 }
 
 /// Time to score `rows` rows (the history tiled) with the forest `vigil risk train` picks on
 /// 2,000 simulated deployments (default grid, seed 42).
 fn risk_score(dir: &Path, rows: usize) -> anyhow::Result<Duration> {
-    use crate::ml::search::{Grid, SearchOptions, search};
     use linfa::traits::Fit;
     let d = risk_history(dir, 2_000)?;
-    let found = search(
-        d.x.view(),
-        d.labels(),
-        &SearchOptions {
-            grid: &Grid::default(),
-            folds: 5,
-            seed: 42,
-            threads: crate::ml::forest::threads(),
-            progress: &|_| {},
-            stop: &|| false,
-        },
-    )?;
+    let found = risk_grid_search(&d, &crate::ml::search::Grid::default())?;
     let best = found.best();
     let forest = crate::ml::forest::ForestParams {
         trees: best.trees,

@@ -244,15 +244,14 @@ impl Forest {
             out
         })
         .unwrap_or_default();
-        let mut out: Vec<Array1<f64>> = prefixes.iter().map(|_| Array1::zeros(rows)).collect();
-        for (c, part) in parts.into_iter().enumerate() {
-            for (p, values) in part.into_iter().enumerate() {
-                for (k, v) in values.into_iter().enumerate() {
-                    out[p][c * chunk + k] = v;
-                }
+        // Chunks come back in order: each prefix's probabilities are their concatenation.
+        let mut out: Vec<Vec<f64>> = prefixes.iter().map(|_| Vec::with_capacity(rows)).collect();
+        for part in parts {
+            for (o, values) in out.iter_mut().zip(part) {
+                o.extend_from_slice(&values);
             }
         }
-        out
+        out.into_iter().map(Array1::from).collect()
     }
 
     /// Checks a forest read from a file.
