@@ -12,7 +12,6 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
-use sha2::{Digest, Sha256};
 
 use crate::cli::Ctx;
 use crate::cli::output::{print_json, table, time};
@@ -578,14 +577,7 @@ fn file_artifact(path: &Path) -> anyhow::Result<NewArtifact> {
     let bytes =
         std::fs::read(path).with_context(|| format!("reading artifact {}", path.display()))?;
     let full = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    Ok(NewArtifact::File {
-        path: full.display().to_string(),
-        sha256: Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-        size: bytes.len() as u64,
-    })
+    Ok(NewArtifact::file(full.display().to_string(), &bytes))
 }
 
 /// Reads a predictions CSV; every error names the row and the column.

@@ -136,25 +136,14 @@ pub async fn run(ctx: &Ctx, cmd: RiskCommand) -> anyhow::Result<ExitCode> {
         RiskCommand::Evaluate { data, all, version } => {
             let store = ctx.store().await?;
             let (v, model) = risk::load_registered(&*store, version.as_deref()).await?;
-            let d = Deployments::load(&data, true)?;
-            let rows: Vec<usize> = (0..d.len())
-                .filter(|&i| all || d.timestamps[i] >= model.training.cutoff)
-                .collect();
-            if rows.is_empty() {
-                anyhow::bail!(
-                    "{} has no deployments at or after the model's training cutoff {}; pass --all to measure on the training rows too (optimistic)",
-                    data.display(),
-                    model.training.cutoff
-                );
-            }
-            let d = d.select(&rows);
+            let d = model.unseen(&Deployments::load(&data, true)?, &data, all)?;
             let e = risk::evaluate(&model, &d);
             if ctx.json {
                 print_json(&serde_json::json!({
                     "model": risk::MODEL_NAME,
                     "version": v.version,
                     "data": data,
-                    "rows_used": rows.len(),
+                    "rows_used": d.len(),
                     "evaluation": e.evaluation,
                     "importance": e.importance,
                     "baseline_at_training": model.baseline,
@@ -164,7 +153,7 @@ pub async fn run(ctx: &Ctx, cmd: RiskCommand) -> anyhow::Result<ExitCode> {
                     "{} version {} on {} deployments of {}{}",
                     risk::MODEL_NAME,
                     v.version,
-                    rows.len(),
+                    d.len(),
                     data.display(),
                     if all {
                         " (all rows, including training ones: optimistic)"
@@ -268,7 +257,7 @@ pub async fn run(ctx: &Ctx, cmd: RiskCommand) -> anyhow::Result<ExitCode> {
             let history = Deployments::load(&data, true)?;
             let new = Deployments::load(&candidates, false)?;
             let written = tokio::task::spawn_blocking(move || {
-                report::write(&out, &v, &model, &history, &new, &Bands::default())
+                report::write(&out, &v, &model, (&history, &data), &new, &Bands::default())
             })
             .await
             .context("the report thread failed")??;

@@ -3,19 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+pub use crate::store::models::sha256_hex;
 
 use crate::ml::MlError;
 use crate::ml::regress::{self, RegressorModel};
 use crate::ml::risk::RiskModel;
 use crate::store::models::{ModelStore, ModelVersion};
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// Writes `value` as `<dir>/<name>-<sha256 prefix>.json` (content-addressed: the same model
 /// gives the same file, and no file is ever overwritten with different content), through a

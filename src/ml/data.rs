@@ -115,20 +115,12 @@ impl Frame {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub fn len(&self) -> usize {
         self.rows.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
-    }
-
-    pub fn headers(&self) -> &[String] {
-        &self.headers
     }
 
     fn column(&self, name: &str) -> Result<usize, DataError> {

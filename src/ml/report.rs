@@ -384,7 +384,7 @@ pub fn write(
     dir: &Path,
     version: &ModelVersion,
     model: &RiskModel,
-    history: &Deployments,
+    (history, history_file): (&Deployments, &Path),
     new: &Deployments,
     bands: &Bands,
 ) -> Result<Written, MlError> {
@@ -393,16 +393,7 @@ pub fn write(
         path: dir.to_path_buf(),
         source,
     })?;
-    let hold_idx: Vec<usize> = (0..history.len())
-        .filter(|&i| history.timestamps[i] >= model.training.cutoff)
-        .collect();
-    if hold_idx.is_empty() {
-        return Err(MlError::Invalid(format!(
-            "the history has no deployments at or after the model's training cutoff {}; report on the file the model was trained on",
-            model.training.cutoff
-        )));
-    }
-    let hold = history.select(&hold_idx);
+    let hold = model.unseen(history, history_file, false)?;
     let measured = risk::evaluate(model, &hold);
     let hold_probs = model.forest.predict_proba(hold.x.view()).to_vec();
     let scored = model.score(new, bands);

@@ -337,6 +337,22 @@ impl RiskModel {
         Ok(model)
     }
 
+    /// The deployments of `d` (read from `file`) the model never learned from: those at or
+    /// after its training cutoff — all of them when `all`.
+    pub fn unseen(&self, d: &Deployments, file: &Path, all: bool) -> Result<Deployments, MlError> {
+        let rows: Vec<usize> = (0..d.len())
+            .filter(|&i| all || d.timestamps[i] >= self.training.cutoff)
+            .collect();
+        if rows.is_empty() {
+            return Err(MlError::Invalid(format!(
+                "{} has no deployments at or after the model's training cutoff {}; use a file with newer deployments, or every row (`--all`, `all = true`: optimistic, it includes training rows)",
+                file.display(),
+                self.training.cutoff
+            )));
+        }
+        Ok(d.select(&rows))
+    }
+
     /// Scores deployments into bands.
     pub fn score(&self, d: &Deployments, bands: &Bands) -> Vec<Scored> {
         let p = self.forest.predict_proba(d.x.view());

@@ -49,6 +49,15 @@ pub struct NewVersion {
     pub notes: Option<String>,
 }
 
+/// Lower-case hex SHA-256, the checksum recorded for artifacts.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 #[derive(Debug, Clone)]
 pub enum NewArtifact {
     File {
@@ -57,6 +66,17 @@ pub enum NewArtifact {
         size: u64,
     },
     Bytes(Vec<u8>),
+}
+
+impl NewArtifact {
+    /// A file artifact at `path` whose content is `bytes`.
+    pub fn file(path: String, bytes: &[u8]) -> NewArtifact {
+        NewArtifact::File {
+            path,
+            sha256: sha256_hex(bytes),
+            size: bytes.len() as u64,
+        }
+    }
 }
 
 /// One change of production, as recorded.

@@ -109,6 +109,13 @@ impl TaskContext {
         self
     }
 
+    /// A path from a task's config: relative ones are relative to the DAG's folder, so a DAG
+    /// means the same files whichever directory the daemon was started in.
+    pub fn resolve(&self, path: &std::path::Path) -> PathBuf {
+        // `join` keeps an absolute path as it is.
+        self.dag_folder.join(path)
+    }
+
     pub fn alert_audience(&self) -> &crate::store::Audience {
         &self.alerts
     }

@@ -23,11 +23,11 @@ use crate::ml::{forest, simulate};
 use crate::store::models::{NewArtifact, NewVersion};
 use crate::task::{Task, TaskContext, TaskError};
 
-fn path(ctx: &TaskContext, p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        ctx.dag_folder.join(p)
+/// Where a task saves its artifact: `out` if set, else `models/` next to the data file.
+fn artifact_dir(ctx: &TaskContext, out: Option<&Path>, data: &Path) -> PathBuf {
+    match out {
+        Some(o) => ctx.resolve(o),
+        None => data.parent().unwrap_or(Path::new(".")).join("models"),
     }
 }
 
@@ -115,7 +115,7 @@ impl Task for RiskSimulate {
         ctx: &TaskContext,
         c: SimulateConfig,
     ) -> Result<simulate::Simulated, TaskError> {
-        let out = path(ctx, &c.out);
+        let out = ctx.resolve(&c.out);
         tokio::task::spawn_blocking(move || simulate::write(&out, c.rows, c.seed))
             .await
             .map_err(|e| TaskError::failed(format!("the simulation thread failed: {e}")))?
@@ -166,11 +166,8 @@ impl Task for RiskTrain {
     type Output = Trained;
 
     async fn run(&self, ctx: &TaskContext, c: TrainConfig) -> Result<Trained, TaskError> {
-        let data = path(ctx, &c.data);
-        let out = match &c.out {
-            Some(o) => path(ctx, o),
-            None => data.parent().unwrap_or(Path::new(".")).join("models"),
-        };
+        let data = ctx.resolve(&c.data);
+        let out = artifact_dir(ctx, c.out.as_deref(), &data);
         if !(0.05..=0.5).contains(&c.holdout) {
             return Err(TaskError::fatal(format!(
                 "holdout must be between 0.05 and 0.5, got {}",
@@ -297,7 +294,7 @@ impl Task for RiskScore {
         let (v, model) = risk::load_registered(&**ctx.store()?, c.version.as_deref())
             .await
             .map_err(|e| failed("loading the model", e))?;
-        let data = path(ctx, &c.data);
+        let data = ctx.resolve(&c.data);
         let scored = blocking(ctx, move |_| {
             let d = Deployments::load(&data, false)?;
             Ok(model.score(&d, &bands))
@@ -396,11 +393,8 @@ impl Task for TrainRegressor {
         ctx: &TaskContext,
         c: RegressorConfig,
     ) -> Result<RegressorOutput, TaskError> {
-        let data = path(ctx, &c.data);
-        let out = match &c.out {
-            Some(o) => path(ctx, o),
-            None => data.parent().unwrap_or(Path::new(".")).join("models"),
-        };
+        let data = ctx.resolve(&c.data);
+        let out = artifact_dir(ctx, c.out.as_deref(), &data);
         let (target, features, algorithm) = (c.target.clone(), c.features.clone(), c.algorithm);
         let d = data.clone();
         let name = c.model.clone();
@@ -502,7 +496,7 @@ impl Task for Evaluate {
         let (v, loaded) = artifact::load_any(&**ctx.store()?, &c.model, c.version.as_deref())
             .await
             .map_err(|e| failed("loading the model", e))?;
-        let data = path(ctx, &c.data);
+        let data = ctx.resolve(&c.data);
         let all = c.all;
         let (rows, metrics) = blocking(ctx, move |_| measure(&loaded, &data, all))
             .await
@@ -563,18 +557,7 @@ fn measure(
 ) -> Result<(usize, BTreeMap<String, f64>), MlError> {
     match loaded {
         Loaded::Risk(model) => {
-            let d = Deployments::load(data, true)?;
-            let idx: Vec<usize> = (0..d.len())
-                .filter(|&i| all || d.timestamps[i] >= model.training.cutoff)
-                .collect();
-            if idx.is_empty() {
-                return Err(MlError::Invalid(format!(
-                    "{} has no deployments at or after the training cutoff {}; set all = true to use every row",
-                    data.display(),
-                    model.training.cutoff
-                )));
-            }
-            let d = d.select(&idx);
+            let d = model.unseen(&Deployments::load(data, true)?, data, all)?;
             let p = model.forest.predict_proba(d.x.view());
             let e = Evaluation::new(
                 p.as_slice().unwrap_or_default(),
@@ -582,7 +565,7 @@ fn measure(
                 model.threshold,
             );
             Ok((
-                idx.len(),
+                d.len(),
                 e.registry_metrics()
                     .into_iter()
                     .map(|(k, v)| (k.to_string(), v))

@@ -295,25 +295,16 @@ impl Task for Register {
     type Output = ModelVersion;
 
     async fn run(&self, ctx: &TaskContext, c: RegisterConfig) -> Result<ModelVersion, TaskError> {
-        use sha2::{Digest, Sha256};
         let artifact = match &c.artifact {
             Some(path) => {
-                let path = if path.is_absolute() {
-                    path.clone()
-                } else {
-                    ctx.dag_folder.join(path)
-                };
+                let path = ctx.resolve(path);
                 let bytes = tokio::fs::read(&path).await.map_err(|e| {
                     TaskError::fatal(format!("cannot read the artifact {}: {e}", path.display()))
                 })?;
-                Some(crate::store::models::NewArtifact::File {
-                    path: path.display().to_string(),
-                    sha256: Sha256::digest(&bytes)
-                        .iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect(),
-                    size: bytes.len() as u64,
-                })
+                Some(crate::store::models::NewArtifact::file(
+                    path.display().to_string(),
+                    &bytes,
+                ))
             }
             None => None,
         };

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
@@ -75,10 +74,6 @@ fn alert_from_row(row: &SqliteRow) -> Result<Alert, StoreError> {
     })
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Appends the alert (and its notification) to `script`.
 fn push_alert(
     script: &mut Script,
@@ -123,7 +118,7 @@ impl ModelStore for SqliteStore {
             ),
             Some(NewArtifact::Bytes(b)) => (
                 None,
-                Some(hex(&Sha256::digest(b))),
+                Some(crate::store::models::sha256_hex(b)),
                 Some(b.len() as i64),
                 Some(b.clone()),
             ),
