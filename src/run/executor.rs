@@ -236,6 +236,10 @@ struct RunExec {
     events: Vec<RunEvent>,
     to_spawn: Vec<usize>,
     pending_permits: Vec<Permits>,
+    /// Permits won by waiting in line, used by the next task to start.
+    won: Option<Permits>,
+    /// Permits of attempts whose end is in the step being built; released after its commit.
+    ending: Vec<Permits>,
     /// Permits of running attempts, by spawned task id. They are released when the executor
     /// records an attempt's end, not when its future returns, so the stored states never show
     /// more running tasks than the limits allow.
@@ -321,6 +325,8 @@ impl RunExec {
             events: Vec::new(),
             to_spawn: Vec::new(),
             pending_permits: Vec::new(),
+            won: None,
+            ending: Vec::new(),
             permits: HashMap::new(),
             started: Instant::now(),
         };
@@ -385,6 +391,7 @@ impl RunExec {
             self.run_state = RunState::Running;
         }
         let mut deadline: Option<tokio::time::Instant> = None;
+        let mut acquiring: Option<Acquiring> = None;
         loop {
             let now = Utc::now();
             let draining = stop.drain.is_cancelled();
@@ -447,6 +454,18 @@ impl RunExec {
                 tokio::time::sleep(wait)
             });
             let waiting_for_slot = !self.queued.is_empty() && !draining;
+            if waiting_for_slot {
+                if acquiring.is_none() {
+                    acquiring = Some(Box::pin(Permits::acquire(
+                        self.dag_slots.clone(),
+                        self.global_slots.clone(),
+                    )));
+                }
+            } else {
+                // Leave the line (and give back anything won) when nothing waits to start.
+                acquiring = None;
+                self.won = None;
+            }
             if running.is_empty() && next_retry.is_none() && !waiting_for_slot && !draining {
                 // Nothing can make progress; only a bug gets here. Fail what is left rather
                 // than hang.
@@ -462,7 +481,10 @@ impl RunExec {
                     }
                 }
                 _ = async { if let Some(s) = sleep { s.await } }, if next_retry.is_some() => {}
-                _ = slot_freed(&self.dag_slots, &self.global_slots), if waiting_for_slot => {}
+                permits = acquired(&mut acquiring), if waiting_for_slot => {
+                    acquiring = None;
+                    self.won = permits;
+                }
                 _ = stop.drain.cancelled(), if !draining => {}
                 _ = sleep_until_opt(deadline), if draining => {
                     self.cancel_running(&mut running).await;
@@ -509,7 +531,11 @@ impl RunExec {
         match joined {
             Ok((id, f)) => {
                 self.finish_attempt(f.index, f.attempt, f.result, f.logs, f.duration, now);
-                self.permits.remove(&id);
+                // Held until the end is committed: another run must not start a task (and
+                // record it running) before this one is recorded as ended.
+                if let Some((_, permits, _)) = self.permits.remove(&id) {
+                    self.ending.push(permits);
+                }
             }
             // Panics are caught inside the attempt; a JoinError here means the runtime is
             // shutting down and aborted it. The attempt stays `running` in the store and is
@@ -708,7 +734,11 @@ impl RunExec {
     /// Starts queued tasks, in topological order, while both limits have room.
     fn start_queued(&mut self, now: DateTime<Utc>) {
         while let Some(&i) = self.queued.first() {
-            let Some(permits) = Permits::try_acquire(&self.dag_slots, &self.global_slots) else {
+            let Some(permits) = self
+                .won
+                .take()
+                .or_else(|| Permits::try_acquire(&self.dag_slots, &self.global_slots))
+            else {
                 break;
             };
             self.queued.pop_first();
@@ -786,6 +816,7 @@ impl RunExec {
         if !self.batch.is_empty() {
             store.commit(&self.batch).await?;
         }
+        self.ending.clear();
         self.batch = Batch::new(self.run_id);
         self.in_batch.clear();
         Ok(())
@@ -887,27 +918,21 @@ impl RunExec {
                                 spec.task_type
                             )));
                         };
-                        let null = serde_json::Value::Null;
-                        let config = spec
-                            .config
-                            .render(&RenderContext {
-                                params: &params,
-                                run: &run_vars,
-                                tasks: reads
-                                    .iter()
-                                    .map(|(id, out, state)| {
-                                        let output = out.as_deref().unwrap_or(&null);
-                                        (
-                                            id.as_str(),
-                                            TaskVars {
-                                                output,
-                                                state: state.as_str(),
-                                            },
-                                        )
-                                    })
-                                    .collect(),
+                        let config = if spec.config.is_static() {
+                            spec.config.source()
+                        } else {
+                            // Off the scheduler's thread: a render is budgeted, but even a
+                            // budgeted one must not hold up other runs, signals or the
+                            // timeout around this attempt.
+                            let dag = dag.clone();
+                            tokio::task::spawn_blocking(move || {
+                                render_config(&dag.tasks[i], &params, &run_vars, &reads)
                             })
-                            .map_err(|e| TaskError::fatal(e.to_string()))?;
+                            .await
+                            .map_err(|e| {
+                                TaskError::failed(format!("rendering the config stopped: {e}"))
+                            })??
+                        };
                         task.run_json(&ctx, config).await
                     };
                     let work = crate::task::capture::scope(ctx.log_sink(), work);
@@ -945,6 +970,36 @@ impl RunExec {
     }
 }
 
+/// Renders task `spec`'s config for one attempt; a template error is fatal (retrying cannot
+/// change it).
+fn render_config(
+    spec: &crate::dag::TaskSpec,
+    params: &serde_json::Map<String, serde_json::Value>,
+    run: &RunVars,
+    reads: &[(String, Option<Arc<serde_json::Value>>, TaskState)],
+) -> Result<serde_json::Value, TaskError> {
+    let null = serde_json::Value::Null;
+    spec.config
+        .render(&RenderContext {
+            params,
+            run,
+            tasks: reads
+                .iter()
+                .map(|(id, out, state)| {
+                    let output = out.as_deref().unwrap_or(&null);
+                    (
+                        id.as_str(),
+                        TaskVars {
+                            output,
+                            state: state.as_str(),
+                        },
+                    )
+                })
+                .collect(),
+        })
+        .map_err(|e| TaskError::fatal(e.to_string()))
+}
+
 fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
     payload
         .downcast_ref::<&str>()
@@ -960,9 +1015,13 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Resolves when a slot may be free in both semaphores. The permits are released at once;
-/// the next step tries to take them for real.
-async fn slot_freed(dag: &Arc<Semaphore>, global: &Arc<Semaphore>) {
-    let _d = dag.acquire().await;
-    let _g = global.acquire().await;
+/// Waits on `acquiring`, or forever when there is nothing to wait for.
+async fn acquired(acquiring: &mut Option<Acquiring>) -> Option<Permits> {
+    match acquiring {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
 }
+
+/// A run's place in line for a task slot, kept across steps so it is never lost.
+type Acquiring = std::pin::Pin<Box<dyn std::future::Future<Output = Option<Permits>> + Send>>;

@@ -51,6 +51,22 @@ pub struct Permits {
 }
 
 impl Permits {
+    /// Waits in line for both permits, the DAG's first. Tokio's semaphores are fair: a
+    /// released permit goes to the oldest waiter, so a run that waits here keeps its place
+    /// and is certain to get a slot (a waiter that took a permit only to drop it again would
+    /// hand it to the next waiter and never hold one itself).
+    ///
+    /// # Cancel safety
+    /// Dropping the future gives back any permit it already holds.
+    pub async fn acquire(dag: Arc<Semaphore>, global: Arc<Semaphore>) -> Option<Permits> {
+        let d = dag.acquire_owned().await.ok()?;
+        let g = global.acquire_owned().await.ok()?;
+        Some(Permits {
+            _dag: d,
+            _global: g,
+        })
+    }
+
     pub fn try_acquire(dag: &Arc<Semaphore>, global: &Arc<Semaphore>) -> Option<Permits> {
         let d = dag.clone().try_acquire_owned().ok()?;
         let g = global.clone().try_acquire_owned().ok()?;

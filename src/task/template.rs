@@ -26,14 +26,70 @@ pub const RUN_FIELDS: [&str; 8] = [
     "run_type",
 ];
 
+/// Steps (VM instructions) one template may take per render. A loop over a few thousand
+/// upstream rows takes tens of thousands; the budget stops a runaway loop in well under a
+/// second instead of freezing whatever renders it.
+pub const RENDER_FUEL: u64 = 5_000_000;
+
+/// Bytes one template may produce per render (its text, or its value as JSON). Enough for a
+/// whole upstream result (a `command` task's stdout is capped at the same size by default).
+pub const RENDER_OUTPUT_BYTES: usize = 16 << 20;
+
 /// One environment for the whole process: strict about undefined values, so a typo in a
-/// template fails loudly instead of rendering an empty string.
+/// template fails loudly instead of rendering an empty string; every render is budgeted by
+/// [`RENDER_FUEL`]. `namespace()` is removed: it is the one way to carry a value from one loop
+/// iteration to the next, which would let a trigger's params drive unbounded growth.
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_recursion_limit(64);
+    env.set_fuel(Some(RENDER_FUEL));
+    env.remove_global("namespace");
     env
 });
+
+/// Template statements a config template may not use: macros (and `call`) recurse, and the
+/// loaders behind `include`/`import`/`extends` do not exist here.
+const FORBIDDEN_STATEMENTS: [&str; 6] = ["macro", "call", "include", "import", "from", "extends"];
+
+/// The first forbidden statement in `src`, if any (`{% macro`, `{%- call`, ...).
+fn forbidden_statement(src: &str) -> Option<&'static str> {
+    src.match_indices("{%").find_map(|(at, _)| {
+        let rest = src[at + 2..]
+            .trim_start_matches(['-', '+', '~'])
+            .trim_start();
+        FORBIDDEN_STATEMENTS.into_iter().find(|kw| {
+            rest.strip_prefix(kw)
+                .is_some_and(|after| !after.starts_with(|c: char| c.is_alphanumeric() || c == '_'))
+        })
+    })
+}
+
+/// An `io::Write` into a buffer that refuses to grow past [`RENDER_OUTPUT_BYTES`].
+struct Budgeted(Vec<u8>);
+
+impl std::io::Write for Budgeted {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + data.len() > RENDER_OUTPUT_BYTES {
+            return Err(std::io::Error::other(OVER_OUTPUT_BUDGET));
+        }
+        self.0.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+const OVER_OUTPUT_BUDGET: &str = "the output budget is used up";
+
+fn over_output_budget() -> String {
+    format!(
+        "renders more than {} MiB, the budget of one template; pass large data between tasks as a whole result (`{{{{ tasks.<id>.output }}}}`) or through a file",
+        RENDER_OUTPUT_BYTES >> 20
+    )
+}
 
 /// A task's config with its templates parsed.
 #[derive(Debug, Clone)]
@@ -210,6 +266,15 @@ fn compile_node(
 ) -> Node {
     match v {
         serde_json::Value::String(s) if is_template(s) => {
+            if let Some(kw) = forbidden_statement(s) {
+                problems.push(TemplateProblem {
+                    path: path.to_string(),
+                    message: format!(
+                        "uses `{{% {kw} %}}`, which config templates do not support; write the value with expressions, `if` and `for`"
+                    ),
+                });
+                return Node::Literal(v.clone());
+            }
             let parsed = match single_expression(s) {
                 Some(expr) => ENV
                     .compile_expression(expr)
@@ -334,6 +399,8 @@ fn check_variable(
             reads_tasks.insert(task.to_string());
             Ok(())
         }
+        // The environment's functions (`range`, `dict`, ...).
+        global if ENV.globals().any(|(name, _)| name == global) => Ok(()),
         other => Err(format!(
             "reads unknown variable `{other}`; templates can read params.<name>, run.<field> and tasks.<id>.output"
         )),
@@ -349,8 +416,17 @@ fn known_list<'a>(what: &str, names: impl Iterator<Item = &'a str>) -> String {
     }
 }
 
-/// minijinja's message plus its line within the template, without its debug dump.
+/// minijinja's message plus its line within the template, without its debug dump. A render
+/// stopped by a budget says which budget and what to do.
 fn describe(e: &minijinja::Error) -> String {
+    if e.kind() == minijinja::ErrorKind::OutOfFuel {
+        return format!(
+            "takes more than {RENDER_FUEL} steps, the budget of one template; a config template must be small work (no large or nested loops)"
+        );
+    }
+    if e.kind() == minijinja::ErrorKind::WriteFailure {
+        return over_output_budget();
+    }
     let mut s = e
         .detail()
         .map(str::to_string)
@@ -369,11 +445,26 @@ fn eval_expr(expr: &str, ctx: &minijinja::Value) -> Result<serde_json::Value, St
             "`{expr}` is undefined; check the names in the expression against what the upstream task returned"
         ));
     }
-    serde_json::to_value(&value).map_err(|e| e.to_string())
+    // Measured through the budgeted writer, so an oversized value is refused before a
+    // second copy of it is made.
+    let mut out = Budgeted(Vec::new());
+    if let Err(e) = serde_json::to_writer(&mut out, &value) {
+        return Err(if e.is_io() {
+            over_output_budget()
+        } else {
+            e.to_string()
+        });
+    }
+    serde_json::from_slice(&out.0).map_err(|e| e.to_string())
 }
 
 fn render_text(src: &str, ctx: &minijinja::Value) -> Result<String, String> {
-    ENV.render_str(src, ctx).map_err(|e| describe(&e))
+    let template = ENV.template_from_str(src).map_err(|e| describe(&e))?;
+    let mut out = Budgeted(Vec::new());
+    template
+        .render_captured_to(ctx, &mut out)
+        .map_err(|e| describe(&e))?;
+    String::from_utf8(out.0).map_err(|e| e.to_string())
 }
 
 fn render_node(
@@ -603,5 +694,73 @@ mod tests {
         let err = t.render(&with_a(&p, &run, &out)).unwrap_err();
         assert_eq!(err.path, "deep.k");
         assert!(err.message.contains("undefined"), "{}", err.message);
+    }
+
+    fn render_one(template: &str, n: i64) -> Result<serde_json::Value, RenderError> {
+        let t = compile(json!({ "v": template })).unwrap();
+        let p = serde_json::Map::from_iter([("threshold".to_string(), json!(n))]);
+        let out = json!({});
+        let run = run_vars();
+        t.render(&with_a(&p, &run, &out))
+    }
+
+    #[test]
+    fn a_runaway_loop_is_stopped_by_the_step_budget_and_a_small_one_renders() {
+        let bomb = "{% for i in 'x' * params.threshold %}{% for j in 'x' * params.threshold %}{% endfor %}{% endfor %}";
+        let err = render_one(bomb, 100_000).unwrap_err();
+        assert_eq!(err.path, "v");
+        assert!(err.message.contains("steps, the budget"), "{}", err.message);
+        // The same template with a small param is ordinary work.
+        assert_eq!(render_one(bomb, 30).unwrap(), json!({"v": ""}));
+    }
+
+    #[test]
+    fn output_past_the_budget_is_refused_for_text_and_for_values() {
+        let text = "{% for i in range(params.threshold) %}{{ 'x' * 1000000 }}{% endfor %}";
+        let err = render_one(text, 100).unwrap_err();
+        assert!(err.message.contains("MiB, the budget"), "{}", err.message);
+        let value = "{{ 'x' * 50000000 }}";
+        let err = render_one(value, 0).unwrap_err();
+        assert!(err.message.contains("MiB, the budget"), "{}", err.message);
+        // Within the budget both render.
+        assert_eq!(
+            render_one(text, 2).unwrap()["v"].as_str().unwrap().len(),
+            2_000_000
+        );
+        assert_eq!(
+            render_one("{{ 'ab' * 3 }}", 0).unwrap(),
+            json!({"v": "ababab"})
+        );
+    }
+
+    #[test]
+    fn macros_and_namespace_are_refused_at_load() {
+        let problems = compile(json!({
+            "m": "{% macro d(s) %}{{ s ~ s }}{% endmacro %}{{ d('x') }}",
+            "c": "{%- call x() %}{% endcall %}",
+            "n": "{% set ns = namespace(a='x') %}{{ ns.a }}",
+        }))
+        .unwrap_err();
+        let shown: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect();
+        assert!(
+            shown.iter().any(|s| s.starts_with("m: uses `{% macro %}`")),
+            "{shown:#?}"
+        );
+        assert!(
+            shown.iter().any(|s| s.starts_with("c: uses `{% call %}`")),
+            "{shown:#?}"
+        );
+        assert!(
+            shown
+                .iter()
+                .any(|s| s.starts_with("n: reads unknown variable `namespace`")),
+            "{shown:#?}"
+        );
+        // A word that merely starts like a keyword is fine.
+        assert_eq!(forbidden_statement("{% if macros %}{% endif %}"), None);
+        assert_eq!(forbidden_statement("{%- macro x() %}"), Some("macro"));
     }
 }

@@ -127,11 +127,30 @@ impl Engine {
     }
 
     pub async fn create(&self, dag: &Dag, conf: serde_json::Value) -> RunRecord {
+        self.create_with(dag, conf, chrono::Utc::now()).await
+    }
+
+    /// A manual run of `dag` at `logical_date`.
+    pub async fn create_at(
+        &self,
+        dag: &Dag,
+        logical_date: chrono::DateTime<chrono::Utc>,
+    ) -> RunRecord {
+        self.create_with(dag, serde_json::Value::Null, logical_date)
+            .await
+    }
+
+    async fn create_with(
+        &self,
+        dag: &Dag,
+        conf: serde_json::Value,
+        logical_date: chrono::DateTime<chrono::Utc>,
+    ) -> RunRecord {
         let new = plan_run(
             dag,
             conf,
             RunType::Manual,
-            chrono::Utc::now(),
+            logical_date,
             RunState::Queued,
             None,
         )
@@ -258,10 +277,15 @@ impl Drop for DaemonProcess {
 
 /// Polls `cond` until it holds; panics naming `what` after 30 s. A liveness bound, not a
 /// speed assertion: on a loaded machine things take longer, never forever.
-pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+pub fn wait_for(what: &str, cond: impl FnMut() -> bool) {
+    wait_for_secs(what, 30, cond)
+}
+
+/// [`wait_for`] with a longer liveness bound, for work that takes many seconds by design.
+pub fn wait_for_secs(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
     while !cond() {
-        if start.elapsed() > std::time::Duration::from_secs(30) {
+        if start.elapsed() > std::time::Duration::from_secs(secs) {
             panic!("timed out waiting for {what}");
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
