@@ -469,24 +469,13 @@ fn validate(ctx: &Ctx, paths: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
     } else {
         paths
     };
-    let mut files = Vec::new();
-    for p in &paths {
-        if p.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
-                .with_context(|| format!("reading {}", p.display()))?
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|f| f.extension().is_some_and(|e| e == "toml") && f.is_file())
-                .collect();
-            found.sort();
-            files.extend(found);
-        } else if p.is_file() {
-            files.push(p.clone());
-        } else {
-            bail!("{} does not exist; give DAG files or folders", p.display());
-        }
+    if let Some(missing) = paths.iter().find(|p| !p.exists()) {
+        bail!(
+            "{} does not exist; give DAG files or folders",
+            missing.display()
+        );
     }
-    let set = DagSet::load_files(&files, &ctx.registry);
+    let set = DagSet::load_paths(&paths, &ctx.registry)?;
     if ctx.json {
         print_json(&serde_json::json!({
             "valid": set.dags.values().map(|d| summary(d)).collect::<Vec<_>>(),
@@ -550,9 +539,7 @@ fn run_inputs(
 pub fn parse_conf(s: Option<&str>) -> anyhow::Result<serde_json::Value> {
     match s {
         None => Ok(serde_json::Value::Object(Default::default())),
-        Some(text) => serde_json::from_str(text).with_context(|| {
-            format!("--conf is not valid JSON: {text}; pass an object like '{{\"param\": 1}}'")
-        }),
+        Some(text) => crate::dag::parse_conf(text).map_err(|e| anyhow::anyhow!("--conf: {e}")),
     }
 }
 

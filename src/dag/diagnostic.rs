@@ -41,6 +41,22 @@ pub struct FileErrors {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+impl FileErrors {
+    /// One problem with `file` as a whole (it cannot be read, is too large, ...).
+    pub fn whole_file(file: &Path, message: &str) -> FileErrors {
+        FileErrors {
+            file: file.to_path_buf(),
+            diagnostics: vec![Diagnostic {
+                file: file.to_path_buf(),
+                line: None,
+                task: None,
+                key: "file".into(),
+                message: message.to_string(),
+            }],
+        }
+    }
+}
+
 impl fmt::Display for FileErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.diagnostics.len();

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 pub use diagnostic::{Diagnostic, FileErrors};
 pub use graph::{Cycle, DagGraph};
-pub use params::{ConfError, resolve_params};
+pub use params::{ConfError, MAX_CONF_BYTES, parse_conf, resolve_params};
 pub use parse::{check_id, parse_cron, parse_dag};
 pub use spec::{Backoff, Dag, NotifySpec, RetryPolicy, Schedule, TaskSpec, TriggerRule};
 
@@ -39,17 +39,47 @@ impl DagSet {
     /// Loads every `*.toml` file directly inside `dir`, in name order. A bad file is reported
     /// in `errors` and does not stop the others.
     pub fn load_folder(dir: &Path, registry: &Registry) -> Result<DagSet, FolderError> {
-        let entries = std::fs::read_dir(dir).map_err(|source| FolderError {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
-            .collect();
-        files.sort();
-        Ok(DagSet::load_files(&files, registry))
+        DagSet::load_paths(&[dir.to_path_buf()], registry)
+    }
+
+    /// Loads DAG files and folders of them (their `*.toml` entries, in name order).
+    pub fn load_paths(paths: &[PathBuf], registry: &Registry) -> Result<DagSet, FolderError> {
+        let mut files = Vec::new();
+        let mut odd = Vec::new();
+        for path in paths {
+            if !path.is_dir() {
+                files.push(path.clone());
+                continue;
+            }
+            let entries = std::fs::read_dir(path).map_err(|source| FolderError {
+                path: path.clone(),
+                source,
+            })?;
+            let mut found = Vec::new();
+            for entry in entries.filter_map(Result::ok).map(|e| e.path()) {
+                if entry.extension().is_none_or(|e| e != "toml") {
+                    continue;
+                }
+                // `is_file` follows links: a link to a DAG file is a DAG file. A directory, a
+                // FIFO (reading it would block) or a dangling link is reported, not read.
+                if entry.is_file() {
+                    found.push(entry);
+                } else {
+                    odd.push(entry);
+                }
+            }
+            found.sort();
+            files.extend(found);
+        }
+        odd.sort();
+        let mut set = DagSet::load_files(&files, registry);
+        set.errors.extend(odd.into_iter().map(|file| {
+            FileErrors::whole_file(
+                &file,
+                "is not a regular file (a directory, a FIFO or a dangling link), so it was not loaded; remove it or rename it so it does not end in .toml",
+            )
+        }));
+        Ok(set)
     }
 
     /// Loads the given files. DAG ids must be unique: a later file that repeats an id is
@@ -89,17 +119,39 @@ impl DagSet {
     }
 }
 
+/// The largest DAG file read. A real DAG is a few kilobytes; the cap keeps a stray data file
+/// named `*.toml` from costing memory at every load and in every run that records its source.
+pub const MAX_DAG_FILE_BYTES: u64 = 1 << 20;
+
 /// Reads and parses one file.
 pub fn load_file(file: &Path, registry: &Registry) -> Result<Dag, FileErrors> {
-    let src = std::fs::read_to_string(file).map_err(|e| FileErrors {
-        file: file.to_path_buf(),
-        diagnostics: vec![Diagnostic {
-            file: file.to_path_buf(),
-            line: None,
-            task: None,
-            key: "file".into(),
-            message: format!("cannot read the file: {e}"),
-        }],
+    use std::io::Read;
+    let cannot =
+        |e: std::io::Error| FileErrors::whole_file(file, &format!("cannot read the file: {e}"));
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .map_err(cannot)?
+        // One byte past the cap tells a file at the cap from a larger one.
+        .take(MAX_DAG_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_DAG_FILE_BYTES {
+        return Err(FileErrors::whole_file(
+            file,
+            &format!(
+                "is larger than {} KiB, the most a DAG file may be; keep data in other files and pass their paths",
+                MAX_DAG_FILE_BYTES >> 10
+            ),
+        ));
+    }
+    let src = String::from_utf8(bytes).map_err(|e| {
+        FileErrors::whole_file(
+            file,
+            &format!(
+                "is not UTF-8 text (invalid byte at offset {}); save it as UTF-8",
+                e.utf8_error().valid_up_to()
+            ),
+        )
     })?;
     parse_dag(file, &src, registry)
 }
@@ -133,18 +185,10 @@ fn parse_files(files: &[PathBuf], registry: &Registry) -> Vec<Result<Dag, FileEr
                 handle.join().unwrap_or_else(|_| {
                     part.iter()
                         .map(|f| {
-                            Err(FileErrors {
-                                file: f.clone(),
-                                diagnostics: vec![Diagnostic {
-                                    file: f.clone(),
-                                    line: None,
-                                    task: None,
-                                    key: "file".into(),
-                                    message:
-                                        "internal error while loading this file; please report it"
-                                            .into(),
-                                }],
-                            })
+                            Err(FileErrors::whole_file(
+                                f,
+                                "internal error while loading this file; please report it",
+                            ))
                         })
                         .collect()
                 })

@@ -11,6 +11,27 @@ pub struct ConfError {
     pub problems: Vec<String>,
 }
 
+/// The largest `conf` accepted, as JSON text. Params are small settings; data goes in files.
+pub const MAX_CONF_BYTES: usize = 64 << 10;
+
+/// A trigger's `conf` from its JSON text, within [`MAX_CONF_BYTES`]. The error quotes only the
+/// start of the input, never all of it.
+pub fn parse_conf(text: &str) -> Result<serde_json::Value, String> {
+    if text.len() > MAX_CONF_BYTES {
+        return Err(format!(
+            "conf is {} bytes; at most {} KiB is accepted: pass data through files and their paths as params",
+            text.len(),
+            MAX_CONF_BYTES >> 10
+        ));
+    }
+    serde_json::from_str(text).map_err(|e| {
+        format!(
+            "conf is not valid JSON ({e}): {}; pass an object like '{{\"param\": 1}}'",
+            crate::state::shown(text, 80)
+        )
+    })
+}
+
 /// The run's params: the DAG's defaults overridden by `conf`.
 pub fn resolve_params(
     dag: &Dag,
@@ -37,20 +58,21 @@ pub fn resolve_params(
     };
     let mut problems = Vec::new();
     for (key, value) in entries {
+        let key_shown = crate::state::shown(key, 64);
         match dag.params.get(key) {
             None => {
                 let declared: Vec<&str> = dag.params.keys().map(String::as_str).collect();
                 problems.push(if declared.is_empty() {
-                    format!("unknown param `{key}`; this DAG declares no [params]")
+                    format!("unknown param `{key_shown}`; this DAG declares no [params]")
                 } else {
                     format!(
-                        "unknown param `{key}`; declared params: {}",
+                        "unknown param `{key_shown}`; declared params: {}",
                         declared.join(", ")
                     )
                 });
             }
             Some(default) if !same_type(default, value) => problems.push(format!(
-                "param `{key}` expects {} (its default is {default}), got {}",
+                "param `{key_shown}` expects {} (its default is {default}), got {}",
                 kind(default),
                 kind(value)
             )),

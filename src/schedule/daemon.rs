@@ -43,6 +43,8 @@ pub enum DaemonError {
     },
     #[error("cannot listen for signals: {0}")]
     Signals(#[source] std::io::Error),
+    #[error("loading the DAG folder stopped: {0}")]
+    Load(String),
     #[error("cannot set up notifications: {0}")]
     Notify(#[from] crate::notify::NotifyError),
 }
@@ -156,7 +158,9 @@ impl Daemon {
         };
         let store = crate::store::open(url, self.config.database.synchronous).await?;
         let folder = self.config.dags.folder.clone();
-        let set = DagSet::load_folder(&folder, &self.registry)?;
+        let set = load_in_background(folder.clone(), self.registry.clone())
+            .await
+            .map_err(|e| DaemonError::Load(e.to_string()))??;
         let owner = owner::current();
         // Set up delivery before anything runs, so a wrong SMTP setting stops the start
         // rather than the first failure mail.
@@ -227,6 +231,8 @@ impl Daemon {
             states: HashMap::new(),
             active: HashMap::new(),
             runs: JoinSet::new(),
+            loading: None,
+            reload_again: false,
             stop: Stop {
                 drain: CancellationToken::new(),
                 grace: self.config.daemon.shutdown_grace,
@@ -259,7 +265,21 @@ struct Scheduler {
     /// Runs this daemon is executing, with their DAG.
     active: HashMap<RunId, String>,
     runs: JoinSet<(RunId, Result<RunState, ExecError>)>,
+    /// A reload of the DAG folder in progress on the blocking pool. The loop keeps scheduling
+    /// with the DAGs it has while a slow (or hostile) file is parsed.
+    loading: Option<tokio::task::JoinHandle<Result<DagSet, crate::dag::FolderError>>>,
+    /// Files changed during the reload in progress: load again when it ends.
+    reload_again: bool,
     stop: Stop,
+}
+
+/// Loads the DAG folder on the blocking pool: parsing and template checks are CPU work that
+/// must not run on the scheduler's thread.
+fn load_in_background(
+    folder: PathBuf,
+    registry: Arc<Registry>,
+) -> tokio::task::JoinHandle<Result<DagSet, crate::dag::FolderError>> {
+    tokio::task::spawn_blocking(move || DagSet::load_folder(&folder, &registry))
 }
 
 impl Scheduler {
@@ -289,7 +309,23 @@ impl Scheduler {
                     // Editors write in bursts; let the burst settle, then reload once.
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     while files.try_recv().is_ok() {}
-                    self.reload();
+                    self.request_reload();
+                }
+                loaded = async {
+                    match self.loading.as_mut() {
+                        Some(handle) => handle.await,
+                        None => std::future::pending().await,
+                    }
+                }, if self.loading.is_some() => {
+                    self.loading = None;
+                    match loaded {
+                        Ok(Ok(set)) => self.reloaded(set),
+                        Ok(Err(e)) => tracing::error!("{e}; keeping the DAGs already loaded"),
+                        Err(e) => tracing::error!("reloading the DAG folder stopped: {e}; keeping the DAGs already loaded"),
+                    }
+                    if std::mem::take(&mut self.reload_again) {
+                        self.request_reload();
+                    }
                 }
                 Some(joined) = self.runs.join_next(), if !self.runs.is_empty() => {
                     self.finished(joined).await;
@@ -327,15 +363,21 @@ impl Scheduler {
         self.files = files;
     }
 
-    /// Reloads the DAG folder after a change.
-    fn reload(&mut self) {
-        let set = match DagSet::load_folder(&self.folder, &self.registry) {
-            Ok(set) => set,
-            Err(e) => {
-                tracing::error!("{e}; keeping the DAGs already loaded");
-                return;
-            }
-        };
+    /// Starts reloading the DAG folder after a change (or marks that another reload is due
+    /// when one is already running).
+    fn request_reload(&mut self) {
+        if self.loading.is_some() {
+            self.reload_again = true;
+        } else {
+            self.loading = Some(load_in_background(
+                self.folder.clone(),
+                self.registry.clone(),
+            ));
+        }
+    }
+
+    /// Adopts a reloaded DAG folder, saying what was added, changed and removed.
+    fn reloaded(&mut self, set: DagSet) {
         let before: BTreeMap<String, String> = self
             .dags()
             .iter()

@@ -7,6 +7,7 @@ mod custom_task;
 mod daemon;
 mod docs;
 mod executor;
+mod hostile;
 mod load;
 mod model_cli;
 mod model_ops;
