@@ -45,7 +45,7 @@ pub struct SmtpConfig {
     pub password_file: Option<PathBuf>,
     /// Connecting, and each delivery as a whole, give up after this long (the message is
     /// retried later), so a hung server holds up only the outbox worker.
-    #[serde(deserialize_with = "crate::tasks::duration::deserialize")]
+    #[serde(deserialize_with = "crate::tasks::duration::deserialize_positive")]
     pub timeout: Duration,
 }
 
@@ -97,16 +97,16 @@ pub struct NotifyConfig {
     pub email_on_retry: Vec<String>,
     pub webhook_on_failure: Vec<String>,
     /// How often the daemon looks for messages to send (it also looks when a run ends).
-    #[serde(deserialize_with = "crate::tasks::duration::deserialize")]
+    #[serde(deserialize_with = "crate::tasks::duration::deserialize_positive")]
     pub poll_interval: Duration,
     /// Wait before the first retry of a failed delivery; doubles each time…
-    #[serde(deserialize_with = "crate::tasks::duration::deserialize")]
+    #[serde(deserialize_with = "crate::tasks::duration::deserialize_positive")]
     pub retry_delay: Duration,
     /// …up to this.
-    #[serde(deserialize_with = "crate::tasks::duration::deserialize")]
+    #[serde(deserialize_with = "crate::tasks::duration::deserialize_positive")]
     pub max_retry_delay: Duration,
     /// A webhook POST gives up after this long (and is retried).
-    #[serde(deserialize_with = "crate::tasks::duration::deserialize")]
+    #[serde(deserialize_with = "crate::tasks::duration::deserialize_positive")]
     pub webhook_timeout: Duration,
 }
 
@@ -144,10 +144,10 @@ pub struct DaemonConfig {
     #[serde(deserialize_with = "crate::tasks::duration::deserialize")]
     pub shutdown_grace: Duration,
     /// How often the daemon proves it is alive for the runs it executes.
-    #[serde(deserialize_with = "crate::tasks::duration::deserialize")]
+    #[serde(deserialize_with = "crate::tasks::duration::deserialize_positive")]
     pub heartbeat_interval: Duration,
     /// A run whose owner has not heartbeat for this long is taken over.
-    #[serde(deserialize_with = "crate::tasks::duration::deserialize")]
+    #[serde(deserialize_with = "crate::tasks::duration::deserialize_positive")]
     pub lease: Duration,
 }
 
@@ -158,7 +158,7 @@ pub struct RetentionConfig {
     #[serde(deserialize_with = "crate::tasks::duration::deserialize")]
     pub max_age: Duration,
     /// How often the daemon deletes them.
-    #[serde(deserialize_with = "crate::tasks::duration::deserialize")]
+    #[serde(deserialize_with = "crate::tasks::duration::deserialize_positive")]
     pub interval: Duration,
 }
 
@@ -201,6 +201,24 @@ pub struct DagsConfig {
 pub struct ExecutorConfig {
     /// Task attempts running at once in this process, across all DAGs.
     pub parallelism: usize,
+    /// Bytes of result one attempt may print (a `command` task's stdout); a larger result
+    /// fails the attempt.
+    pub max_result_bytes: usize,
+    /// Bytes of log kept per attempt; lines past it are counted and dropped.
+    pub max_log_bytes: usize,
+    /// After SIGTERM at shutdown, how long a task's processes get before SIGKILL.
+    #[serde(deserialize_with = "crate::tasks::duration::deserialize")]
+    pub kill_grace: Duration,
+}
+
+impl ExecutorConfig {
+    pub fn output_limits(&self) -> crate::task::OutputLimits {
+        crate::task::OutputLimits {
+            max_result_bytes: self.max_result_bytes,
+            max_log_bytes: self.max_log_bytes,
+            kill_grace: self.kill_grace,
+        }
+    }
 }
 
 impl Default for DatabaseConfig {
@@ -222,7 +240,13 @@ impl Default for DagsConfig {
 
 impl Default for ExecutorConfig {
     fn default() -> Self {
-        ExecutorConfig { parallelism: 32 }
+        let limits = crate::task::OutputLimits::default();
+        ExecutorConfig {
+            parallelism: 32,
+            max_result_bytes: limits.max_result_bytes,
+            max_log_bytes: limits.max_log_bytes,
+            kill_grace: limits.kill_grace,
+        }
     }
 }
 

@@ -172,3 +172,39 @@ mod shown_tests {
         assert_eq!(shown("ééé", 1), "é… (4 more bytes)");
     }
 }
+
+/// The longest duration vigil accepts anywhere (a timeout, a retention age, an interval):
+/// 100 years. Longer ones are typos, and they would overflow date arithmetic.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// A duration as people write it (`"30s"`, `"5m"`, `"1h 30m"`, humantime), at most
+/// [`MAX_DURATION`].
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| {
+        format!(
+            "invalid duration `{}`: {e}; write e.g. \"30s\", \"5m\" or \"1h 30m\"",
+            shown(s, 40)
+        )
+    })?;
+    check_duration(d).map_err(|e| format!("duration `{}` {e}", shown(s, 40)))
+}
+
+/// `d` if it is at most [`MAX_DURATION`].
+pub fn check_duration(d: std::time::Duration) -> Result<std::time::Duration, String> {
+    if d > MAX_DURATION {
+        Err("is longer than 100 years, the most vigil accepts".into())
+    } else {
+        Ok(d)
+    }
+}
+
+#[cfg(test)]
+mod duration_tests {
+    #[test]
+    fn durations_are_bounded() {
+        assert_eq!(super::parse_duration("5m").unwrap().as_secs(), 300);
+        let err = super::parse_duration("300000y").unwrap_err();
+        assert!(err.contains("longer than 100 years"), "{err}");
+        assert!(super::parse_duration("5 parsecs").is_err());
+    }
+}

@@ -97,7 +97,7 @@ pub enum DbCommand {
     /// Delete finished runs (with their results and logs) older than an age
     Cleanup {
         /// e.g. 30d, 12h
-        #[arg(long, value_name = "AGE", value_parser = humantime::parse_duration)]
+        #[arg(long, value_name = "AGE", value_parser = crate::state::parse_duration)]
         older_than: std::time::Duration,
     },
 }
@@ -135,7 +135,8 @@ impl Ctx {
             self.registry.clone(),
             Arc::new(Limits::new(self.config.executor.parallelism)),
         )
-        .with_notify(self.config.notify.clone()))
+        .with_notify(self.config.notify.clone())
+        .with_output_limits(self.config.executor.output_limits()))
     }
 }
 

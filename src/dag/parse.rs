@@ -840,22 +840,18 @@ fn positive(sink: &mut Sink<'_>, v: &Value<'_>, key: &str, task: Option<&str>) -
 /// `"30s"`, `"5m"`, `"1h 30m"` (humantime), or a whole number of seconds.
 fn duration(sink: &mut Sink<'_>, v: &Value<'_>, key: &str, task: Option<&str>) -> Option<Duration> {
     match v.get_ref() {
-        DeValue::String(s) => match humantime::parse_duration(s) {
+        DeValue::String(s) => match crate::state::parse_duration(s) {
             Ok(d) => Some(d),
             Err(e) => {
-                sink.push(
-                    Some(v.span()),
-                    task,
-                    key,
-                    format!(
-                        "invalid duration `{s}`: {e}; write e.g. \"30s\", \"5m\" or \"1h 30m\""
-                    ),
-                );
+                sink.push(Some(v.span()), task, key, e);
                 None
             }
         },
-        other => match integer(other).and_then(|n| u64::try_from(n).ok()) {
-            Some(secs) => Some(Duration::from_secs(secs)),
+        other => match integer(other)
+            .and_then(|n| u64::try_from(n).ok())
+            .and_then(|secs| crate::state::check_duration(Duration::from_secs(secs)).ok())
+        {
+            Some(d) => Some(d),
             None => {
                 type_error(sink, v, key, task, "a duration such as \"30s\" or \"5m\"");
                 None

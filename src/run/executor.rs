@@ -33,7 +33,7 @@ use crate::store::{
     Batch, RunRecord, RunTransition, Store, StoreError, TaskInstance, TaskTransition,
 };
 use crate::task::template::{RenderContext, RunVars, TaskVars};
-use crate::task::{LogLine, Registry, TaskContext, TaskError};
+use crate::task::{LogLine, OutputLimits, Registry, TaskContext, TaskError, process};
 
 /// What happened in a run, reported after it is committed. `vigil dags test` prints these.
 #[derive(Debug, Clone)]
@@ -106,6 +106,7 @@ pub struct Executor {
     registry: Arc<Registry>,
     limits: Arc<Limits>,
     notify: Arc<NotifyConfig>,
+    output: OutputLimits,
 }
 
 impl Executor {
@@ -115,7 +116,14 @@ impl Executor {
             registry,
             limits,
             notify: Arc::new(NotifyConfig::default()),
+            output: OutputLimits::default(),
         }
+    }
+
+    /// What each attempt may print and log, and how long its processes get after SIGTERM.
+    pub fn with_output_limits(mut self, output: OutputLimits) -> Self {
+        self.output = output;
+        self
     }
 
     /// The `[notify]` defaults and link base for the messages runs queue.
@@ -170,6 +178,7 @@ impl Executor {
         };
         let params = resolve_params(&dag, &run.conf).map_err(|e| mismatch(e.to_string()))?;
         let instances = self.store.task_instances(run.id).await?;
+        self.kill_leftovers(&run, &instances).await;
         let outputs = self.store.outputs(run.id).await?;
         let mut state = RunExec::new(
             dag.clone(),
@@ -181,6 +190,41 @@ impl Executor {
         )
         .map_err(mismatch)?;
         state.run(self, observer, stop).await
+    }
+}
+
+impl Executor {
+    /// Kills what the interrupted attempts of a resumed run left running on this host (their
+    /// daemon died with them running), so that a retry never runs beside its earlier attempt.
+    async fn kill_leftovers(&self, run: &RunRecord, instances: &[TaskInstance]) {
+        let keys: Vec<(String, u32, String)> = instances
+            .iter()
+            .filter(|ti| ti.state == TaskState::Running)
+            .map(|ti| {
+                let key =
+                    process::attempt_key(self.store.identity(), run.id, &ti.task_id, ti.attempt);
+                (ti.task_id.clone(), ti.attempt, key)
+            })
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        let wait = self.output.kill_grace.max(Duration::from_secs(1));
+        let killed = tokio::task::spawn_blocking(move || {
+            keys.into_iter()
+                .map(|(task, attempt, key)| (task, attempt, process::kill_marked(&key, wait)))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (task_id, attempt, n) in killed.into_iter().filter(|(_, _, n)| *n > 0) {
+            tracing::warn!(
+                %task_id,
+                attempt,
+                processes = n,
+                "killed what the interrupted attempt left running before retrying it"
+            );
+        }
     }
 }
 
@@ -432,7 +476,7 @@ impl RunExec {
                 .zip(std::mem::take(&mut self.pending_permits))
             {
                 let cancel = CancellationToken::new();
-                let id = self.spawn(i, &exec.registry, &exec.store, cancel.clone(), &mut running);
+                let id = self.spawn(i, exec, cancel.clone(), &mut running);
                 self.permits.insert(id, (i, permits, cancel));
             }
             if finished {
@@ -487,7 +531,7 @@ impl RunExec {
                 }
                 _ = stop.drain.cancelled(), if !draining => {}
                 _ = sleep_until_opt(deadline), if draining => {
-                    self.cancel_running(&mut running).await;
+                    self.cancel_running(&mut running, exec.output.kill_grace).await;
                 }
             }
         }
@@ -495,32 +539,53 @@ impl RunExec {
 
     /// The grace period is over: cancels every running attempt and records it to run again.
     /// An interrupted attempt does not use up a retry (its task gets one more attempt).
-    async fn cancel_running(&mut self, running: &mut JoinSet<Finished>) {
+    async fn cancel_running(&mut self, running: &mut JoinSet<Finished>, kill_grace: Duration) {
+        // Cancelling tells each attempt to stop: a `command` task sends SIGTERM to its
+        // processes and SIGKILL after `kill_grace`. Whatever has not ended a moment after that
+        // is aborted (dropping a `command` attempt kills its process group).
         for (_, _, cancel) in self.permits.values() {
             cancel.cancel();
         }
-        running.abort_all();
-        let now = Utc::now();
-        while let Some(joined) = running.join_next_with_id().await {
-            match joined {
-                // It finished before the abort landed: keep its real outcome.
-                Ok(done) => self.absorb(Ok(done), now),
-                Err(e) => {
-                    if let Some((i, _, _)) = self.permits.remove(&e.id()) {
-                        let attempt = self.tis[i].attempt;
-                        self.transition(i, TaskState::UpForRetry, now, Change::default(), |ti| {
-                            ti.max_attempts += 1;
-                            ti.ended_at = Some(now);
-                            ti.next_retry_at = Some(now);
-                            ti.error = Some(format!(
-                                "attempt {attempt} was interrupted by shutdown; it runs again when the run resumes"
-                            ));
-                        });
-                        self.report_end(i, Duration::ZERO);
-                    }
+        let deadline = tokio::time::Instant::now() + kill_grace + Duration::from_secs(1);
+        let mut aborted = false;
+        loop {
+            let joined = tokio::select! {
+                joined = running.join_next_with_id() => joined,
+                _ = tokio::time::sleep_until(deadline), if !aborted => {
+                    running.abort_all();
+                    aborted = true;
+                    continue;
                 }
+            };
+            let Some(joined) = joined else { break };
+            let now = Utc::now();
+            match joined {
+                // It finished despite the stop: keep a success. A failure is most likely the
+                // stop itself, so it does not use up a retry.
+                Ok((id, done)) if done.result.is_ok() => self.absorb(Ok((id, done)), now),
+                Ok((id, _)) => self.interrupted(id, now),
+                Err(e) => self.interrupted(e.id(), now),
             }
         }
+    }
+
+    /// Records the attempt spawned as `id` as interrupted by shutdown: it runs again when the
+    /// run resumes, without using up a retry.
+    fn interrupted(&mut self, id: tokio::task::Id, now: DateTime<Utc>) {
+        let Some((i, permits, _)) = self.permits.remove(&id) else {
+            return;
+        };
+        self.ending.push(permits);
+        let attempt = self.tis[i].attempt;
+        self.transition(i, TaskState::UpForRetry, now, Change::default(), |ti| {
+            ti.max_attempts += 1;
+            ti.ended_at = Some(now);
+            ti.next_retry_at = Some(now);
+            ti.error = Some(format!(
+                "attempt {attempt} was interrupted by shutdown; it runs again when the run resumes"
+            ));
+        });
+        self.report_end(i, Duration::ZERO);
     }
 
     fn absorb(
@@ -857,11 +922,11 @@ impl RunExec {
     fn spawn(
         &self,
         i: usize,
-        registry: &Registry,
-        store: &Arc<dyn Store>,
+        exec: &Executor,
         cancel: CancellationToken,
         running: &mut JoinSet<Finished>,
     ) -> tokio::task::Id {
+        let (registry, store, output) = (&exec.registry, &exec.store, exec.output);
         let spec = &self.dag.tasks[i];
         let ti = &self.tis[i];
         let attempt = ti.attempt;
@@ -898,7 +963,14 @@ impl RunExec {
                 cancel,
             )
             .with_store(store.clone())
-            .with_alerts(self.notify[i].alert_audience()),
+            .with_alerts(self.notify[i].alert_audience())
+            .with_limits(output)
+            .with_attempt_key(process::attempt_key(
+                store.identity(),
+                self.run_id,
+                &spec.id,
+                attempt,
+            )),
         );
         let task = registry.get(&spec.task_type).cloned();
         let dag = self.dag.clone();

@@ -219,7 +219,8 @@ impl Daemon {
                 self.registry.clone(),
                 Arc::new(Limits::new(self.config.executor.parallelism)),
             )
-            .with_notify(self.config.notify.clone()),
+            .with_notify(self.config.notify.clone())
+            .with_output_limits(self.config.executor.output_limits()),
             notify: self.config.notify.clone(),
             mail,
             store,

@@ -1,7 +1,11 @@
-//! One daemon per SQLite database: an exclusive OS lock on `<database>.lock`, which also
-//! tells other processes who owns the database (to refuse a second daemon by name, and to
-//! wake the owner when a run is triggered). The OS releases the lock when the process dies,
-//! however it dies.
+//! One daemon per SQLite database: an exclusive OS lock (`flock`) on the database file
+//! itself, and `<database>.lock` beside the file's real path telling other processes who owns
+//! it (to refuse a second daemon by name, and to wake the owner when a run is triggered).
+//!
+//! The lock is taken on the file, not on a name: `flock` locks belong to the inode, so a
+//! second daemon reaching the same database through a symbolic or a hard link is refused
+//! too. It does not interfere with SQLite's own locks, which are `fcntl` byte-range locks.
+//! The OS releases the lock when the process dies, however it dies.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
@@ -10,7 +14,8 @@ use std::path::{Path, PathBuf};
 /// Held for the daemon's lifetime; dropping it releases the database.
 #[derive(Debug)]
 pub struct OwnerLock {
-    _file: File,
+    _database: File,
+    _info: File,
     pub path: PathBuf,
 }
 
@@ -34,43 +39,60 @@ pub enum LockError {
     },
 }
 
+/// Where the owner of `database` is described: beside the file the path resolves to, so every
+/// link to one database leads to one description.
 pub fn lock_path(database: &Path) -> PathBuf {
-    let mut name = database.as_os_str().to_owned();
+    let real = std::fs::canonicalize(database).unwrap_or_else(|_| database.to_path_buf());
+    let mut name = real.into_os_string();
     name.push(".lock");
     PathBuf::from(name)
 }
 
 impl OwnerLock {
-    /// Takes the lock of `database` or says who has it.
+    /// Takes the lock of `database` (creating the file, private, if it does not exist) or
+    /// says who has it.
     pub fn acquire(database: &Path) -> Result<OwnerLock, LockError> {
-        let path = lock_path(database);
-        let io = |source| LockError::Io {
-            path: path.clone(),
-            source,
+        let io_at = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| LockError::Io {
+                path: path.clone(),
+                source,
+            }
         };
-        let mut file = OpenOptions::new()
+        if let Some(parent) = database.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(io_at(parent))?;
+        }
+        crate::store::create_private_file(database).map_err(io_at(database))?;
+        let db = File::open(database).map_err(io_at(database))?;
+        let path = lock_path(database);
+        let held = |path: &Path| LockError::Held {
+            database: database.to_path_buf(),
+            holder: describe(&std::fs::read_to_string(path).unwrap_or_default()),
+        };
+        match db.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(held(&path)),
+            Err(TryLockError::Error(e)) => return Err(io_at(database)(e)),
+        }
+        let mut info = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(io)?;
-        match file.try_lock() {
+            .map_err(io_at(&path))?;
+        // The description file carries its own lock too, so `holder` can tell a live owner
+        // from a description a dead one left behind without touching the database file.
+        match info.try_lock() {
             Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
-                return Err(LockError::Held {
-                    database: database.to_path_buf(),
-                    holder: describe(&text),
-                });
-            }
-            Err(TryLockError::Error(e)) => return Err(io(e)),
+            Err(TryLockError::WouldBlock) => return Err(held(&path)),
+            Err(TryLockError::Error(e)) => return Err(io_at(&path)(e)),
         }
-        file.set_len(0).map_err(io)?;
-        file.rewind().map_err(io)?;
+        let io = io_at(&path);
+        info.set_len(0).map_err(&io)?;
+        info.rewind().map_err(&io)?;
         writeln!(
-            file,
+            info,
             "{} {} {}",
             std::process::id(),
             crate::run::owner::current()
@@ -79,9 +101,13 @@ impl OwnerLock {
                 .unwrap_or_default(),
             chrono::Utc::now().to_rfc3339()
         )
-        .map_err(io)?;
-        file.sync_all().map_err(io)?;
-        Ok(OwnerLock { _file: file, path })
+        .map_err(&io)?;
+        info.sync_all().map_err(&io)?;
+        Ok(OwnerLock {
+            _database: db,
+            _info: info,
+            path,
+        })
     }
 
     /// Who holds the lock of `database` right now, if anyone.
@@ -132,5 +158,31 @@ mod tests {
         drop(first);
         assert!(OwnerLock::holder(&db).is_none());
         OwnerLock::acquire(&db).unwrap();
+    }
+
+    #[test]
+    fn links_to_a_locked_database_are_refused_and_the_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("vigil.db");
+        let _first = OwnerLock::acquire(&db).unwrap();
+        assert_eq!(
+            std::fs::metadata(&db).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let symlink = dir.path().join("sym.db");
+        std::os::unix::fs::symlink(&db, &symlink).unwrap();
+        let hard = dir.path().join("other/hard.db");
+        std::fs::create_dir_all(hard.parent().unwrap()).unwrap();
+        std::fs::hard_link(&db, &hard).unwrap();
+        for link in [&symlink, &hard] {
+            let err = OwnerLock::acquire(link).unwrap_err().to_string();
+            assert!(err.contains("another vigil daemon owns"), "{err}");
+        }
+        // Through the symbolic link, the owner is found by name too.
+        assert_eq!(
+            OwnerLock::holder(&symlink).unwrap().pid,
+            std::process::id() as i32
+        );
     }
 }

@@ -47,6 +47,12 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot create the database file {}: {source}; check that its directory is writable", path.display())]
+    CreateFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("database URL `{url}` is not supported: {why}; use sqlite://PATH")]
     UnsupportedUrl { url: String, why: &'static str },
     #[error("cannot apply database migrations: {0}")]
@@ -93,6 +99,11 @@ impl<T> QueryContext<T> for Result<T, sqlx::Error> {
 /// The state vigil keeps. Implementations must make [`Store::commit`] all-or-nothing.
 #[async_trait]
 pub trait Store: ModelStore + OutboxStore + Send + Sync + std::fmt::Debug {
+    /// Names this database uniquely among those on this host (SQLite: the canonical path of
+    /// its file), so that what one database's runs leave behind (processes of a crashed
+    /// daemon) is never mistaken for another's.
+    fn identity(&self) -> &str;
+
     /// Creates a run and its task instances (all `scheduled`) in one transaction. Fails with
     /// [`StoreError::RunExists`] when the DAG already has a run for that logical date.
     async fn create_run(&self, new: &NewRun) -> Result<RunRecord, StoreError>;
@@ -182,6 +193,23 @@ pub fn sqlite_path(url: &str) -> Option<PathBuf> {
             .map(|o| o.get_filename().to_path_buf())
     } else {
         Some(PathBuf::from(url))
+    }
+}
+
+/// Creates the database file `path` readable by its owner only, if it does not exist yet. It
+/// holds params, logs and webhook URLs; SQLite gives its WAL and shared-memory files the
+/// same mode as the database file. An existing file keeps the mode its owner gave it.
+pub fn create_private_file(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

@@ -16,8 +16,63 @@ use tracing_subscriber::layer::{Context, Layer};
 
 use crate::task::{LogLevel, LogLine};
 
-/// The log lines of one attempt.
-pub type AttemptLog = Arc<Mutex<Vec<LogLine>>>;
+/// The log of one attempt, shared by the task and the tracing capture.
+pub type AttemptLog = Arc<Mutex<LogBuffer>>;
+
+/// The lines of one attempt's log, within a byte budget: past it, lines are counted and
+/// dropped, so a task that prints without end costs neither memory nor database space.
+#[derive(Debug)]
+pub struct LogBuffer {
+    lines: Vec<LogLine>,
+    bytes: usize,
+    cap: usize,
+    dropped_lines: u64,
+    dropped_bytes: u64,
+}
+
+impl LogBuffer {
+    pub fn new(cap: usize) -> LogBuffer {
+        LogBuffer {
+            lines: Vec::new(),
+            bytes: 0,
+            cap,
+            dropped_lines: 0,
+            dropped_bytes: 0,
+        }
+    }
+
+    pub fn push(&mut self, line: LogLine) {
+        let size = line.message.len();
+        if self.bytes + size > self.cap {
+            self.dropped_lines += 1;
+            self.dropped_bytes += size as u64;
+            return;
+        }
+        self.bytes += size;
+        self.lines.push(line);
+    }
+
+    /// The lines so far, ending with a note of what was dropped, if anything was.
+    pub fn take(&mut self) -> Vec<LogLine> {
+        let mut lines = std::mem::take(&mut self.lines);
+        if self.dropped_lines > 0 {
+            lines.push(LogLine {
+                ts: Utc::now(),
+                level: LogLevel::Warn,
+                message: format!(
+                    "{} more log lines ({} bytes) were dropped: an attempt keeps at most {} KiB of log ([executor] max_log_bytes)",
+                    self.dropped_lines,
+                    self.dropped_bytes,
+                    self.cap >> 10
+                ),
+            });
+        }
+        self.bytes = 0;
+        self.dropped_lines = 0;
+        self.dropped_bytes = 0;
+        lines
+    }
+}
 
 tokio::task_local! {
     static ATTEMPT_LOG: AttemptLog;

@@ -34,6 +34,30 @@ pub struct TaskContext {
     /// Shared with the tracing capture of this attempt. A `std` mutex: it is held only to push
     /// or take lines, never across an `.await`.
     log: crate::task::capture::AttemptLog,
+    limits: OutputLimits,
+    /// Marks the processes this attempt starts, so they can be found after a crash.
+    attempt_key: String,
+}
+
+/// What one attempt may produce. Output beyond these is dropped or refused, never buffered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputLimits {
+    /// Bytes of a result a task reads from a process (a `command` task's stdout).
+    pub max_result_bytes: usize,
+    /// Bytes of log lines kept per attempt.
+    pub max_log_bytes: usize,
+    /// How long a cancelled process gets after SIGTERM before SIGKILL.
+    pub kill_grace: std::time::Duration,
+}
+
+impl Default for OutputLimits {
+    fn default() -> Self {
+        OutputLimits {
+            max_result_bytes: 16 << 20,
+            max_log_bytes: 4 << 20,
+            kill_grace: std::time::Duration::from_secs(5),
+        }
+    }
 }
 
 /// One line of a task attempt's log.
@@ -98,8 +122,35 @@ impl TaskContext {
             cancel,
             store: None,
             alerts: Default::default(),
-            log: Default::default(),
+            log: Arc::new(std::sync::Mutex::new(crate::task::capture::LogBuffer::new(
+                OutputLimits::default().max_log_bytes,
+            ))),
+            limits: OutputLimits::default(),
+            attempt_key: String::new(),
         }
+    }
+
+    /// The output budget of this attempt (the executor passes `[executor]`'s).
+    pub fn with_limits(mut self, limits: OutputLimits) -> Self {
+        self.log = Arc::new(std::sync::Mutex::new(crate::task::capture::LogBuffer::new(
+            limits.max_log_bytes,
+        )));
+        self.limits = limits;
+        self
+    }
+
+    pub fn limits(&self) -> OutputLimits {
+        self.limits
+    }
+
+    /// The key that marks this attempt's processes (see [`crate::task::process`]).
+    pub fn with_attempt_key(mut self, key: String) -> Self {
+        self.attempt_key = key;
+        self
+    }
+
+    pub fn attempt_key(&self) -> &str {
+        &self.attempt_key
     }
 
     /// Who hears about alerts this task raises (model verdicts, rollbacks): the task's
@@ -199,9 +250,6 @@ impl TaskContext {
     }
 
     pub(crate) fn take_log(&self) -> Vec<LogLine> {
-        self.log
-            .lock()
-            .map(|mut l| std::mem::take(&mut *l))
-            .unwrap_or_default()
+        self.log.lock().map(|mut l| l.take()).unwrap_or_default()
     }
 }

@@ -5,6 +5,7 @@
 pub mod capture;
 mod context;
 pub mod probe;
+pub mod process;
 mod registry;
 pub mod template;
 
@@ -13,7 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use capture::CaptureLayer;
-pub use context::{LogLevel, LogLine, TaskContext};
+pub use context::{LogLevel, LogLine, OutputLimits, TaskContext};
 pub use registry::{ConfigError, ErasedTask, Registry};
 
 /// A unit of work a DAG can name by `type`.

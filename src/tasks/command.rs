@@ -12,9 +12,9 @@ use std::process::Stdio;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use crate::task::{LogLevel, Task, TaskContext, TaskError};
+use crate::task::{LogLevel, Task, TaskContext, TaskError, process};
 
 /// Lines of stderr quoted in the error of a failed attempt.
 const STDERR_TAIL: usize = 20;
@@ -212,6 +212,98 @@ impl Drop for GroupKiller {
     }
 }
 
+/// What was read from one of a process's pipes.
+#[derive(Default)]
+struct Captured {
+    /// The first bytes, up to the budget.
+    kept: Vec<u8>,
+    /// Bytes read past the budget and dropped.
+    dropped: u64,
+    /// The last lines, for the error of a failed attempt (when the pipe goes to the log).
+    tail: Vec<String>,
+}
+
+/// Longest line passed to the log as it is; a longer one is cut there.
+const MAX_LINE: usize = 64 << 10;
+
+/// Reads `pipe` to its end, keeping at most `keep` bytes and, with `log`, passing each line to
+/// the attempt's log (which has its own budget). Everything is read, so the process never
+/// blocks on a full pipe, but memory stays flat however much it prints.
+async fn read_capped(
+    pipe: Option<impl AsyncRead + Unpin>,
+    keep: usize,
+    log: Option<&TaskContext>,
+) -> Captured {
+    let mut got = Captured::default();
+    let Some(pipe) = pipe else {
+        return got;
+    };
+    let mut reader = tokio::io::BufReader::with_capacity(64 << 10, pipe);
+    let mut line = Vec::new();
+    let mut tail = std::collections::VecDeque::with_capacity(STDERR_TAIL);
+    loop {
+        line.clear();
+        // Reads up to a newline, but never more than MAX_LINE bytes into memory.
+        let n = match (&mut reader)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut line)
+            .await
+        {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let room = keep.saturating_sub(got.kept.len());
+        got.kept.extend_from_slice(&line[..n.min(room)]);
+        got.dropped += n.saturating_sub(room) as u64;
+        if let Some(ctx) = log {
+            let text = String::from_utf8_lossy(&line);
+            ctx.log(LogLevel::Info, text.trim_end_matches(['\n', '\r']));
+            if tail.len() == STDERR_TAIL {
+                tail.pop_front();
+            }
+            tail.push_back(line[..n.min(500)].to_vec());
+        }
+    }
+    got.tail = tail
+        .iter()
+        .map(|l| {
+            crate::state::shown(
+                String::from_utf8_lossy(l).trim_end_matches(['\n', '\r']),
+                500,
+            )
+        })
+        .collect();
+    got
+}
+
+/// Waits for the process to exit. When the attempt is cancelled (shutdown), its process group
+/// gets SIGTERM and `grace` to exit, then SIGKILL.
+async fn wait_or_terminate(
+    child: &mut tokio::process::Child,
+    pgid: Option<i32>,
+    ctx: &TaskContext,
+    grace: std::time::Duration,
+) -> std::io::Result<std::process::ExitStatus> {
+    tokio::select! {
+        status = child.wait() => return status,
+        _ = ctx.cancelled() => {}
+    }
+    if let Some(pgid) = pgid {
+        // SAFETY: kill(2) on the process group created for this child; no memory effects.
+        unsafe { libc::kill(-pgid, libc::SIGTERM) };
+    }
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            if let Some(pgid) = pgid {
+                // SAFETY: as above.
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            }
+            child.wait().await
+        }
+    }
+}
+
 #[async_trait]
 impl Task for Command {
     type Config = CommandConfig;
@@ -277,6 +369,10 @@ impl Task for Command {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        if !ctx.attempt_key().is_empty() {
+            cmd.env(process::ATTEMPT_KEY_ENV, ctx.attempt_key());
+        }
+        process::die_with_parent(&mut cmd);
         ctx.info(format!("running `{shown}` in {}", cwd.display()));
 
         let mut child = cmd.spawn().map_err(|e| {
@@ -285,7 +381,8 @@ impl Task for Command {
                 cwd.display()
             ))
         })?;
-        let mut killer = GroupKiller(child.id().and_then(|id| i32::try_from(id).ok()));
+        let pgid = child.id().and_then(|id| i32::try_from(id).ok());
+        let mut killer = GroupKiller(pgid);
 
         let payload = serde_json::to_vec(&Stdin {
             dag_id: &ctx.dag_id,
@@ -308,18 +405,28 @@ impl Task for Command {
                 let _ = stdin.write_all(&payload).await;
             }
         };
-        let (_, output) = tokio::join!(feed, child.wait_with_output());
-        let output =
-            output.map_err(|e| TaskError::failed(format!("lost track of `{shown}`: {e}")))?;
+        let limits = ctx.limits();
+        // stdout is the result unless it goes to the log; either way it is read as it comes
+        // and kept only within its budget, so a task that prints without end costs no memory.
+        let stdout_to_log = config.output == OutputMode::None;
+        let stdout = read_capped(
+            child.stdout.take(),
+            if stdout_to_log {
+                0
+            } else {
+                limits.max_result_bytes
+            },
+            stdout_to_log.then_some(ctx),
+        );
+        let stderr = read_capped(child.stderr.take(), 0, Some(ctx));
+        let wait = wait_or_terminate(&mut child, pgid, ctx, limits.kill_grace);
+        let (_, stdout, stderr, status) = tokio::join!(feed, stdout, stderr, wait);
+        let status =
+            status.map_err(|e| TaskError::failed(format!("lost track of `{shown}`: {e}")))?;
         killer.disarm();
 
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        for line in stderr.lines() {
-            ctx.log(LogLevel::Info, line);
-        }
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        if !output.status.success() {
-            let code = output.status.code();
+        if !status.success() {
+            let code = status.code();
             if code.is_some() && code == config.skip_exit_code {
                 return Err(TaskError::Skip(format!(
                     "`{shown}` exited with code {} (the skip code)",
@@ -332,18 +439,25 @@ impl Task for Command {
                     use std::os::unix::process::ExitStatusExt;
                     format!(
                         "was killed by signal {}",
-                        output.status.signal().unwrap_or_default()
+                        status.signal().unwrap_or_default()
                     )
                 }
             };
-            let tail: Vec<&str> = stderr.lines().collect();
-            let tail = &tail[tail.len().saturating_sub(STDERR_TAIL)..];
+            let tail = stderr.tail.join("\n");
             return Err(TaskError::failed(if tail.is_empty() {
                 format!("`{shown}` {how} (no stderr)")
             } else {
-                format!("`{shown}` {how}; stderr ends with:\n{}", tail.join("\n"))
+                format!("`{shown}` {how}; stderr ends with:\n{tail}")
             }));
         }
+        if !stdout_to_log && stdout.dropped > 0 {
+            return Err(TaskError::fatal(format!(
+                "stdout of `{shown}` was {} bytes, more than the {} KiB a result may be ([executor] max_result_bytes); write large data to a file and print its path",
+                stdout.kept.len() as u64 + stdout.dropped,
+                limits.max_result_bytes >> 10
+            )));
+        }
+        let stdout = String::from_utf8_lossy(&stdout.kept);
         match config.output {
             OutputMode::Json if stdout.trim().is_empty() => Ok(serde_json::Value::Null),
             OutputMode::Json => serde_json::from_str(stdout.trim()).map_err(|e| {
@@ -353,12 +467,7 @@ impl Task for Command {
                 ))
             }),
             OutputMode::Text => Ok(serde_json::Value::String(stdout.trim().to_string())),
-            OutputMode::None => {
-                for line in stdout.lines() {
-                    ctx.log(LogLevel::Info, line);
-                }
-                Ok(serde_json::Value::Null)
-            }
+            OutputMode::None => Ok(serde_json::Value::Null),
         }
     }
 }

@@ -48,30 +48,41 @@ pub mod duration {
         }
 
         fn visit_str<E: Error>(self, s: &str) -> Result<Duration, E> {
-            humantime::parse_duration(s).map_err(|e| {
-                E::custom(format!(
-                    "invalid duration `{s}`: {e}; write e.g. \"30s\" or \"5m\""
-                ))
-            })
+            crate::state::parse_duration(s).map_err(E::custom)
         }
 
         fn visit_u64<E: Error>(self, secs: u64) -> Result<Duration, E> {
-            Ok(Duration::from_secs(secs))
+            crate::state::check_duration(Duration::from_secs(secs))
+                .map_err(|e| E::custom(format!("duration {secs} s {e}")))
         }
 
         fn visit_i64<E: Error>(self, secs: i64) -> Result<Duration, E> {
             u64::try_from(secs)
-                .map(Duration::from_secs)
                 .map_err(|_| E::custom(format!("invalid duration {secs}: it is negative")))
+                .and_then(|s| self.visit_u64(s))
         }
 
         fn visit_f64<E: Error>(self, secs: f64) -> Result<Duration, E> {
-            Duration::try_from_secs_f64(secs)
-                .map_err(|_| E::custom(format!("invalid duration {secs}: use 0 or more seconds")))
+            let d = Duration::try_from_secs_f64(secs).map_err(|_| {
+                E::custom(format!("invalid duration {secs}: use 0 or more seconds"))
+            })?;
+            crate::state::check_duration(d).map_err(|e| E::custom(format!("duration {secs} s {e}")))
         }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         d.deserialize_any(DurationVisitor)
+    }
+
+    /// A duration that must be more than zero: an interval or lease of zero would make the
+    /// loop it paces spin.
+    pub fn deserialize_positive<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let value = d.deserialize_any(DurationVisitor)?;
+        if value.is_zero() {
+            return Err(D::Error::custom(
+                "must be more than zero (it paces a loop that would otherwise spin); write e.g. \"1s\"",
+            ));
+        }
+        Ok(value)
     }
 }

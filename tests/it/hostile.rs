@@ -148,3 +148,108 @@ fn odd_and_oversized_toml_entries_are_reported_not_skipped_or_read() {
     );
     p.vigil(&["dags", "test", "good"]).expect(0);
 }
+
+/// Peak resident memory, in KiB, of the largest child this test process has waited for.
+fn children_peak_rss_kib() -> i64 {
+    // SAFETY: getrusage(2) fills the struct we pass; nothing else.
+    unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage.ru_maxrss
+    }
+}
+
+/// A task that prints 60 MB to stderr and one that prints 60 MB as its result: both are
+/// read as they come and kept within their budgets, so vigil's memory stays flat and the
+/// database small; the oversized result fails its attempt with a clear error.
+#[test]
+fn floods_of_output_are_capped_and_memory_stays_flat() {
+    let p = Project::new();
+    p.write(
+        "dags/flood.toml",
+        r#"[tasks.noisy]
+type = "command"
+[tasks.noisy.config]
+shell = true
+command = "yes 'a line of log text that goes on and on' | head -c 60000000 >&2; echo '{\"ok\": true}'"
+[tasks.huge]
+type = "command"
+[tasks.huge.config]
+shell = true
+command = "printf '\"'; yes x | tr -d '\\n' | head -c 60000000; printf '\"'"
+"#,
+    );
+    p.write("config/vigil.toml", "[executor]\nmax_log_bytes = 1048576\n");
+    p.vigil(&["dags", "test", "flood"]).expect(1);
+    let shown = p.vigil(&["runs", "show", "1", "--json"]).expect(0).json();
+    let huge = shown["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task_id"] == "huge")
+        .unwrap();
+    let error = huge["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("was 60000002 bytes, more than the 16384 KiB a result may be"),
+        "{error}"
+    );
+    // The noisy task succeeded with its result; its log was cut with a note.
+    let result: serde_json::Value =
+        serde_json::from_str(&p.vigil(&["tasks", "xcom", "1", "noisy"]).expect(0).stdout())
+            .unwrap();
+    assert_eq!(result, serde_json::json!({"ok": true}));
+    let logs = p.vigil(&["tasks", "logs", "1", "noisy"]).expect(0).stdout();
+    assert!(
+        logs.contains("were dropped: an attempt keeps at most 1024 KiB of log"),
+        "{}",
+        &logs[logs.len().saturating_sub(500)..]
+    );
+    assert!(logs.len() < 3 << 20, "log shown: {} bytes", logs.len());
+    let db = std::fs::metadata(p.path().join("vigil.db")).unwrap().len()
+        + std::fs::metadata(p.path().join("vigil.db-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+    assert!(db < 20 << 20, "database grew to {db} bytes");
+    let peak = children_peak_rss_kib();
+    assert!(
+        peak < 120 * 1024,
+        "vigil peaked at {peak} KiB while tasks printed 120 MB"
+    );
+    eprintln!("peak resident memory of vigil: {peak} KiB");
+}
+
+#[test]
+fn zero_intervals_and_overflowing_durations_are_refused_with_the_key() {
+    let p = Project::new();
+    p.write("dags/good.toml", GOOD);
+    p.write("config/vigil.toml", "[daemon]\nlease = \"0s\"\n");
+    let err = p.vigil(&["dags", "list"]).expect(1).stderr();
+    assert!(
+        err.contains("lease") && err.contains("more than zero"),
+        "{err}"
+    );
+    p.write("config/vigil.toml", "[retention]\nmax_age = \"300000y\"\n");
+    let err = p.vigil(&["dags", "list"]).expect(1).stderr();
+    assert!(
+        err.contains("max_age") && err.contains("longer than 100 years"),
+        "{err}"
+    );
+    std::fs::remove_file(p.path().join("config/vigil.toml")).unwrap();
+    let err = p
+        .vigil(&["db", "cleanup", "--older-than", "300000y"])
+        .expect(2)
+        .stderr();
+    assert!(err.contains("longer than 100 years"), "{err}");
+    p.write(
+        "dags/slow.toml",
+        "[tasks.a]\ntype = \"noop\"\ntimeout = \"300000y\"\n",
+    );
+    let run = p.vigil(&["dags", "validate"]).expect(1);
+    let out = run.stdout();
+    assert!(
+        out.contains("slow.toml")
+            && out.contains("tasks.a.timeout")
+            && out.contains("longer than 100 years"),
+        "{out}"
+    );
+}

@@ -3,6 +3,7 @@
 
 mod cli;
 mod command;
+mod crash;
 mod custom_task;
 mod daemon;
 mod docs;

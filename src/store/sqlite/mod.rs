@@ -52,6 +52,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// The one connection that writes. A tokio mutex: it is held across the script's await.
     writer: tokio::sync::Mutex<Writer>,
+    /// The canonical path of the database file.
+    identity: String,
 }
 
 #[derive(Debug)]
@@ -191,6 +193,15 @@ impl SqliteStore {
                 why: "an in-memory database would not be shared by vigil's connections",
             });
         }
+        let file = options.get_filename().to_path_buf();
+        crate::store::create_private_file(&file).map_err(|source| StoreError::CreateFile {
+            path: file.clone(),
+            source,
+        })?;
+        let identity = std::fs::canonicalize(&file)
+            .unwrap_or(file)
+            .display()
+            .to_string();
         let mut conn = options.connect().await.map_err(open_err)?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&mut conn)
@@ -208,6 +219,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             writer: tokio::sync::Mutex::new(Writer { conn, dirty: false }),
+            identity,
         })
     }
 
@@ -375,6 +387,10 @@ fn push_logs(
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn identity(&self) -> &str {
+        &self.identity
+    }
+
     async fn create_run(&self, new: &NewRun) -> Result<RunRecord, StoreError> {
         let now = Utc::now();
         let started_at = (new.state == RunState::Running).then_some(now);

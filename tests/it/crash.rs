@@ -1,0 +1,118 @@
+//! A daemon killed with -9 while tasks run: its task processes die with it or are killed
+//! before the retry, so no attempt ever runs beside the next one. And at shutdown tasks get
+//! SIGTERM before SIGKILL.
+
+use std::time::Duration;
+
+use crate::util::{Project, wait_for, wait_for_secs};
+
+fn pid_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+fn ledger(p: &Project) -> Vec<String> {
+    std::fs::read_to_string(p.path().join("ledger"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The task's first process dies with the daemon (no restart needed); what it started is
+/// killed before the retry, so attempt 1 never writes after attempt 2 began.
+#[test]
+fn after_kill_9_no_attempt_overlaps_the_next() {
+    let p = Project::new();
+    // The shell records its pid and leaves a grandchild that would finish the side effect
+    // two seconds later.
+    p.write(
+        "dags/side.toml",
+        r#"[defaults]
+retries = 2
+retry_delay = "0s"
+[tasks.effect]
+type = "command"
+[tasks.effect.config]
+shell = true
+output = "none"
+command = "echo start $VIGIL_ATTEMPT >> ../ledger; echo $$ > ../pid.$VIGIL_ATTEMPT; (sleep 2; echo end $VIGIL_ATTEMPT >> ../ledger) & wait"
+"#,
+    );
+    let d = p.daemon(&[]);
+    p.vigil(&["dags", "trigger", "side"]).expect(0);
+    wait_for("attempt 1 to start", || {
+        ledger(&p).contains(&"start 1".to_string())
+    });
+    let pid: i32 = std::fs::read_to_string(p.path().join("pid.1"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    d.kill9();
+    wait_for("the task's shell to die with the daemon", || {
+        !pid_alive(pid)
+    });
+    let again = p.daemon(&[]);
+    wait_for_secs("the run to succeed", 60, || {
+        p.runs().first().is_some_and(|r| r["state"] == "success")
+    });
+    // Give a surviving grandchild of attempt 1 time to show itself.
+    std::thread::sleep(Duration::from_secs(3));
+    let lines = ledger(&p);
+    assert!(
+        !lines.contains(&"end 1".to_string()),
+        "attempt 1 finished its side effect after the crash: {lines:?}"
+    );
+    assert_eq!(lines, vec!["start 1", "start 2", "end 2"], "{lines:?}");
+    let logs = again.logs();
+    assert!(
+        logs.contains("killed what the interrupted attempt left running"),
+        "{logs}"
+    );
+    assert_eq!(again.terminate(), 0);
+}
+
+/// At shutdown a task's processes get SIGTERM (and time to clean up) before SIGKILL, and the
+/// interrupted attempt does not use up a retry.
+#[test]
+fn shutdown_sends_sigterm_before_sigkill() {
+    let p = Project::new();
+    p.write(
+        "dags/trap.toml",
+        r#"[tasks.t]
+type = "command"
+[tasks.t.config]
+shell = true
+output = "none"
+command = "trap 'echo got TERM >> ../ledger; exit 1' TERM; echo up >> ../ledger; while true; do sleep 0.1; done"
+"#,
+    );
+    let d = p.daemon(&[]);
+    p.vigil(&["dags", "trigger", "trap"]).expect(0);
+    wait_for("the task to start", || {
+        ledger(&p).contains(&"up".to_string())
+    });
+    assert_eq!(d.terminate(), 0);
+    assert!(
+        ledger(&p).contains(&"got TERM".to_string()),
+        "{:?}",
+        ledger(&p)
+    );
+    let shown = p.vigil(&["runs", "show", "1", "--json"]).expect(0).json();
+    let t = &shown["tasks"][0];
+    assert_eq!(t["state"], "up_for_retry", "{shown}");
+    assert!(
+        t["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("interrupted by shutdown"),
+        "{shown}"
+    );
+    assert_eq!(
+        t["max_attempts"], 2,
+        "the interrupted attempt is given back: {shown}"
+    );
+}
