@@ -374,7 +374,7 @@ fn show(ctx: &Ctx, id: &str, format: ShowFormat) -> anyhow::Result<ExitCode> {
                 "max_active_runs": dag.max_active_runs,
                 "max_active_tasks": dag.max_active_tasks,
                 "params": dag.params,
-                "notify": dag.notify,
+                "notify": redacted(&dag.notify),
                 "tasks": tasks,
                 "edges": dag.graph.edges().collect::<Vec<_>>(),
             }))?;
@@ -461,6 +461,19 @@ fn dot(dag: &Dag) -> String {
     }
     s.push_str("}\n");
     s
+}
+
+/// A `[notify]` as the CLI shows it: webhook URLs cut to their host (Slack-style URLs carry
+/// their secret in the path).
+fn redacted(spec: &crate::dag::NotifySpec) -> crate::dag::NotifySpec {
+    crate::dag::NotifySpec {
+        webhook_on_failure: spec
+            .webhook_on_failure
+            .iter()
+            .map(|u| crate::notify::webhook::redact(u))
+            .collect(),
+        ..spec.clone()
+    }
 }
 
 fn validate(ctx: &Ctx, paths: Vec<PathBuf>) -> anyhow::Result<ExitCode> {

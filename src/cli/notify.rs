@@ -7,7 +7,7 @@ use clap::Subcommand;
 
 use crate::cli::Ctx;
 use crate::cli::output::{first_line, print_json, table, time};
-use crate::notify::webhook::redact;
+use crate::notify::webhook::{redact, redact_in};
 use crate::notify::{Attempt, Mailer, Sender, message};
 use crate::store::{Audience, Channel, OutboxMessage, OutboxState};
 
@@ -146,6 +146,7 @@ pub async fn run(ctx: &Ctx, cmd: NotifyCommand) -> anyhow::Result<ExitCode> {
 /// their secret in the path).
 fn shown(mut m: OutboxMessage) -> OutboxMessage {
     if m.channel == Channel::Webhook {
+        m.last_error = m.last_error.map(|e| redact_in(&e, &m.recipients));
         m.recipients = m.recipients.iter().map(|u| redact(u)).collect();
     }
     m

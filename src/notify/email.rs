@@ -4,11 +4,14 @@
 use std::fmt;
 use std::time::Duration;
 
+use lettre::Message;
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::authentication::Mechanism;
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::response::Response;
 use sha2::{Digest, Sha256};
 
 use crate::config::{SmtpConfig, TlsMode};
@@ -99,11 +102,27 @@ pub fn message_id(m: &OutboxMessage, from: &Mailbox) -> String {
 }
 
 /// Sends email with the configured relay.
+///
+/// It drives lettre's SMTP connection itself rather than `AsyncSmtpTransport`, because the
+/// transport waits for the reply to `QUIT` with no time limit and reports a stall there as a
+/// failed send: a server that accepted the message and then hung on `QUIT` got it again at
+/// every retry. Here, once the server has answered the message's `DATA` with success, the
+/// message is sent, whatever `QUIT` does.
 pub struct Mailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    server: String,
+    port: u16,
+    tls: SmtpTls,
+    credentials: Option<Credentials>,
     from: Mailbox,
     host: String,
     timeout: Duration,
+}
+
+/// How the connection is secured.
+enum SmtpTls {
+    None,
+    Starttls(TlsParameters),
+    Wrapper(TlsParameters),
 }
 
 impl fmt::Debug for Mailer {
@@ -127,30 +146,61 @@ impl Mailer {
             TlsParameters::new(host.to_string())
                 .map_err(|e| NotifyError::Config(format!("smtp.tls for {host}: {e}")))
         };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.host)
-            .port(c.port())
-            .timeout(Some(c.timeout))
-            .tls(match c.tls {
-                TlsMode::None => Tls::None,
-                TlsMode::Starttls => Tls::Required(tls(&c.host)?),
-                TlsMode::Tls => Tls::Wrapper(tls(&c.host)?),
-            });
-        if let Some(user) = &c.username {
-            let secret = password(c)?.ok_or_else(|| {
-                NotifyError::Config(
-                    "smtp.username is set but no password: set smtp.password_env or smtp.password_file"
-                        .into(),
-                )
-            })?;
-            builder =
-                builder.credentials(Credentials::new(user.clone(), secret.expose().to_string()));
-        }
+        let credentials = match &c.username {
+            None => None,
+            Some(user) => {
+                let secret = password(c)?.ok_or_else(|| {
+                    NotifyError::Config(
+                        "smtp.username is set but no password: set smtp.password_env or smtp.password_file"
+                            .into(),
+                    )
+                })?;
+                Some(Credentials::new(user.clone(), secret.expose().to_string()))
+            }
+        };
         Ok(Some(Mailer {
-            transport: builder.build(),
+            server: c.host.clone(),
+            port: c.port(),
+            tls: match c.tls {
+                TlsMode::None => SmtpTls::None,
+                TlsMode::Starttls => SmtpTls::Starttls(tls(&c.host)?),
+                TlsMode::Tls => SmtpTls::Wrapper(tls(&c.host)?),
+            },
+            credentials,
             from,
             host: format!("{}:{}", c.host, c.port()),
             timeout: c.timeout,
         }))
+    }
+
+    /// Connects, secures, logs in and sends; returns the reply to the message's `DATA` and
+    /// the connection, still open.
+    async fn deliver(
+        &self,
+        message: &Message,
+    ) -> Result<(Response, AsyncSmtpConnection), lettre::transport::smtp::Error> {
+        let hello = ClientId::default();
+        let wrapper = match &self.tls {
+            SmtpTls::Wrapper(p) => Some(p.clone()),
+            _ => None,
+        };
+        let mut conn = AsyncSmtpConnection::connect_tokio1(
+            (self.server.as_str(), self.port),
+            Some(self.timeout),
+            &hello,
+            wrapper,
+            None,
+        )
+        .await?;
+        if let SmtpTls::Starttls(p) = &self.tls {
+            conn.starttls(p.clone(), &hello).await?;
+        }
+        if let Some(credentials) = &self.credentials {
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
+                .await?;
+        }
+        let reply = conn.send(message.envelope(), &message.formatted()).await?;
+        Ok((reply, conn))
     }
 
     pub fn server(&self) -> &str {
@@ -191,17 +241,21 @@ impl Mailer {
             // A bad address in a queued row will not get better by waiting.
             Err(e) => return Attempt::Permanent(e),
         };
-        match tokio::time::timeout(self.timeout * 2, self.transport.send(message)).await {
+        match tokio::time::timeout(self.timeout * 2, self.deliver(&message)).await {
             Err(_) => Attempt::Transient(format!(
                 "{} did not answer within {}",
                 self.host,
                 humantime::format_duration(self.timeout * 2)
             )),
-            Ok(Ok(reply)) => Attempt::Sent(format!(
-                "{} {}",
-                reply.code(),
-                reply.message().collect::<Vec<_>>().join(" ")
-            )),
+            Ok(Ok((reply, mut conn))) => {
+                // Accepted: a QUIT that stalls or fails changes nothing.
+                let _ = tokio::time::timeout(self.timeout, conn.quit()).await;
+                Attempt::Sent(format!(
+                    "{} {}",
+                    reply.code(),
+                    reply.message().collect::<Vec<_>>().join(" ")
+                ))
+            }
             Ok(Err(e)) if e.is_permanent() => {
                 Attempt::Permanent(format!("{} rejected the message: {e}", self.host))
             }

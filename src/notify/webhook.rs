@@ -48,7 +48,7 @@ impl Webhooks {
             .send()
             .await;
         match response {
-            Err(e) => Attempt::Transient(format!("POST {}: {e}", redact(url))),
+            Err(e) => Attempt::Transient(format!("POST {}: {}", redact(url), error_chain(e))),
             Ok(r) => {
                 let status = r.status();
                 let text: String = r
@@ -69,6 +69,28 @@ impl Webhooks {
             }
         }
     }
+}
+
+/// reqwest's error and its causes, without the URL that its own message carries (a
+/// Slack-style URL is a secret).
+fn error_chain(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// `text` with every occurrence of each URL in `urls` replaced by its [`redact`]ed form: for
+/// text that may quote a webhook URL (errors stored before URLs were kept out of them).
+pub fn redact_in(text: &str, urls: &[String]) -> String {
+    urls.iter()
+        .filter(|u| !u.is_empty())
+        .fold(text.to_string(), |t, u| t.replace(u.as_str(), &redact(u)))
 }
 
 /// A webhook URL for logs and errors: Slack-style URLs carry their secret in the path, so

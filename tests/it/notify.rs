@@ -525,3 +525,145 @@ fn notify_test_reports_what_the_server_said() {
         rejected.stdout()
     );
 }
+
+/// An SMTP server that accepts every message (250 to DATA) and then never answers QUIT.
+/// Returns its port and the number of messages it accepted.
+fn start_quit_staller() -> (u16, Arc<Mutex<usize>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted = Arc::new(Mutex::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let count = count.clone();
+            std::thread::spawn(move || {
+                let mut out = conn.try_clone().expect("clone");
+                let mut lines = BufReader::new(conn);
+                let _ = out.write_all(b"220 staller ESMTP\r\n");
+                let mut in_data = false;
+                let mut line = String::new();
+                while lines.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    let cmd = line.trim_end().to_ascii_uppercase();
+                    line.clear();
+                    let reply: &[u8] = if in_data {
+                        if cmd != "." {
+                            continue;
+                        }
+                        in_data = false;
+                        *count.lock().expect("lock") += 1;
+                        b"250 accepted\r\n"
+                    } else if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
+                        b"250 staller\r\n"
+                    } else if cmd.starts_with("DATA") {
+                        in_data = true;
+                        b"354 go on\r\n"
+                    } else if cmd.starts_with("QUIT") {
+                        // Never answers; holds the connection.
+                        std::thread::sleep(std::time::Duration::from_secs(600));
+                        return;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    if out.write_all(reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, accepted)
+}
+
+/// A server that answered 250 to the message has it: a stall on QUIT does not make vigil
+/// send it again (the defect sent it at every retry, without end).
+#[test]
+fn a_message_accepted_before_a_stalled_quit_is_sent_once() {
+    let (port, accepted) = start_quit_staller();
+    let p = project(port, "");
+    p.write(
+        "config/vigil.toml",
+        &std::fs::read_to_string(p.path().join("config/vigil.toml"))
+            .unwrap()
+            .replace("timeout = \"2s\"", "timeout = \"1s\""),
+    );
+    p.write("dags/nightly.toml", FAILING);
+    p.vigil(&["dags", "test", "nightly"]).expect(1);
+    let pending = outbox(&p, "pending").len();
+    assert!(pending >= 1, "messages queued");
+    // Several passes, each of which would resend a message thought unsent.
+    for _ in 0..3 {
+        p.vigil(&["notify", "send"]).expect(0);
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+    }
+    assert_eq!(
+        outbox(&p, "pending").len(),
+        0,
+        "{:?}",
+        outbox(&p, "pending")
+    );
+    assert_eq!(outbox(&p, "sent").len(), pending);
+    assert_eq!(
+        *accepted.lock().expect("lock"),
+        pending,
+        "each message accepted once"
+    );
+}
+
+/// A webhook URL's secret path appears nowhere: not in the daemon's log line for a failed
+/// POST, not in the stored error, not in `notify list --json`, not in `dags show --json`.
+#[test]
+fn webhook_secrets_appear_in_no_log_error_or_listing() {
+    let dead = free_port();
+    let url = format!("http://127.0.0.1:{dead}/services/T000/B000/s3cr3t-token");
+    let p = project(free_port(), "");
+    p.write(
+        "dags/nightly.toml",
+        &format!(
+            "id = \"nightly\"\n[notify]\nwebhook_on_failure = [\"{url}\"]\n[tasks.boom]\ntype = \"fail\"\n"
+        ),
+    );
+    let d = p.daemon(&[]);
+    p.vigil(&["dags", "trigger", "nightly", "--wait"]).expect(1);
+    wait_for("a failed POST", || {
+        outbox(&p, "pending")
+            .first()
+            .is_some_and(|m| m["attempts"].as_u64() >= Some(1))
+    });
+    let logs = d.logs();
+    assert_eq!(d.terminate(), 0);
+    assert!(logs.contains("delivery failed; will retry"), "{logs}");
+    let listed = p.vigil(&["notify", "list", "--json"]).expect(0).stdout();
+    let shown = p
+        .vigil(&["dags", "show", "nightly", "--json"])
+        .expect(0)
+        .stdout();
+    let stored = {
+        let url = format!("sqlite://{}", p.path().join("vigil.db").display());
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+                let errors: Vec<(Option<String>,)> =
+                    sqlx::query_as("SELECT last_error FROM outbox")
+                        .fetch_all(&pool)
+                        .await
+                        .unwrap();
+                format!("{errors:?}")
+            })
+    };
+    assert!(stored.contains("error sending request"), "{stored}");
+    for (what, text) in [
+        ("log", &logs),
+        ("notify list", &listed),
+        ("dags show", &shown),
+        ("outbox.last_error", &stored),
+    ] {
+        assert!(
+            !text.contains("s3cr3t-token"),
+            "{what} shows the secret:\n{text}"
+        );
+    }
+}
