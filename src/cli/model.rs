@@ -607,12 +607,14 @@ pub fn read_predictions(path: &Path) -> anyhow::Result<Vec<NewPrediction>> {
             if text.is_empty() {
                 return Ok(None);
             }
-            text.parse::<f64>().map(Some).map_err(|_| {
-                anyhow::anyhow!(
-                    "{}: row {line}, column `{name}`: `{text}` is not a number",
-                    path.display()
-                )
-            })
+            match text.parse::<f64>() {
+                Ok(v) if v.is_finite() => Ok(Some(v)),
+                _ => Err(anyhow::anyhow!(
+                    "{}: row {line}, column `{name}`: `{}` is not a finite number; write a plain number such as 0.42, or leave `actual` empty for an unlabelled row",
+                    path.display(),
+                    crate::state::shown(text, 40)
+                )),
+            }
         };
         let p = number(predicted, "predicted")?.with_context(|| {
             format!(

@@ -75,6 +75,9 @@ pub enum StoreError {
     VersionExists { model: String, version: String },
     #[error("model `{model}` has no version `{version}`; `vigil model history {model}` lists them")]
     NoSuchVersion { model: String, version: String },
+    /// Input the store refuses to record; the message says what and what to do.
+    #[error("{0}")]
+    Invalid(String),
     #[error("stored data is invalid ({what}): {detail}")]
     Corrupt { what: String, detail: String },
     #[error("database error while {doing}: {source}")]

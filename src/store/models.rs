@@ -50,6 +50,45 @@ pub struct NewVersion {
 }
 
 /// Lower-case hex SHA-256, the checksum recorded for artifacts.
+/// Refuses a version id that could mislead where it is shown or used: it names files, lines in
+/// logs and terminal tables, so it is 1 to 128 letters, digits, `.`, `_`, `-` or `+`, and does
+/// not start with `.` (no `..`, no hidden names, no path, no control characters).
+pub fn check_version_id(version: &str) -> Result<(), StoreError> {
+    let ok = !version.is_empty()
+        && version.len() <= 128
+        && !version.starts_with('.')
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "version id `{}` is not allowed; use 1 to 128 letters, digits, `.`, `_`, `-` or `+`, not starting with `.` (e.g. v2 or 2026-12-01_1)",
+            crate::state::shown(version, 64)
+        )))
+    }
+}
+
+/// Refuses predictions that are not finite numbers: an infinite or NaN value would make every
+/// metric over them meaningless (an infinite RMSE once passed as "not worse").
+pub fn check_predictions(rows: &[NewPrediction]) -> Result<(), StoreError> {
+    for (i, r) in rows.iter().enumerate() {
+        for (column, value) in [("predicted", Some(r.predicted)), ("actual", r.actual)] {
+            if let Some(v) = value
+                && !v.is_finite()
+            {
+                return Err(StoreError::Invalid(format!(
+                    "prediction {} (row_key {}): `{column}` is {v}, not a finite number; fix or drop the row",
+                    i + 1,
+                    r.row_key.as_deref().unwrap_or("-"),
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(bytes)

@@ -108,9 +108,32 @@ fn predictions_import_from_csv_and_bad_files_name_the_row_and_column() {
         .expect(1)
         .stderr();
     assert!(
-        err.contains("row 3, column `predicted`: `abc` is not a number"),
+        err.contains("row 3, column `predicted`: `abc` is not a finite number"),
         "{err}"
     );
+    // Non-finite values are refused with their row and column, not stored or counted.
+    for (file, text, place) in [
+        (
+            "inf.csv",
+            "row_key,predicted,actual\nr1,inf,1\n",
+            "row 2, column `predicted`: `inf`",
+        ),
+        (
+            "nan.csv",
+            "row_key,predicted,actual\nr1,1,1\nr2,2,NaN\n",
+            "row 3, column `actual`: `NaN`",
+        ),
+    ] {
+        p.write(file, text);
+        let err = p
+            .vigil(&["model", "predictions", "import", "m", "v1", file])
+            .expect(1)
+            .stderr();
+        assert!(
+            err.contains(place) && err.contains("not a finite number"),
+            "{err}"
+        );
+    }
     p.write("nocol.csv", "id,score\n1,2\n");
     let err = p
         .vigil(&["model", "predictions", "import", "m", "v1", "nocol.csv"])

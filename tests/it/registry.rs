@@ -273,3 +273,107 @@ async fn predictions_are_kept_per_version_and_need_a_known_version() {
         .unwrap_err();
     assert!(matches!(err, StoreError::NoSuchVersion { .. }), "{err}");
 }
+
+/// "Never deleted" holds for every registry table, changes that would rewrite history are
+/// refused by the database itself, and non-finite predictions never get in.
+#[tokio::test]
+async fn the_database_refuses_rewriting_the_registry_and_non_finite_predictions() {
+    let e = Engine::new().await;
+    e.store
+        .register_version(&version("m", Some("v1"), 1.0))
+        .await
+        .unwrap();
+    e.store
+        .set_production(&change("m", None, "v1"))
+        .await
+        .unwrap();
+    let row = |predicted: f64, actual: Option<f64>| NewPrediction {
+        row_key: Some("r".into()),
+        predicted,
+        actual,
+        at: Utc::now(),
+    };
+    e.store
+        .add_predictions("m", "v1", &[row(1.0, Some(1.0))])
+        .await
+        .unwrap();
+    for bad in [
+        row(f64::INFINITY, None),
+        row(1.0, Some(f64::NAN)),
+        row(f64::NAN, Some(1.0)),
+    ] {
+        let err = e
+            .store
+            .add_predictions("m", "v1", &[bad])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not a finite number"), "{err}");
+    }
+    let url = format!("sqlite://{}", e.dir.path().join("vigil.db").display());
+    let raw = vigil::store::SqliteStore::open(&url, vigil::store::Synchronous::Normal)
+        .await
+        .unwrap();
+    for (sql, expect) in [
+        ("DELETE FROM model_predictions", "never deleted"),
+        ("UPDATE model_predictions SET predicted = 2", "append-only"),
+        (
+            "INSERT INTO model_predictions (model, version, predicted, at) VALUES ('m', 'v1', 9e999, 'now')",
+            "finite",
+        ),
+        ("UPDATE model_versions SET metrics = '{}'", "never changed"),
+        ("UPDATE model_alerts SET message = 'x'", "append-only"),
+        (
+            "UPDATE models SET production_version = 'ghost'",
+            "registered version",
+        ),
+        (
+            "INSERT INTO model_deployments (model, from_version, to_version, reason, actor, at) VALUES ('m', NULL, 'ghost', 'r', 'a', 'now')",
+            "does not exist",
+        ),
+    ] {
+        let err = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(raw.pool())
+            .await
+            .map(|r| format!("changed {} rows", r.rows_affected()))
+            .unwrap_or_else(|e| e.to_string());
+        assert!(err.contains(expect), "{sql}: {err}");
+    }
+    // The good path is untouched: status still reads, production still moves.
+    assert_eq!(e.store.predictions("m", "v1", None).await.unwrap().len(), 1);
+    e.store
+        .register_version(&version("m", Some("v2"), 1.0))
+        .await
+        .unwrap();
+    e.store
+        .set_production(&change("m", Some("v1"), "v2"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn version_ids_that_could_mislead_are_refused_and_ordinary_ones_pass() {
+    let e = Engine::new().await;
+    for bad in [
+        "v1\r\nforged",
+        "../../etc",
+        "\u{1b}[31mred",
+        ".hidden",
+        "",
+        "a/b",
+    ] {
+        let err = e
+            .store
+            .register_version(&version("m", Some(bad), 1.0))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not allowed"), "{bad:?}: {err}");
+        assert!(!err.contains('\u{1b}') && !err.contains('\r'), "{err:?}");
+    }
+    for good in ["v1", "2026-12-01_1", "1.2.3+build.7", "candidate_B"] {
+        e.store
+            .register_version(&version("m", Some(good), 1.0))
+            .await
+            .unwrap();
+    }
+}

@@ -123,6 +123,7 @@ impl ModelStore for SqliteStore {
                 Some(b.clone()),
             ),
         };
+        crate::store::models::check_version_id(&base)?;
         let metrics = serde_json::to_string(&new.metrics).map_err(|e| corrupt("metrics", e))?;
         // An automatic id that is taken (two registrations in one second) gets a suffix.
         for attempt in 1..=20 {
@@ -332,6 +333,7 @@ impl ModelStore for SqliteStore {
         version: &str,
         rows: &[NewPrediction],
     ) -> Result<u64, StoreError> {
+        crate::store::models::check_predictions(rows)?;
         let mut script = Script::new();
         for chunk in rows.chunks(INSERT_CHUNK) {
             let mut sql = String::from(
