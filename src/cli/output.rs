@@ -6,19 +6,41 @@ use chrono::{DateTime, Utc};
 use comfy_table::{Table, presets};
 use serde::Serialize;
 
-/// A borderless table, like `kubectl get`.
+/// A borderless table, like `kubectl get`. Cells come from files and databases (a CSV's
+/// deployment ids, a task's error), so control characters other than line breaks are shown
+/// escaped: an ESC sequence in a cell cannot restyle or rewrite the terminal.
 pub fn table<H: ToString>(header: &[H], rows: Vec<Vec<String>>) -> String {
     let mut t = Table::new();
     t.load_style(presets::NOTHING)
         .set_header(header.iter().map(ToString::to_string).collect::<Vec<_>>());
     for row in rows {
-        t.add_row(row);
+        t.add_row(row.iter().map(|c| safe_cell(c)).collect::<Vec<_>>());
     }
     t.to_string()
         .lines()
         .map(|l| l.trim_end().strip_prefix(' ').unwrap_or(l.trim_end()))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+fn safe_cell(text: &str) -> String {
+    if !text.chars().any(|c| c.is_control() && c != '\n') {
+        return text.to_string();
+    }
+    text.split('\n')
+        .map(|line| crate::state::shown(line, usize::MAX))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cells_cannot_carry_terminal_escapes() {
+        let t = super::table(&["A"], vec![vec!["\u{1b}[2Jwiped\rover".into()]]);
+        assert!(!t.contains('\u{1b}') && !t.contains('\r'), "{t:?}");
+        assert!(t.contains("\\u{1b}[2Jwiped\\rover"), "{t}");
+    }
 }
 
 pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {

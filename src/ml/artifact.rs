@@ -27,10 +27,32 @@ pub fn save_json<T: serde::Serialize>(
         let path = path.to_path_buf();
         move |source| MlError::Write { path, source }
     };
-    std::fs::create_dir_all(dir).map_err(write_err(dir))?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        // Models can encode their training data: readable by their owner only.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(write_err(dir))?;
+    }
+    // Absolute, so the registry's path means the same file from any working directory.
+    let dir = std::fs::canonicalize(dir).map_err(write_err(dir))?;
     let path = dir.join(format!("{name}-{}.json", &sha[..12]));
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, &bytes).map_err(write_err(&tmp))?;
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(write_err(&tmp))?;
+        file.write_all(&bytes).map_err(write_err(&tmp))?;
+        file.sync_all().map_err(write_err(&tmp))?;
+    }
     std::fs::rename(&tmp, &path).map_err(write_err(&path))?;
     Ok((path, sha, bytes.len() as u64))
 }

@@ -261,7 +261,18 @@ impl Forest {
         }
         self.trees.iter().enumerate().try_for_each(|(i, t)| {
             t.check(self.n_features)
-                .map_err(|e| format!("tree {i}: {e}"))
+                .map_err(|e| format!("tree {i}: {e}"))?;
+            // A leaf holds the share of class-1 rows: a probability.
+            match (0..t.nodes.len())
+                .filter(|&n| t.is_leaf(n))
+                .find(|&n| !(0.0..=1.0).contains(&t.nodes[n].threshold))
+            {
+                Some(n) => Err(format!(
+                    "tree {i}: leaf {n} holds {}, but a leaf of a classifier holds a share between 0 and 1",
+                    t.nodes[n].threshold
+                )),
+                None => Ok(()),
+            }
         })
     }
 }
@@ -310,6 +321,23 @@ mod tests {
         // Soft probabilities: far from the boundary the trees agree, near it they need not.
         let p = forest.predict_proba(ndarray::array![[0.02, 0.5, 0.5], [0.98, 0.5, 0.5]].view());
         assert!(p[0] < 0.1 && p[1] > 0.9, "{p}");
+    }
+
+    #[test]
+    fn a_leaf_outside_zero_to_one_is_refused_as_damaged() {
+        let (x, y) = data(200, 5);
+        let mut forest = ForestParams {
+            trees: 3,
+            ..ForestParams::default()
+        }
+        .fit(&Dataset::new(x, y))
+        .unwrap();
+        assert!(forest.check().is_ok());
+        let tree = &mut forest.trees[1];
+        let leaf = (0..tree.nodes.len()).find(|&n| tree.is_leaf(n)).unwrap();
+        tree.nodes[leaf].threshold = 5.0;
+        let err = forest.check().unwrap_err();
+        assert!(err.contains("tree 1") && err.contains("holds 5"), "{err}");
     }
 
     #[test]

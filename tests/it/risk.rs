@@ -452,3 +452,53 @@ config = { data = "../big/deployments.csv", grid = ["trees=500", "depth=none", "
     let show = p.vigil(&["runs", "show", "2", "--json"]).expect(0).stdout();
     assert!(show.contains("timed out"), "{show}");
 }
+
+/// The artifact is private and registered by its absolute path, so `risk score` works from any
+/// directory; a deployment id carrying terminal escapes is shown escaped.
+#[test]
+fn artifacts_are_private_absolute_and_scores_show_no_raw_escapes() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = trained();
+    let history = p
+        .vigil(&["model", "history", "deployment_risk", "--json"])
+        .expect(0)
+        .json();
+    let path = history[0]["version"]["artifact"]["path"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(std::path::Path::new(&path).is_absolute(), "{history}");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{path}");
+    let db_mode = std::fs::metadata(p.path().join("vigil.db"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(db_mode, 0o600);
+    // From another directory, naming the same database.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let csv = elsewhere.path().join("evil.csv");
+    std::fs::write(
+        &csv,
+        "deployment_id,service,timestamp,latency_ms,error_rate,cpu_pct,memory_pct,change_size,hour,recent_failures\n\
+         \u{1b}[2Jwiped,pay\u{1b}[31mments,2026-01-05T10:00:00Z,950.0,6.5,93.0,90.0,2400,2,3\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .current_dir(elsewhere.path())
+        .args(["--database"])
+        .arg(format!("sqlite://{}", p.path().join("vigil.db").display()))
+        .args(["risk", "score"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        matches!(out.status.code(), Some(0 | 3 | 4)),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains('\u{1b}'), "raw escape in {stdout:?}");
+    assert!(stdout.contains("\\u{1b}[2Jwiped"), "{stdout}");
+}
