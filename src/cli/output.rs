@@ -33,16 +33,6 @@ fn safe_cell(text: &str) -> String {
         .join("\n")
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn cells_cannot_carry_terminal_escapes() {
-        let t = super::table(&["A"], vec![vec!["\u{1b}[2Jwiped\rover".into()]]);
-        assert!(!t.contains('\u{1b}') && !t.contains('\r'), "{t:?}");
-        assert!(t.contains("\\u{1b}[2Jwiped\\rover"), "{t}");
-    }
-}
-
 pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
@@ -94,4 +84,14 @@ macro_rules! say {
         use std::io::Write as _;
         let _ = writeln!(std::io::stdout(), $($arg)*);
     }};
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cells_cannot_carry_terminal_escapes() {
+        let t = super::table(&["A"], vec![vec!["\u{1b}[2Jwiped\rover".into()]]);
+        assert!(!t.contains('\u{1b}') && !t.contains('\r'), "{t:?}");
+        assert!(t.contains("\\u{1b}[2Jwiped\\rover"), "{t}");
+    }
 }

@@ -109,7 +109,7 @@ pub fn message_id(m: &OutboxMessage, from: &Mailbox) -> String {
 /// every retry. Here, once the server has answered the message's `DATA` with success, the
 /// message is sent, whatever `QUIT` does.
 pub struct Mailer {
-    server: String,
+    hostname: String,
     port: u16,
     tls: SmtpTls,
     credentials: Option<Credentials>,
@@ -159,7 +159,7 @@ impl Mailer {
             }
         };
         Ok(Some(Mailer {
-            server: c.host.clone(),
+            hostname: c.host.clone(),
             port: c.port(),
             tls: match c.tls {
                 TlsMode::None => SmtpTls::None,
@@ -185,7 +185,7 @@ impl Mailer {
             _ => None,
         };
         let mut conn = AsyncSmtpConnection::connect_tokio1(
-            (self.server.as_str(), self.port),
+            (self.hostname.as_str(), self.port),
             Some(self.timeout),
             &hello,
             wrapper,
