@@ -298,6 +298,11 @@ fn json_col(row: &SqliteRow, col: &str) -> Result<serde_json::Value, StoreError>
     serde_json::from_str(&text).map_err(|e| corrupt(col, e))
 }
 
+/// A run with its DAG source resolved (shared in `dag_sources`, or the run's own copy for runs
+/// created before sources were shared). Append `WHERE ...`.
+const SELECT_RUNS: &str = "SELECT dag_runs.*, COALESCE(dag_sources.source, dag_runs.dag_source) AS resolved_source \
+     FROM dag_runs LEFT JOIN dag_sources ON dag_sources.sha256 = dag_runs.dag_sha256";
+
 fn run_from_row(row: &SqliteRow) -> Result<RunRecord, StoreError> {
     let state: String = row.try_get("state").doing("reading a run")?;
     let run_type: String = row.try_get("run_type").doing("reading a run")?;
@@ -310,7 +315,7 @@ fn run_from_row(row: &SqliteRow) -> Result<RunRecord, StoreError> {
         state: state.parse().map_err(|e| corrupt("dag_runs.state", e))?,
         conf: json_col(row, "conf")?,
         dag_file: row.try_get("dag_file").doing("reading a run")?,
-        dag_source: row.try_get("dag_source").doing("reading a run")?,
+        dag_source: row.try_get("resolved_source").doing("reading a run")?,
         queued_at: row.try_get("queued_at").doing("reading a run")?,
         started_at: row.try_get("started_at").doing("reading a run")?,
         ended_at: row.try_get("ended_at").doing("reading a run")?,
@@ -394,11 +399,16 @@ impl Store for SqliteStore {
     async fn create_run(&self, new: &NewRun) -> Result<RunRecord, StoreError> {
         let now = Utc::now();
         let started_at = (new.state == RunState::Running).then_some(now);
+        let sha = crate::store::models::sha256_hex(new.dag_source.as_bytes());
         let mut script = Script::new();
         script
+            .stmt("INSERT OR IGNORE INTO dag_sources (sha256, source) VALUES (?, ?)")
+            .bind(sha.clone())?
+            .bind(new.dag_source.clone())?;
+        script
             .stmt(
-                "INSERT INTO dag_runs (dag_id, logical_date, run_type, state, conf, dag_file, dag_source, queued_at, started_at, owner, heartbeat_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO dag_runs (dag_id, logical_date, run_type, state, conf, dag_file, dag_source, dag_sha256, queued_at, started_at, owner, heartbeat_at)
+                 VALUES (?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?)",
             )
             .bind(new.dag_id.clone())?
             .bind(new.logical_date)?
@@ -406,7 +416,7 @@ impl Store for SqliteStore {
             .bind(new.state.as_str())?
             .bind(new.conf.to_string())?
             .bind(new.dag_file.clone())?
-            .bind(new.dag_source.clone())?
+            .bind(sha)?
             .bind(now)?
             .bind(started_at)?
             .bind(new.owner.clone())?
@@ -566,25 +576,27 @@ impl Store for SqliteStore {
     }
 
     async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
-        sqlx::query("SELECT * FROM dag_runs WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .doing("reading a run")?
-            .as_ref()
-            .map(run_from_row)
-            .transpose()
+        sqlx::query(AssertSqlSafe(format!(
+            "{SELECT_RUNS} WHERE dag_runs.id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .doing("reading a run")?
+        .as_ref()
+        .map(run_from_row)
+        .transpose()
     }
 
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM dag_runs WHERE 1 = 1");
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("{SELECT_RUNS} WHERE 1 = 1"));
         if let Some(dag) = &filter.dag_id {
             qb.push(" AND dag_id = ").push_bind(dag.as_str());
         }
         if let Some(state) = filter.state {
             qb.push(" AND state = ").push_bind(state.as_str());
         }
-        qb.push(" ORDER BY id DESC LIMIT ")
+        qb.push(" ORDER BY dag_runs.id DESC LIMIT ")
             .push_bind(i64::from(filter.limit.unwrap_or(100)));
         qb.build()
             .fetch_all(&self.pool)
@@ -668,9 +680,9 @@ impl Store for SqliteStore {
     }
 
     async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
-        sqlx::query(
-            "SELECT * FROM dag_runs WHERE state IN ('queued', 'running') ORDER BY queued_at, id",
-        )
+        sqlx::query(AssertSqlSafe(format!(
+            "{SELECT_RUNS} WHERE state IN ('queued', 'running') ORDER BY queued_at, dag_runs.id"
+        )))
         .fetch_all(&self.pool)
         .await
         .doing("listing unfinished runs")?
@@ -823,6 +835,9 @@ impl Store for SqliteStore {
         script
             .stmt(&format!("DELETE FROM dag_runs WHERE {DONE}"))
             .bind(before)?;
+        script.stmt(
+            "DELETE FROM dag_sources WHERE sha256 NOT IN (SELECT dag_sha256 FROM dag_runs WHERE dag_sha256 IS NOT NULL)",
+        );
         let rows = self.run_script(script).await.doing("removing old runs")?;
         let row = rows
             .first()
