@@ -395,7 +395,7 @@ fn parse_into(file: &Path, src: &str, registry: &Registry, sink: &mut Sink<'_>) 
                     format!("template fails with the default params: {}", e.message),
                 ),
                 Ok(probe) => {
-                    if let Err(e) = erased.check_config(&probe) {
+                    for e in erased.check_config(&probe).err().unwrap_or_default() {
                         sink.push(
                             config_span(&e.path),
                             Some(&t.id),

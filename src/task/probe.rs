@@ -21,6 +21,19 @@ pub enum Probe {
 }
 
 impl Probe {
+    /// Removes top-level key `key` of an object; false when there is no such key.
+    pub fn remove_key(&mut self, key: &str) -> bool {
+        match self {
+            Probe::Object(entries) => {
+                let before = entries.len();
+                entries.retain(|(k, _)| k != key);
+                entries.len() != before
+            }
+            Probe::Known(serde_json::Value::Object(map)) => map.remove(key).is_some(),
+            _ => false,
+        }
+    }
+
     /// True when some value in this subtree is not known before the run.
     pub fn has_unknown(&self) -> bool {
         match self {

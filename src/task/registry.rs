@@ -14,7 +14,8 @@ use crate::task::{Task, TaskContext, TaskError};
 pub trait ErasedTask: Send + Sync {
     /// Checks that a config (with template results not knowable before the run marked
     /// unknown) deserializes into the task type's config.
-    fn check_config(&self, probe: &Probe) -> Result<(), ConfigError>;
+    /// Every problem of the config, at most one per top-level key.
+    fn check_config(&self, probe: &Probe) -> Result<(), Vec<ConfigError>>;
 
     async fn run_json(
         &self,
@@ -36,24 +37,51 @@ struct Typed<T>(T);
 
 #[async_trait]
 impl<T: Task> ErasedTask for Typed<T> {
-    fn check_config(&self, probe: &Probe) -> Result<(), ConfigError> {
-        match serde_path_to_error::deserialize::<_, T::Config>(ProbeDeserializer::new(probe)) {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let path = e.path().clone();
-                let message = e.into_inner().to_string();
-                // An unknown *key* is wrong whatever its value turns out to be.
-                if probe.is_unknown_at(&path) && !message.starts_with("unknown field") {
-                    // The value comes from an upstream result that only exists at run time;
-                    // it is checked then.
-                    Ok(())
-                } else {
-                    Err(ConfigError {
-                        path: path_string(&path),
-                        message,
-                    })
-                }
+    fn check_config(&self, probe: &Probe) -> Result<(), Vec<ConfigError>> {
+        // serde stops at the first error. To report every wrong key at once, the key at fault
+        // is set aside and the rest is checked again, until the config fits or the only
+        // complaint left is about a key set aside.
+        let mut probe = probe.clone();
+        let mut set_aside: Vec<String> = Vec::new();
+        let mut errors = Vec::new();
+        loop {
+            let Err(e) =
+                serde_path_to_error::deserialize::<_, T::Config>(ProbeDeserializer::new(&probe))
+            else {
+                break;
+            };
+            let path = e.path().clone();
+            let message = e.into_inner().to_string();
+            // A missing key after a key set aside is that key's doing, or (after an unknown
+            // key) most likely the same typo said twice.
+            let after_unknown = errors
+                .iter()
+                .any(|e: &ConfigError| e.message.starts_with("unknown field"));
+            if message.starts_with("missing field") && (after_unknown || !set_aside.is_empty()) {
+                break;
             }
+            // An unknown *key* is wrong whatever its value turns out to be; a value from an
+            // upstream result only exists at run time and is checked then.
+            let deferred = probe.is_unknown_at(&path) && !message.starts_with("unknown field");
+            if !deferred {
+                errors.push(ConfigError {
+                    path: path_string(&path),
+                    message,
+                });
+            }
+            let key = match path.iter().next() {
+                Some(serde_path_to_error::Segment::Map { key }) => key.clone(),
+                _ => break,
+            };
+            if !probe.remove_key(&key) || errors.len() >= 50 {
+                break;
+            }
+            set_aside.push(key);
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
         }
     }
 

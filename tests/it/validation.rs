@@ -431,3 +431,35 @@ fn notify_addresses_and_urls_are_checked_at_load() {
         &["is not a URL"],
     );
 }
+
+#[test]
+fn every_wrong_key_of_a_config_is_reported_not_only_the_first() {
+    let errs = errors(
+        "[tasks.a]\ntype = \"fail\"\n[tasks.a.config]\nmesage = \"x\"\nattempts = \"two\"\nfatal = 3\n",
+    );
+    let mut errs = errs;
+    errs.sort_by_key(|d| d.line);
+    let keys: Vec<(&str, Option<usize>)> = errs.iter().map(|d| (d.key.as_str(), d.line)).collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("tasks.a.config.mesage", Some(4)),
+            ("tasks.a.config.attempts", Some(5)),
+            ("tasks.a.config.fatal", Some(6)),
+        ],
+        "{errs:#?}"
+    );
+    assert!(
+        errs[0].message.contains("unknown field `mesage`"),
+        "{}",
+        errs[0]
+    );
+    // A missing required key is still reported when it is the only problem.
+    check(
+        "[tasks.a]\ntype = \"sleep\"\nconfig = {}\n",
+        3,
+        Some("a"),
+        "tasks.a.config",
+        &["missing field `duration`"],
+    );
+}
