@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +55,10 @@ pub enum Scenario {
     /// A daemon with an every-second cron: how late runs start (5 minutes; not in the
     /// default set, run it with --scenario lateness)
     Lateness,
+    /// 200 DAGs on every-second schedules under a daemon with default settings, for two
+    /// minutes (size = seconds; not in the default set, run it with --scenario soak): every
+    /// tick must become a finished run, and memory must stay flat
+    Soak,
     /// `vigil risk train`'s search on simulated history: trees {50,100,200} × depth
     /// {none,5,10}, 5 folds (size = rows)
     #[value(name = "risk_search")]
@@ -93,6 +97,7 @@ impl Scenario {
             Scenario::Trigger => "trigger",
             Scenario::DaemonMemory => "daemon_memory",
             Scenario::Lateness => "lateness",
+            Scenario::Soak => "soak",
             Scenario::RiskSearch => "risk_search",
             Scenario::RiskScore => "risk_score",
         }
@@ -115,6 +120,9 @@ impl Scenario {
             // Seconds the every-second cron runs.
             (Scenario::Lateness, false) => 300,
             (Scenario::Lateness, true) => 5,
+            // Seconds the 200 every-second DAGs run.
+            (Scenario::Soak, false) => 120,
+            (Scenario::Soak, true) => 5,
             (Scenario::RiskSearch, false) => 2_000,
             (Scenario::RiskSearch, true) => 300,
             (Scenario::RiskScore, false) => 1_000_000,
@@ -245,6 +253,7 @@ async fn run_scenario(
     let dir = &scratch.0;
     // (median or total time, slowest repetition, tasks it covered)
     let mut peak = None;
+    let mut soak_met = false;
     let (total, max, tasks) = match scenario {
         Scenario::Chain => (
             run_generated(ctx, dir, &chain_dag(n), n, sync).await?,
@@ -279,6 +288,13 @@ async fn run_scenario(
             peak = Some(rss);
             (median, Some(max), None)
         }
+        Scenario::Soak => {
+            let soak = soak(dir, n, if quick { 20 } else { 200 }).await?;
+            eprintln!("{}", soak.summary());
+            peak = Some(soak.rss_end_mib);
+            soak_met = soak.met();
+            (soak.p50, Some(soak.max), None)
+        }
         Scenario::RiskSearch => (risk_search(dir, n)?, None, None),
         Scenario::RiskScore => (risk_score(dir, n)?, None, None),
     };
@@ -294,6 +310,10 @@ async fn run_scenario(
         Scenario::Trigger => ("< 5 ms median", total < Duration::from_millis(5)),
         Scenario::DaemonMemory => ("< 20 MiB resident", peak.is_some_and(|mib| mib < 20.0)),
         Scenario::Lateness => ("report median and max", true),
+        Scenario::Soak => (
+            "every tick a finished run; resident memory flat (end ≤ start + 10 MiB)",
+            soak_met,
+        ),
         // scikit-learn's GridSearchCV(n_jobs=2) took 7.6 s for this at 2,000 rows on the
         // development machine (bench/README.md).
         Scenario::RiskSearch => (
@@ -682,6 +702,133 @@ async fn cron_lateness(dir: &Path, secs: usize) -> anyhow::Result<(Duration, Dur
     );
     let late: Vec<Duration> = late.into_iter().map(|(d, _)| d).collect();
     Ok((late[late.len() / 2], late[late.len() - 1], daemon.rss_mib()))
+}
+
+/// What the soak scenario saw.
+struct Soak {
+    dags: usize,
+    secs: usize,
+    /// Ticks due between each DAG's first tick and the end of the soak.
+    ticks: usize,
+    /// Runs created for those ticks, and how many of them finished successfully.
+    runs: usize,
+    finished: usize,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+    rss_start_mib: f64,
+    rss_end_mib: f64,
+    rss_max_mib: f64,
+}
+
+impl Soak {
+    fn met(&self) -> bool {
+        self.finished == self.ticks && self.rss_end_mib <= self.rss_start_mib + 10.0
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "soak: {} DAGs × {} s: {} ticks, {} runs, {} finished; lateness p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; resident memory {:.1} MiB after warm-up, {:.1} MiB at the end, {:.1} MiB at most",
+            self.dags,
+            self.secs,
+            self.ticks,
+            self.runs,
+            self.finished,
+            ms(self.p50),
+            ms(self.p99),
+            ms(self.max),
+            self.rss_start_mib,
+            self.rss_end_mib,
+            self.rss_max_mib
+        )
+    }
+}
+
+/// `dags` DAGs with an every-second cron under one daemon with default settings for `secs`
+/// seconds; then the DAGs are paused and the runs of the ticks so far given time to finish.
+async fn soak(dir: &Path, secs: usize, dags: usize) -> anyhow::Result<Soak> {
+    std::fs::create_dir_all(dir.join("dags"))?;
+    let ids: Vec<String> = (0..dags).map(|i| format!("soak_{i:03}")).collect();
+    for id in &ids {
+        std::fs::write(
+            dir.join(format!("dags/{id}.toml")),
+            format!("id = \"{id}\"\nschedule = \"* * * * * *\"\n[tasks.a]\ntype = \"noop\"\n"),
+        )?;
+    }
+    let daemon = BenchDaemon::start(dir).await?;
+    let store = daemon.store().await?;
+    // Memory after the first ticks have been served, then every second.
+    let warm_up = Duration::from_secs(5.min(secs as u64));
+    tokio::time::sleep(warm_up).await;
+    let rss_start_mib = daemon.rss_mib();
+    let mut rss_max_mib = rss_start_mib;
+    let end = Instant::now() + Duration::from_secs(secs as u64).saturating_sub(warm_up);
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        rss_max_mib = rss_max_mib.max(daemon.rss_mib());
+    }
+    let rss_end_mib = daemon.rss_mib();
+    let until = Utc::now().trunc_subsecs(0);
+    for id in &ids {
+        store.set_paused(id, true).await?;
+    }
+    // SAFETY: kill(2) on our own child process.
+    unsafe { libc::kill(daemon.pid(), libc::SIGUSR1) };
+    // The ticks up to the pause; their runs get up to a minute to finish.
+    let drain = Instant::now();
+    loop {
+        let unfinished = store.unfinished_runs().await?;
+        if unfinished.iter().all(|r| r.logical_date > until)
+            || drain.elapsed() > Duration::from_secs(60)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let runs: Vec<_> = store
+        .runs(&crate::store::RunFilter {
+            dag_id: None,
+            state: None,
+            limit: Some(u32::MAX),
+        })
+        .await?
+        .into_iter()
+        .filter(|r| r.logical_date <= until)
+        .collect();
+    let mut first: std::collections::HashMap<&str, chrono::DateTime<Utc>> = Default::default();
+    for r in &runs {
+        let f = first.entry(r.dag_id.as_str()).or_insert(r.logical_date);
+        *f = (*f).min(r.logical_date);
+    }
+    let ticks = first
+        .values()
+        .map(|f| (until - *f).num_seconds().max(0) as usize + 1)
+        .sum();
+    let mut late = Vec::with_capacity(runs.len());
+    for run in &runs {
+        let tis = store.task_instances(run.id).await?;
+        if let Some(at) = tis.first().and_then(|t| t.started_at) {
+            late.push((at - run.logical_date).to_std().unwrap_or_default());
+        }
+    }
+    if late.is_empty() {
+        bail!("no scheduled run started in {secs} s");
+    }
+    late.sort();
+    let pct = |p: usize| late[(late.len() - 1) * p / 100];
+    Ok(Soak {
+        dags,
+        secs,
+        ticks,
+        runs: runs.len(),
+        finished: runs.iter().filter(|r| r.state == RunState::Success).count(),
+        p50: pct(50),
+        p99: pct(99),
+        max: late[late.len() - 1],
+        rss_start_mib,
+        rss_end_mib,
+        rss_max_mib,
+    })
 }
 
 /// A `kB` field of a /proc status file, in MiB.

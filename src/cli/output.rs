@@ -11,8 +11,10 @@ use serde::Serialize;
 /// escaped: an ESC sequence in a cell cannot restyle or rewrite the terminal.
 pub fn table<H: ToString>(header: &[H], rows: Vec<Vec<String>>) -> String {
     let mut t = Table::new();
-    t.load_style(presets::NOTHING)
-        .set_header(header.iter().map(ToString::to_string).collect::<Vec<_>>());
+    t.load_style(presets::NOTHING);
+    if !header.is_empty() {
+        t.set_header(header.iter().map(ToString::to_string).collect::<Vec<_>>());
+    }
     for row in rows {
         t.add_row(row.iter().map(|c| safe_cell(c)).collect::<Vec<_>>());
     }

@@ -1,7 +1,7 @@
 //! `vigil risk`: the deployment rollback-risk predictor — simulate history, train (search,
 //! baseline, hold-out), evaluate, score candidates for a CI gate, and write the report.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -187,59 +187,55 @@ pub async fn run(ctx: &Ctx, cmd: RiskCommand) -> anyhow::Result<ExitCode> {
             bands.check()?;
             let store = ctx.store().await?;
             let (v, model) = risk::load_registered(&*store, version.as_deref()).await?;
-            let d = Deployments::load(&file, false)?;
-            let scored = model.score(&d, &bands);
-            let worst = scored.iter().map(|s| s.band).max().unwrap_or(Band::Proceed);
+            // Streamed: a chunk of rows is read, scored and printed before the next is read,
+            // so a file of millions of deployments takes constant memory.
+            let mut worst = Band::Proceed;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             if ctx.json {
-                print_json(&serde_json::json!({
-                    "model": risk::MODEL_NAME,
-                    "version": v.version,
-                    "block_above": block_above,
-                    "review_above": review_above,
-                    "worst": worst,
-                    "deployments": scored,
-                }))?;
+                write!(
+                    out,
+                    "{{\"model\": {}, \"version\": {}, \"block_above\": {}, \"review_above\": {}, \"deployments\": [",
+                    serde_json::to_string(risk::MODEL_NAME)?,
+                    serde_json::to_string(&v.version)?,
+                    serde_json::to_string(&block_above)?,
+                    serde_json::to_string(&review_above)?,
+                )?;
+            }
+            let mut first = true;
+            for chunk in Deployments::chunks(&file, SCORE_CHUNK)? {
+                let scored = model.score(&chunk?, &bands);
+                worst = scored.iter().map(|s| s.band).fold(worst, Band::max);
+                if ctx.json {
+                    for s in &scored {
+                        if !std::mem::take(&mut first) {
+                            out.write_all(b",")?;
+                        }
+                        out.write_all(b"\n  ")?;
+                        serde_json::to_writer(&mut out, s)?;
+                    }
+                    continue;
+                }
+                let rows = scored.iter().map(score_row).collect();
+                let header: &[&str] = if std::mem::take(&mut first) {
+                    &["DEPLOYMENT", "SERVICE", "RISK", "BAND", "PUSHED UP BY"]
+                } else {
+                    &[]
+                };
+                writeln!(out, "{}", table(header, rows))?;
+            }
+            if ctx.json {
+                writeln!(out, "\n], \"worst\": {}}}", serde_json::to_string(&worst)?)?;
             } else {
-                let rows = scored
-                    .iter()
-                    .map(|s| {
-                        vec![
-                            s.deployment_id.clone(),
-                            s.service.clone(),
-                            format!("{:.0}%", 100.0 * s.probability),
-                            s.band.as_str().to_uppercase(),
-                            s.drivers
-                                .iter()
-                                .take(3)
-                                .map(|d| {
-                                    format!(
-                                        "{} {} (typical {}) +{:.0} pts",
-                                        d.feature,
-                                        num(d.value),
-                                        num(d.typical),
-                                        100.0 * d.adds
-                                    )
-                                })
-                                .collect::<Vec<_>>()
-                                .join("; "),
-                        ]
-                    })
-                    .collect();
-                println!(
-                    "{}",
-                    table(
-                        &["DEPLOYMENT", "SERVICE", "RISK", "BAND", "PUSHED UP BY"],
-                        rows
-                    )
-                );
-                println!(
+                writeln!(
+                    out,
                     "model {} version {}; block above {:.0}%, review above {:.0}%",
                     risk::MODEL_NAME,
                     v.version,
                     100.0 * block_above,
                     100.0 * review_above
-                );
+                )?;
             }
+            out.flush()?;
             Ok(match worst {
                 Band::Proceed => ExitCode::SUCCESS,
                 Band::Review => ExitCode::from(EXIT_REVIEW),
@@ -375,6 +371,33 @@ fn opt(v: Option<f64>) -> String {
 }
 
 /// A feature value as people write it: no trailing zeros.
+/// Deployments scored per chunk by `risk score`.
+const SCORE_CHUNK: usize = 16_384;
+
+/// One row of the `risk score` table.
+fn score_row(s: &risk::Scored) -> Vec<String> {
+    vec![
+        s.deployment_id.clone(),
+        s.service.clone(),
+        format!("{:.0}%", 100.0 * s.probability),
+        s.band.as_str().to_uppercase(),
+        s.drivers
+            .iter()
+            .take(3)
+            .map(|d| {
+                format!(
+                    "{} {} (typical {}) +{:.0} pts",
+                    d.feature,
+                    num(d.value),
+                    num(d.typical),
+                    100.0 * d.adds
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+    ]
+}
+
 fn num(v: f64) -> String {
     let s = format!("{v:.2}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()

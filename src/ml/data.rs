@@ -83,35 +83,11 @@ pub struct Frame {
 
 impl Frame {
     pub fn read(path: &Path) -> Result<Frame, DataError> {
-        let read_err = |source| DataError::Read {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut reader = csv::ReaderBuilder::new()
-            .trim(csv::Trim::All)
-            .from_path(path)
-            .map_err(read_err)?;
-        let headers = reader
-            .headers()
-            .map_err(read_err)?
-            .iter()
-            .map(str::to_string)
-            .collect();
-        let mut rows = Vec::new();
-        for record in reader.records() {
-            let record = record.map_err(read_err)?;
-            let line = record.position().map_or(0, |p| p.line());
-            rows.push((line, record));
-        }
-        if rows.is_empty() {
-            return Err(DataError::Empty {
+        let mut chunks = FrameChunks::open(path, usize::MAX)?;
+        chunks.next().unwrap_or_else(|| {
+            Err(DataError::Empty {
                 path: path.to_path_buf(),
-            });
-        }
-        Ok(Frame {
-            path: path.to_path_buf(),
-            headers,
-            rows,
+            })
         })
     }
 
@@ -231,6 +207,79 @@ impl Frame {
     }
 }
 
+/// A CSV file read a chunk of rows at a time, so a file of any size is processed in
+/// constant memory. The first chunk fails with [`DataError::Empty`] when there are no rows.
+pub struct FrameChunks {
+    path: PathBuf,
+    headers: Vec<String>,
+    records: csv::StringRecordsIntoIter<std::fs::File>,
+    rows: usize,
+    first: bool,
+}
+
+impl FrameChunks {
+    pub fn open(path: &Path, rows: usize) -> Result<FrameChunks, DataError> {
+        let read_err = |source| DataError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_path(path)
+            .map_err(read_err)?;
+        let headers = reader
+            .headers()
+            .map_err(read_err)?
+            .iter()
+            .map(str::to_string)
+            .collect();
+        Ok(FrameChunks {
+            path: path.to_path_buf(),
+            headers,
+            records: reader.into_records(),
+            rows: rows.max(1),
+            first: true,
+        })
+    }
+}
+
+impl Iterator for FrameChunks {
+    type Item = Result<Frame, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut rows = Vec::new();
+        for record in self.records.by_ref() {
+            let record = match record {
+                Ok(r) => r,
+                Err(source) => {
+                    return Some(Err(DataError::Read {
+                        path: self.path.clone(),
+                        source,
+                    }));
+                }
+            };
+            let line = record.position().map_or(0, |p| p.line());
+            rows.push((line, record));
+            if rows.len() == self.rows {
+                break;
+            }
+        }
+        let first = std::mem::replace(&mut self.first, false);
+        if rows.is_empty() {
+            return first.then(|| {
+                Err(DataError::Empty {
+                    path: self.path.clone(),
+                })
+            });
+        }
+        Some(Ok(Frame {
+            path: self.path.clone(),
+            headers: self.headers.clone(),
+            rows,
+        }))
+    }
+}
+
 /// Deployments read from `deployments.csv` (labelled) or `new_deployments.csv` (not).
 #[derive(Debug, Clone)]
 pub struct Deployments {
@@ -246,7 +295,20 @@ pub struct Deployments {
 impl Deployments {
     /// Reads a file; `labelled` requires the `rolled_back` column with both classes present.
     pub fn load(path: &Path, labelled: bool) -> Result<Deployments, DataError> {
-        let frame = Frame::read(path)?;
+        Deployments::from_frame(&Frame::read(path)?, labelled)
+    }
+
+    /// Reads an unlabelled file `rows` deployments at a time, for scoring files of any size in
+    /// constant memory.
+    pub fn chunks(
+        path: &Path,
+        rows: usize,
+    ) -> Result<impl Iterator<Item = Result<Deployments, DataError>>, DataError> {
+        Ok(FrameChunks::open(path, rows)?
+            .map(|frame| frame.and_then(|f| Deployments::from_frame(&f, false))))
+    }
+
+    fn from_frame(frame: &Frame, labelled: bool) -> Result<Deployments, DataError> {
         // Missing columns first, all at once in header order, before any value is read: the
         // first error then is the one the file's author most likely needs.
         for name in ["deployment_id", "timestamp"]

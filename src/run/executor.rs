@@ -191,9 +191,7 @@ impl Executor {
         .map_err(mismatch)?;
         state.run(self, observer, stop).await
     }
-}
 
-impl Executor {
     /// Kills what the interrupted attempts of a resumed run left running on this host (their
     /// daemon died with them running), so that a retry never runs beside its earlier attempt.
     async fn kill_leftovers(&self, run: &RunRecord, instances: &[TaskInstance]) {
@@ -284,9 +282,10 @@ struct RunExec {
     won: Option<Permits>,
     /// Permits of attempts whose end is in the step being built; released after its commit.
     ending: Vec<Permits>,
-    /// Permits of running attempts, by spawned task id. They are released when the executor
-    /// records an attempt's end, not when its future returns, so the stored states never show
-    /// more running tasks than the limits allow.
+    /// Permits of running attempts, by spawned task id. They move to `ending` when the
+    /// executor records an attempt's end (not when its future returns) and are released after
+    /// that is committed, so the stored states never show more running tasks than the limits
+    /// allow.
     permits: HashMap<tokio::task::Id, (usize, Permits, CancellationToken)>,
     started: Instant,
 }

@@ -116,3 +116,37 @@ command = "trap 'echo got TERM >> ../ledger; exit 1' TERM; echo up >> ../ledger;
         "the interrupted attempt is given back: {shown}"
     );
 }
+
+/// The one-daemon lock holds whatever path reaches the database: a second daemon through a
+/// symbolic or a hard link is refused. The database and its WAL are private to their owner.
+#[test]
+fn a_second_daemon_through_a_link_is_refused_and_the_database_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Project::new();
+    p.write("dags/work.toml", "[tasks.a]\ntype = \"noop\"\n");
+    let d = p.daemon(&[]);
+    std::os::unix::fs::symlink(p.path().join("vigil.db"), p.path().join("sym.db")).unwrap();
+    std::fs::create_dir_all(p.path().join("elsewhere")).unwrap();
+    std::fs::hard_link(
+        p.path().join("vigil.db"),
+        p.path().join("elsewhere/hard.db"),
+    )
+    .unwrap();
+    for link in ["sym.db", "elsewhere/hard.db"] {
+        let err = p
+            .vigil(&["--database", &format!("sqlite://{link}"), "daemon"])
+            .expect(1)
+            .stderr();
+        assert!(err.contains("another vigil daemon owns"), "{link}: {err}");
+    }
+    p.vigil(&["dags", "trigger", "work", "--wait"]).expect(0);
+    for file in ["vigil.db", "vigil.db-wal"] {
+        let mode = std::fs::metadata(p.path().join(file))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+    }
+    assert_eq!(d.terminate(), 0);
+}
