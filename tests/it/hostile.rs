@@ -149,13 +149,24 @@ fn odd_and_oversized_toml_entries_are_reported_not_skipped_or_read() {
     p.vigil(&["dags", "test", "good"]).expect(0);
 }
 
-/// Peak resident memory, in KiB, of the largest child this test process has waited for.
-fn children_peak_rss_kib() -> i64 {
-    // SAFETY: getrusage(2) fills the struct we pass; nothing else.
+/// Runs `vigil ARGS` in `p` and returns its exit code and its own peak resident memory in
+/// KiB (from wait4(2), so other tests' processes do not count).
+fn vigil_with_peak_rss(p: &Project, args: &[&str]) -> (i32, i64) {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .current_dir(p.path())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: wait4(2) on our own child, with out-parameters we own; the child is not waited
+    // for elsewhere.
     unsafe {
+        let mut status = 0;
         let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
-        usage.ru_maxrss
+        assert_eq!(libc::wait4(pid, &mut status, 0, &mut usage), pid);
+        (libc::WEXITSTATUS(status), usage.ru_maxrss)
     }
 }
 
@@ -180,7 +191,8 @@ command = "printf '\"'; yes x | tr -d '\\n' | head -c 60000000; printf '\"'"
 "#,
     );
     p.write("config/vigil.toml", "[executor]\nmax_log_bytes = 1048576\n");
-    p.vigil(&["dags", "test", "flood"]).expect(1);
+    let (code, peak) = vigil_with_peak_rss(&p, &["dags", "test", "flood"]);
+    assert_eq!(code, 1);
     let shown = p.vigil(&["runs", "show", "1", "--json"]).expect(0).json();
     let huge = shown["tasks"]
         .as_array()
@@ -210,7 +222,6 @@ command = "printf '\"'; yes x | tr -d '\\n' | head -c 60000000; printf '\"'"
             .map(|m| m.len())
             .unwrap_or(0);
     assert!(db < 20 << 20, "database grew to {db} bytes");
-    let peak = children_peak_rss_kib();
     assert!(
         peak < 120 * 1024,
         "vigil peaked at {peak} KiB while tasks printed 120 MB"
