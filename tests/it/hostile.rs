@@ -151,6 +151,10 @@ fn odd_and_oversized_toml_entries_are_reported_not_skipped_or_read() {
 
 /// Runs `vigil ARGS` in `p` and returns its exit code and its own peak resident memory in
 /// KiB (from wait4(2), so other tests' processes do not count).
+#[allow(
+    clippy::zombie_processes,
+    reason = "the child is reaped by wait4 below, which also gives its peak memory"
+)]
 fn vigil_with_peak_rss(p: &Project, args: &[&str]) -> (i32, i64) {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
         .current_dir(p.path())

@@ -278,15 +278,7 @@ async fn predictions_are_kept_per_version_and_need_a_known_version() {
 /// refused by the database itself, and non-finite predictions never get in.
 #[tokio::test]
 async fn the_database_refuses_rewriting_the_registry_and_non_finite_predictions() {
-    let e = Engine::new().await;
-    e.store
-        .register_version(&version("m", Some("v1"), 1.0))
-        .await
-        .unwrap();
-    e.store
-        .set_production(&change("m", None, "v1"))
-        .await
-        .unwrap();
+    let e = with_versions(&["v1"], "v1").await;
     let row = |predicted: f64, actual: Option<f64>| NewPrediction {
         row_key: Some("r".into()),
         predicted,
