@@ -149,28 +149,32 @@ fn odd_and_oversized_toml_entries_are_reported_not_skipped_or_read() {
     p.vigil(&["dags", "test", "good"]).expect(0);
 }
 
-/// Runs `vigil ARGS` in `p` and returns its exit code and its own peak resident memory in
-/// KiB (from wait4(2), so other tests' processes do not count).
-#[allow(
-    clippy::zombie_processes,
-    reason = "the child is reaped by wait4 below, which also gives its peak memory"
-)]
+/// Runs `vigil ARGS` in `p` and returns its exit code and its peak resident memory in KiB,
+/// read from its own `VmHWM` while it runs. (Not from wait4: Linux carries the resident size
+/// of the forked copy of this large test process across exec into the child's maximum.)
 fn vigil_with_peak_rss(p: &Project, args: &[&str]) -> (i32, i64) {
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
         .current_dir(p.path())
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let pid = child.id() as libc::pid_t;
-    // SAFETY: wait4(2) on our own child, with out-parameters we own; the child is not waited
-    // for elsewhere.
-    unsafe {
-        let mut status = 0;
-        let mut usage: libc::rusage = std::mem::zeroed();
-        assert_eq!(libc::wait4(pid, &mut status, 0, &mut usage), pid);
-        (libc::WEXITSTATUS(status), usage.ru_maxrss)
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        // VmHWM only grows, so the last reading before the exit is the peak.
+        if let Some(kib) = std::fs::read_to_string(&status_file).ok().and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<i64>().ok())
+        }) {
+            peak = peak.max(kib);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status.code().unwrap_or(-1), peak);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
