@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use vigil::{Registry, Task, TaskContext, TaskError};
+use vigil::{Task, TaskContext, TaskError};
 
 /// Greets someone, a number of times.
 struct Greet;
@@ -71,7 +71,7 @@ impl Task for Shout {
 }
 
 fn main() -> ExitCode {
-    let registry = Registry::builtin()
+    let registry = vigil::tasks::builtin()
         .with("example.greet", Greet)
         .with("example.shout", Shout);
     vigil::cli::main(registry)

@@ -27,10 +27,12 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod dag;
 pub mod ml;
 pub mod models;
 pub mod notify;
+pub mod ops;
 pub mod run;
 pub mod schedule;
 pub mod state;
@@ -38,5 +40,5 @@ pub mod store;
 pub mod task;
 pub mod tasks;
 
-pub use schedule::{Daemon, DaemonBuilder};
+pub use daemon::{Daemon, DaemonBuilder};
 pub use task::{Registry, Task, TaskContext, TaskError};

@@ -21,7 +21,6 @@ use crate::dag::{DagSet, parse_dag};
 use crate::run::{Executor, Limits, plan_run};
 use crate::state::RunState;
 use crate::store::{RunType, Synchronous};
-use crate::task::Registry;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -404,7 +403,7 @@ async fn run_generated(
         RunType::Test,
         Utc::now(),
         RunState::Running,
-        Some(crate::run::owner::current()),
+        Some(crate::state::owner::current()),
     )?;
     let run = store.create_run(&new).await?;
     let state = executor.execute(dag, run.clone(), None).await?;
@@ -597,7 +596,7 @@ async fn trigger_latency(dir: &Path, n: usize) -> anyhow::Result<(Duration, Dura
     )?;
     let daemon = BenchDaemon::start(dir).await?;
     let store = daemon.store().await?;
-    let registry = Registry::builtin();
+    let registry = crate::tasks::builtin();
     let dag = parse_dag(
         &dir.join("dags/one.toml"),
         "id = \"one\"\n[tasks.a]\ntype = \"noop\"\n",

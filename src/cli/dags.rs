@@ -6,13 +6,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Subcommand, ValueEnum};
 use serde::Serialize;
 
 use crate::cli::Ctx;
 use crate::cli::output::{duration, first_line, print_json, table};
-use crate::dag::{Dag, DagSet, FileErrors};
+use crate::dag::{Dag, FileErrors};
+use crate::ops::dags::RunRequest;
+use crate::ops::{self, OpsError, Waker};
 use crate::run::{Observer, RunEvent, plan_run};
 use crate::state::{RunState, TaskState};
 use crate::store::RunType;
@@ -72,7 +74,7 @@ pub enum ShowFormat {
 pub async fn run(ctx: &Ctx, cmd: DagsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         DagsCommand::List => list(ctx).await,
-        DagsCommand::Show { id, format } => show(ctx, &id, format),
+        DagsCommand::Show { id, format } => show(ctx, &id, format).await,
         DagsCommand::Validate { paths } => validate(ctx, paths),
         DagsCommand::Test {
             id,
@@ -90,16 +92,6 @@ pub async fn run(ctx: &Ctx, cmd: DagsCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Wakes the daemon that owns the database, if one runs; returns its pid.
-fn wake_daemon(ctx: &Ctx) -> Option<i32> {
-    let path = crate::store::sqlite_path(&ctx.config.database.url)?;
-    let holder = crate::schedule::lock::OwnerLock::holder(&path)?;
-    // SAFETY: kill(2) sends a signal and touches no memory. SIGUSR1 asks the daemon to look
-    // at the database now; a process that is not a vigil daemon would not hold the lock.
-    let rc = unsafe { libc::kill(holder.pid, libc::SIGUSR1) };
-    (rc == 0).then_some(holder.pid)
-}
-
 async fn trigger(
     ctx: &Ctx,
     id: &str,
@@ -107,30 +99,18 @@ async fn trigger(
     logical_date: Option<&str>,
     wait: bool,
 ) -> anyhow::Result<ExitCode> {
-    let (dag, conf, logical_date) = run_inputs(ctx, id, conf, logical_date)?;
-    let new = plan_run(
-        &dag,
-        conf,
-        RunType::Manual,
-        logical_date,
-        RunState::Queued,
-        None,
-    )?;
+    let (dag, request) = run_inputs(ctx, id, conf, logical_date)?;
     let store = ctx.store().await?;
-    let run = store.create_run(&new).await?;
-    let daemon = wake_daemon(ctx);
-    let paused = store
-        .dag_state(&dag.id, Utc::now(), dag.paused)
-        .await?
-        .paused;
+    let triggered = ops::dags::trigger(store.as_ref(), &dag, &request, &Waker::Daemons).await?;
+    let run = &triggered.run;
     if ctx.json && !wait {
         print_json(&serde_json::json!({
             "run_id": run.id,
             "dag_id": run.dag_id,
             "logical_date": run.logical_date,
             "state": run.state,
-            "daemon_pid": daemon,
-            "paused": paused,
+            "daemon": triggered.woke,
+            "paused": triggered.paused,
         }))?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -141,14 +121,14 @@ async fn trigger(
             dag.id,
             run.logical_date.to_rfc3339()
         );
-        match daemon {
-            Some(pid) => println!("the daemon (pid {pid}) was told to start it"),
+        match &triggered.woke {
+            Some(who) => println!("the daemon ({who}) was told to start it"),
             None => println!(
                 "no daemon is running on this database: start one with `vigil daemon` to run it, or run a DAG now in this process with `vigil dags test {}`",
                 dag.id
             ),
         }
-        if paused {
+        if triggered.paused {
             println!(
                 "note: {} is paused; the run waits until `vigil dags unpause {}`",
                 dag.id, dag.id
@@ -187,49 +167,30 @@ async fn trigger(
 
 async fn pause(ctx: &Ctx, id: &str, paused: bool) -> anyhow::Result<ExitCode> {
     let store = ctx.store().await?;
-    let known = store.dag_states().await?.iter().any(|s| s.dag_id == id);
-    if !known {
-        // Not seen by a daemon yet: it must at least be a DAG in the folder.
-        find_dag(ctx, id)?;
-    }
-    store.set_paused(id, paused).await?;
-    let daemon = wake_daemon(ctx);
+    let set = ctx.dags()?;
+    let done = ops::dags::set_paused(
+        store.as_ref(),
+        &set,
+        &ctx.config.dags.folder,
+        id,
+        paused,
+        &Waker::Daemons,
+    )
+    .await
+    .map_err(with_hint)?;
     let word = if paused { "paused" } else { "unpaused" };
     if ctx.json {
-        print_json(&serde_json::json!({"dag_id": id, "paused": paused, "daemon_pid": daemon}))?;
+        print_json(&serde_json::json!({"dag_id": id, "paused": paused, "daemon": done.woke}))?;
     } else {
         println!(
             "{id} {word}{}",
-            match daemon {
-                Some(pid) => format!("; the daemon (pid {pid}) applies it now"),
+            match &done.woke {
+                Some(who) => format!("; the daemon ({who}) applies it now"),
                 None => "; a daemon applies it when it starts".into(),
             }
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[derive(Serialize)]
-struct DagSummary<'a> {
-    id: &'a str,
-    description: &'a str,
-    file: String,
-    schedule: Option<&'a str>,
-    timezone: &'a str,
-    tasks: usize,
-    tags: &'a [String],
-}
-
-fn summary(dag: &Dag) -> DagSummary<'_> {
-    DagSummary {
-        id: &dag.id,
-        description: &dag.description,
-        file: dag.file.display().to_string(),
-        schedule: dag.schedule.as_ref().map(|s| s.expression.as_str()),
-        timezone: dag.timezone.name(),
-        tasks: dag.tasks.len(),
-        tags: &dag.tags,
-    }
 }
 
 fn print_file_errors(errors: &[FileErrors]) {
@@ -241,45 +202,22 @@ fn print_file_errors(errors: &[FileErrors]) {
 
 async fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let set = ctx.dags()?;
-    let paused: std::collections::HashSet<String> = ctx
-        .store()
-        .await?
-        .dag_states()
-        .await?
-        .into_iter()
-        .filter(|s| s.paused)
-        .map(|s| s.dag_id)
-        .collect();
+    let list = ops::dags::list(ctx.store().await?.as_ref(), &set).await?;
     if ctx.json {
-        let dags: Vec<_> = set
-            .dags
-            .values()
-            .map(|d| {
-                let mut v = serde_json::to_value(summary(d)).unwrap_or_default();
-                v["paused"] = paused.contains(&d.id).into();
-                v
-            })
-            .collect();
-        print_json(&serde_json::json!({
-            "dags": dags,
-            "errors": set.errors.iter().flat_map(|e| &e.diagnostics).collect::<Vec<_>>(),
-        }))?;
+        print_json(&list)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let rows = set
+    let rows = list
         .dags
-        .values()
+        .iter()
         .map(|d| {
             vec![
                 d.id.clone(),
-                d.schedule
-                    .as_ref()
-                    .map(|s| s.expression.clone())
-                    .unwrap_or_else(|| "manual".into()),
-                d.tasks.len().to_string(),
-                if paused.contains(&d.id) { "yes" } else { "no" }.to_string(),
+                d.schedule.clone().unwrap_or_else(|| "manual".into()),
+                d.tasks.to_string(),
+                if d.paused { "yes" } else { "no" }.to_string(),
                 d.tags.join(","),
-                d.file.display().to_string(),
+                d.file.clone(),
             ]
         })
         .collect();
@@ -290,15 +228,15 @@ async fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
             rows
         )
     );
-    if !set.errors.is_empty() {
+    if !list.broken.is_empty() {
         println!(
             "\n{} file(s) failed to load (details on stderr; fix them or run `vigil dags validate`; a running daemon keeps the last version that loaded):",
-            set.errors.len()
+            list.broken.len()
         );
-        for e in &set.errors {
+        for e in &list.broken {
             println!("  {}", e.file.display());
         }
-        print_file_errors(&set.errors);
+        print_file_errors(&list.broken);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -306,78 +244,30 @@ async fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
 /// The DAG `id`, or an error that explains why it is not there (a broken file, a typo).
 pub(crate) fn find_dag(ctx: &Ctx, id: &str) -> anyhow::Result<Arc<Dag>> {
     let set = ctx.dags()?;
-    if let Some(dag) = set.get(id) {
-        return Ok(dag.clone());
-    }
-    let broken: Vec<&FileErrors> = set
-        .errors
-        .iter()
-        .filter(|e| e.file.file_stem().is_some_and(|s| s == id))
-        .collect();
-    if !broken.is_empty() {
-        bail!(
-            "DAG `{id}` did not load:\n{}",
-            broken
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-    }
-    let known: Vec<&str> = set.dags.keys().map(String::as_str).collect();
-    bail!(
-        "no DAG `{id}` in {}; known DAGs: {}{}",
-        ctx.config.dags.folder.display(),
-        if known.is_empty() {
-            "(none)".to_string()
-        } else {
-            known.join(", ")
-        },
-        if set.errors.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " ({} file(s) failed to load; see `vigil dags list`)",
-                set.errors.len()
-            )
-        }
-    )
+    ops::dags::find(&set, &ctx.config.dags.folder, id).map_err(with_hint)
 }
 
-fn show(ctx: &Ctx, id: &str, format: ShowFormat) -> anyhow::Result<ExitCode> {
+/// Adds what to type next to an error about a missing DAG.
+fn with_hint(e: OpsError) -> anyhow::Error {
+    match e {
+        OpsError::NoSuchDag { broken_files, .. } if broken_files > 0 => {
+            anyhow::Error::new(e).context("see `vigil dags list` for the files that failed")
+        }
+        e => e.into(),
+    }
+}
+
+async fn show(ctx: &Ctx, id: &str, format: ShowFormat) -> anyhow::Result<ExitCode> {
     let dag = find_dag(ctx, id)?;
     let format = if ctx.json { ShowFormat::Json } else { format };
     match format {
         ShowFormat::Dot => print!("{}", dot(&dag)),
         ShowFormat::Json => {
-            let tasks: Vec<_> = dag
-                .tasks
-                .iter()
-                .map(|t| {
-                    serde_json::json!({
-                        "id": t.id,
-                        "type": t.task_type,
-                        "depends_on": t.depends_on,
-                        "trigger_rule": t.trigger_rule,
-                        "retries": t.retry.retries,
-                        "retry_delay_secs": t.retry.delay.as_secs_f64(),
-                        "retry_backoff": t.retry.backoff,
-                        "max_retry_delay_secs": t.retry.max_delay.as_secs_f64(),
-                        "timeout_secs": t.timeout.map(|d| d.as_secs_f64()),
-                        "config": t.config.source(),
-                    })
-                })
-                .collect();
-            print_json(&serde_json::json!({
-                "dag": summary(&dag),
-                "catchup": dag.catchup,
-                "max_active_runs": dag.max_active_runs,
-                "max_active_tasks": dag.max_active_tasks,
-                "params": dag.params,
-                "notify": redacted(&dag.notify),
-                "tasks": tasks,
-                "edges": dag.graph.edges().collect::<Vec<_>>(),
-            }))?;
+            let detail = match ctx.store().await {
+                Ok(store) => ops::dags::show(store.as_ref(), &dag).await?,
+                Err(_) => ops::dags::detail(&dag, dag.paused),
+            };
+            print_json(&detail)?;
         }
         ShowFormat::Table => {
             println!("DAG        {}", dag.id);
@@ -463,58 +353,30 @@ fn dot(dag: &Dag) -> String {
     s
 }
 
-/// A `[notify]` as the CLI shows it: webhook URLs cut to their host (Slack-style URLs carry
-/// their secret in the path).
-fn redacted(spec: &crate::dag::NotifySpec) -> crate::dag::NotifySpec {
-    crate::dag::NotifySpec {
-        webhook_on_failure: spec
-            .webhook_on_failure
-            .iter()
-            .map(|u| crate::notify::webhook::redact(u))
-            .collect(),
-        ..spec.clone()
-    }
-}
-
 fn validate(ctx: &Ctx, paths: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
     let paths = if paths.is_empty() {
         vec![ctx.config.dags.folder.clone()]
     } else {
         paths
     };
-    if let Some(missing) = paths.iter().find(|p| !p.exists()) {
-        bail!(
-            "{} does not exist; give DAG files or folders",
-            missing.display()
-        );
-    }
-    let set = DagSet::load_paths(&paths, &ctx.registry)?;
+    let checked = ops::dags::validate(&paths, &ctx.registry)?;
     if ctx.json {
-        print_json(&serde_json::json!({
-            "valid": set.dags.values().map(|d| summary(d)).collect::<Vec<_>>(),
-            "errors": set.errors.iter().flat_map(|e| &e.diagnostics).collect::<Vec<_>>(),
-        }))?;
+        print_json(&checked)?;
     } else {
-        for dag in set.dags.values() {
-            println!(
-                "ok     {} ({}, {} tasks)",
-                dag.file.display(),
-                dag.id,
-                dag.tasks.len()
-            );
+        for dag in &checked.valid {
+            println!("ok     {} ({}, {} tasks)", dag.file, dag.id, dag.tasks);
         }
-        for e in &set.errors {
+        for e in &checked.broken {
             println!("error  {e}");
         }
-        let n_err: usize = set.errors.iter().map(|e| e.diagnostics.len()).sum();
         println!(
             "\n{} file(s) valid, {} file(s) with {} error(s)",
-            set.dags.len(),
-            set.errors.len(),
-            n_err
+            checked.valid.len(),
+            checked.broken.len(),
+            checked.errors.len()
         );
     }
-    Ok(if set.errors.is_empty() {
+    Ok(if checked.ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -532,20 +394,19 @@ pub fn parse_logical_date(s: &str) -> anyhow::Result<DateTime<Utc>> {
     bail!("invalid --logical-date `{s}`; use RFC 3339 like 2026-11-22T14:00:00Z, or 2026-11-22")
 }
 
-/// The DAG, conf and logical date of a run to create (`dags test`, `dags trigger`).
+/// The DAG and the run asked for (`dags test`, `dags trigger`).
 fn run_inputs(
     ctx: &Ctx,
     id: &str,
     conf: Option<&str>,
     logical_date: Option<&str>,
-) -> anyhow::Result<(Arc<Dag>, serde_json::Value, DateTime<Utc>)> {
+) -> anyhow::Result<(Arc<Dag>, RunRequest)> {
     let dag = find_dag(ctx, id)?;
-    let conf = parse_conf(conf)?;
-    let logical_date = match logical_date {
-        Some(s) => parse_logical_date(s)?,
-        None => Utc::now().trunc_subsecs(6),
+    let request = RunRequest {
+        conf: parse_conf(conf)?,
+        logical_date: logical_date.map(parse_logical_date).transpose()?,
     };
-    Ok((dag, conf, logical_date))
+    Ok((dag, request))
 }
 
 /// `--conf`: a JSON object.
@@ -572,13 +433,13 @@ async fn test(
     conf: Option<&str>,
     logical_date: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    let (dag, conf, logical_date) = run_inputs(ctx, id, conf, logical_date)?;
-    let owner = crate::run::owner::current();
+    let (dag, request) = run_inputs(ctx, id, conf, logical_date)?;
+    let owner = crate::state::owner::current();
     let new = plan_run(
         &dag,
-        conf,
+        request.conf.clone(),
         RunType::Test,
-        logical_date,
+        request.logical_date(),
         RunState::Running,
         Some(owner.clone()),
     )?;

@@ -15,9 +15,10 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::cli::Ctx;
 use crate::cli::output::print_json;
-use crate::models::ops;
-use crate::run::{owner, plan_run};
+use crate::ops::models as ops;
+use crate::run::plan_run;
 use crate::state::RunState;
+use crate::state::owner;
 use crate::store::RunType;
 use crate::store::models::{NewPrediction, NewVersion};
 

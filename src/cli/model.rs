@@ -15,9 +15,9 @@ use clap::Subcommand;
 
 use crate::cli::Ctx;
 use crate::cli::output::{print_json, table, time};
-use crate::models::ops::{self, Action, CheckOptions, Rollback};
 use crate::models::verdict::{Rules, Verdict};
-use crate::store::Audience;
+use crate::ops::models::{self as ops, Action, CheckOptions, Rollback};
+use crate::state::Audience;
 use crate::store::Store;
 use crate::store::models::{NewArtifact, NewPrediction, NewVersion};
 

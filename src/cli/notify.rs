@@ -9,7 +9,8 @@ use crate::cli::Ctx;
 use crate::cli::output::{first_line, print_json, table, time};
 use crate::notify::webhook::{redact, redact_in};
 use crate::notify::{Attempt, Mailer, Sender, message};
-use crate::store::{Audience, Channel, OutboxMessage, OutboxState};
+use crate::state::Audience;
+use crate::store::{Channel, OutboxMessage, OutboxState};
 
 #[derive(Debug, Subcommand)]
 pub enum NotifyCommand {
@@ -72,8 +73,8 @@ pub async fn run(ctx: &Ctx, cmd: NotifyCommand) -> anyhow::Result<ExitCode> {
         }
         NotifyCommand::Send => {
             let store = ctx.store().await?;
-            let owner = crate::run::owner::current();
-            let sender = Sender::new(store, &ctx.config, &owner)?;
+            let owner = crate::state::owner::current();
+            let sender = Sender::new(store, &ctx.config.smtp, &ctx.config.notify, &owner)?;
             let pass = sender.deliver_due().await?;
             if ctx.json {
                 print_json(&pass)?;
@@ -91,7 +92,7 @@ pub async fn run(ctx: &Ctx, cmd: NotifyCommand) -> anyhow::Result<ExitCode> {
             let mailer = Mailer::from_config(&ctx.config.smtp)?
                 .context("[smtp] host is not set in the config; set host, port, tls and from")?;
             crate::notify::address::check_email(&to).map_err(|e| anyhow::anyhow!("--to: {e}"))?;
-            let host = crate::run::owner::hostname();
+            let host = crate::state::owner::hostname();
             let n = message::test_message(
                 Audience {
                     emails: vec![to.clone()],

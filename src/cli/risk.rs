@@ -12,9 +12,10 @@ use crate::cli::Ctx;
 use crate::cli::output::{print_json, table};
 use crate::ml::data::Deployments;
 use crate::ml::metrics::Evaluation;
-use crate::ml::risk::{self, Band, Bands, Importance, RiskModel, TrainOptions};
-use crate::ml::search::{Grid, Progress};
+use crate::ml::risk::{self, Band, Bands, Importance, RiskModel};
+use crate::ml::search::Progress;
 use crate::ml::{forest, report, simulate};
+use crate::ops::risk::{self as risk_ops, TrainRequest};
 
 /// Exit codes of `vigil risk score`, for CI gates.
 pub const EXIT_REVIEW: u8 = 3;
@@ -135,7 +136,7 @@ pub async fn run(ctx: &Ctx, cmd: RiskCommand) -> anyhow::Result<ExitCode> {
         } => train(ctx, data, folds, grid, seed, holdout, out).await,
         RiskCommand::Evaluate { data, all, version } => {
             let store = ctx.store().await?;
-            let (v, model) = risk::load_registered(&*store, version.as_deref()).await?;
+            let (v, model) = risk_ops::load_registered(&*store, version.as_deref()).await?;
             let d = model.unseen(&Deployments::load(&data, true)?, &data, all)?;
             let e = risk::evaluate(&model, &d);
             if ctx.json {
@@ -186,7 +187,7 @@ pub async fn run(ctx: &Ctx, cmd: RiskCommand) -> anyhow::Result<ExitCode> {
             };
             bands.check()?;
             let store = ctx.store().await?;
-            let (v, model) = risk::load_registered(&*store, version.as_deref()).await?;
+            let (v, model) = risk_ops::load_registered(&*store, version.as_deref()).await?;
             // Streamed: a chunk of rows is read, scored and printed before the next is read,
             // so a file of millions of deployments takes constant memory.
             let mut worst = Band::Proceed;
@@ -249,11 +250,18 @@ pub async fn run(ctx: &Ctx, cmd: RiskCommand) -> anyhow::Result<ExitCode> {
             version,
         } => {
             let store = ctx.store().await?;
-            let (v, model) = risk::load_registered(&*store, version.as_deref()).await?;
+            let (v, model) = risk_ops::load_registered(&*store, version.as_deref()).await?;
             let history = Deployments::load(&data, true)?;
             let new = Deployments::load(&candidates, false)?;
             let written = tokio::task::spawn_blocking(move || {
-                report::write(&out, &v, &model, (&history, &data), &new, &Bands::default())
+                report::write(
+                    &out,
+                    &v.version,
+                    &model,
+                    (&history, &data),
+                    &new,
+                    &Bands::default(),
+                )
             })
             .await
             .context("the report thread failed")??;
@@ -279,21 +287,23 @@ async fn train(
     holdout: f64,
     out: PathBuf,
 ) -> anyhow::Result<ExitCode> {
-    if !(0.05..=0.5).contains(&holdout) {
-        anyhow::bail!("--holdout must be between 0.05 and 0.5, got {holdout}");
-    }
-    let grid = Grid::parse(&grid)?;
+    let request = TrainRequest {
+        data: data.clone(),
+        folds,
+        grid,
+        seed,
+        holdout,
+        threads: forest::threads(),
+    };
+    let points = request.check()?.points();
     let store = ctx.store().await?;
     // Progress goes to stderr, so `--json` output stays parseable.
     let tty = std::io::stderr().is_terminal();
     eprintln!(
-        "searching {} grid points × {} folds on {} ({} threads)…",
-        grid.points(),
-        folds,
+        "searching {points} grid points × {folds} folds on {} ({} threads)…",
         data.display(),
-        forest::threads()
+        request.threads
     );
-    let d = data.clone();
     let model = tokio::task::spawn_blocking(move || {
         let progress = move |p: Progress| {
             let line = format!(
@@ -312,20 +322,11 @@ async fn train(
                 eprintln!("{line}");
             }
         };
-        risk::train(&TrainOptions {
-            data: &d,
-            folds,
-            grid,
-            seed,
-            holdout,
-            threads: forest::threads(),
-            progress: &progress,
-            stop: &|| false,
-        })
+        risk_ops::train(&request, &progress, &|| false)
     })
     .await
     .context("the training thread failed")??;
-    let version = risk::register(
+    let version = risk_ops::register(
         &*store,
         &model,
         &out,

@@ -15,7 +15,7 @@ pub use diagnostic::{Diagnostic, FileErrors};
 pub use graph::{Cycle, DagGraph};
 pub use params::{ConfError, MAX_CONF_BYTES, parse_conf, resolve_params};
 pub use parse::{check_id, parse_cron, parse_dag};
-pub use spec::{Backoff, Dag, NotifySpec, RetryPolicy, Schedule, TaskSpec, TriggerRule};
+pub use spec::{Backoff, Dag, RetryPolicy, Schedule, TaskSpec, TriggerRule};
 
 use crate::task::Registry;
 

@@ -15,7 +15,8 @@ use toml::de::{DeTable, DeValue};
 
 use crate::dag::diagnostic::{FileErrors, Sink};
 use crate::dag::graph::DagGraph;
-use crate::dag::spec::{Backoff, Dag, NotifySpec, RetryPolicy, Schedule, TaskSpec, TriggerRule};
+use crate::dag::spec::{Backoff, Dag, RetryPolicy, Schedule, TaskSpec, TriggerRule};
+use crate::state::NotifySpec;
 use crate::task::Registry;
 use crate::task::template::{ConfigTemplate, RenderContext, RunVars, Scope, TemplateProblem};
 

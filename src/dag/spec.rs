@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::dag::graph::DagGraph;
-use crate::store::Audience;
+use crate::state::NotifySpec;
 use crate::task::template::ConfigTemplate;
 
 /// A validated DAG. Tasks are kept in topological order, so index order is a valid run order.
@@ -52,51 +52,6 @@ impl Dag {
 pub struct Schedule {
     pub expression: String,
     pub cron: croner::Cron,
-}
-
-/// Who hears about what. A task's empty list inherits its DAG's, a DAG's empty list the
-/// config's `[notify]` default ([`NotifySpec::or`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct NotifySpec {
-    pub email_on_failure: Vec<String>,
-    pub email_on_retry: Vec<String>,
-    pub webhook_on_failure: Vec<String>,
-}
-
-impl NotifySpec {
-    /// Each list of `self`, or `fallback`'s where `self`'s is empty.
-    pub fn or(&self, fallback: &NotifySpec) -> NotifySpec {
-        let pick = |mine: &Vec<String>, theirs: &Vec<String>| {
-            if mine.is_empty() { theirs } else { mine }.clone()
-        };
-        NotifySpec {
-            email_on_failure: pick(&self.email_on_failure, &fallback.email_on_failure),
-            email_on_retry: pick(&self.email_on_retry, &fallback.email_on_retry),
-            webhook_on_failure: pick(&self.webhook_on_failure, &fallback.webhook_on_failure),
-        }
-    }
-
-    /// Who hears about failures, and about model alerts.
-    pub fn alert_audience(&self) -> Audience {
-        Audience {
-            emails: self.email_on_failure.clone(),
-            webhooks: self.webhook_on_failure.clone(),
-        }
-    }
-
-    /// Who hears that a task will be retried (nobody unless `email_on_retry` is set).
-    pub fn retry_audience(&self) -> Audience {
-        Audience {
-            emails: self.email_on_retry.clone(),
-            webhooks: Vec::new(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.email_on_failure.is_empty()
-            && self.email_on_retry.is_empty()
-            && self.webhook_on_failure.is_empty()
-    }
 }
 
 #[derive(Debug)]

@@ -33,8 +33,6 @@ pub enum MlError {
     Linear(#[from] linfa_linear::LinearError<f64>),
     #[error("scaling failed: {0}")]
     Scaling(#[from] linfa_preprocessing::PreprocessingError),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
     #[error("stopped before the end (timeout or shutdown)")]
     Cancelled,
     #[error("{path}: {reason}")]
@@ -45,4 +43,18 @@ pub enum MlError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl crate::state::Kind for MlError {
+    fn kind(&self) -> crate::state::ErrorKind {
+        use crate::state::ErrorKind;
+        match self {
+            MlError::Write { .. } => ErrorKind::Unavailable,
+            MlError::Cancelled => ErrorKind::Conflict,
+            MlError::Linfa(_) | MlError::Logistic(_) | MlError::Linear(_) | MlError::Scaling(_) => {
+                ErrorKind::Internal
+            }
+            MlError::Data(_) | MlError::Invalid(_) | MlError::Artifact { .. } => ErrorKind::Invalid,
+        }
+    }
 }

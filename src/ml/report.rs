@@ -16,7 +16,6 @@ use serde::Serialize;
 use crate::ml::MlError;
 use crate::ml::data::{Deployments, FEATURES};
 use crate::ml::risk::{self, Band, Bands, Measured, RiskModel, Scored};
-use crate::store::models::ModelVersion;
 
 const TEMPLATE: &str = include_str!("templates/report.html");
 
@@ -382,7 +381,7 @@ fn over_time<DB: DrawingBackend>(
 /// Writes the plots and `report.html` into `dir`.
 pub fn write(
     dir: &Path,
-    version: &ModelVersion,
+    version: &str,
     model: &RiskModel,
     (history, history_file): (&Deployments, &Path),
     new: &Deployments,
@@ -442,7 +441,7 @@ pub fn write(
         .map_err(template_error)?
         .render(minijinja::context! {
                 model => risk::MODEL_NAME,
-                version => version.version.clone(),
+                version => version,
                 generated => Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
                 training => minijinja::Value::from(minijinja::value::Serde(&model.training)),
                 cutoff => model.training.cutoff.format("%Y-%m-%d").to_string(),

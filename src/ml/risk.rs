@@ -1,7 +1,6 @@
 //! The deployment rollback-risk model: training (search, refit, hold-out evaluation, baseline,
 //! importance), the artifact file, scoring with bands and the features behind each score.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -17,7 +16,6 @@ use crate::ml::forest::{Forest, ForestParams};
 use crate::ml::metrics::{Evaluation, roc_auc};
 use crate::ml::search::{Grid, Progress, SearchOptions, SearchResult, search};
 use crate::ml::{MlError, artifact};
-use crate::store::models::{ModelStore, ModelVersion, NewArtifact, NewPrediction, NewVersion};
 
 /// The registry name of the model.
 pub const MODEL_NAME: &str = "deployment_risk";
@@ -83,7 +81,16 @@ pub struct RiskModel {
     /// `model check` and `model.promote_if_better` can judge it like any other model. Not
     /// part of the artifact.
     #[serde(skip)]
-    pub holdout_predictions: Vec<NewPrediction>,
+    pub holdout_predictions: Vec<HoldoutPrediction>,
+}
+
+/// One hold-out deployment's predicted probability and outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HoldoutPrediction {
+    pub row_key: Option<String>,
+    pub predicted: f64,
+    pub actual: Option<f64>,
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 pub struct TrainOptions<'a> {
@@ -245,7 +252,7 @@ pub fn train(o: &TrainOptions) -> Result<RiskModel, MlError> {
         threshold,
         training: TrainingInfo {
             data: o.data.display().to_string(),
-            data_sha256: artifact::sha256_hex(&bytes),
+            data_sha256: crate::state::sha256_hex(&bytes),
             rows: d.len(),
             train_rows: train.len(),
             holdout_rows: hold.len(),
@@ -271,7 +278,7 @@ pub fn train(o: &TrainOptions) -> Result<RiskModel, MlError> {
             .zip(p.iter())
             .zip(hold.labels())
             .zip(&hold.timestamps)
-            .map(|(((id, &prob), &actual), &at)| NewPrediction {
+            .map(|(((id, &prob), &actual), &at)| HoldoutPrediction {
                 row_key: Some(id.clone()),
                 predicted: prob,
                 actual: Some(f64::from(u8::from(actual))),
@@ -487,65 +494,6 @@ pub struct Scored {
     pub probability: f64,
     pub band: Band,
     pub drivers: Vec<Driver>,
-}
-
-/// Saves the artifact under `dir` and registers it as a new version of `deployment_risk` with
-/// its hold-out metrics (and the baseline's and the search's, prefixed).
-pub async fn register(
-    store: &dyn ModelStore,
-    model: &RiskModel,
-    dir: &Path,
-    source: Option<String>,
-) -> Result<ModelVersion, MlError> {
-    let (path, sha256, size) = model.save(dir)?;
-    let mut metrics: BTreeMap<String, f64> = model
-        .holdout
-        .registry_metrics()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    metrics.insert("cv_f1".into(), model.search.best().mean_f1);
-    metrics.insert("baseline_f1".into(), model.baseline.f1);
-    if let Some(auc) = model.baseline.roc_auc {
-        metrics.insert("baseline_roc_auc".into(), auc);
-    }
-    let best = model.search.best();
-    let notes = format!(
-        "random forest: {} trees, max depth {}, min samples split {}; trained on {} deployments before {}, measured on the {} after",
-        best.trees,
-        best.max_depth.map_or("none".into(), |d| d.to_string()),
-        best.min_samples_split,
-        model.training.train_rows,
-        model.training.cutoff.format("%Y-%m-%d %H:%M UTC"),
-        model.training.holdout_rows,
-    );
-    let version = store
-        .register_version(&NewVersion {
-            model: MODEL_NAME.into(),
-            version: None,
-            metrics,
-            artifact: Some(NewArtifact::File {
-                path: path.display().to_string(),
-                sha256,
-                size,
-            }),
-            source,
-            notes: Some(notes),
-        })
-        .await?;
-    store
-        .add_predictions(MODEL_NAME, &version.version, &model.holdout_predictions)
-        .await?;
-    Ok(version)
-}
-
-/// The registered risk model to use: `version` if given, else production, else the newest.
-pub async fn load_registered(
-    store: &dyn ModelStore,
-    version: Option<&str>,
-) -> Result<(ModelVersion, RiskModel), MlError> {
-    let (v, path, sha) = artifact::resolve(store, MODEL_NAME, version).await?;
-    Ok((v, RiskModel::load(&path, Some(&sha))?))
 }
 
 #[cfg(test)]

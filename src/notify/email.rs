@@ -14,8 +14,8 @@ use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::response::Response;
 use sha2::{Digest, Sha256};
 
-use crate::config::{SmtpConfig, TlsMode};
 use crate::notify::{Attempt, NotifyError, address};
+use crate::notify::{SmtpConfig, TlsMode};
 use crate::store::OutboxMessage;
 
 /// A secret read from the environment or a file. Its `Debug` and `Display` never show it.

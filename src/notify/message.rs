@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use minijinja::value::Serde;
 use minijinja::{Environment, Value, context};
 
-use crate::store::{Audience, Notification};
-use crate::task::LogLine;
+use crate::state::{Audience, LogLine};
+use crate::store::Notification;
 
 /// How many log lines of the failed attempt a message carries.
 pub const LOG_TAIL: usize = 30;
@@ -288,7 +288,7 @@ pub fn test_message(to: Audience, host: &str) -> Notification {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::LogLevel;
+    use crate::state::LogLevel;
 
     fn line(msg: &str) -> LogLine {
         LogLine {

@@ -8,11 +8,13 @@
 //! message about what it interrupted, and a hung mail server cannot hold up a run.
 
 pub mod address;
+mod config;
 pub mod email;
 pub mod message;
 pub mod sender;
 pub mod webhook;
 
+pub use config::{NotifyConfig, SmtpConfig, TlsMode};
 pub use email::{Mailer, Secret};
 pub use sender::{Pass, Sender};
 

@@ -10,13 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
 use crate::notify::email::Mailer;
 use crate::notify::webhook::{Webhooks, redact};
-use crate::notify::{Attempt, NotifyError};
+use crate::notify::{Attempt, NotifyConfig, NotifyError, SmtpConfig};
+use crate::state::Wake;
 use crate::store::{Channel, Delivery, OutboxMessage, Store, StoreError};
 
 /// Deliveries taken per claim; a pass claims again until nothing is due.
@@ -42,10 +41,14 @@ pub struct Sender {
 }
 
 impl Sender {
-    pub fn new(store: Arc<dyn Store>, config: &Config, owner: &str) -> Result<Sender, NotifyError> {
-        let mailer = Mailer::from_config(&config.smtp)?;
-        let n = &config.notify;
-        let longest = (config.smtp.timeout * 2).max(n.webhook_timeout);
+    pub fn new(
+        store: Arc<dyn Store>,
+        smtp: &SmtpConfig,
+        n: &NotifyConfig,
+        owner: &str,
+    ) -> Result<Sender, NotifyError> {
+        let mailer = Mailer::from_config(smtp)?;
+        let longest = (smtp.timeout * 2).max(n.webhook_timeout);
         Ok(Sender {
             store,
             mailer,
@@ -129,7 +132,7 @@ impl Sender {
     /// Delivers until `stop`: at once, after every `poll`, and whenever `wake` is notified
     /// (a run ended, so a failure message may be waiting). A delivery cut short by `stop`
     /// is sent again by the next sender once its lease runs out, with the same Message-ID.
-    pub async fn run(self, wake: Arc<Notify>, poll: Duration, stop: CancellationToken) {
+    pub async fn run(self, wake: Wake, poll: Duration, stop: CancellationToken) {
         loop {
             tokio::select! {
                 r = self.deliver_due() => {
@@ -141,7 +144,7 @@ impl Sender {
             }
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = wake.notified() => {}
+                _ = wake.woken() => {}
                 _ = tokio::time::sleep(poll) => {}
             }
         }

@@ -23,17 +23,19 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::config::NotifyConfig;
-use crate::dag::{Dag, NotifySpec, resolve_params};
+use crate::dag::{Dag, resolve_params};
+use crate::notify::NotifyConfig;
 use crate::notify::message::{self, TaskFailure};
 use crate::run::limits::{Limits, Permits};
 use crate::run::trigger::{Decision, UpstreamCounts, evaluate};
+use crate::state::LogLine;
+use crate::state::NotifySpec;
 use crate::state::{RunState, TaskState};
 use crate::store::{
     Batch, RunRecord, RunTransition, Store, StoreError, TaskInstance, TaskTransition,
 };
 use crate::task::template::{RenderContext, RunVars, TaskVars};
-use crate::task::{LogLine, OutputLimits, Registry, TaskContext, TaskError, process};
+use crate::task::{OutputLimits, Registry, TaskContext, TaskError, process};
 
 /// What happened in a run, reported after it is committed. `vigil dags test` prints these.
 #[derive(Debug, Clone)]
@@ -324,13 +326,7 @@ impl RunExec {
             }
         }
         let ld = run.logical_date;
-        // A scheduled run covers the interval from the previous tick to its own.
-        let interval_start = match (&dag.schedule, run.run_type) {
-            (Some(s), crate::store::RunType::Scheduled) => {
-                crate::schedule::cron::previous_before(&s.cron, dag.timezone, ld).unwrap_or(ld)
-            }
-            _ => ld,
-        };
+        let interval_start = run.data_interval_start;
         let run_vars = RunVars {
             id: run.id,
             dag_id: dag.id.clone(),

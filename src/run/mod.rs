@@ -17,7 +17,9 @@ use crate::state::RunState;
 use crate::store::{NewRun, RunType};
 
 /// The run to create for `dag` with `conf`, after checking `conf` against the DAG's params
-/// (unknown keys and wrong types are refused before anything is written).
+/// (unknown keys and wrong types are refused before anything is written). It covers the data
+/// interval from its logical date to itself; the scheduler sets where a scheduled run's
+/// interval starts ([`NewRun::data_interval_start`]), because only it knows cron.
 pub fn plan_run(
     dag: &Dag,
     conf: serde_json::Value,
@@ -30,6 +32,7 @@ pub fn plan_run(
     Ok(NewRun {
         dag_id: dag.id.clone(),
         logical_date,
+        data_interval_start: logical_date,
         run_type,
         state,
         conf: if conf.is_null() {

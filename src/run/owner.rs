@@ -1,7 +1,7 @@
-//! Who executes a run. A process is identified as `pid@host`; it proves it is alive by
-//! heartbeating its runs, and a run whose owner went silent (or, on the same host, whose
-//! process no longer exists) may be taken over. This is what keeps a task from ever running
-//! twice in parallel while no run stays `running` forever.
+//! Who executes a run proves it is alive by heartbeating its runs; a run whose owner went
+//! silent (or, on the same host, whose process no longer exists: `state::owner`) may be taken
+//! over. This is what keeps a task from ever running twice in parallel while no run stays
+//! `running` forever.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,43 +10,6 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::Store;
-
-/// This process, as a run owner.
-pub fn current() -> String {
-    format!("{}@{}", std::process::id(), hostname())
-}
-
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
-}
-
-/// Whether the process named by `owner` is certainly gone: it ran on this host and no
-/// process has its pid. Owners on other hosts are judged by their heartbeat only.
-pub fn is_dead_here(owner: &str) -> bool {
-    let Some((pid, host)) = owner.split_once('@') else {
-        return false;
-    };
-    let Ok(pid) = pid.parse::<i32>() else {
-        return false;
-    };
-    if host != hostname() || pid <= 0 {
-        return false;
-    }
-    if pid == std::process::id() as i32 {
-        return false;
-    }
-    // A zombie (exited, not yet reaped) is dead for our purposes.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => true,
-    }
-}
 
 /// Heartbeats `owner`'s runs every `interval` until `stop` is cancelled. A failed heartbeat is
 /// logged and retried at the next interval: a late heartbeat only risks a takeover, which the
@@ -65,20 +28,5 @@ pub async fn heartbeat_loop(
         if let Err(e) = store.heartbeat(&owner, Utc::now()).await {
             tracing::warn!(error = %e, "heartbeat failed");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn this_process_is_alive_and_a_gone_pid_is_dead() {
-        let me = current();
-        assert!(!is_dead_here(&me));
-        // pid_max is at most 2^22; this pid cannot exist.
-        assert!(is_dead_here(&format!("{}@{}", 1 << 23, hostname())));
-        assert!(!is_dead_here(&format!("{}@another-host", 1 << 23)));
-        assert!(!is_dead_here("garbage"));
     }
 }

@@ -1,7 +1,7 @@
-//! When runs exist: cron ticks, catch-up, manual triggers, and the daemon that acts on them.
+//! When runs exist: cron ticks and catch-up (pure, in [`cron`]) and the [`Scheduler`] service
+//! that creates, starts, resumes and stops runs.
 
 pub mod cron;
-mod daemon;
-pub mod lock;
+mod scheduler;
 
-pub use daemon::{Daemon, DaemonBuilder, DaemonError};
+pub use scheduler::{Scheduler, SchedulerSettings, load_in_background};

@@ -10,6 +10,7 @@
 
 pub mod models;
 pub mod outbox;
+mod presence;
 mod records;
 mod sqlite;
 
@@ -20,9 +21,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use models::ModelStore;
-pub use outbox::{
-    Audience, Channel, Delivery, Notification, OutboxMessage, OutboxState, OutboxStore,
-};
+pub use outbox::{Channel, Delivery, Notification, OutboxMessage, OutboxState, OutboxStore};
+pub use presence::Presence;
 pub use records::{
     Batch, Cleanup, DagState, LogRecord, NewRun, RunFilter, RunRecord, RunTransition, RunType,
     StoredOutput, TaskInstance, TaskTransition,
@@ -53,6 +53,16 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("another vigil daemon owns {}: {holder}; stop it first, or give this one another database", database.display())]
+    Owned { database: PathBuf, holder: String },
+    #[error("cannot use the lock file {}", path.display())]
+    LockFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen for wake-ups")]
+    Signals(#[source] std::io::Error),
     #[error("database URL `{url}` is not supported: {why}; use sqlite://PATH")]
     UnsupportedUrl { url: String, why: &'static str },
     #[error("cannot apply database migrations: {0}")]
@@ -88,6 +98,27 @@ pub enum StoreError {
     },
 }
 
+impl crate::state::Kind for StoreError {
+    fn kind(&self) -> crate::state::ErrorKind {
+        use crate::state::ErrorKind;
+        match self {
+            StoreError::Open { .. }
+            | StoreError::CreateDir { .. }
+            | StoreError::CreateFile { .. }
+            | StoreError::LockFile { .. }
+            | StoreError::Signals(_)
+            | StoreError::Query { .. } => ErrorKind::Unavailable,
+            StoreError::UnsupportedUrl { .. } | StoreError::Invalid(_) => ErrorKind::Invalid,
+            StoreError::RunExists { .. }
+            | StoreError::Conflict { .. }
+            | StoreError::VersionExists { .. }
+            | StoreError::Owned { .. } => ErrorKind::Conflict,
+            StoreError::NoSuchVersion { .. } => ErrorKind::NotFound,
+            StoreError::Migrate(_) | StoreError::Corrupt { .. } => ErrorKind::Internal,
+        }
+    }
+}
+
 /// Adds what was being done to a sqlx error.
 pub(crate) trait QueryContext<T> {
     fn doing(self, doing: &'static str) -> Result<T, StoreError>;
@@ -106,6 +137,11 @@ pub trait Store: ModelStore + OutboxStore + Send + Sync + std::fmt::Debug {
     /// its file), so that what one database's runs leave behind (processes of a crashed
     /// daemon) is never mistaken for another's.
     fn identity(&self) -> &str;
+
+    /// Tells the daemons serving this database to look at it now (a run was triggered, a DAG
+    /// paused); returns who was told, or `None` when no daemon runs. SQLite: `SIGUSR1` to the
+    /// process its lock file names.
+    async fn wake_daemons(&self) -> Option<String>;
 
     /// Creates a run and its task instances (all `scheduled`) in one transaction. Fails with
     /// [`StoreError::RunExists`] when the DAG already has a run for that logical date.
@@ -185,7 +221,7 @@ pub trait Store: ModelStore + OutboxStore + Send + Sync + std::fmt::Debug {
 }
 
 /// The file of a SQLite database URL (`sqlite://PATH`, `sqlite:PATH` or a plain path).
-pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+pub(crate) fn sqlite_path(url: &str) -> Option<PathBuf> {
     use std::str::FromStr;
     if url.starts_with("postgres") || url.contains(":memory:") {
         return None;

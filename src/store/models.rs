@@ -89,14 +89,6 @@ pub fn check_predictions(rows: &[NewPrediction]) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 #[derive(Debug, Clone)]
 pub enum NewArtifact {
     File {
@@ -112,7 +104,7 @@ impl NewArtifact {
     pub fn file(path: String, bytes: &[u8]) -> NewArtifact {
         NewArtifact::File {
             path,
-            sha256: sha256_hex(bytes),
+            sha256: crate::state::sha256_hex(bytes),
             size: bytes.len() as u64,
         }
     }

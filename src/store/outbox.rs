@@ -14,22 +14,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::state::Audience;
 use crate::store::StoreError;
-
-/// Who hears about an event. Resolved when the event is written (task, then DAG, then the
-/// config's `[notify]` defaults), so a queued message keeps its recipients even if the
-/// config changes before it is sent.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Audience {
-    pub emails: Vec<String>,
-    pub webhooks: Vec<String>,
-}
-
-impl Audience {
-    pub fn is_empty(&self) -> bool {
-        self.emails.is_empty() && self.webhooks.is_empty()
-    }
-}
 
 /// A message about one event, before it is split into deliveries.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -3,10 +3,10 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::state::LogLine;
 use crate::state::{RunState, TaskState};
 use crate::store::RunId;
 use crate::store::outbox::Notification;
-use crate::task::LogLine;
 
 /// How a run came to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -41,6 +41,9 @@ impl RunType {
 pub struct NewRun {
     pub dag_id: String,
     pub logical_date: DateTime<Utc>,
+    /// Where the data interval the run covers starts (it ends at the logical date): the
+    /// previous tick for a scheduled run, the logical date for a manual one.
+    pub data_interval_start: DateTime<Utc>,
     pub run_type: RunType,
     pub state: RunState,
     pub conf: serde_json::Value,
@@ -58,6 +61,7 @@ pub struct RunRecord {
     pub id: RunId,
     pub dag_id: String,
     pub logical_date: DateTime<Utc>,
+    pub data_interval_start: DateTime<Utc>,
     pub run_type: RunType,
     pub state: RunState,
     pub conf: serde_json::Value,

@@ -14,7 +14,7 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 
-use crate::task::{LogLevel, LogLine};
+use crate::state::{LogLevel, LogLine};
 
 /// The log of one attempt, shared by the task and the tracing capture.
 pub type AttemptLog = Arc<Mutex<LogBuffer>>;

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::state::{LogLevel, LogLine};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::task::TaskError;
@@ -30,7 +30,7 @@ pub struct TaskContext {
     cancel: CancellationToken,
     /// The store, for tasks that work on the model registry.
     store: Option<Arc<dyn crate::store::Store>>,
-    alerts: crate::store::Audience,
+    alerts: crate::state::Audience,
     /// Shared with the tracing capture of this attempt. A `std` mutex: it is held only to push
     /// or take lines, never across an `.await`.
     log: crate::task::capture::AttemptLog,
@@ -56,43 +56,6 @@ impl Default for OutputLimits {
             max_result_bytes: 16 << 20,
             max_log_bytes: 4 << 20,
             kill_grace: std::time::Duration::from_secs(5),
-        }
-    }
-}
-
-/// One line of a task attempt's log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogLine {
-    pub ts: DateTime<Utc>,
-    pub level: LogLevel,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-impl LogLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Debug => "debug",
-            LogLevel::Info => "info",
-            LogLevel::Warn => "warn",
-            LogLevel::Error => "error",
-        }
-    }
-
-    pub fn parse(s: &str) -> LogLevel {
-        match s {
-            "debug" => LogLevel::Debug,
-            "warn" => LogLevel::Warn,
-            "error" => LogLevel::Error,
-            _ => LogLevel::Info,
         }
     }
 }
@@ -155,7 +118,7 @@ impl TaskContext {
 
     /// Who hears about alerts this task raises (model verdicts, rollbacks): the task's
     /// `email_on_failure` and `webhook_on_failure`, else its DAG's, else the config's.
-    pub fn with_alerts(mut self, audience: crate::store::Audience) -> Self {
+    pub fn with_alerts(mut self, audience: crate::state::Audience) -> Self {
         self.alerts = audience;
         self
     }
@@ -167,7 +130,7 @@ impl TaskContext {
         self.dag_folder.join(path)
     }
 
-    pub fn alert_audience(&self) -> &crate::store::Audience {
+    pub fn alert_audience(&self) -> &crate::state::Audience {
         &self.alerts
     }
 

@@ -8,14 +8,18 @@ pub mod probe;
 pub mod process;
 mod registry;
 pub mod template;
+mod work;
 
 use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::state::{ErrorKind, Kind};
+
 pub use capture::CaptureLayer;
-pub use context::{LogLevel, LogLine, OutputLimits, TaskContext};
+pub use context::{OutputLimits, TaskContext};
 pub use registry::{ConfigError, ErasedTask, Registry};
+pub use work::Work;
 
 /// A unit of work a DAG can name by `type`.
 ///
@@ -64,5 +68,51 @@ impl TaskError {
             source = s.source();
         }
         TaskError::Failed(message)
+    }
+
+    /// `err` as a retryable or a fatal failure, by its kind: what is unavailable now or lost
+    /// a race may work on the next attempt; invalid input, a missing thing or a bug will not.
+    pub fn by_kind<E: Kind + std::error::Error + 'static>(context: &str, err: &E) -> Self {
+        match err.kind() {
+            ErrorKind::Unavailable | ErrorKind::Conflict => TaskError::from_error(context, err),
+            ErrorKind::Invalid | ErrorKind::NotFound | ErrorKind::Internal => {
+                match TaskError::from_error(context, err) {
+                    TaskError::Failed(m) => TaskError::Fatal(m),
+                    other => other,
+                }
+            }
+        }
+    }
+}
+
+/// Marks an error for the executor in one word: `file.read().fatal("reading the model")?`
+/// ends the task now, `.retryable(..)` uses its retries, `.by_kind(..)` decides by the
+/// error's [`Kind`]. Each keeps the whole cause chain, after `context`.
+pub trait ResultExt<T> {
+    fn fatal(self, context: &str) -> Result<T, TaskError>;
+    fn retryable(self, context: &str) -> Result<T, TaskError>;
+}
+
+impl<T, E: std::error::Error + 'static> ResultExt<T> for Result<T, E> {
+    fn fatal(self, context: &str) -> Result<T, TaskError> {
+        self.map_err(|e| match TaskError::from_error(context, &e) {
+            TaskError::Failed(m) => TaskError::Fatal(m),
+            other => other,
+        })
+    }
+
+    fn retryable(self, context: &str) -> Result<T, TaskError> {
+        self.map_err(|e| TaskError::from_error(context, &e))
+    }
+}
+
+/// [`ResultExt`] for errors that know their kind.
+pub trait KindExt<T> {
+    fn by_kind(self, context: &str) -> Result<T, TaskError>;
+}
+
+impl<T, E: Kind + std::error::Error + 'static> KindExt<T> for Result<T, E> {
+    fn by_kind(self, context: &str) -> Result<T, TaskError> {
+        self.map_err(|e| TaskError::by_kind(context, &e))
     }
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use crate::state::duration;
 use crate::task::{Task, TaskContext, TaskError};
-use crate::tasks::duration;
 
 /// Does nothing and returns `config.output` (null by default), so a DAG can stand in a result
 /// for a task that is not written yet.

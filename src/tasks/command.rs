@@ -14,7 +14,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use crate::task::{LogLevel, Task, TaskContext, TaskError, process};
+use crate::state::LogLevel;
+use crate::task::{Task, TaskContext, TaskError, process};
 
 /// Lines of stderr quoted in the error of a failed attempt.
 const STDERR_TAIL: usize = 20;

@@ -13,74 +13,22 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::ml::MlError;
-use crate::ml::artifact::{self, Loaded};
+use crate::ml::artifact;
 use crate::ml::data::Deployments;
 use crate::ml::metrics::Evaluation;
 use crate::ml::regress::{self, Algorithm, RegressOptions, TreeRegressorParams};
-use crate::ml::risk::{self, Band, Bands, Scored, TrainOptions};
-use crate::ml::search::{Grid, Scored as GridPoint};
+use crate::ml::risk::{self, Band, Bands, Scored};
+use crate::ml::search::Scored as GridPoint;
 use crate::ml::{forest, simulate};
+use crate::ops::risk::{self as risk_ops, Loaded, TrainRequest};
 use crate::store::models::{NewArtifact, NewVersion};
-use crate::task::{Task, TaskContext, TaskError};
+use crate::task::{KindExt, Task, TaskContext, TaskError};
 
 /// Where a task saves its artifact: `out` if set, else `models/` next to the data file.
 fn artifact_dir(ctx: &TaskContext, out: Option<&Path>, data: &Path) -> PathBuf {
     match out {
         Some(o) => ctx.resolve(o),
         None => data.parent().unwrap_or(Path::new(".")).join("models"),
-    }
-}
-
-/// Bad input (a file, a column, a setting) will not fix itself on a retry; anything else
-/// (the registry, the disk) might.
-fn failed(what: &str, e: MlError) -> TaskError {
-    match e {
-        MlError::Store(_) | MlError::Write { .. } => TaskError::from_error(what, &e),
-        MlError::Cancelled => TaskError::failed(format!("{what}: {e}")),
-        other => TaskError::fatal(format!("{what}: {other}")),
-    }
-}
-
-/// What CPU-bound work gets: a stop check tied to the attempt, and a way to log progress.
-pub struct Worker {
-    token: tokio_util::sync::CancellationToken,
-    log: tokio::sync::mpsc::UnboundedSender<String>,
-}
-
-impl Worker {
-    pub fn stop(&self) -> bool {
-        self.token.is_cancelled()
-    }
-
-    pub fn info(&self, line: String) {
-        // The receiver lives until the work ends; a send can only fail after that.
-        let _ = self.log.send(line);
-    }
-}
-
-/// Runs CPU-bound `f` on the blocking pool, writing its progress lines to the task log as
-/// they come.
-async fn blocking<T: Send + 'static>(
-    ctx: &TaskContext,
-    f: impl FnOnce(&Worker) -> Result<T, MlError> + Send + 'static,
-) -> Result<T, MlError> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let worker = Worker {
-        token: ctx.cancellation_token().clone(),
-        log: tx,
-    };
-    let mut handle = tokio::task::spawn_blocking(move || f(&worker));
-    loop {
-        tokio::select! {
-            Some(line) = rx.recv() => ctx.info(line),
-            done = &mut handle => {
-                while let Ok(line) = rx.try_recv() {
-                    ctx.info(line);
-                }
-                return done
-                    .map_err(|e| MlError::Invalid(format!("the training thread failed: {e}")))?;
-            }
-        }
     }
 }
 
@@ -168,53 +116,45 @@ impl Task for RiskTrain {
     async fn run(&self, ctx: &TaskContext, c: TrainConfig) -> Result<Trained, TaskError> {
         let data = ctx.resolve(&c.data);
         let out = artifact_dir(ctx, c.out.as_deref(), &data);
-        if !(0.05..=0.5).contains(&c.holdout) {
-            return Err(TaskError::fatal(format!(
-                "holdout must be between 0.05 and 0.5, got {}",
-                c.holdout
-            )));
-        }
-        let grid = Grid::parse(&c.grid).map_err(|e| failed("grid", e))?;
-        let points = grid.points();
+        let request = TrainRequest {
+            data: data.clone(),
+            folds: c.folds,
+            grid: c.grid.clone(),
+            seed: c.seed,
+            holdout: c.holdout,
+            threads: forest::threads(),
+        };
+        let points = request.check().by_kind("settings")?.points();
         ctx.info(format!(
             "searching {points} grid points × {} folds on {}",
             c.folds,
             data.display()
         ));
-        let d = data.clone();
-        let model = blocking(ctx, move |w| {
-            let folds = c.folds;
-            let progress = |p: crate::ml::search::Progress| {
-                // One line per fold.
-                if p.fold_finished {
-                    w.info(format!(
-                        "fold {}/{folds} done, best mean F1 so far {:.3}",
-                        p.fold,
-                        p.best_f1.unwrap_or(0.0)
-                    ));
-                }
-            };
-            risk::train(&TrainOptions {
-                data: &d,
-                folds,
-                grid,
-                seed: c.seed,
-                holdout: c.holdout,
-                threads: forest::threads(),
-                progress: &progress,
-                stop: &|| w.stop(),
+        let model = ctx
+            .run_blocking(move |w| {
+                let folds = request.folds;
+                let progress = |p: crate::ml::search::Progress| {
+                    // One line per fold.
+                    if p.fold_finished {
+                        w.info(format!(
+                            "fold {}/{folds} done, best mean F1 so far {:.3}",
+                            p.fold,
+                            p.best_f1.unwrap_or(0.0)
+                        ));
+                    }
+                };
+                risk_ops::train(&request, &progress, &|| w.stopped())
             })
-        })
-        .await
-        .map_err(|e| failed("training", e))?;
-        let version = risk::register(
+            .await?
+            .by_kind("training")?;
+        let version = risk_ops::register(
             &**ctx.store()?,
             &model,
             &out,
             Some(format!("{} run {}", ctx.dag_id, ctx.run_id)),
         )
         .await
-        .map_err(|e| failed("registering the model", e))?;
+        .by_kind("registering the model")?;
         let best = model.search.best().clone();
         ctx.info(format!(
             "registered {} version {}: hold-out F1 {:.3}, ROC AUC {:.3}",
@@ -290,17 +230,18 @@ impl Task for RiskScore {
             block: c.block_above,
             review: c.review_above,
         };
-        bands.check().map_err(|e| failed("bands", e))?;
-        let (v, model) = risk::load_registered(&**ctx.store()?, c.version.as_deref())
+        bands.check().by_kind("bands")?;
+        let (v, model) = risk_ops::load_registered(&**ctx.store()?, c.version.as_deref())
             .await
-            .map_err(|e| failed("loading the model", e))?;
+            .by_kind("loading the model")?;
         let data = ctx.resolve(&c.data);
-        let scored = blocking(ctx, move |_| {
-            let d = Deployments::load(&data, false)?;
-            Ok(model.score(&d, &bands))
-        })
-        .await
-        .map_err(|e| failed("scoring", e))?;
+        let scored = ctx
+            .run_blocking(move |_| {
+                let d = Deployments::load(&data, false)?;
+                Ok::<_, MlError>(model.score(&d, &bands))
+            })
+            .await?
+            .by_kind("scoring")?;
         let worst = scored.iter().map(|s| s.band).max().unwrap_or(Band::Proceed);
         for s in &scored {
             ctx.info(format!(
@@ -398,25 +339,26 @@ impl Task for TrainRegressor {
         let (target, features, algorithm) = (c.target.clone(), c.features.clone(), c.algorithm);
         let d = data.clone();
         let name = c.model.clone();
-        let (trained, (file, sha256, size)) = blocking(ctx, move |_| {
-            let m = regress::train(&RegressOptions {
-                data: &d,
-                target: &target,
-                features: &features,
-                algorithm,
-                tree: TreeRegressorParams {
-                    max_depth: c.max_depth,
-                    min_samples_split: c.min_samples_split,
-                    ..TreeRegressorParams::default()
-                },
-                test_fraction: c.test_fraction,
-                seed: c.seed,
-            })?;
-            let saved = artifact::save_json(&m, &out, &name)?;
-            Ok((m, saved))
-        })
-        .await
-        .map_err(|e| failed("training the regressor", e))?;
+        let (trained, (file, sha256, size)) = ctx
+            .run_blocking(move |_| {
+                let m = regress::train(&RegressOptions {
+                    data: &d,
+                    target: &target,
+                    features: &features,
+                    algorithm,
+                    tree: TreeRegressorParams {
+                        max_depth: c.max_depth,
+                        min_samples_split: c.min_samples_split,
+                        ..TreeRegressorParams::default()
+                    },
+                    test_fraction: c.test_fraction,
+                    seed: c.seed,
+                })?;
+                let saved = artifact::save_json(&m, &out, &name)?;
+                Ok::<_, MlError>((m, saved))
+            })
+            .await?
+            .by_kind("training the regressor")?;
         let metrics = BTreeMap::from([("r2".into(), trained.r2), ("rmse".into(), trained.rmse)]);
         let version = ctx
             .store()?
@@ -493,14 +435,15 @@ impl Task for Evaluate {
     type Output = EvaluateOutput;
 
     async fn run(&self, ctx: &TaskContext, c: EvaluateConfig) -> Result<EvaluateOutput, TaskError> {
-        let (v, loaded) = artifact::load_any(&**ctx.store()?, &c.model, c.version.as_deref())
+        let (v, loaded) = risk_ops::load_any(&**ctx.store()?, &c.model, c.version.as_deref())
             .await
-            .map_err(|e| failed("loading the model", e))?;
+            .by_kind("loading the model")?;
         let data = ctx.resolve(&c.data);
         let all = c.all;
-        let (rows, metrics) = blocking(ctx, move |_| measure(&loaded, &data, all))
-            .await
-            .map_err(|e| failed("evaluating", e))?;
+        let (rows, metrics) = ctx
+            .run_blocking(move |_| measure(&loaded, &data, all))
+            .await?
+            .by_kind("evaluating")?;
         let known = metrics.keys().cloned().collect::<Vec<_>>().join(", ");
         let mut misses = Vec::new();
         for (bounds, at_least) in [(&c.min, true), (&c.max, false)] {

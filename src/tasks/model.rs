@@ -8,11 +8,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::models::ops::{self, Action, CheckOptions, CheckOutcome, ModelError};
 use crate::models::verdict::{Judgement, Rules};
+use crate::ops::models::{self as ops, Action, CheckOptions, CheckOutcome, ModelError};
+use crate::state::duration;
 use crate::store::models::ModelVersion;
 use crate::task::{Task, TaskContext, TaskError};
-use crate::tasks::duration;
 
 fn failed(e: ModelError) -> TaskError {
     match e {

@@ -146,6 +146,33 @@ fn validate_reports_every_error_of_every_file_and_exits_1() {
 }
 
 #[test]
+fn a_dag_paused_in_its_file_lists_as_paused_before_any_daemon_saw_it() {
+    let p = Project::new();
+    p.write(
+        "dags/quiet.toml",
+        "paused = true\n[tasks.a]\ntype = \"noop\"\n",
+    );
+    p.write("dags/loud.toml", "[tasks.a]\ntype = \"noop\"\n");
+    let list = p.vigil(&["dags", "list", "--json"]).expect(0).json();
+    let paused = |id: &str| {
+        list["dags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id)
+            .unwrap()["paused"]
+            .clone()
+    };
+    assert_eq!(paused("quiet"), true);
+    assert_eq!(paused("loud"), false);
+    // Once the database knows the DAG, its word counts.
+    p.vigil(&["dags", "unpause", "quiet"]).expect(0);
+    let list = p.vigil(&["dags", "list"]).expect(0).stdout();
+    let quiet = list.lines().find(|l| l.contains("quiet")).unwrap();
+    assert!(quiet.contains("no"), "{list}");
+}
+
+#[test]
 fn one_bad_file_does_not_stop_the_others() {
     let p = Project::new();
     p.write("dags/pipe.toml", PIPELINE);

@@ -60,7 +60,7 @@ impl Task for Gate {
 }
 
 fn registry() -> Registry {
-    Registry::builtin()
+    vigil::tasks::builtin()
         .with("acme.score", Score)
         .with("acme.gate", Gate)
 }
@@ -127,7 +127,7 @@ async fn tracing_events_inside_a_task_go_to_its_attempt_log() {
     let _ = tracing::subscriber::set_global_default(
         tracing_subscriber::registry().with(vigil::task::CaptureLayer),
     );
-    let engine = Engine::with_registry(Registry::builtin().with("acme.chatty", Chatty)).await;
+    let engine = Engine::with_registry(vigil::tasks::builtin().with("acme.chatty", Chatty)).await;
     let out = engine.run("[tasks.talk]\ntype = \"acme.chatty\"\n").await;
     assert_eq!(out.state_of("talk"), TaskState::Success);
     let logs = engine

@@ -533,11 +533,13 @@ fn a_run_whose_dag_version_no_longer_loads_is_failed_not_left_waiting() {
     p.vigil(&["db", "migrate"]).expect(0);
     // A run created by a binary that had a task type this one lacks.
     let store = store_of(&p);
+    let now = Utc::now();
     block_on(async {
         store
             .create_run(&vigil::store::NewRun {
                 dag_id: "custom".into(),
-                logical_date: Utc::now(),
+                logical_date: now,
+                data_interval_start: now,
                 run_type: vigil::store::RunType::Manual,
                 state: vigil::state::RunState::Queued,
                 conf: serde_json::json!({}),

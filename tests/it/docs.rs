@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use vigil::dag::parse_dag;
-use vigil::task::Registry;
 
 /// Fenced blocks of a Markdown file as (info string, body).
 fn fenced_blocks(markdown: &str) -> Vec<(String, String)> {
@@ -43,7 +42,11 @@ fn every_documented_load_error_is_what_vigil_prints() {
         if lang != "toml" || out_lang != "text" {
             continue;
         }
-        let got = match parse_dag(Path::new("dags/example.toml"), toml, &Registry::builtin()) {
+        let got = match parse_dag(
+            Path::new("dags/example.toml"),
+            toml,
+            &vigil::tasks::builtin(),
+        ) {
             Ok(_) => panic!("documented error example loads fine:\n{toml}"),
             Err(e) => e
                 .diagnostics
@@ -79,7 +82,7 @@ fn the_readme_dag_loads() {
     if let Err(e) = parse_dag(
         Path::new("dags/nightly_training.toml"),
         &toml[0],
-        &Registry::builtin(),
+        &vigil::tasks::builtin(),
     ) {
         panic!("the README's DAG does not load:\n{e}");
     }

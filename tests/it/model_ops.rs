@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use vigil::models::ops::{self, Action, CheckOptions, Rollback};
 use vigil::models::verdict::Verdict;
+use vigil::ops::models::{self as ops, Action, CheckOptions, Rollback};
+use vigil::state::Audience;
+use vigil::store::Store;
 use vigil::store::models::{NewPrediction, NewVersion};
-use vigil::store::{Audience, Store};
 
 use crate::util::Engine;
 

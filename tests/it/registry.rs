@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 use serde_json::json;
+use vigil::state::Audience;
 use vigil::store::models::{
     AlertKind, NewAlert, NewArtifact, NewPrediction, NewVersion, Notification, ProductionChange,
 };
-use vigil::store::{Audience, Channel, OutboxState, StoreError};
+use vigil::store::{Channel, OutboxState, StoreError};
 
 use crate::util::Engine;
 

@@ -93,7 +93,7 @@ pub struct Engine {
 
 impl Engine {
     pub async fn new() -> Engine {
-        Engine::with_registry(Registry::builtin()).await
+        Engine::with_registry(vigil::tasks::builtin()).await
     }
 
     pub async fn with_registry(registry: Registry) -> Engine {

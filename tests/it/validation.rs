@@ -4,13 +4,12 @@
 use std::path::Path;
 
 use vigil::dag::{DagSet, Diagnostic, parse_dag};
-use vigil::task::Registry;
 
 use crate::util::Project;
 
 /// Parses `src` as `dags/bad.toml` and returns its diagnostics (it must fail).
 fn errors(src: &str) -> Vec<Diagnostic> {
-    match parse_dag(Path::new("dags/bad.toml"), src, &Registry::builtin()) {
+    match parse_dag(Path::new("dags/bad.toml"), src, &vigil::tasks::builtin()) {
         Ok(_) => panic!("expected errors, but the DAG loaded:\n{src}"),
         Err(e) => {
             for d in &e.diagnostics {
@@ -112,7 +111,7 @@ fn duplicate_dag_ids_across_files_keep_the_first_and_name_it() {
     let p = Project::new();
     let first = p.write("dags/a.toml", "id = \"same\"\n[tasks.x]\ntype = \"noop\"\n");
     let second = p.write("dags/b.toml", "id = \"same\"\n[tasks.y]\ntype = \"noop\"\n");
-    let set = DagSet::load_folder(&p.path().join("dags"), &Registry::builtin()).unwrap();
+    let set = DagSet::load_folder(&p.path().join("dags"), &vigil::tasks::builtin()).unwrap();
     assert_eq!(set.dags["same"].file, first);
     assert_eq!(set.errors.len(), 1);
     let d = &set.errors[0].diagnostics[0];
@@ -216,7 +215,7 @@ fn templates_may_read_only_upstream_results() {
     let ok = parse_dag(
         Path::new("x.toml"),
         "[tasks.a]\ntype = \"noop\"\n[tasks.b]\ntype = \"noop\"\ndepends_on = [\"a\"]\n[tasks.c]\ntype = \"noop\"\ndepends_on = [\"b\"]\nconfig = { output = \"{{ tasks.a.output }}\" }\n",
-        &Registry::builtin(),
+        &vigil::tasks::builtin(),
     );
     assert!(ok.is_ok(), "{:?}", ok.err().map(|e| e.to_string()));
     check(
@@ -358,7 +357,7 @@ retries = 0
 timeout = "1m"
 notify = { email_on_retry = ["oncall@example.com"] }
 "#,
-        &Registry::builtin(),
+        &vigil::tasks::builtin(),
     )
     .expect("valid");
     assert_eq!(dag.id, "full");
@@ -397,7 +396,7 @@ fn start_and_end_dates_are_checked() {
     let dag = parse_dag(
         Path::new("dags/d.toml"),
         "timezone = \"Europe/Berlin\"\nstart_date = 2026-11-01\nend_date = \"2026-12-01T00:00:00Z\"\n[tasks.a]\ntype = \"noop\"\n",
-        &Registry::builtin(),
+        &vigil::tasks::builtin(),
     )
     .expect("valid dates");
     // A bare date is midnight in the DAG's time zone.

@@ -25,13 +25,14 @@ use sqlx::sqlite::{
 };
 use sqlx::{Arguments, AssertSqlSafe, ConnectOptions, QueryBuilder, Row, Sqlite};
 
+use crate::state::LogLine;
 use crate::state::{RunState, TaskState};
 use crate::store::{
     Batch, Cleanup, DagState, LogRecord, NewRun, QueryContext, RunFilter, RunId, RunRecord,
     RunType, Store, StoreError, StoredOutput, TaskInstance,
 };
-use crate::task::{LogLevel, LogLine};
 
+pub(crate) mod lock;
 mod models;
 mod outbox;
 
@@ -306,10 +307,15 @@ const SELECT_RUNS: &str = "SELECT dag_runs.*, COALESCE(dag_sources.source, dag_r
 fn run_from_row(row: &SqliteRow) -> Result<RunRecord, StoreError> {
     let state: String = row.try_get("state").doing("reading a run")?;
     let run_type: String = row.try_get("run_type").doing("reading a run")?;
+    let logical_date: DateTime<Utc> = row.try_get("logical_date").doing("reading a run")?;
     Ok(RunRecord {
         id: row.try_get("id").doing("reading a run")?,
         dag_id: row.try_get("dag_id").doing("reading a run")?,
-        logical_date: row.try_get("logical_date").doing("reading a run")?,
+        logical_date,
+        data_interval_start: row
+            .try_get::<Option<DateTime<Utc>>, _>("data_interval_start")
+            .doing("reading a run")?
+            .unwrap_or(logical_date),
         run_type: RunType::parse(&run_type)
             .ok_or_else(|| corrupt("dag_runs.run_type", &run_type))?,
         state: state.parse().map_err(|e| corrupt("dag_runs.state", e))?,
@@ -396,10 +402,18 @@ impl Store for SqliteStore {
         &self.identity
     }
 
+    async fn wake_daemons(&self) -> Option<String> {
+        let holder = lock::OwnerLock::holder(std::path::Path::new(&self.identity))?;
+        // SAFETY: kill(2) sends a signal and touches no memory. SIGUSR1 asks the daemon to look
+        // at the database now; a process that is not a vigil daemon would not hold the lock.
+        let rc = unsafe { libc::kill(holder.pid, libc::SIGUSR1) };
+        (rc == 0).then(|| format!("pid {}", holder.pid))
+    }
+
     async fn create_run(&self, new: &NewRun) -> Result<RunRecord, StoreError> {
         let now = Utc::now();
         let started_at = (new.state == RunState::Running).then_some(now);
-        let sha = crate::store::models::sha256_hex(new.dag_source.as_bytes());
+        let sha = crate::state::sha256_hex(new.dag_source.as_bytes());
         let mut script = Script::new();
         script
             .stmt("INSERT OR IGNORE INTO dag_sources (sha256, source) VALUES (?, ?)")
@@ -407,11 +421,12 @@ impl Store for SqliteStore {
             .bind(new.dag_source.clone())?;
         script
             .stmt(
-                "INSERT INTO dag_runs (dag_id, logical_date, run_type, state, conf, dag_file, dag_source, dag_sha256, queued_at, started_at, owner, heartbeat_at)
-                 VALUES (?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?)",
+                "INSERT INTO dag_runs (dag_id, logical_date, data_interval_start, run_type, state, conf, dag_file, dag_source, dag_sha256, queued_at, started_at, owner, heartbeat_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?)",
             )
             .bind(new.dag_id.clone())?
             .bind(new.logical_date)?
+            .bind(new.data_interval_start)?
             .bind(new.run_type.as_str())?
             .bind(new.state.as_str())?
             .bind(new.conf.to_string())?
@@ -471,6 +486,7 @@ impl Store for SqliteStore {
             id,
             dag_id: new.dag_id.clone(),
             logical_date: new.logical_date,
+            data_interval_start: new.data_interval_start,
             run_type: new.run_type,
             state: new.state,
             conf: new.conf.clone(),
@@ -671,7 +687,7 @@ impl Store for SqliteStore {
                     seq: row.try_get("seq").doing("reading task logs")?,
                     line: LogLine {
                         ts,
-                        level: LogLevel::parse(&level),
+                        level: level.parse().map_err(|e| corrupt("task_logs.level", e))?,
                         message: row.try_get("message").doing("reading task logs")?,
                     },
                 })

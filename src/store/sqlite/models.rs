@@ -118,7 +118,7 @@ impl ModelStore for SqliteStore {
             ),
             Some(NewArtifact::Bytes(b)) => (
                 None,
-                Some(crate::store::models::sha256_hex(b)),
+                Some(crate::state::sha256_hex(b)),
                 Some(b.len() as i64),
                 Some(b.clone()),
             ),

@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 pub struct OwnerLock {
     _database: File,
     _info: File,
-    pub path: PathBuf,
 }
 
 /// The process that holds a database's lock.
@@ -27,17 +26,7 @@ pub struct Holder {
     pub description: String,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum LockError {
-    #[error("another vigil daemon owns {}: {}; stop it first, or give this one another database", database.display(), holder)]
-    Held { database: PathBuf, holder: String },
-    #[error("cannot use the lock file {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
+use crate::store::StoreError;
 
 /// Where the owner of `database` is described: beside the file the path resolves to, so every
 /// link to one database leads to one description.
@@ -51,10 +40,10 @@ pub fn lock_path(database: &Path) -> PathBuf {
 impl OwnerLock {
     /// Takes the lock of `database` (creating the file, private, if it does not exist) or
     /// says who has it.
-    pub fn acquire(database: &Path) -> Result<OwnerLock, LockError> {
+    pub fn acquire(database: &Path) -> Result<OwnerLock, StoreError> {
         let io_at = |path: &Path| {
             let path = path.to_path_buf();
-            move |source| LockError::Io {
+            move |source| StoreError::LockFile {
                 path: path.clone(),
                 source,
             }
@@ -65,7 +54,7 @@ impl OwnerLock {
         crate::store::create_private_file(database).map_err(io_at(database))?;
         let db = File::open(database).map_err(io_at(database))?;
         let path = lock_path(database);
-        let held = |path: &Path| LockError::Held {
+        let held = |path: &Path| StoreError::Owned {
             database: database.to_path_buf(),
             holder: describe(&std::fs::read_to_string(path).unwrap_or_default()),
         };
@@ -95,10 +84,7 @@ impl OwnerLock {
             info,
             "{} {} {}",
             std::process::id(),
-            crate::run::owner::current()
-                .split_once('@')
-                .map(|(_, h)| h.to_string())
-                .unwrap_or_default(),
+            crate::state::owner::hostname(),
             chrono::Utc::now().to_rfc3339()
         )
         .map_err(&io)?;
@@ -106,7 +92,6 @@ impl OwnerLock {
         Ok(OwnerLock {
             _database: db,
             _info: info,
-            path,
         })
     }
 
@@ -150,7 +135,7 @@ mod tests {
         let holder = OwnerLock::holder(&db).unwrap();
         assert_eq!(holder.pid, std::process::id() as i32);
         let err = OwnerLock::acquire(&db).unwrap_err().to_string();
-        assert!(err.contains("another vigil daemon owns"), "{err}");
+        assert!(err.contains("another vigil daemon"), "{err}");
         assert!(
             err.contains(&format!("pid {}", std::process::id())),
             "{err}"
@@ -177,7 +162,7 @@ mod tests {
         std::fs::hard_link(&db, &hard).unwrap();
         for link in [&symlink, &hard] {
             let err = OwnerLock::acquire(link).unwrap_err().to_string();
-            assert!(err.contains("another vigil daemon owns"), "{err}");
+            assert!(err.contains("another vigil daemon"), "{err}");
         }
         // Through the symbolic link, the owner is found by name too.
         assert_eq!(

@@ -10,10 +10,11 @@ use serde::Serialize;
 
 use crate::models::verdict::{Evidence, Judgement, Rules, Scored, Verdict, judge};
 use crate::notify::message::{ModelEvent, model_event};
+use crate::state::Audience;
 use crate::store::models::{
     Alert, AlertKind, Deployment, ModelRecord, ModelVersion, NewAlert, ProductionChange,
 };
-use crate::store::{Audience, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {

@@ -1,6 +1,25 @@
-//! The states of DAG runs and task instances, shared by `run` (which decides them) and `store`
-//! (which remembers them). Their string forms are what the database and `--json` output hold,
-//! so they never change once released.
+//! The shared vocabulary every layer speaks: run and task states, log lines, audiences,
+//! durations, wake-ups, and how input is echoed back safely. It imports nothing else of vigil.
+//!
+//! The string forms of states are what the database and `--json` output hold, so they never
+//! change once released.
+
+mod audience;
+mod digest;
+pub mod duration;
+mod error;
+mod log;
+pub mod owner;
+mod text;
+mod wake;
+
+pub use audience::{Audience, NotifySpec};
+pub use digest::sha256_hex;
+pub use duration::{MAX_DURATION, check_duration, parse_duration};
+pub use error::{ErrorKind, Kind};
+pub use log::{LogLevel, LogLine};
+pub use text::shown;
+pub use wake::Wake;
 
 use std::fmt;
 use std::str::FromStr;
@@ -82,12 +101,25 @@ impl TaskState {
     }
 }
 
-/// A state name that is not one of ours; the message lists the valid ones.
+/// A name (a state, a log level, a channel, ...) that is not one of ours, read from input or
+/// from a row; the message lists the valid ones. Decoding stored names is strict everywhere:
+/// a row that says something we do not know is an error, never a silent default.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown state `{given}`; expected one of: {expected}")]
-pub struct UnknownState {
+#[error("unknown {what} `{given}`; expected one of: {expected}")]
+pub struct UnknownName {
+    pub what: &'static str,
     pub given: String,
     pub expected: String,
+}
+
+impl UnknownName {
+    pub fn new(what: &'static str, given: &str, expected: &[&str]) -> Self {
+        UnknownName {
+            what,
+            given: shown(given, 64),
+            expected: expected.join(", "),
+        }
+    }
 }
 
 macro_rules! state_str_impls {
@@ -99,19 +131,15 @@ macro_rules! state_str_impls {
         }
 
         impl FromStr for $ty {
-            type Err = UnknownState;
+            type Err = UnknownName;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 <$ty>::ALL
                     .into_iter()
                     .find(|state| state.as_str() == s)
-                    .ok_or_else(|| UnknownState {
-                        given: s.to_string(),
-                        expected: <$ty>::ALL
-                            .iter()
-                            .map(|s| s.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = <$ty>::ALL.iter().map(|s| s.as_str()).collect();
+                        UnknownName::new("state", s, &names)
                     })
             }
         }
@@ -138,73 +166,5 @@ mod tests {
             err,
             "unknown state `runing`; expected one of: queued, running, success, failed"
         );
-    }
-}
-
-/// `text` made safe to show a person: control characters (ESC sequences, CR, LF, ...)
-/// escaped so they cannot rewrite a terminal or forge a log line, and cut after `max_chars`
-/// with a note of how much was left out. For echoing input back in errors and tables.
-pub fn shown(text: &str, max_chars: usize) -> String {
-    let cut = text.char_indices().nth(max_chars).map(|(at, _)| at);
-    let mut out = String::new();
-    for c in text[..cut.unwrap_or(text.len())].chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    if let Some(at) = cut {
-        out.push_str(&format!("… ({} more bytes)", text.len() - at));
-    }
-    out
-}
-
-#[cfg(test)]
-mod shown_tests {
-    use super::shown;
-
-    #[test]
-    fn control_characters_are_escaped_and_long_text_is_cut() {
-        assert_eq!(shown("a\u{1b}[31mb\r\nc", 100), "a\\u{1b}[31mb\\r\\nc");
-        assert_eq!(shown("abcdef", 3), "abc… (3 more bytes)");
-        assert_eq!(shown("abc", 3), "abc");
-        assert_eq!(shown("ééé", 1), "é… (4 more bytes)");
-    }
-}
-
-/// The longest duration vigil accepts anywhere (a timeout, a retention age, an interval):
-/// 100 years. Longer ones are typos, and they would overflow date arithmetic.
-pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
-
-/// A duration as people write it (`"30s"`, `"5m"`, `"1h 30m"`, humantime), at most
-/// [`MAX_DURATION`].
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| {
-        format!(
-            "invalid duration `{}`: {e}; write e.g. \"30s\", \"5m\" or \"1h 30m\"",
-            shown(s, 40)
-        )
-    })?;
-    check_duration(d).map_err(|e| format!("duration `{}` {e}", shown(s, 40)))
-}
-
-/// `d` if it is at most [`MAX_DURATION`].
-pub fn check_duration(d: std::time::Duration) -> Result<std::time::Duration, String> {
-    if d > MAX_DURATION {
-        Err("is longer than 100 years, the most vigil accepts".into())
-    } else {
-        Ok(d)
-    }
-}
-
-#[cfg(test)]
-mod duration_tests {
-    #[test]
-    fn durations_are_bounded() {
-        assert_eq!(super::parse_duration("5m").unwrap().as_secs(), 300);
-        let err = super::parse_duration("300000y").unwrap_err();
-        assert!(err.contains("longer than 100 years"), "{err}");
-        assert!(super::parse_duration("5 parsecs").is_err());
     }
 }

@@ -1,11 +1,11 @@
-//! The long-running scheduler: creates a run for every due cron tick, starts queued runs
+//! The scheduler service: creates a run for every due cron tick, starts queued runs
 //! (triggered by anyone) within `max_active_runs`, resumes runs whose owner died, reloads
-//! DAG files as they change, removes old runs, and stops cleanly.
+//! DAG files as they change, and stops cleanly. `crate::daemon` composes it with the other
+//! services.
 //!
-//! It waits with `select!` on the next due tick, a wake-up (`SIGUSR1` from `vigil dags
-//! trigger`/`pause`, a run finishing, a DAG file changing) or shutdown — never a fixed polling
-//! sleep. The one periodic activation is the lease check, which takes over runs whose owner
-//! stopped heartbeating.
+//! It waits with `select!` on the next due tick, a wake-up (a trigger or pause, a run
+//! finishing, a DAG file changing) or shutdown — never a fixed polling sleep. The one periodic
+//! activation is the lease check, which takes over runs whose owner stopped heartbeating.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -14,246 +14,42 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
 use crate::dag::{Dag, DagSet, parse_dag};
-use crate::run::{ExecError, Executor, Limits, Stop, owner, plan_run};
-use crate::schedule::cron::{Window, due, next_after};
-use crate::schedule::lock::{LockError, OwnerLock};
-use crate::state::RunState;
-use crate::store::{DagState, RunId, RunRecord, RunType, Store, StoreError};
-use crate::task::{Registry, Task};
+use crate::notify::NotifyConfig;
+use crate::run::{ExecError, Executor, Observer, Stop, plan_run};
+use crate::schedule::cron::{Window, due, next_after, previous_before};
+use crate::state::owner;
+use crate::state::{RunState, Wake};
+use crate::store::{DagState, NewRun, RunId, RunRecord, RunType, Store, StoreError};
+use crate::task::Registry;
 
-#[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
-    #[error(transparent)]
-    Lock(#[from] LockError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Folder(#[from] crate::dag::FolderError),
-    #[error("cannot watch the DAG folder {}: {source}", path.display())]
-    Watch {
-        path: PathBuf,
-        #[source]
-        source: notify::Error,
-    },
-    #[error("cannot listen for signals: {0}")]
-    Signals(#[source] std::io::Error),
-    #[error("loading the DAG folder stopped: {0}")]
-    Load(String),
-    #[error("cannot set up notifications: {0}")]
-    Notify(#[from] crate::notify::NotifyError),
+/// What the scheduler needs to know beyond its collaborators.
+#[derive(Debug, Clone)]
+pub struct SchedulerSettings {
+    /// This process as a run owner (`pid@host`).
+    pub owner: String,
+    /// The DAG folder, reloaded when it changes.
+    pub folder: PathBuf,
+    /// A run whose owner has not heartbeat for this long is taken over.
+    pub lease: Duration,
+    /// At shutdown, how long running tasks may take before they are interrupted.
+    pub shutdown_grace: Duration,
+    /// Who hears about a run that cannot start.
+    pub notify: NotifyConfig,
 }
 
-/// Says at start when DAGs ask for email that cannot leave: messages still queue (and go
-/// out once `[smtp]` is set), but whoever reads the log should know.
-fn warn_unsendable(set: &DagSet, config: &Config) {
-    if !config.smtp.host.is_empty() {
-        return;
-    }
-    let defaults = config.notify.defaults();
-    let wanting: Vec<&str> = set
-        .dags
-        .values()
-        .filter(|d| {
-            let n = d.notify.or(&defaults);
-            let tasks = d.tasks.iter().map(|t| t.notify.or(&n));
-            std::iter::once(n.clone())
-                .chain(tasks)
-                .any(|n| !n.email_on_failure.is_empty() || !n.email_on_retry.is_empty())
-        })
-        .map(|d| d.id.as_str())
-        .collect();
-    if !wanting.is_empty() {
-        tracing::warn!(
-            dags = %wanting.join(", "),
-            "these DAGs send email but [smtp] host is not set; their messages wait in the outbox (`vigil notify list`)"
-        );
-    }
-}
-
-/// Builds a [`Daemon`]: the config, and the task types beyond the built-in ones.
-pub struct DaemonBuilder {
-    config: Config,
-    registry: Registry,
-}
-
-impl DaemonBuilder {
-    pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// Registers a task type (see [`Registry::register`]).
-    pub fn task<T: Task>(mut self, name: impl Into<String>, task: T) -> Self {
-        self.registry.register(name, task);
-        self
-    }
-
-    pub fn registry(mut self, registry: Registry) -> Self {
-        self.registry = registry;
-        self
-    }
-
-    pub fn build(self) -> Daemon {
-        Daemon {
-            config: self.config,
-            registry: Arc::new(self.registry),
-        }
-    }
-
-    /// Builds and runs the daemon until SIGTERM or SIGINT.
-    pub async fn run(self) -> Result<(), DaemonError> {
-        self.build().run().await
-    }
-}
-
-pub struct Daemon {
-    config: Config,
-    registry: Arc<Registry>,
-}
-
-impl Daemon {
-    /// Built-in task types and the default config (`config/vigil.toml` is not read; pass a
-    /// loaded [`Config`] with [`DaemonBuilder::config`]).
-    pub fn builder() -> DaemonBuilder {
-        DaemonBuilder {
-            config: Config::default(),
-            registry: Registry::builtin(),
-        }
-    }
-
-    /// Runs until SIGTERM or SIGINT.
-    pub async fn run(self) -> Result<(), DaemonError> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
-        let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
-        self.run_until(async move {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-            }
-        })
-        .await
-    }
-
-    /// Runs until `shutdown` resolves, then stops: no new runs, running tasks get
-    /// `daemon.shutdown_grace` to finish, the rest are recorded to run again.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
-        // Listen for SIGUSR1 before the lock file names this pid: `vigil dags trigger`
-        // signals that pid, and the signal's default action would end the process.
-        let mut usr1 = {
-            use tokio::signal::unix::{SignalKind, signal};
-            signal(SignalKind::user_defined1()).map_err(DaemonError::Signals)?
-        };
-        let url = &self.config.database.url;
-        // SQLite: one daemon per database file.
-        let _lock = match crate::store::sqlite_path(url) {
-            Some(path) => Some(OwnerLock::acquire(&path)?),
-            None => None,
-        };
-        let store = crate::store::open(url, self.config.database.synchronous).await?;
-        let folder = self.config.dags.folder.clone();
-        let set = load_in_background(folder.clone(), self.registry.clone())
-            .await
-            .map_err(|e| DaemonError::Load(e.to_string()))??;
-        let owner = owner::current();
-        // Set up delivery before anything runs, so a wrong SMTP setting stops the start
-        // rather than the first failure mail.
-        let sender = crate::notify::Sender::new(store.clone(), &self.config, &owner)?;
-        tracing::info!(
-            owner = %owner,
-            database = %url,
-            dags = set.dags.len(),
-            broken_files = set.errors.len(),
-            "daemon started"
-        );
-        for e in &set.errors {
-            tracing::error!("{e}");
-        }
-        warn_unsendable(&set, &self.config);
-
-        let (file_tx, file_rx) = mpsc::unbounded_channel();
-        let _watcher = watch(&folder, file_tx)?;
-        let wake = Arc::new(Notify::new());
-        let background = CancellationToken::new();
-        let mut services = JoinSet::new();
-        let mail = Arc::new(Notify::new());
-        services.spawn(sender.run(
-            mail.clone(),
-            self.config.notify.poll_interval,
-            background.clone(),
-        ));
-        services.spawn(owner::heartbeat_loop(
-            store.clone(),
-            owner.clone(),
-            self.config.daemon.heartbeat_interval,
-            background.clone(),
-        ));
-        services.spawn(retention_loop(
-            store.clone(),
-            self.config.retention.max_age,
-            self.config.retention.interval,
-            background.clone(),
-        ));
-        {
-            let wake = wake.clone();
-            let stop = background.clone();
-            services.spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        Some(()) = usr1.recv() => wake.notify_one(),
-                    }
-                }
-            });
-        }
-
-        let mut scheduler = Scheduler {
-            executor: Executor::new(
-                store.clone(),
-                self.registry.clone(),
-                Arc::new(Limits::new(self.config.executor.parallelism)),
-            )
-            .with_notify(self.config.notify.clone())
-            .with_output_limits(self.config.executor.output_limits()),
-            notify: self.config.notify.clone(),
-            mail,
-            store,
-            registry: self.registry.clone(),
-            owner,
-            folder,
-            lease: self.config.daemon.lease,
-            files: BTreeMap::new(),
-            states: HashMap::new(),
-            active: HashMap::new(),
-            runs: JoinSet::new(),
-            loading: None,
-            reload_again: false,
-            stop: Stop {
-                drain: CancellationToken::new(),
-                grace: self.config.daemon.shutdown_grace,
-            },
-        };
-        scheduler.adopt(set);
-        let result = scheduler.main_loop(shutdown, wake, file_rx).await;
-        scheduler.shut_down().await;
-        background.cancel();
-        while services.join_next().await.is_some() {}
-        tracing::info!("daemon stopped");
-        result
-    }
-}
-
-struct Scheduler {
+/// The scheduler: owns the loaded DAGs and the runs this process executes.
+pub struct Scheduler {
     store: Arc<dyn Store>,
-    notify: crate::config::NotifyConfig,
+    notify: NotifyConfig,
     /// Wakes the outbox worker: a run that ended may have queued a message.
-    mail: Arc<Notify>,
+    outbox: Wake,
+    /// Told of every committed run and task event (the live UI listens).
+    observer: Option<Observer>,
     registry: Arc<Registry>,
     executor: Executor,
     owner: String,
@@ -276,7 +72,7 @@ struct Scheduler {
 
 /// Loads the DAG folder on the blocking pool: parsing and template checks are CPU work that
 /// must not run on the scheduler's thread.
-fn load_in_background(
+pub fn load_in_background(
     folder: PathBuf,
     registry: Arc<Registry>,
 ) -> tokio::task::JoinHandle<Result<DagSet, crate::dag::FolderError>> {
@@ -284,12 +80,66 @@ fn load_in_background(
 }
 
 impl Scheduler {
+    /// A scheduler over `dags` (the folder as loaded at start). `outbox` is woken whenever a
+    /// run ends, since it may have queued a message.
+    pub fn new(
+        store: Arc<dyn Store>,
+        registry: Arc<Registry>,
+        executor: Executor,
+        settings: SchedulerSettings,
+        outbox: Wake,
+        dags: DagSet,
+    ) -> Self {
+        let mut scheduler = Scheduler {
+            executor,
+            notify: settings.notify,
+            outbox,
+            observer: None,
+            store,
+            registry,
+            owner: settings.owner,
+            folder: settings.folder,
+            lease: settings.lease,
+            files: BTreeMap::new(),
+            states: HashMap::new(),
+            active: HashMap::new(),
+            runs: JoinSet::new(),
+            loading: None,
+            reload_again: false,
+            stop: Stop {
+                drain: CancellationToken::new(),
+                grace: settings.shutdown_grace,
+            },
+        };
+        scheduler.adopt(dags);
+        scheduler
+    }
+
+    /// Tells `observer` of every event of the runs this scheduler executes.
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Schedules until `shutdown` resolves, then stops: no new runs; running tasks get the
+    /// grace period, the rest are recorded to run again. `wake` makes it look now (a trigger,
+    /// a pause); `files` says the DAG folder changed.
+    pub async fn run(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+        wake: Wake,
+        files: mpsc::UnboundedReceiver<()>,
+    ) {
+        self.main_loop(shutdown, wake, files).await;
+        self.shut_down().await;
+    }
+
     async fn main_loop(
         &mut self,
         shutdown: impl Future<Output = ()>,
-        wake: Arc<Notify>,
+        wake: Wake,
         mut files: mpsc::UnboundedReceiver<()>,
-    ) -> Result<(), DaemonError> {
+    ) {
         tokio::pin!(shutdown);
         loop {
             let now = Utc::now();
@@ -303,9 +153,9 @@ impl Scheduler {
             let until = next_tick.map_or(lease_check, |t| t.min(lease_check));
             let wait = (until - Utc::now()).to_std().unwrap_or(Duration::ZERO);
             tokio::select! {
-                _ = &mut shutdown => return Ok(()),
+                _ = &mut shutdown => return,
                 _ = tokio::time::sleep(wait) => {}
-                _ = wake.notified() => {}
+                _ = wake.woken() => {}
                 Some(()) = files.recv() => {
                     // Editors write in bursts; let the burst settle, then reload once.
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -333,7 +183,7 @@ impl Scheduler {
                     while let Some(joined) = self.runs.try_join_next() {
                         self.finished(joined).await;
                     }
-                    self.mail.notify_one();
+                    self.outbox.wake();
                 }
             }
         }
@@ -405,8 +255,9 @@ impl Scheduler {
         }
     }
 
-    /// One pass: create due scheduled runs, then start what may start.
-    async fn step(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+    /// One pass at `now`: create due scheduled runs, then start what may start. The loop
+    /// calls it at every wake-up; tests call it with the time they mean.
+    pub async fn step(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
         self.states = self
             .store
             .dag_states()
@@ -462,6 +313,9 @@ impl Scheduler {
 
     /// Creates the run of one tick; a run that exists already (a restart, a race) is fine.
     async fn create_scheduled(&mut self, dag: &Dag, tick: DateTime<Utc>) -> Result<(), StoreError> {
+        let Some(schedule) = &dag.schedule else {
+            return Ok(());
+        };
         let new = match plan_run(
             dag,
             serde_json::Value::Null,
@@ -470,7 +324,12 @@ impl Scheduler {
             RunState::Queued,
             None,
         ) {
-            Ok(new) => new,
+            // A scheduled run covers the interval from the previous tick to its own.
+            Ok(new) => NewRun {
+                data_interval_start: previous_before(&schedule.cron, dag.timezone, tick)
+                    .unwrap_or(tick),
+                ..new
+            },
             Err(e) => {
                 tracing::error!(dag_id = %dag.id, "{e}");
                 return Ok(());
@@ -589,7 +448,7 @@ impl Scheduler {
         if let Err(e) = self.store.commit(&batch).await {
             tracing::error!(run_id = run.id, error = %e, "could not record the run as failed");
         }
-        self.mail.notify_one();
+        self.outbox.wake();
     }
 
     /// The DAG version `run` was created from, or why it no longer loads.
@@ -613,8 +472,9 @@ impl Scheduler {
         let executor = self.executor.clone();
         let stop = self.stop.clone();
         let id = run.id;
+        let observer = self.observer.clone();
         self.runs.spawn(async move {
-            let result = executor.execute_until(dag, run, None, &stop).await;
+            let result = executor.execute_until(dag, run, observer, &stop).await;
             (id, result)
         });
     }
@@ -678,59 +538,6 @@ impl Scheduler {
         self.stop.drain.cancel();
         while let Some(joined) = self.runs.join_next().await {
             self.finished(joined).await;
-        }
-    }
-}
-
-/// Watches the DAG folder; each change sends `()`.
-fn watch(
-    folder: &std::path::Path,
-    changed: mpsc::UnboundedSender<()>,
-) -> Result<notify::RecommendedWatcher, DaemonError> {
-    use notify::Watcher;
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event
-            && !event.kind.is_access()
-        {
-            let _ = changed.send(());
-        }
-    })
-    .map_err(|source| DaemonError::Watch {
-        path: folder.to_path_buf(),
-        source,
-    })?;
-    watcher
-        .watch(folder, notify::RecursiveMode::NonRecursive)
-        .map_err(|source| DaemonError::Watch {
-            path: folder.to_path_buf(),
-            source,
-        })?;
-    Ok(watcher)
-}
-
-/// Deletes runs older than `max_age` now and every `interval`.
-async fn retention_loop(
-    store: Arc<dyn Store>,
-    max_age: Duration,
-    interval: Duration,
-    stop: CancellationToken,
-) {
-    loop {
-        let before = Utc::now() - chrono::Duration::from_std(max_age).unwrap_or_default();
-        match store.cleanup(before).await {
-            Ok(c) if c.runs > 0 => tracing::info!(
-                runs = c.runs,
-                task_instances = c.task_instances,
-                results = c.results,
-                log_lines = c.log_lines,
-                "removed runs older than the retention period"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "retention cleanup failed"),
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(interval) => {}
         }
     }
 }

@@ -1,0 +1,308 @@
+//! The composition root: `vigil daemon` as a set of services over one store — the scheduler,
+//! the outbox worker, the heartbeat, retention, the DAG folder watcher and wake-ups from other
+//! processes — started together in one `JoinSet` under one `CancellationToken`, and stopped
+//! together.
+//!
+//! This is the one place that knows every service; each service knows only what it is given.
+//! In-process callers reach the running daemon through its [`Handle`]: a wake-up that does not
+//! go through a signal, and the stream of run and task events (for a live UI).
+
+mod watch;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::dag::DagSet;
+use crate::run::{Executor, Limits, Observer, RunEvent};
+use crate::schedule::{Scheduler, SchedulerSettings, load_in_background};
+use crate::state::Wake;
+use crate::state::owner;
+use crate::store::{Presence, Store, StoreError};
+use crate::task::{Registry, Task};
+
+/// How many run events a slow listener may fall behind before it misses some (it is told how
+/// many it missed; the store remains the record).
+const EVENT_BUFFER: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Folder(#[from] crate::dag::FolderError),
+    #[error("cannot watch the DAG folder {}", path.display())]
+    Watch {
+        path: PathBuf,
+        #[source]
+        source: ::notify::Error,
+    },
+    #[error("cannot listen for signals")]
+    Signals(#[source] std::io::Error),
+    #[error("loading the DAG folder stopped: {0}")]
+    Load(String),
+    #[error("cannot set up notifications")]
+    Notify(#[from] crate::notify::NotifyError),
+}
+
+/// Reaches a running daemon from inside its process.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    /// Makes the scheduler look at the database now (after an in-process trigger or pause).
+    pub wake: Wake,
+    events: broadcast::Sender<RunEvent>,
+}
+
+impl Handle {
+    fn new() -> Self {
+        Handle {
+            wake: Wake::new(),
+            events: broadcast::channel(EVENT_BUFFER).0,
+        }
+    }
+
+    /// Every run and task event committed from now on, as the executor reports it.
+    pub fn events(&self) -> broadcast::Receiver<RunEvent> {
+        self.events.subscribe()
+    }
+
+    fn observer(&self) -> Observer {
+        let events = self.events.clone();
+        // Nobody listening is fine: the event is in the store already.
+        Arc::new(move |e: &RunEvent| {
+            let _ = events.send(e.clone());
+        })
+    }
+}
+
+/// Says at start when DAGs ask for email that cannot leave: messages still queue (and go
+/// out once `[smtp]` is set), but whoever reads the log should know.
+fn warn_unsendable(set: &DagSet, config: &Config) {
+    if !config.smtp.host.is_empty() {
+        return;
+    }
+    let defaults = config.notify.defaults();
+    let wanting: Vec<&str> = set
+        .dags
+        .values()
+        .filter(|d| {
+            let n = d.notify.or(&defaults);
+            let tasks = d.tasks.iter().map(|t| t.notify.or(&n));
+            std::iter::once(n.clone())
+                .chain(tasks)
+                .any(|n| !n.email_on_failure.is_empty() || !n.email_on_retry.is_empty())
+        })
+        .map(|d| d.id.as_str())
+        .collect();
+    if !wanting.is_empty() {
+        tracing::warn!(
+            dags = %wanting.join(", "),
+            "these DAGs send email but [smtp] host is not set; their messages wait in the outbox (`vigil notify list`)"
+        );
+    }
+}
+
+/// Builds a [`Daemon`]: the config, and the task types beyond the built-in ones.
+pub struct DaemonBuilder {
+    config: Config,
+    registry: Registry,
+}
+
+impl DaemonBuilder {
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Registers a task type (see [`Registry::register`]).
+    pub fn task<T: Task>(mut self, name: impl Into<String>, task: T) -> Self {
+        self.registry.register(name, task);
+        self
+    }
+
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    pub fn build(self) -> Daemon {
+        Daemon {
+            config: self.config,
+            registry: Arc::new(self.registry),
+            handle: Handle::new(),
+        }
+    }
+
+    /// Builds and runs the daemon until SIGTERM or SIGINT.
+    pub async fn run(self) -> Result<(), DaemonError> {
+        self.build().run().await
+    }
+}
+
+pub struct Daemon {
+    config: Config,
+    registry: Arc<Registry>,
+    handle: Handle,
+}
+
+impl Daemon {
+    /// Built-in task types and the default config (`config/vigil.toml` is not read; pass a
+    /// loaded [`Config`] with [`DaemonBuilder::config`]).
+    pub fn builder() -> DaemonBuilder {
+        DaemonBuilder {
+            config: Config::default(),
+            registry: crate::tasks::builtin(),
+        }
+    }
+
+    /// The way in from this process, for services started beside the daemon.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Runs until SIGTERM or SIGINT.
+    pub async fn run(self) -> Result<(), DaemonError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+        self.run_until(async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            }
+        })
+        .await
+    }
+
+    /// Runs until `shutdown` resolves, then stops: no new runs, running tasks get
+    /// `daemon.shutdown_grace` to finish, the rest are recorded to run again; then every
+    /// other service is cancelled and awaited.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+        let url = &self.config.database.url;
+        let mut presence = Presence::enter(url)?;
+        let store = crate::store::open(url, self.config.database.synchronous).await?;
+        let folder = self.config.dags.folder.clone();
+        let set = load_in_background(folder.clone(), self.registry.clone())
+            .await
+            .map_err(|e| DaemonError::Load(e.to_string()))??;
+        let owner = owner::current();
+        // Set up delivery before anything runs, so a wrong SMTP setting stops the start
+        // rather than the first failure mail.
+        let sender = crate::notify::Sender::new(
+            store.clone(),
+            &self.config.smtp,
+            &self.config.notify,
+            &owner,
+        )?;
+        tracing::info!(
+            owner = %owner,
+            database = %url,
+            dags = set.dags.len(),
+            broken_files = set.errors.len(),
+            "daemon started"
+        );
+        for e in &set.errors {
+            tracing::error!("{e}");
+        }
+        warn_unsendable(&set, &self.config);
+
+        let (file_tx, file_rx) = mpsc::unbounded_channel();
+        let _watcher = watch::folder(&folder, file_tx)?;
+        let background = CancellationToken::new();
+        let mut services = JoinSet::new();
+        let outbox = Wake::new();
+        services.spawn(sender.run(
+            outbox.clone(),
+            self.config.notify.poll_interval,
+            background.clone(),
+        ));
+        services.spawn(crate::run::owner::heartbeat_loop(
+            store.clone(),
+            owner.clone(),
+            self.config.daemon.heartbeat_interval,
+            background.clone(),
+        ));
+        services.spawn(retention_loop(
+            store.clone(),
+            self.config.retention.max_age,
+            self.config.retention.interval,
+            background.clone(),
+        ));
+        {
+            let wake = self.handle.wake.clone();
+            let stop = background.clone();
+            services.spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = presence.woken() => wake.wake(),
+                    }
+                }
+            });
+        }
+
+        let executor = Executor::new(
+            store.clone(),
+            self.registry.clone(),
+            Arc::new(Limits::new(self.config.executor.parallelism)),
+        )
+        .with_notify(self.config.notify.clone())
+        .with_output_limits(self.config.executor.output_limits());
+        let settings = SchedulerSettings {
+            owner,
+            folder,
+            lease: self.config.daemon.lease,
+            shutdown_grace: self.config.daemon.shutdown_grace,
+            notify: self.config.notify.clone(),
+        };
+        Scheduler::new(
+            store,
+            self.registry.clone(),
+            executor,
+            settings,
+            outbox,
+            set,
+        )
+        .with_observer(self.handle.observer())
+        .run(shutdown, self.handle.wake.clone(), file_rx)
+        .await;
+        background.cancel();
+        while services.join_next().await.is_some() {}
+        tracing::info!("daemon stopped");
+        Ok(())
+    }
+}
+
+/// Deletes runs older than `max_age` now and every `interval`.
+async fn retention_loop(
+    store: Arc<dyn Store>,
+    max_age: Duration,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        let before = Utc::now() - chrono::Duration::from_std(max_age).unwrap_or_default();
+        match store.cleanup(before).await {
+            Ok(c) if c.runs > 0 => tracing::info!(
+                runs = c.runs,
+                task_instances = c.task_instances,
+                results = c.results,
+                log_lines = c.log_lines,
+                "removed runs older than the retention period"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "retention cleanup failed"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}

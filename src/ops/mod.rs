@@ -1,0 +1,87 @@
+//! The application layer: one function per use case, returning plain data. The CLI parses,
+//! calls one of these and prints; the HTTP API deserializes, calls the same function and
+//! serializes. Nothing above this layer holds a use case of its own.
+//!
+//! - [`dags`]: list, find, show, validate, trigger, pause.
+//! - [`models`]: the model registry's operations (status, history, compare, check with its
+//!   guarded rollback, rollback, promote).
+//! - [`risk`]: train and register the rollback-risk model, load the version to use.
+//!
+//! The records returned are the JSON shape of `--json` output and of the API: fields are
+//! added, never renamed or removed.
+
+pub mod dags;
+pub mod models;
+pub mod risk;
+
+use std::path::PathBuf;
+
+use crate::dag::{ConfError, FileErrors, FolderError};
+use crate::state::{ErrorKind, Kind, Wake};
+use crate::store::{Store, StoreError};
+
+/// Who is told to look at the database after a change (a trigger, a pause).
+#[derive(Debug, Clone)]
+pub enum Waker {
+    /// The daemon runs in this process: wake its scheduler directly.
+    InProcess(Wake),
+    /// Another process: ask the store, which knows how its daemons are reached.
+    Daemons,
+}
+
+impl Waker {
+    /// Wakes, and says who was woken (`None`: nobody runs on this database).
+    pub async fn wake(&self, store: &dyn Store) -> Option<String> {
+        match self {
+            Waker::InProcess(wake) => {
+                wake.wake();
+                Some("this process".into())
+            }
+            Waker::Daemons => store.wake_daemons().await,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error("DAG `{id}` did not load:\n{}", errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    DagBroken { id: String, errors: Vec<FileErrors> },
+    #[error(
+        "no DAG `{id}` in {}; known DAGs: {}{}",
+        folder.display(),
+        if known.is_empty() { "(none)".to_string() } else { known.join(", ") },
+        if *broken_files == 0 { String::new() } else { format!(" ({broken_files} file(s) failed to load)") }
+    )]
+    NoSuchDag {
+        id: String,
+        folder: PathBuf,
+        known: Vec<String>,
+        broken_files: usize,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no version of model `{0}` is registered; train one first")]
+    NoVersions(String),
+    #[error(transparent)]
+    Ml(#[from] crate::ml::MlError),
+    #[error(transparent)]
+    Conf(#[from] ConfError),
+    #[error(transparent)]
+    Folder(#[from] FolderError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Kind for OpsError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            OpsError::DagBroken { .. } | OpsError::Invalid(_) | OpsError::Conf(_) => {
+                ErrorKind::Invalid
+            }
+            OpsError::NoSuchDag { .. } | OpsError::NoVersions(_) => ErrorKind::NotFound,
+            OpsError::Ml(e) => e.kind(),
+            OpsError::Folder(_) => ErrorKind::Unavailable,
+            OpsError::Store(e) => e.kind(),
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! The deployment-risk predictor's use cases around the registry: train (with the checks both
+//! `vigil risk train` and the `risk.train` task apply) and register, load the version to use,
+//! and load any registered model vigil trains.
+//!
+//! Training is CPU work: [`train`] is synchronous, and each caller runs it on a blocking
+//! thread with its own way of showing progress.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::ml::MlError;
+use crate::ml::artifact;
+use crate::ml::regress::{self, RegressorModel};
+use crate::ml::risk::{self, MODEL_NAME, RiskModel, TrainOptions};
+use crate::ml::search::{Grid, Progress};
+use crate::ops::OpsError;
+use crate::store::StoreError;
+use crate::store::models::{ModelStore, ModelVersion, NewArtifact, NewPrediction, NewVersion};
+
+/// A training run as asked for.
+#[derive(Debug, Clone)]
+pub struct TrainRequest {
+    pub data: PathBuf,
+    pub folds: usize,
+    /// `name=v1,v2` settings of the grid search; empty for the default grid.
+    pub grid: Vec<String>,
+    pub seed: u64,
+    /// Share of the latest deployments held out, 0.05 to 0.5.
+    pub holdout: f64,
+    pub threads: usize,
+}
+
+impl TrainRequest {
+    /// Checks the settings before any work starts (so a typo fails at once, not after the
+    /// data is read).
+    pub fn check(&self) -> Result<Grid, OpsError> {
+        if !(0.05..=0.5).contains(&self.holdout) {
+            return Err(OpsError::Invalid(format!(
+                "holdout must be between 0.05 and 0.5, got {}",
+                self.holdout
+            )));
+        }
+        Ok(Grid::parse(&self.grid)?)
+    }
+}
+
+/// Trains the risk model as `request` says. CPU-bound and synchronous: call it on a blocking
+/// thread. `progress` hears of each forest grown; `stop` is asked often and ends the search
+/// early with [`MlError::Cancelled`].
+pub fn train(
+    request: &TrainRequest,
+    progress: &(dyn Fn(Progress) + Sync),
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<RiskModel, OpsError> {
+    let grid = request.check()?;
+    Ok(risk::train(&TrainOptions {
+        data: &request.data,
+        folds: request.folds,
+        grid,
+        seed: request.seed,
+        holdout: request.holdout,
+        threads: request.threads,
+        progress,
+        stop,
+    })?)
+}
+
+/// Saves the artifact under `dir` and registers it as a new version of `deployment_risk` with
+/// its hold-out metrics (and the baseline's and the search's, prefixed).
+pub async fn register(
+    store: &dyn ModelStore,
+    model: &RiskModel,
+    dir: &Path,
+    source: Option<String>,
+) -> Result<ModelVersion, OpsError> {
+    let (path, sha256, size) = model.save(dir)?;
+    let mut metrics: BTreeMap<String, f64> = model
+        .holdout
+        .registry_metrics()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    metrics.insert("cv_f1".into(), model.search.best().mean_f1);
+    metrics.insert("baseline_f1".into(), model.baseline.f1);
+    if let Some(auc) = model.baseline.roc_auc {
+        metrics.insert("baseline_roc_auc".into(), auc);
+    }
+    let best = model.search.best();
+    let notes = format!(
+        "random forest: {} trees, max depth {}, min samples split {}; trained on {} deployments before {}, measured on the {} after",
+        best.trees,
+        best.max_depth.map_or("none".into(), |d| d.to_string()),
+        best.min_samples_split,
+        model.training.train_rows,
+        model.training.cutoff.format("%Y-%m-%d %H:%M UTC"),
+        model.training.holdout_rows,
+    );
+    let predictions: Vec<NewPrediction> = model
+        .holdout_predictions
+        .iter()
+        .map(|p| NewPrediction {
+            row_key: p.row_key.clone(),
+            predicted: p.predicted,
+            actual: p.actual,
+            at: p.at,
+        })
+        .collect();
+    let version = store
+        .register_version(&NewVersion {
+            model: MODEL_NAME.into(),
+            version: None,
+            metrics,
+            artifact: Some(NewArtifact::File {
+                path: path.display().to_string(),
+                sha256,
+                size,
+            }),
+            source,
+            notes: Some(notes),
+        })
+        .await?;
+    store
+        .add_predictions(MODEL_NAME, &version.version, &predictions)
+        .await?;
+    Ok(version)
+}
+
+/// The registered risk model to use: `version` if given, else production, else the newest.
+pub async fn load_registered(
+    store: &dyn ModelStore,
+    version: Option<&str>,
+) -> Result<(ModelVersion, RiskModel), OpsError> {
+    let (v, path, sha) = resolve(store, MODEL_NAME, version).await?;
+    Ok((v, RiskModel::load(&path, Some(&sha))?))
+}
+
+/// The version to use: `version` if given, else production, else the newest; with the path
+/// and checksum of its artifact file.
+pub async fn resolve(
+    store: &dyn ModelStore,
+    model: &str,
+    version: Option<&str>,
+) -> Result<(ModelVersion, PathBuf, String), OpsError> {
+    let none = || OpsError::NoVersions(model.to_string());
+    let v = match version {
+        Some(v) => store.version(model, v).await?.ok_or_else(|| {
+            OpsError::Store(StoreError::NoSuchVersion {
+                model: model.to_string(),
+                version: v.to_string(),
+            })
+        })?,
+        None => {
+            let production = store.model(model).await?.and_then(|m| m.production_version);
+            match production {
+                Some(p) => store.version(model, &p).await?.ok_or_else(none)?,
+                None => store
+                    .versions(model, 1)
+                    .await?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(none)?,
+            }
+        }
+    };
+    let file = v.artifact.as_ref().and_then(|a| {
+        a.path
+            .as_ref()
+            .map(|p| (PathBuf::from(p), a.sha256.clone()))
+    });
+    let Some((path, sha)) = file else {
+        return Err(OpsError::Invalid(format!(
+            "version {} of `{model}` has no artifact file",
+            v.version
+        )));
+    };
+    Ok((v, path, sha))
+}
+
+/// Either kind of model vigil trains.
+pub enum Loaded {
+    Risk(Box<RiskModel>),
+    Regressor(Box<RegressorModel>),
+}
+
+/// Reads a registered version's artifact, whichever kind it is.
+pub async fn load_any(
+    store: &dyn ModelStore,
+    model: &str,
+    version: Option<&str>,
+) -> Result<(ModelVersion, Loaded), OpsError> {
+    let (v, path, sha) = resolve(store, model, version).await?;
+    let bytes = artifact::read_checked(&path, Some(&sha))?;
+    #[derive(serde::Deserialize)]
+    struct Kind {
+        kind: Option<String>,
+    }
+    let kind: Option<Kind> = serde_json::from_slice(&bytes).ok();
+    if kind.and_then(|k| k.kind).as_deref() == Some(regress::KIND) {
+        let m = serde_json::from_slice(&bytes).map_err(|e| MlError::Artifact {
+            path: path.clone(),
+            reason: format!("not a vigil regressor: {e}"),
+        })?;
+        return Ok((v, Loaded::Regressor(Box::new(m))));
+    }
+    Ok((
+        v,
+        Loaded::Risk(Box::new(RiskModel::from_bytes(&path, &bytes)?)),
+    ))
+}
