@@ -142,7 +142,7 @@ impl Default for ExecutorConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {}: {source}", path.display())]
+    #[error("cannot read config file {}", path.display())]
     Read {
         path: PathBuf,
         #[source]

@@ -184,9 +184,40 @@ pub fn main(registry: Registry) -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if let Some(hint) = hint(&e) {
+                eprintln!("hint: {hint}");
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// What to type next, for errors whose remedy is a command: the library says what is wrong,
+/// only the CLI knows its own commands.
+fn hint(e: &anyhow::Error) -> Option<String> {
+    use crate::ml::data::DataError;
+    use crate::ops::models::ModelError;
+    use crate::store::StoreError;
+    e.chain().find_map(|cause| {
+        if let Some(e) = cause.downcast_ref::<ModelError>() {
+            return match e {
+                ModelError::NoSuchModel(m) => {
+                    Some(format!("`vigil model register {m} ...` creates it"))
+                }
+                ModelError::NoProduction(m) => Some(format!(
+                    "promote a version with `vigil model promote {m} VERSION`"
+                )),
+                _ => None,
+            };
+        }
+        if let Some(StoreError::NoSuchVersion { model, .. }) = cause.downcast_ref::<StoreError>() {
+            return Some(format!("`vigil model history {model}` lists its versions"));
+        }
+        if let Some(DataError::Empty { .. }) = cause.downcast_ref::<DataError>() {
+            return Some("`vigil risk simulate` writes an example file".into());
+        }
+        None
+    })
 }
 
 /// Logs go to stderr; `VIGIL_LOG` sets the filter (default: `default`, warnings only for

@@ -298,7 +298,7 @@ async fn retention_loop(
                 "removed runs older than the retention period"
             ),
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "retention cleanup failed"),
+            Err(e) => tracing::warn!(error = %crate::state::Chain(&e), "retention cleanup failed"),
         }
         tokio::select! {
             _ = stop.cancelled() => return,

@@ -28,7 +28,7 @@ pub struct DagSet {
 
 /// The folder itself could not be read.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read the DAG folder {}: {source}; check `dags.folder` in the config or pass --dags", path.display())]
+#[error("cannot read the DAG folder {} (check `dags.folder` in the config, or pass --dags)", path.display())]
 pub struct FolderError {
     pub path: PathBuf,
     #[source]

@@ -23,15 +23,13 @@ pub const LABEL: &str = "rolled_back";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: csv::Error,
     },
-    #[error(
-        "{path} has no data rows; it needs a header line and at least one row (`vigil risk simulate` writes an example)"
-    )]
+    #[error("{path} has no data rows; it needs a header line and at least one row")]
     Empty { path: PathBuf },
     #[error(
         "{path}: line 1 has no column `{column}` (columns found: {found}); add it or check its spelling"

@@ -25,19 +25,19 @@ pub enum MlError {
     Data(#[from] DataError),
     #[error("{0}")]
     Invalid(String),
-    #[error("{0}")]
+    #[error("the learning library failed")]
     Linfa(#[from] linfa::Error),
-    #[error("logistic regression failed: {0}")]
+    #[error("logistic regression failed")]
     Logistic(#[from] linfa_logistic::error::Error),
-    #[error("linear regression failed: {0}")]
+    #[error("linear regression failed")]
     Linear(#[from] linfa_linear::LinearError<f64>),
-    #[error("scaling failed: {0}")]
+    #[error("scaling failed")]
     Scaling(#[from] linfa_preprocessing::PreprocessingError),
     #[error("stopped before the end (timeout or shutdown)")]
     Cancelled,
     #[error("{path}: {reason}")]
     Artifact { path: PathBuf, reason: String },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: PathBuf,
         #[source]

@@ -333,7 +333,7 @@ impl RiskModel {
             .map_err(|e| bad(format!("not a vigil risk model: {e}")))?;
         if model.format != FORMAT {
             return Err(bad(format!(
-                "artifact format {} but this vigil reads {FORMAT}; retrain with `vigil risk train`",
+                "artifact format {} but this vigil reads {FORMAT}; train the model again",
                 model.format
             )));
         }

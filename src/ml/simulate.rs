@@ -53,13 +53,13 @@ pub struct Deployment {
 pub enum SimulateError {
     #[error("--rows must be at least 10, got {0}")]
     TooFew(usize),
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: String,
         #[source]
         source: csv::Error,
     },
-    #[error("cannot create the folder {path}: {source}")]
+    #[error("cannot create the folder {path}")]
     Folder {
         path: String,
         #[source]

@@ -137,7 +137,7 @@ impl Sender {
             tokio::select! {
                 r = self.deliver_due() => {
                     if let Err(e) = r {
-                        tracing::error!(error = %e, "cannot read or update the outbox");
+                        tracing::error!(error = %crate::state::Chain(&e), "cannot read or update the outbox");
                     }
                 }
                 _ = stop.cancelled() => return,

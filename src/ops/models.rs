@@ -18,16 +18,25 @@ use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("there is no model `{0}`; `vigil model register {0} ...` creates it")]
+    #[error("there is no model `{0}`")]
     NoSuchModel(String),
-    #[error("model `{model}` has no version `{version}`; `vigil model history {model}` lists them")]
-    NoSuchVersion { model: String, version: String },
-    #[error("model `{0}` has no production version; promote one with `vigil model promote`")]
+    #[error("model `{0}` has no production version")]
     NoProduction(String),
     #[error("model `{0}` has no earlier version to roll back to")]
     NoPrevious(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl crate::state::Kind for ModelError {
+    fn kind(&self) -> crate::state::ErrorKind {
+        use crate::state::ErrorKind;
+        match self {
+            ModelError::NoSuchModel(_) => ErrorKind::NotFound,
+            ModelError::NoProduction(_) | ModelError::NoPrevious(_) => ErrorKind::Conflict,
+            ModelError::Store(e) => e.kind(),
+        }
+    }
 }
 
 /// A model at a glance.
@@ -156,13 +165,12 @@ async fn with_production(
 }
 
 async fn version(store: &dyn Store, model: &str, v: &str) -> Result<ModelVersion, ModelError> {
-    store
-        .version(model, v)
-        .await?
-        .ok_or_else(|| ModelError::NoSuchVersion {
+    store.version(model, v).await?.ok_or_else(|| {
+        ModelError::Store(StoreError::NoSuchVersion {
             model: model.into(),
             version: v.into(),
         })
+    })
 }
 
 /// The version production came from: the one before the current production version (by the

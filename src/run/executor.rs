@@ -601,7 +601,7 @@ impl RunExec {
             // shutting down and aborted it. The attempt stays `running` in the store and is
             // recovered when the run resumes.
             Err(e) => {
-                tracing::warn!(error = %e, "task attempt aborted");
+                tracing::warn!(error = %crate::state::Chain(&e), "task attempt aborted");
                 self.permits.remove(&e.id());
             }
         }

@@ -26,7 +26,7 @@ pub async fn heartbeat_loop(
             _ = tokio::time::sleep(interval) => {}
         }
         if let Err(e) = store.heartbeat(&owner, Utc::now()).await {
-            tracing::warn!(error = %e, "heartbeat failed");
+            tracing::warn!(error = %crate::state::Chain(&e), "heartbeat failed");
         }
     }
 }

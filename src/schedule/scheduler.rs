@@ -145,7 +145,7 @@ impl Scheduler {
             let now = Utc::now();
             if let Err(e) = self.step(now).await {
                 // A store hiccup must not kill the daemon; the next wake-up tries again.
-                tracing::error!(error = %e, "scheduler step failed");
+                tracing::error!(error = %crate::state::Chain(&e), "scheduler step failed");
             }
             let next_tick = self.next_tick(now);
             // Runs owned by a process that stopped heartbeating become ours after the lease.
@@ -171,7 +171,7 @@ impl Scheduler {
                     self.loading = None;
                     match loaded {
                         Ok(Ok(set)) => self.reloaded(set),
-                        Ok(Err(e)) => tracing::error!("{e}; keeping the DAGs already loaded"),
+                        Ok(Err(e)) => tracing::error!("{}; keeping the DAGs already loaded", crate::state::Chain(&e)),
                         Err(e) => tracing::error!("reloading the DAG folder stopped: {e}; keeping the DAGs already loaded"),
                     }
                     if std::mem::take(&mut self.reload_again) {
@@ -446,7 +446,7 @@ impl Scheduler {
                 ));
         }
         if let Err(e) = self.store.commit(&batch).await {
-            tracing::error!(run_id = run.id, error = %e, "could not record the run as failed");
+            tracing::error!(run_id = run.id, error = %crate::state::Chain(&e), "could not record the run as failed");
         }
         self.outbox.wake();
     }
@@ -493,7 +493,7 @@ impl Scheduler {
             Err(ExecError::Interrupted(_)) => {
                 tracing::info!(%dag_id, run_id, "run interrupted; it resumes when a daemon starts");
                 if let Err(e) = self.store.release_run(run_id, &self.owner).await {
-                    tracing::warn!(run_id, error = %e, "could not release the run");
+                    tracing::warn!(run_id, error = %crate::state::Chain(&e), "could not release the run");
                 }
             }
             Err(ExecError::Mismatch { detail, .. }) => {
@@ -504,9 +504,9 @@ impl Scheduler {
             }
             Err(e) => {
                 // A store error: give the run up; the next step claims and resumes it.
-                tracing::error!(%dag_id, run_id, error = %e, "run stopped with an error; it will be resumed");
+                tracing::error!(%dag_id, run_id, error = %crate::state::Chain(&e), "run stopped with an error; it will be resumed");
                 if let Err(e) = self.store.release_run(run_id, &self.owner).await {
-                    tracing::warn!(run_id, error = %e, "could not release the run");
+                    tracing::warn!(run_id, error = %crate::state::Chain(&e), "could not release the run");
                 }
             }
         }

@@ -1,6 +1,8 @@
 //! What kind of failure an error is, so that each interface can answer it its own way: the CLI
 //! with an exit code, the API with a status, both without reading messages.
 
+use std::fmt;
+
 use serde::Serialize;
 
 /// The kind of a library error.
@@ -36,4 +38,21 @@ impl ErrorKind {
 /// Every library error says its kind.
 pub trait Kind {
     fn kind(&self) -> ErrorKind;
+}
+
+/// An error with its causes, each once: `cannot read data.csv: No such file or directory`.
+/// Error messages never repeat their source (it is `source()`'s to say), so logs and task
+/// errors print the chain with this.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
 }

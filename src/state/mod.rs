@@ -16,7 +16,7 @@ mod wake;
 pub use audience::{Audience, NotifySpec};
 pub use digest::sha256_hex;
 pub use duration::{MAX_DURATION, check_duration, parse_duration};
-pub use error::{ErrorKind, Kind};
+pub use error::{Chain, ErrorKind, Kind};
 pub use log::{LogLevel, LogLine};
 pub use text::shown;
 pub use wake::Wake;

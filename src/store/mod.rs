@@ -35,19 +35,19 @@ pub type RunId = i64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the database {url}: {source}; check `database.url` in the config")]
+    #[error("cannot open the database {url} (check `database.url` in the config)")]
     Open {
         url: String,
         #[source]
         source: sqlx::Error,
     },
-    #[error("cannot create the directory {} for the database: {source}", path.display())]
+    #[error("cannot create the directory {} for the database", path.display())]
     CreateDir {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot create the database file {}: {source}; check that its directory is writable", path.display())]
+    #[error("cannot create the database file {} (check that its directory is writable)", path.display())]
     CreateFile {
         path: PathBuf,
         #[source]
@@ -65,7 +65,7 @@ pub enum StoreError {
     Signals(#[source] std::io::Error),
     #[error("database URL `{url}` is not supported: {why}; use sqlite://PATH")]
     UnsupportedUrl { url: String, why: &'static str },
-    #[error("cannot apply database migrations: {0}")]
+    #[error("cannot apply database migrations")]
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error(
         "a run of DAG `{dag_id}` for logical date {logical_date} already exists (run {existing})"
@@ -83,14 +83,14 @@ pub enum StoreError {
         "model `{model}` already has a version `{version}`; versions are never replaced, register a new one"
     )]
     VersionExists { model: String, version: String },
-    #[error("model `{model}` has no version `{version}`; `vigil model history {model}` lists them")]
+    #[error("model `{model}` has no version `{version}`")]
     NoSuchVersion { model: String, version: String },
     /// Input the store refuses to record; the message says what and what to do.
     #[error("{0}")]
     Invalid(String),
     #[error("stored data is invalid ({what}): {detail}")]
     Corrupt { what: String, detail: String },
-    #[error("database error while {doing}: {source}")]
+    #[error("database error while {doing}")]
     Query {
         doing: &'static str,
         #[source]

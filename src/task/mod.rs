@@ -61,13 +61,7 @@ impl TaskError {
 
     /// A retryable failure that keeps the whole cause chain of `err` in its message.
     pub fn from_error(context: &str, err: &(dyn std::error::Error + 'static)) -> Self {
-        let mut message = format!("{context}: {err}");
-        let mut source = err.source();
-        while let Some(s) = source {
-            message.push_str(&format!(": {s}"));
-            source = s.source();
-        }
-        TaskError::Failed(message)
+        TaskError::Failed(format!("{context}: {}", crate::state::Chain(err)))
     }
 
     /// `err` as a retryable or a fatal failure, by its kind: what is unavailable now or lost

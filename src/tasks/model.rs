@@ -14,14 +14,12 @@ use crate::state::duration;
 use crate::store::models::ModelVersion;
 use crate::task::{Task, TaskContext, TaskError};
 
+/// A model or version that does not exist will not appear on a retry; a registry that is
+/// unavailable may be back.
 fn failed(e: ModelError) -> TaskError {
     match e {
-        // A model or version that does not exist will not appear on a retry.
-        ModelError::NoSuchModel(_)
-        | ModelError::NoSuchVersion { .. }
-        | ModelError::NoProduction(_)
-        | ModelError::NoPrevious(_) => TaskError::fatal(e.to_string()),
-        ModelError::Store(_) => TaskError::from_error("the model registry failed", &e),
+        ModelError::Store(_) => TaskError::by_kind("the model registry failed", &e),
+        e => TaskError::fatal(e.to_string()),
     }
 }
 
@@ -239,10 +237,13 @@ impl Task for Evaluate {
             .map_err(|e| TaskError::from_error("reading the version", &e))?
             .is_none()
         {
-            return Err(failed(ModelError::NoSuchVersion {
-                model: c.model,
-                version: c.version,
-            }));
+            return Err(TaskError::fatal(
+                crate::store::StoreError::NoSuchVersion {
+                    model: c.model,
+                    version: c.version,
+                }
+                .to_string(),
+            ));
         }
         let since = c
             .window

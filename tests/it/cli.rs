@@ -357,3 +357,73 @@ fn the_shipped_example_pipeline_runs_as_is() {
     let report = p.vigil(&["tasks", "xcom", "2", "report"]).expect(0).json();
     assert_eq!(report["train_state"], "upstream_failed");
 }
+
+/// Every segment of an error chain, as the CLI prints it (`error: a: b: c`), appears once:
+/// a cause is `source()`'s to say, never also part of its parent's message.
+fn assert_causes_once(stderr: &str) {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line in {stderr}"));
+    let segments: Vec<&str> = line.split(": ").map(str::trim).collect();
+    for (i, s) in segments.iter().enumerate() {
+        assert!(
+            !segments[i + 1..].contains(s),
+            "`{s}` is printed twice in: {line}"
+        );
+    }
+}
+
+#[test]
+fn errors_print_each_cause_once() {
+    let p = Project::new();
+    p.write("dags/a.toml", "[tasks.a]\ntype = \"noop\"\n");
+    // A missing config file, a database that cannot be created, and the
+    // risk model trained on data that is gone.
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--config", "nope.toml", "dags", "list"],
+            "No such file or directory",
+        ),
+        (
+            vec!["--database", "sqlite:///proc/vigil/x.db", "runs", "list"],
+            "cannot create",
+        ),
+    ];
+    for (args, cause) in cases {
+        let err = p.vigil(&args).expect(1).stderr();
+        assert!(err.contains(cause), "{args:?}: {err}");
+        assert_causes_once(&err);
+    }
+    p.vigil(&["risk", "simulate", "--rows", "300", "--out", "data"])
+        .expect(0);
+    p.vigil(&[
+        "risk",
+        "train",
+        "--data",
+        "data/deployments.csv",
+        "--grid",
+        "trees=5",
+        "--folds",
+        "2",
+    ])
+    .expect(0);
+    let err = p
+        .vigil(&["risk", "report", "--data", "gone.csv"])
+        .expect(1)
+        .stderr();
+    assert!(err.contains("gone.csv"), "{err}");
+    assert!(err.contains("No such file or directory"), "{err}");
+    assert_causes_once(&err);
+}
+
+#[test]
+fn the_cli_adds_what_to_type_next_to_a_library_error() {
+    let p = Project::new();
+    let err = p.vigil(&["model", "status", "churn"]).expect(1).stderr();
+    assert!(err.contains("error: there is no model `churn`"), "{err}");
+    assert!(
+        err.contains("hint: `vigil model register churn ...` creates it"),
+        "{err}"
+    );
+}
