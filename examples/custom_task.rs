@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use vigil::task::{ConfigError, ResultExt};
 use vigil::{Task, TaskContext, TaskError};
 
 /// Greets someone, a number of times.
@@ -42,17 +43,40 @@ impl Task for Greet {
     type Config = GreetConfig;
     type Output = Greeting;
 
-    async fn run(&self, ctx: &TaskContext, config: GreetConfig) -> Result<Greeting, TaskError> {
+    /// Values the types cannot check, refused when the DAG loads (`dags validate`), not when
+    /// the run comes; checked again on the rendered config before each attempt.
+    fn check(&self, config: &GreetConfig) -> Result<(), ConfigError> {
         if config.name.trim().is_empty() {
-            // Fatal: retrying cannot give an empty name a value.
-            return Err(TaskError::fatal("`name` is empty"));
+            return Err(ConfigError::at("name", "is empty; give someone to greet"));
         }
-        let text = vec![format!("hello, {}!", config.name); config.times as usize].join(" ");
-        ctx.info(format!("greeting {} time(s)", config.times));
-        Ok(Greeting {
-            length: text.len(),
-            text,
-        })
+        if !(1..=100).contains(&config.times) {
+            return Err(ConfigError::at(
+                "times",
+                format!("must be 1 to 100, got {}", config.times),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn run(&self, ctx: &TaskContext, config: GreetConfig) -> Result<Greeting, TaskError> {
+        // CPU work goes off the async runtime: it stops when the attempt is cancelled and
+        // its progress lines reach the task log as they come.
+        let text = ctx
+            .run_blocking(move |work| {
+                let mut parts = Vec::new();
+                for i in 0..config.times {
+                    if work.stopped() {
+                        break;
+                    }
+                    parts.push(format!("hello, {}!", config.name));
+                    work.info(format!("greeting {}/{}", i + 1, config.times));
+                }
+                parts.join(" ")
+            })
+            .await?;
+        // One word says whether an error is worth a retry: `.fatal(..)` or `.retryable(..)`.
+        let length = u32::try_from(text.len()).fatal("the greeting is too long")? as usize;
+        Ok(Greeting { length, text })
     }
 }
 

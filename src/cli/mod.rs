@@ -78,7 +78,8 @@ pub enum Command {
     /// The outbox of failure, retry and model-alert messages: list, retry, send, test
     #[command(subcommand)]
     Notify(notify::NotifyCommand),
-    /// Deployment rollback risk: simulate a deployment history (training and scoring come next)
+    /// Deployment rollback risk: simulate a history, train and evaluate the classifier, score
+    /// candidates (exit 3 review, 4 block), write a report
     #[command(subcommand)]
     Risk(risk::RiskCommand),
     /// Demo data for the model registry, and the monitoring DAG run on it

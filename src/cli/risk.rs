@@ -56,16 +56,16 @@ pub enum RiskCommand {
         /// Share of the latest deployments held out for the final measurement
         #[arg(long, default_value_t = 0.2)]
         holdout: f64,
-        /// Folder for the model artifact
-        #[arg(long, value_name = "DIR", default_value = "data/risk/models")]
-        out: PathBuf,
+        /// Folder for the model artifact [default: `models` beside the data]
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Measure a registered model on labelled deployments it did not learn from
     Evaluate {
         /// Labelled deployments; only those at or after the model's training cutoff are used
-        /// unless --all
-        #[arg(long, value_name = "FILE", default_value = "data/risk/deployments.csv")]
-        data: PathBuf,
+        /// unless --all [default: the file the model was trained on]
+        #[arg(long, value_name = "FILE")]
+        data: Option<PathBuf>,
         /// Use every row, including ones the model was trained on (optimistic)
         #[arg(long)]
         all: bool,
@@ -90,19 +90,17 @@ pub enum RiskCommand {
     },
     /// Write plots (PNG and SVG) and an HTML report explaining the model
     Report {
-        /// Folder to write into
-        #[arg(long, value_name = "DIR", default_value = "data/risk/report")]
-        out: PathBuf,
-        /// Labelled history the model is measured and plotted on
-        #[arg(long, value_name = "FILE", default_value = "data/risk/deployments.csv")]
-        data: PathBuf,
-        /// Candidates to show against the history
-        #[arg(
-            long,
-            value_name = "FILE",
-            default_value = "data/risk/new_deployments.csv"
-        )]
-        candidates: PathBuf,
+        /// Folder to write into [default: `report` beside the training data]
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Labelled history the model is measured and plotted on [default: the file the model
+        /// was trained on]
+        #[arg(long, value_name = "FILE")]
+        data: Option<PathBuf>,
+        /// Candidates to show against the history [default: new_deployments.csv beside the
+        /// history]
+        #[arg(long, value_name = "FILE")]
+        candidates: Option<PathBuf>,
         /// Model version [default: production, else the newest]
         #[arg(long)]
         version: Option<String>,
@@ -133,10 +131,18 @@ pub async fn run(ctx: &Ctx, cmd: RiskCommand) -> anyhow::Result<ExitCode> {
             seed,
             holdout,
             out,
-        } => train(ctx, data, folds, grid, seed, holdout, out).await,
+        } => {
+            let out = out.unwrap_or_else(|| {
+                data.parent()
+                    .unwrap_or(std::path::Path::new("."))
+                    .join("models")
+            });
+            train(ctx, data, folds, grid, seed, holdout, out).await
+        }
         RiskCommand::Evaluate { data, all, version } => {
             let store = ctx.store().await?;
             let (v, model) = risk_ops::load_registered(&*store, version.as_deref()).await?;
+            let data = data.unwrap_or_else(|| trained_on(&model));
             let d = model.unseen(&Deployments::load(&data, true)?, &data, all)?;
             let e = risk::evaluate(&model, &d);
             if ctx.json {
@@ -251,6 +257,10 @@ pub async fn run(ctx: &Ctx, cmd: RiskCommand) -> anyhow::Result<ExitCode> {
         } => {
             let store = ctx.store().await?;
             let (v, model) = risk_ops::load_registered(&*store, version.as_deref()).await?;
+            let data = data.unwrap_or_else(|| trained_on(&model));
+            let beside = data.parent().unwrap_or(std::path::Path::new("."));
+            let candidates = candidates.unwrap_or_else(|| beside.join("new_deployments.csv"));
+            let out = out.unwrap_or_else(|| beside.join("report"));
             let history = Deployments::load(&data, true)?;
             let new = Deployments::load(&candidates, false)?;
             let written = tokio::task::spawn_blocking(move || {
@@ -360,11 +370,20 @@ async fn train(
         artifact
     );
     println!(
-        "next: `vigil risk evaluate`, `vigil risk score data/risk/new_deployments.csv`, `vigil model promote {} {}`",
+        "next: `vigil risk evaluate`, `vigil risk score {}`, `vigil risk report`, `vigil model promote {} {}`",
+        data.parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("new_deployments.csv")
+            .display(),
         risk::MODEL_NAME,
         version.version
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The labelled history a model was trained on, as `risk train` was given it.
+fn trained_on(model: &RiskModel) -> PathBuf {
+    PathBuf::from(&model.training.data)
 }
 
 fn opt(v: Option<f64>) -> String {

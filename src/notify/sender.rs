@@ -68,11 +68,9 @@ impl Sender {
     pub async fn deliver_due(&self) -> Result<Pass, StoreError> {
         let mut pass = Pass::default();
         loop {
-            let now = Utc::now();
-            let until = now + chrono::Duration::from_std(self.lease).unwrap_or_default();
             let claimed = self
                 .store
-                .claim_deliveries(&self.owner, self.mailer.is_some(), now, until, CLAIM)
+                .claim_deliveries(&self.owner, self.mailer.is_some(), self.lease, CLAIM)
                 .await?;
             if claimed.is_empty() {
                 return Ok(pass);
@@ -85,7 +83,7 @@ impl Sender {
                     Delivery::Failed { .. } => pass.failed += 1,
                 }
                 self.store
-                    .finish_delivery(m.id, &self.owner, &outcome, Utc::now())
+                    .finish_delivery(m.id, &self.owner, &outcome)
                     .await?;
             }
         }

@@ -14,7 +14,7 @@ use crate::state::Audience;
 use crate::store::models::{
     Alert, AlertKind, Deployment, ModelRecord, ModelVersion, NewAlert, ProductionChange,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{ModelStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -144,7 +144,7 @@ pub enum Rollback {
     },
 }
 
-pub async fn model(store: &dyn Store, name: &str) -> Result<ModelRecord, ModelError> {
+pub async fn model(store: &dyn ModelStore, name: &str) -> Result<ModelRecord, ModelError> {
     store
         .model(name)
         .await?
@@ -153,7 +153,7 @@ pub async fn model(store: &dyn Store, name: &str) -> Result<ModelRecord, ModelEr
 
 /// The model and its production version; an error when it has none.
 async fn with_production(
-    store: &dyn Store,
+    store: &dyn ModelStore,
     name: &str,
 ) -> Result<(ModelRecord, String), ModelError> {
     let m = model(store, name).await?;
@@ -164,7 +164,7 @@ async fn with_production(
     Ok((m, production))
 }
 
-async fn version(store: &dyn Store, model: &str, v: &str) -> Result<ModelVersion, ModelError> {
+async fn version(store: &dyn ModelStore, model: &str, v: &str) -> Result<ModelVersion, ModelError> {
     store.version(model, v).await?.ok_or_else(|| {
         ModelError::Store(StoreError::NoSuchVersion {
             model: model.into(),
@@ -176,7 +176,7 @@ async fn version(store: &dyn Store, model: &str, v: &str) -> Result<ModelVersion
 /// The version production came from: the one before the current production version (by the
 /// deployment history), else the newest version registered before it.
 pub async fn previous(
-    store: &dyn Store,
+    store: &dyn ModelStore,
     m: &ModelRecord,
 ) -> Result<Option<ModelVersion>, ModelError> {
     let Some(current) = &m.production_version else {
@@ -202,7 +202,7 @@ pub async fn previous(
         .max_by_key(|v| v.created_at))
 }
 
-pub async fn status(store: &dyn Store, name: &str) -> Result<Status, ModelError> {
+pub async fn status(store: &dyn ModelStore, name: &str) -> Result<Status, ModelError> {
     let m = model(store, name).await?;
     let production = match &m.production_version {
         Some(v) => store.version(name, v).await?,
@@ -218,7 +218,7 @@ pub async fn status(store: &dyn Store, name: &str) -> Result<Status, ModelError>
 }
 
 pub async fn history(
-    store: &dyn Store,
+    store: &dyn ModelStore,
     name: &str,
     limit: u32,
 ) -> Result<Vec<HistoryEntry>, ModelError> {
@@ -246,7 +246,7 @@ pub async fn history(
 }
 
 async fn labelled(
-    store: &dyn Store,
+    store: &dyn ModelStore,
     model: &str,
     version: &str,
     since: Option<DateTime<Utc>>,
@@ -267,7 +267,7 @@ async fn labelled(
 
 /// Judges `candidate` against `baseline`.
 pub async fn compare(
-    store: &dyn Store,
+    store: &dyn ModelStore,
     name: &str,
     baseline: &str,
     candidate: &str,
@@ -292,7 +292,7 @@ pub async fn compare(
 /// Checks production against the version before it, records the verdict, and rolls back
 /// when asked to and every guard agrees: [`assess`] then [`act`].
 pub async fn check(
-    store: &dyn Store,
+    store: &dyn ModelStore,
     name: &str,
     opts: &CheckOptions,
     actor: &str,
@@ -305,7 +305,7 @@ pub async fn check(
 /// Judges production against the version before it and records the verdict in the audit
 /// trail (with a notification for DEGRADED and INCONCLUSIVE). Changes nothing else.
 pub async fn assess(
-    store: &dyn Store,
+    store: &dyn ModelStore,
     name: &str,
     opts: &CheckOptions,
 ) -> Result<CheckOutcome, ModelError> {
@@ -400,7 +400,7 @@ pub async fn assess(
 /// Acts on an assessment: rolls back to the baseline when the verdict is DEGRADED,
 /// `opts.auto_rollback` is set and every guard agrees; records a refusal otherwise.
 pub async fn act(
-    store: &dyn Store,
+    store: &dyn ModelStore,
     outcome: &CheckOutcome,
     opts: &CheckOptions,
     actor: &str,
@@ -452,7 +452,7 @@ pub async fn act(
 
 /// `None` when an automatic rollback may go ahead, else why not.
 async fn guard(
-    store: &dyn Store,
+    store: &dyn ModelStore,
     name: &str,
     j: &Judgement,
     opts: &CheckOptions,
@@ -468,7 +468,7 @@ async fn guard(
             .alerts(name, 1000)
             .await?
             .into_iter()
-            .filter(|a| a.kind == "check" && !a.dry_run)
+            .filter(|a| a.kind == crate::store::models::AlertKind::Check && !a.dry_run)
             .skip(usize::from(!opts.dry_run))
             .take_while(|a| a.verdict.as_deref() == Some("DEGRADED"))
             .count();
@@ -498,7 +498,7 @@ async fn guard(
 /// Records an audit-trail entry of `kind` about `name`, without a notification: a rollback
 /// request that changed nothing (already in production, a dry run) or a refusal.
 async fn record(
-    store: &dyn Store,
+    store: &dyn ModelStore,
     name: &str,
     kind: AlertKind,
     message: String,
@@ -526,7 +526,7 @@ async fn record(
 /// itself worse than production. Two concurrent rollbacks cannot both act: the change is
 /// conditional on the production version this call saw.
 pub async fn rollback(
-    store: &dyn Store,
+    store: &dyn ModelStore,
     name: &str,
     to: Option<&str>,
     reason: &str,
@@ -651,7 +651,7 @@ pub async fn rollback(
 
 /// Makes `to` production (from whatever it is now).
 pub async fn promote(
-    store: &dyn Store,
+    store: &dyn ModelStore,
     name: &str,
     to: &str,
     reason: &str,

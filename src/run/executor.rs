@@ -957,7 +957,7 @@ impl RunExec {
                 upstream,
                 cancel,
             )
-            .with_store(store.clone())
+            .with_store(store.clone() as Arc<dyn crate::store::ModelStore>)
             .with_alerts(self.notify[i].alert_audience())
             .with_limits(output)
             .with_attempt_key(process::attempt_key(

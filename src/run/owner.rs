@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::Store;
@@ -25,7 +24,7 @@ pub async fn heartbeat_loop(
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        if let Err(e) = store.heartbeat(&owner, Utc::now()).await {
+        if let Err(e) = store.heartbeat(&owner).await {
             tracing::warn!(error = %crate::state::Chain(&e), "heartbeat failed");
         }
     }

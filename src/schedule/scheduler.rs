@@ -308,7 +308,7 @@ impl Scheduler {
             }
         }
         let unfinished = self.store.unfinished_runs().await?;
-        self.start_runs(unfinished, now).await
+        self.start_runs(unfinished).await
     }
 
     /// Creates the run of one tick; a run that exists already (a restart, a race) is fine.
@@ -351,15 +351,13 @@ impl Scheduler {
 
     /// Claims and starts queued runs (oldest first, within `max_active_runs`) and running runs
     /// whose owner is gone.
-    async fn start_runs(
-        &mut self,
-        unfinished: Vec<RunRecord>,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    async fn start_runs(&mut self, unfinished: Vec<RunRecord>) -> Result<(), StoreError> {
         if self.stop.drain.is_cancelled() {
             return Ok(());
         }
-        let stale_before = now - chrono::Duration::from_std(self.lease).unwrap_or_default();
+        // Leases are judged by the store's clock (the database server's once several hosts
+        // share it), not by `now`, which drives the schedule.
+        let stale_before = crate::store::stale_before(self.store.now().await?, self.lease);
         // Runs that count against max_active_runs: running in the store, or launched by us
         // and not yet marked running.
         let mut running: HashMap<String, usize> = HashMap::new();
@@ -398,11 +396,11 @@ impl Scheduler {
                 *n += 1;
             }
             // A dead owner on this host: take over now rather than after the lease.
-            let cutoff = match &run.owner {
-                Some(o) if owner::is_dead_here(o) => now + chrono::Duration::days(36500),
-                _ => stale_before,
+            let lease = match &run.owner {
+                Some(o) if owner::is_dead_here(o) => std::time::Duration::ZERO,
+                _ => self.lease,
             };
-            if !self.store.claim_run(run.id, &self.owner, cutoff).await? {
+            if !self.store.claim_run(run.id, &self.owner, lease).await? {
                 continue;
             }
             match self.dag_of(&run) {

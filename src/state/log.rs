@@ -43,16 +43,16 @@ impl std::str::FromStr for LogLevel {
 
     /// Strict: a stored level that is not one of ours is an error, not `info`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [
-            LogLevel::Debug,
-            LogLevel::Info,
-            LogLevel::Warn,
-            LogLevel::Error,
-        ]
-        .into_iter()
-        .find(|l| l.as_str() == s)
-        .ok_or_else(|| {
-            crate::state::UnknownName::new("log level", s, &["debug", "info", "warn", "error"])
-        })
+        crate::state::parse_name(
+            "log level",
+            s,
+            &[
+                LogLevel::Debug,
+                LogLevel::Info,
+                LogLevel::Warn,
+                LogLevel::Error,
+            ],
+            LogLevel::as_str,
+        )
     }
 }

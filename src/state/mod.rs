@@ -122,6 +122,23 @@ impl UnknownName {
     }
 }
 
+/// Finds the variant of `all` named `given`, strictly: the one way stored and typed names are
+/// read back into enums.
+pub fn parse_name<T: Copy>(
+    what: &'static str,
+    given: &str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+) -> Result<T, UnknownName> {
+    all.iter()
+        .copied()
+        .find(|v| name(*v) == given)
+        .ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|v| name(*v)).collect();
+            UnknownName::new(what, given, &names)
+        })
+}
+
 macro_rules! state_str_impls {
     ($ty:ty) => {
         impl fmt::Display for $ty {
@@ -134,13 +151,7 @@ macro_rules! state_str_impls {
             type Err = UnknownName;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                <$ty>::ALL
-                    .into_iter()
-                    .find(|state| state.as_str() == s)
-                    .ok_or_else(|| {
-                        let names: Vec<&str> = <$ty>::ALL.iter().map(|s| s.as_str()).collect();
-                        UnknownName::new("state", s, &names)
-                    })
+                parse_name("state", s, &<$ty>::ALL, <$ty>::as_str)
             }
         }
     };

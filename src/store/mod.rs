@@ -1,25 +1,33 @@
 //! Durable state: runs, task instances, results and logs.
 //!
-//! One [`Store`] trait, implemented for SQLite ([`SqliteStore`]); a PostgreSQL implementation
-//! will share it and the conformance tests. Queries are built at run time (not with sqlx's
+//! One [`Store`] trait made of narrower capabilities (runs, claims, DAG state, registry,
+//! outbox), implemented for SQLite ([`SqliteStore`]); a PostgreSQL implementation will share it
+//! and the conformance tests (`tests/it/conformance.rs`). Everything that is not SQL lives in
+//! this folder: the records, their decoding from rows ([`rows`]), and policy such as splitting
+//! a notification into deliveries or naming an automatic version; a backend folder holds only
+//! SQL and transaction mechanics, one file per capability. Queries are built at run time (not with sqlx's
 //! compile-time macros), so a fresh machine builds with no database.
 //!
 //! Every change of a task's state goes through [`Store::commit`], which is conditional on the
 //! state and attempt the writer believes current: a stale writer changes nothing and learns it
 //! lost the race.
 
+mod claims;
+mod dags;
 pub mod models;
 pub mod outbox;
 mod presence;
 mod records;
+pub(crate) mod rows;
+mod runs;
 mod sqlite;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-
+pub use claims::{ClaimStore, stale_before};
+pub use dags::DagStore;
 pub use models::ModelStore;
 pub use outbox::{Channel, Delivery, Notification, OutboxMessage, OutboxState, OutboxStore};
 pub use presence::Presence;
@@ -27,9 +35,8 @@ pub use records::{
     Batch, Cleanup, DagState, LogRecord, NewRun, RunFilter, RunRecord, RunTransition, RunType,
     StoredOutput, TaskInstance, TaskTransition,
 };
+pub use runs::{RunStore, describe_conflict};
 pub use sqlite::{SqliteStore, Synchronous};
-
-use crate::state::RunState;
 
 pub type RunId = i64;
 
@@ -130,9 +137,13 @@ impl<T> QueryContext<T> for Result<T, sqlx::Error> {
     }
 }
 
-/// The state vigil keeps. Implementations must make [`Store::commit`] all-or-nothing.
+/// The state vigil keeps: every capability a daemon needs, in one object. Consumers that need
+/// less take the narrower trait ([`RunStore`], [`ModelStore`], ...), so what a piece of code
+/// can touch shows in its signature.
 #[async_trait]
-pub trait Store: ModelStore + OutboxStore + Send + Sync + std::fmt::Debug {
+pub trait Store:
+    RunStore + ClaimStore + DagStore + ModelStore + OutboxStore + Send + Sync + std::fmt::Debug
+{
     /// Names this database uniquely among those on this host (SQLite: the canonical path of
     /// its file), so that what one database's runs leave behind (processes of a crashed
     /// daemon) is never mistaken for another's.
@@ -142,82 +153,6 @@ pub trait Store: ModelStore + OutboxStore + Send + Sync + std::fmt::Debug {
     /// paused); returns who was told, or `None` when no daemon runs. SQLite: `SIGUSR1` to the
     /// process its lock file names.
     async fn wake_daemons(&self) -> Option<String>;
-
-    /// Creates a run and its task instances (all `scheduled`) in one transaction. Fails with
-    /// [`StoreError::RunExists`] when the DAG already has a run for that logical date.
-    async fn create_run(&self, new: &NewRun) -> Result<RunRecord, StoreError>;
-
-    /// Writes a batch of transitions, results and log lines in one transaction. If any
-    /// conditional update finds the row changed, nothing is written and
-    /// [`StoreError::Conflict`] is returned.
-    async fn commit(&self, batch: &Batch) -> Result<(), StoreError>;
-
-    async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError>;
-
-    /// Newest first.
-    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError>;
-
-    async fn task_instances(&self, run_id: RunId) -> Result<Vec<TaskInstance>, StoreError>;
-
-    async fn output(
-        &self,
-        run_id: RunId,
-        task_id: &str,
-    ) -> Result<Option<StoredOutput>, StoreError>;
-
-    /// Every stored result of a run, to resume it.
-    async fn outputs(&self, run_id: RunId) -> Result<Vec<StoredOutput>, StoreError>;
-
-    /// Log lines of one task; of one attempt when `attempt` is given.
-    async fn logs(
-        &self,
-        run_id: RunId,
-        task_id: &str,
-        attempt: Option<u32>,
-    ) -> Result<Vec<LogRecord>, StoreError>;
-
-    /// Number of runs in `state`, for summaries and tests.
-    async fn count_runs(&self, state: RunState) -> Result<u64, StoreError>;
-
-    /// Runs that are queued or running, oldest first.
-    async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, StoreError>;
-
-    /// Makes `owner` the executor of a queued or running run, if nobody else holds it: its
-    /// owner is unset, is `owner` itself, or last heartbeat before `stale_before`. Returns
-    /// whether the claim succeeded.
-    async fn claim_run(
-        &self,
-        run_id: RunId,
-        owner: &str,
-        stale_before: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
-
-    /// Gives up ownership of a run (it stays as it is, for the next owner to resume).
-    async fn release_run(&self, run_id: RunId, owner: &str) -> Result<(), StoreError>;
-
-    /// Proves `owner` alive: stamps its runs and their running task instances.
-    async fn heartbeat(&self, owner: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
-
-    /// The scheduler state of a DAG, created (first seen `now`, paused if `paused_if_new`) if
-    /// it is new.
-    async fn dag_state(
-        &self,
-        dag_id: &str,
-        now: DateTime<Utc>,
-        paused_if_new: bool,
-    ) -> Result<DagState, StoreError>;
-
-    /// Every DAG the scheduler has seen.
-    async fn dag_states(&self) -> Result<Vec<DagState>, StoreError>;
-
-    async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<(), StoreError>;
-
-    /// Records the newest tick a scheduled run exists for (never moves backwards).
-    async fn set_last_tick(&self, dag_id: &str, tick: DateTime<Utc>) -> Result<(), StoreError>;
-
-    /// Deletes finished runs that ended before `before`, with their task instances, results
-    /// and logs. Never touches unfinished runs or the scheduler's DAG state.
-    async fn cleanup(&self, before: DateTime<Utc>) -> Result<Cleanup, StoreError>;
 }
 
 /// The file of a SQLite database URL (`sqlite://PATH`, `sqlite:PATH` or a plain path).

@@ -152,6 +152,44 @@ pub struct Prediction {
     pub at: DateTime<Utc>,
 }
 
+/// How many same-second suffixes an automatic version id tries before giving up.
+const AUTOMATIC_TRIES: u32 = 20;
+
+/// The version ids a registration tries, in order: the requested one alone, or an automatic
+/// timestamp id (`20261206_143000`) followed by `_2`, `_3`, ... for registrations within the
+/// same second. The backend inserts each until one is free; a requested id that is taken is
+/// [`StoreError::VersionExists`].
+pub fn version_ids(requested: Option<&str>, now: DateTime<Utc>) -> Vec<String> {
+    match requested {
+        Some(v) => vec![v.to_string()],
+        None => {
+            let base = now.format("%Y%m%d_%H%M%S").to_string();
+            std::iter::once(base.clone())
+                .chain((2..=AUTOMATIC_TRIES).map(|n| format!("{base}_{n}")))
+                .collect()
+        }
+    }
+}
+
+/// Says why a compare-and-set of the production pointer matched nothing, given the model as it
+/// is now and whether the target version exists.
+pub fn describe_production_conflict(
+    change: &ProductionChange,
+    current: Option<&ModelRecord>,
+    target_exists: bool,
+) -> String {
+    match (current, target_exists) {
+        (None, _) => format!("there is no model `{}`", change.model),
+        (_, false) => format!("model `{}` has no version `{}`", change.model, change.to),
+        (Some(m), true) => format!(
+            "production of `{}` is {} now, not {}",
+            change.model,
+            m.production_version.as_deref().unwrap_or("(none)"),
+            change.expect.as_deref().unwrap_or("(none)")
+        ),
+    }
+}
+
 /// What an audit-trail entry is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -161,6 +199,29 @@ pub enum AlertKind {
     Promotion,
     /// A rollback or promotion that did not happen, with why (a guard, a worse target, a race).
     Refused,
+}
+
+impl std::fmt::Display for AlertKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for AlertKind {
+    type Err = crate::state::UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        crate::state::parse_name(
+            "alert kind",
+            s,
+            &[
+                AlertKind::Check,
+                AlertKind::Rollback,
+                AlertKind::Promotion,
+                AlertKind::Refused,
+            ],
+            AlertKind::as_str,
+        )
+    }
 }
 
 impl AlertKind {
@@ -188,7 +249,7 @@ pub struct NewAlert {
 pub struct Alert {
     pub id: i64,
     pub model: String,
-    pub kind: String,
+    pub kind: AlertKind,
     pub verdict: Option<String>,
     pub message: String,
     pub details: serde_json::Value,
@@ -197,7 +258,7 @@ pub struct Alert {
 }
 
 #[async_trait]
-pub trait ModelStore: Send + Sync {
+pub trait ModelStore: Send + Sync + std::fmt::Debug {
     /// Adds a version (creating the model on first use). Metrics, artifact and notes are
     /// fixed from then on.
     async fn register_version(&self, new: &NewVersion) -> Result<ModelVersion, StoreError>;

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::state::Audience;
+use crate::state::{Audience, UnknownName, parse_name};
 use crate::store::StoreError;
 
 /// A message about one event, before it is split into deliveries.
@@ -77,16 +77,26 @@ impl fmt::Display for OutboxState {
 }
 
 impl FromStr for OutboxState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "pending" => Ok(OutboxState::Pending),
-            "sent" => Ok(OutboxState::Sent),
-            "failed" => Ok(OutboxState::Failed),
-            _ => Err(format!(
-                "unknown outbox state `{s}`; expected pending, sent or failed"
-            )),
-        }
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, UnknownName> {
+        parse_name(
+            "outbox state",
+            s,
+            &[OutboxState::Pending, OutboxState::Sent, OutboxState::Failed],
+            OutboxState::as_str,
+        )
+    }
+}
+
+impl FromStr for Channel {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, UnknownName> {
+        parse_name(
+            "channel",
+            s,
+            &[Channel::Email, Channel::Webhook],
+            Channel::as_str,
+        )
     }
 }
 
@@ -141,8 +151,7 @@ pub trait OutboxStore: Send + Sync {
         &self,
         owner: &str,
         email: bool,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
+        lease: std::time::Duration,
         limit: u32,
     ) -> Result<Vec<OutboxMessage>, StoreError>;
 
@@ -153,10 +162,35 @@ pub trait OutboxStore: Send + Sync {
         id: i64,
         owner: &str,
         outcome: &Delivery,
-        at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
     /// Makes a failed or pending delivery due now. `Ok(None)` if there is no such delivery;
     /// the state it was in otherwise (a sent one is left alone).
     async fn requeue(&self, id: i64) -> Result<Option<OutboxState>, StoreError>;
+}
+
+/// One outbox row a [`Notification`] becomes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDelivery<'a> {
+    pub channel: Channel,
+    pub recipients: Vec<String>,
+    /// The HTML part, for email only.
+    pub html: Option<&'a str>,
+}
+
+/// Splits a notification into its deliveries: one email to all its addresses, one POST per
+/// webhook URL (each retried and reported on its own). An empty audience gives none; the event
+/// itself is still recorded by whoever raised it.
+pub fn deliveries(n: &Notification) -> Vec<NewDelivery<'_>> {
+    let email = (!n.to.emails.is_empty()).then(|| NewDelivery {
+        channel: Channel::Email,
+        recipients: n.to.emails.clone(),
+        html: n.html.as_deref(),
+    });
+    let webhooks = n.to.webhooks.iter().map(|url| NewDelivery {
+        channel: Channel::Webhook,
+        recipients: vec![url.clone()],
+        html: None,
+    });
+    email.into_iter().chain(webhooks).collect()
 }

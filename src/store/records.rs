@@ -26,14 +26,17 @@ impl RunType {
             RunType::Test => "test",
         }
     }
+}
 
-    pub fn parse(s: &str) -> Option<RunType> {
-        match s {
-            "manual" => Some(RunType::Manual),
-            "scheduled" => Some(RunType::Scheduled),
-            "test" => Some(RunType::Test),
-            _ => None,
-        }
+impl std::str::FromStr for RunType {
+    type Err = crate::state::UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        crate::state::parse_name(
+            "run type",
+            s,
+            &[RunType::Manual, RunType::Scheduled, RunType::Test],
+            RunType::as_str,
+        )
     }
 }
 

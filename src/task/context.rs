@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
+use crate::store::ModelStore;
 use crate::task::TaskError;
 
 /// Per-attempt context handed to [`crate::task::Task::run`].
@@ -28,8 +29,9 @@ pub struct TaskContext {
     /// Results of the direct upstream tasks that produced one.
     upstream: BTreeMap<String, Arc<serde_json::Value>>,
     cancel: CancellationToken,
-    /// The store, for tasks that work on the model registry.
-    store: Option<Arc<dyn crate::store::Store>>,
+    /// The model registry, for tasks that work on it. Only the registry: a task cannot commit
+    /// state transitions or claim runs.
+    store: Option<Arc<dyn ModelStore>>,
     alerts: crate::state::Audience,
     /// Shared with the tracing capture of this attempt. A `std` mutex: it is held only to push
     /// or take lines, never across an `.await`.
@@ -135,13 +137,13 @@ impl TaskContext {
     }
 
     /// Gives the task access to the store (the executor does this for every attempt).
-    pub fn with_store(mut self, store: Arc<dyn crate::store::Store>) -> Self {
+    pub fn with_store(mut self, store: Arc<dyn ModelStore>) -> Self {
         self.store = Some(store);
         self
     }
 
     /// The store, for model-registry tasks.
-    pub fn store(&self) -> Result<&Arc<dyn crate::store::Store>, TaskError> {
+    pub fn store(&self) -> Result<&Arc<dyn ModelStore>, TaskError> {
         self.store
             .as_ref()
             .ok_or_else(|| TaskError::fatal("this task needs the store, but none was given"))

@@ -32,6 +32,16 @@ pub trait Task: Send + Sync + 'static {
 
     async fn run(&self, ctx: &TaskContext, config: Self::Config)
     -> Result<Self::Output, TaskError>;
+
+    /// Checks the values the types cannot (a percentage within 0–100, a share below 1).
+    /// Called when the DAG loads — so `vigil dags validate` refuses a wrong value, not the
+    /// 3 a.m. run — with every value known then (literals, templates over params with their
+    /// defaults), and again on the rendered config before each attempt. A problem at a key
+    /// whose value only exists at run time is not reported at load.
+    fn check(&self, config: &Self::Config) -> Result<(), ConfigError> {
+        let _ = config;
+        Ok(())
+    }
 }
 
 /// Why an attempt did not succeed, and whether retrying can help.

@@ -44,6 +44,22 @@ impl Probe {
         }
     }
 
+    /// True when the dotted `key` (`a.b`) leads into a value not known before the run.
+    pub fn is_unknown_key(&self, key: &str) -> bool {
+        let mut node = self;
+        for part in key.split('.').filter(|p| !p.is_empty()) {
+            node = match node {
+                Probe::Unknown => return true,
+                Probe::Object(entries) => match entries.iter().find(|(k, _)| k == part) {
+                    Some((_, v)) => v,
+                    None => return false,
+                },
+                _ => return false,
+            };
+        }
+        matches!(node, Probe::Unknown)
+    }
+
     /// True when `path` (as reported by serde_path_to_error) leads into an unknown value, so an
     /// error there says nothing about the DAG file.
     pub fn is_unknown_at(&self, path: &Path) -> bool {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::Deserialize;
 
 use crate::task::probe::{Probe, ProbeDeserializer};
 use crate::task::{Task, TaskContext, TaskError};
@@ -31,6 +32,16 @@ pub struct ConfigError {
     /// Dotted path inside `config`, empty for the config as a whole.
     pub path: String,
     pub message: String,
+}
+
+impl ConfigError {
+    /// A problem with the value at `path` (dotted, e.g. `"threshold_percent"`).
+    pub fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
 }
 
 struct Typed<T>(T);
@@ -78,6 +89,13 @@ impl<T: Task> ErasedTask for Typed<T> {
             }
             set_aside.push(key);
         }
+        if errors.is_empty()
+            && let Ok(config) = T::Config::deserialize(ProbeDeserializer::new(&probe))
+            && let Err(e) = self.0.check(&config)
+            && !probe.is_unknown_key(&e.path)
+        {
+            errors.push(e);
+        }
         if errors.is_empty() {
             Ok(())
         } else {
@@ -101,6 +119,13 @@ impl<T: Task> ErasedTask for Typed<T> {
                 },
                 e.inner()
             ))
+        })?;
+        self.0.check(&config).map_err(|e| {
+            TaskError::fatal(if e.path.is_empty() {
+                format!("config: {}", e.message)
+            } else {
+                format!("config `{}`: {}", e.path, e.message)
+            })
         })?;
         let output = self.0.run(ctx, config).await?;
         serde_json::to_value(output)

@@ -22,13 +22,26 @@ use crate::ml::search::Scored as GridPoint;
 use crate::ml::{forest, simulate};
 use crate::ops::risk::{self as risk_ops, Loaded, TrainRequest};
 use crate::store::models::{NewArtifact, NewVersion};
-use crate::task::{KindExt, Task, TaskContext, TaskError};
+use crate::task::{ConfigError, KindExt, Task, TaskContext, TaskError};
 
 /// Where a task saves its artifact: `out` if set, else `models/` next to the data file.
 fn artifact_dir(ctx: &TaskContext, out: Option<&Path>, data: &Path) -> PathBuf {
     match out {
         Some(o) => ctx.resolve(o),
         None => data.parent().unwrap_or(Path::new(".")).join("models"),
+    }
+}
+
+/// A share of the rows held out for measuring: too few measure nothing, too many leave too
+/// little to learn from.
+fn share(key: &str, value: f64) -> Result<(), ConfigError> {
+    if (0.05..=0.5).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::at(
+            key,
+            format!("must be between 0.05 and 0.5, got {value}"),
+        ))
     }
 }
 
@@ -112,6 +125,10 @@ pub struct Trained {
 impl Task for RiskTrain {
     type Config = TrainConfig;
     type Output = Trained;
+
+    fn check(&self, c: &TrainConfig) -> Result<(), ConfigError> {
+        share("holdout", c.holdout)
+    }
 
     async fn run(&self, ctx: &TaskContext, c: TrainConfig) -> Result<Trained, TaskError> {
         let data = ctx.resolve(&c.data);
@@ -328,6 +345,10 @@ pub struct RegressorOutput {
 impl Task for TrainRegressor {
     type Config = RegressorConfig;
     type Output = RegressorOutput;
+
+    fn check(&self, c: &RegressorConfig) -> Result<(), ConfigError> {
+        share("test_fraction", c.test_fraction)
+    }
 
     async fn run(
         &self,

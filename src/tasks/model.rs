@@ -12,7 +12,7 @@ use crate::models::verdict::{Judgement, Rules};
 use crate::ops::models::{self as ops, Action, CheckOptions, CheckOutcome, ModelError};
 use crate::state::duration;
 use crate::store::models::ModelVersion;
-use crate::task::{Task, TaskContext, TaskError};
+use crate::task::{ConfigError, Task, TaskContext, TaskError};
 
 /// A model or version that does not exist will not appear on a retry; a registry that is
 /// unavailable may be back.
@@ -23,17 +23,25 @@ fn failed(e: ModelError) -> TaskError {
     }
 }
 
-fn rules(threshold_percent: f64, min_samples: usize) -> Result<Rules, TaskError> {
-    if !(threshold_percent > 0.0 && threshold_percent < 100.0) {
-        return Err(TaskError::fatal(format!(
-            "threshold_percent must be between 0 and 100, got {threshold_percent}"
-        )));
+/// The degradation floor is a share of the metric: 0 would flag noise, 100 nothing.
+fn check_threshold(threshold_percent: f64) -> Result<(), ConfigError> {
+    if threshold_percent > 0.0 && threshold_percent < 100.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::at(
+            "threshold_percent",
+            format!("must be between 0 and 100 (exclusive), got {threshold_percent}"),
+        ))
     }
-    Ok(Rules {
+}
+
+/// The verdict rules of a checked config ([`Task::check`] has refused a wrong threshold).
+fn rules(threshold_percent: f64, min_samples: usize) -> Rules {
+    Rules {
         threshold_percent,
         min_samples: min_samples.max(1),
         ..Rules::default()
-    })
+    }
 }
 
 fn default_threshold() -> f64 {
@@ -69,9 +77,13 @@ impl Task for CheckPerformance {
     type Config = CheckConfig;
     type Output = CheckOutcome;
 
+    fn check(&self, c: &CheckConfig) -> Result<(), ConfigError> {
+        check_threshold(c.threshold_percent)
+    }
+
     async fn run(&self, ctx: &TaskContext, c: CheckConfig) -> Result<CheckOutcome, TaskError> {
         let opts = CheckOptions {
-            rules: rules(c.threshold_percent, c.min_samples)?,
+            rules: rules(c.threshold_percent, c.min_samples),
             since: c
                 .window
                 .and_then(|w| chrono::Duration::from_std(w).ok())
@@ -354,6 +366,10 @@ impl Task for PromoteIfBetter {
     type Config = PromoteConfig;
     type Output = PromotionDecision;
 
+    fn check(&self, c: &PromoteConfig) -> Result<(), ConfigError> {
+        check_threshold(c.threshold_percent)
+    }
+
     async fn run(
         &self,
         ctx: &TaskContext,
@@ -387,7 +403,7 @@ impl Task for PromoteIfBetter {
             &c.model,
             &production,
             &c.candidate,
-            &rules(c.threshold_percent, c.min_samples)?,
+            &rules(c.threshold_percent, c.min_samples),
             None,
         )
         .await

@@ -148,3 +148,66 @@ async fn tracing_events_inside_a_task_go_to_its_attempt_log() {
         "{lines:?}"
     );
 }
+
+/// CPU work through the helper for task authors: progress lines reach the log, and a timeout
+/// stops the work thread itself, not only the attempt.
+struct Crunch {
+    stopped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[derive(Deserialize)]
+struct CrunchConfig {
+    /// 0: until stopped.
+    steps: u32,
+}
+
+#[async_trait]
+impl Task for Crunch {
+    type Config = CrunchConfig;
+    type Output = u32;
+
+    async fn run(&self, ctx: &TaskContext, c: CrunchConfig) -> Result<u32, TaskError> {
+        let stopped = self.stopped.clone();
+        ctx.run_blocking(move |work| {
+            let mut done = 0;
+            while (c.steps == 0 || done < c.steps) && !work.stopped() {
+                done += 1;
+                work.info(format!("step {done}"));
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            stopped.store(work.stopped(), std::sync::atomic::Ordering::SeqCst);
+            done
+        })
+        .await
+    }
+}
+
+#[tokio::test]
+async fn blocking_work_logs_progress_and_stops_with_its_attempt() {
+    let stopped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut registry = vigil::tasks::builtin();
+    registry.register(
+        "acme.crunch",
+        Crunch {
+            stopped: stopped.clone(),
+        },
+    );
+    let engine = Engine::with_registry(registry).await;
+    let out = engine
+        .run("[tasks.c]\ntype = \"acme.crunch\"\nconfig = { steps = 3 }\n")
+        .await;
+    assert_eq!(out.state_of("c"), TaskState::Success);
+    let logs = engine.store.logs(out.run_id, "c", None).await.unwrap();
+    let lines: Vec<&str> = logs.iter().map(|l| l.line.message.as_str()).collect();
+    assert!(lines.contains(&"step 3"), "{lines:?}");
+    assert!(!stopped.load(std::sync::atomic::Ordering::SeqCst));
+
+    let out = engine
+        .run("[tasks.c]\ntype = \"acme.crunch\"\ntimeout = \"300ms\"\nconfig = { steps = 0 }\n")
+        .await;
+    assert_eq!(out.state_of("c"), TaskState::Failed);
+    // The thread saw the cancellation and ended on its own.
+    crate::util::wait_for("the work thread to stop", || {
+        stopped.load(std::sync::atomic::Ordering::SeqCst)
+    });
+}

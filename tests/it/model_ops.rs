@@ -318,7 +318,13 @@ async fn the_monitoring_tasks_check_compare_and_roll_back_on_the_second_degraded
     assert_eq!(act, serde_json::json!({"kind": "rolled_back", "to": "v1"}));
     assert_eq!(production(&e).await.as_deref(), Some("v1"));
     let checks = e.store.alerts("m", 100).await.unwrap();
-    assert_eq!(checks.iter().filter(|a| a.kind == "check").count(), 2);
+    assert_eq!(
+        checks
+            .iter()
+            .filter(|a| a.kind == vigil::store::models::AlertKind::Check)
+            .count(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -402,7 +408,8 @@ async fn post_training_validation_promotes_only_a_candidate_that_is_not_worse() 
     assert!(
         refused
             .iter()
-            .any(|a| a.kind == "refused" && a.message.starts_with("bad not promoted over prod"))
+            .any(|a| a.kind == vigil::store::models::AlertKind::Refused
+                && a.message.starts_with("bad not promoted over prod"))
     );
     assert!(
         e.store

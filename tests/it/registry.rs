@@ -213,9 +213,8 @@ async fn nothing_in_the_registry_is_ever_deleted_not_even_by_retention() {
         .await
         .unwrap();
     let url = format!("sqlite://{}", e.dir.path().join("vigil.db").display());
-    let raw = vigil::store::SqliteStore::open(&url, vigil::store::Synchronous::Normal)
-        .await
-        .unwrap();
+    // Plain SQL on the file, past vigil's store: the database itself must refuse.
+    let raw = sqlx::SqlitePool::connect(&url).await.unwrap();
     for table in [
         "model_versions",
         "model_deployments",
@@ -223,14 +222,14 @@ async fn nothing_in_the_registry_is_ever_deleted_not_even_by_retention() {
         "models",
     ] {
         let err = sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
-            .execute(raw.pool())
+            .execute(&raw)
             .await
             .unwrap_err()
             .to_string();
         assert!(err.contains("never deleted"), "{table}: {err}");
     }
     let err = sqlx::query("UPDATE model_deployments SET to_version = 'x'")
-        .execute(raw.pool())
+        .execute(&raw)
         .await
         .unwrap_err()
         .to_string();
@@ -303,9 +302,8 @@ async fn the_database_refuses_rewriting_the_registry_and_non_finite_predictions(
         assert!(err.to_string().contains("not a finite number"), "{err}");
     }
     let url = format!("sqlite://{}", e.dir.path().join("vigil.db").display());
-    let raw = vigil::store::SqliteStore::open(&url, vigil::store::Synchronous::Normal)
-        .await
-        .unwrap();
+    // Plain SQL on the file, past vigil's store: the database itself must refuse.
+    let raw = sqlx::SqlitePool::connect(&url).await.unwrap();
     for (sql, expect) in [
         ("DELETE FROM model_predictions", "never deleted"),
         ("UPDATE model_predictions SET predicted = 2", "append-only"),
@@ -325,7 +323,7 @@ async fn the_database_refuses_rewriting_the_registry_and_non_finite_predictions(
         ),
     ] {
         let err = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-            .execute(raw.pool())
+            .execute(&raw)
             .await
             .map(|r| format!("changed {} rows", r.rows_affected()))
             .unwrap_or_else(|e| e.to_string());

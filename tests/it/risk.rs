@@ -502,3 +502,21 @@ fn artifacts_are_private_absolute_and_scores_show_no_raw_escapes() {
     assert!(!stdout.contains('\u{1b}'), "raw escape in {stdout:?}");
     assert!(stdout.contains("\\u{1b}[2Jwiped"), "{stdout}");
 }
+
+#[test]
+fn after_training_on_another_folder_evaluate_and_report_use_that_data() {
+    let p = Project::new();
+    p.vigil(&["risk", "simulate", "--rows", "600", "--out", "elsewhere"])
+        .expect(0);
+    let mut args = vec!["risk", "train", "--data", "elsewhere/deployments.csv"];
+    args.extend(SMALL);
+    let out = p.vigil(&args).expect(0).stdout();
+    assert!(
+        out.contains("vigil risk score elsewhere/new_deployments.csv"),
+        "{out}"
+    );
+    p.vigil(&["risk", "evaluate"]).expect(0);
+    p.vigil(&["risk", "report"]).expect(0);
+    assert!(p.path().join("elsewhere/report/report.html").is_file());
+    assert!(!p.path().join("data").exists());
+}

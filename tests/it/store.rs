@@ -159,22 +159,16 @@ async fn run_state_changes_are_conditional_too() {
 async fn the_stricter_durability_setting_is_applied() {
     let dir = tempfile::tempdir().unwrap();
     for (setting, expected) in [
-        (vigil::store::Synchronous::Normal, 1i64),
-        (vigil::store::Synchronous::Full, 2i64),
+        (vigil::store::Synchronous::Normal, "1"),
+        (vigil::store::Synchronous::Full, "2"),
     ] {
         let url = format!("sqlite://{}", dir.path().join("d.db").display());
         let store = vigil::store::SqliteStore::open(&url, setting)
             .await
             .unwrap();
-        let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
+        let level = store.pragma("synchronous").await.unwrap();
         assert_eq!(level, expected, "{setting:?}");
-        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
+        let mode = store.pragma("journal_mode").await.unwrap();
         assert_eq!(mode, "wal");
     }
 }

@@ -462,3 +462,51 @@ fn every_wrong_key_of_a_config_is_reported_not_only_the_first() {
         &["missing field `duration`"],
     );
 }
+
+#[test]
+fn a_task_refuses_a_wrong_value_at_load_and_accepts_the_right_one() {
+    // A literal, and a param default the template renders at load.
+    check(
+        "[tasks.c]\ntype = \"model.check_performance\"\nconfig = { model = \"churn\", threshold_percent = -3 }\n",
+        3,
+        Some("c"),
+        "tasks.c.config.threshold_percent",
+        &["must be between 0 and 100", "-3"],
+    );
+    check(
+        "[params]\nshare = 1.5\n[tasks.t]\ntype = \"risk.train\"\nconfig = { data = \"d.csv\", holdout = \"{{ params.share }}\" }\n",
+        5,
+        Some("t"),
+        "tasks.t.config.holdout",
+        &["between 0.05 and 0.5", "1.5"],
+    );
+    // Good values, and a value only an upstream result decides, load.
+    for ok in [
+        "[tasks.c]\ntype = \"model.check_performance\"\nconfig = { model = \"churn\", threshold_percent = 5 }\n",
+        "[tasks.a]\ntype = \"noop\"\n[tasks.t]\ntype = \"risk.train\"\ndepends_on = [\"a\"]\nconfig = { data = \"d.csv\", holdout = \"{{ tasks.a.output }}\" }\n",
+    ] {
+        parse_dag(Path::new("dags/ok.toml"), ok, &vigil::tasks::builtin())
+            .unwrap_or_else(|e| panic!("{ok}\n{e}"));
+    }
+}
+
+#[test]
+fn a_wrong_value_that_arrives_with_the_conf_fails_the_attempt_for_good() {
+    let p = Project::new();
+    p.write(
+        "dags/check.toml",
+        "[params]\nt = 5.0\n[tasks.c]\ntype = \"model.check_performance\"\nretries = 3\nconfig = { model = \"churn\", threshold_percent = \"{{ params.t }}\" }\n",
+    );
+    let run = p
+        .vigil(&["dags", "test", "check", "--conf", "{\"t\": 250}", "--json"])
+        .expect(1)
+        .json();
+    let task = &run["tasks"][0];
+    assert_eq!(task["state"], "failed", "{run}");
+    assert_eq!(task["attempt"], 1, "fatal: no retries used; {run}");
+    let error = task["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("config `threshold_percent`: must be between 0 and 100"),
+        "{error}"
+    );
+}

@@ -2,77 +2,22 @@
 //! run state, so a production change, its deployment event, its alert and its notification
 //! commit together or not at all.
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
+use super::SqliteStore;
 use super::outbox::push_notification;
-use super::{INSERT_CHUNK, Script, SqliteStore, corrupt, is_stale, json_col};
+use super::script::{INSERT_CHUNK, Script, is_stale};
 use crate::store::models::{
     Alert, Artifact, Deployment, ModelRecord, ModelStore, ModelVersion, NewAlert, NewArtifact,
     NewPrediction, NewVersion, Notification, Prediction, ProductionChange,
+    describe_production_conflict, version_ids,
+};
+use crate::store::rows::{
+    AlertRow, Decode, DeploymentRow, ModelRow, PredictionRow, VersionRow, corrupt, decode_all,
 };
 use crate::store::{QueryContext, StoreError};
-
-fn model_from_row(row: &SqliteRow) -> Result<ModelRecord, StoreError> {
-    Ok(ModelRecord {
-        name: row.try_get("name").doing("reading a model")?,
-        production_version: row.try_get("production_version").doing("reading a model")?,
-        created_at: row.try_get("created_at").doing("reading a model")?,
-        updated_at: row.try_get("updated_at").doing("reading a model")?,
-    })
-}
-
-fn version_from_row(row: &SqliteRow) -> Result<ModelVersion, StoreError> {
-    let metrics: BTreeMap<String, f64> =
-        serde_json::from_value(json_col(row, "metrics")?).map_err(|e| corrupt("metrics", e))?;
-    let sha256: Option<String> = row.try_get("artifact_sha256").doing("reading a version")?;
-    let size: Option<i64> = row.try_get("artifact_size").doing("reading a version")?;
-    Ok(ModelVersion {
-        model: row.try_get("model").doing("reading a version")?,
-        version: row.try_get("version").doing("reading a version")?,
-        metrics,
-        artifact: match (sha256, size) {
-            (Some(sha256), Some(size)) => Some(Artifact {
-                path: row.try_get("artifact_path").doing("reading a version")?,
-                sha256,
-                size: size.max(0) as u64,
-            }),
-            _ => None,
-        },
-        source: row.try_get("source").doing("reading a version")?,
-        notes: row.try_get("notes").doing("reading a version")?,
-        created_at: row.try_get("created_at").doing("reading a version")?,
-    })
-}
-
-fn deployment_from_row(row: &SqliteRow) -> Result<Deployment, StoreError> {
-    Ok(Deployment {
-        id: row.try_get("id").doing("reading a deployment")?,
-        model: row.try_get("model").doing("reading a deployment")?,
-        from_version: row.try_get("from_version").doing("reading a deployment")?,
-        to_version: row.try_get("to_version").doing("reading a deployment")?,
-        reason: row.try_get("reason").doing("reading a deployment")?,
-        actor: row.try_get("actor").doing("reading a deployment")?,
-        at: row.try_get("at").doing("reading a deployment")?,
-    })
-}
-
-fn alert_from_row(row: &SqliteRow) -> Result<Alert, StoreError> {
-    Ok(Alert {
-        id: row.try_get("id").doing("reading an alert")?,
-        model: row.try_get("model").doing("reading an alert")?,
-        kind: row.try_get("kind").doing("reading an alert")?,
-        verdict: row.try_get("verdict").doing("reading an alert")?,
-        message: row.try_get("message").doing("reading an alert")?,
-        details: json_col(row, "details")?,
-        dry_run: row.try_get("dry_run").doing("reading an alert")?,
-        at: row.try_get("at").doing("reading an alert")?,
-    })
-}
 
 /// Appends the alert (and its notification) to `script`.
 fn push_alert(
@@ -102,12 +47,8 @@ fn push_alert(
 #[async_trait]
 impl ModelStore for SqliteStore {
     async fn register_version(&self, new: &NewVersion) -> Result<ModelVersion, StoreError> {
-        let now = Utc::now();
-        let auto = new.version.is_none();
-        let base = new
-            .version
-            .clone()
-            .unwrap_or_else(|| now.format("%Y%m%d_%H%M%S").to_string());
+        let now = self.clock();
+        let ids = version_ids(new.version.as_deref(), now);
         let (path, sha256, size, bytes) = match &new.artifact {
             None => (None, None, None, None),
             Some(NewArtifact::File { path, sha256, size }) => (
@@ -123,15 +64,12 @@ impl ModelStore for SqliteStore {
                 Some(b.clone()),
             ),
         };
-        crate::store::models::check_version_id(&base)?;
+        for id in &ids {
+            crate::store::models::check_version_id(id)?;
+        }
         let metrics = serde_json::to_string(&new.metrics).map_err(|e| corrupt("metrics", e))?;
-        // An automatic id that is taken (two registrations in one second) gets a suffix.
-        for attempt in 1..=20 {
-            let version = if attempt == 1 {
-                base.clone()
-            } else {
-                format!("{base}_{attempt}")
-            };
+        let last = ids.len() - 1;
+        for (i, version) in ids.into_iter().enumerate() {
             let mut script = Script::new();
             script
                 .stmt(
@@ -175,7 +113,7 @@ impl ModelStore for SqliteStore {
                         created_at: now,
                     });
                 }
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() && auto => continue,
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() && i < last => continue,
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                     return Err(StoreError::VersionExists {
                         model: new.model.clone(),
@@ -185,31 +123,26 @@ impl ModelStore for SqliteStore {
                 Err(e) => return Err(e).doing("registering a model version"),
             }
         }
-        Err(StoreError::VersionExists {
-            model: new.model.clone(),
-            version: base,
-        })
+        Err(corrupt("model_versions", "no version id to try"))
     }
 
     async fn model(&self, name: &str) -> Result<Option<ModelRecord>, StoreError> {
-        sqlx::query("SELECT * FROM models WHERE name = ?")
+        sqlx::query_as::<_, ModelRow>("SELECT * FROM models WHERE name = ?")
             .bind(name)
             .fetch_optional(&self.pool)
             .await
             .doing("reading a model")?
-            .as_ref()
-            .map(model_from_row)
+            .map(ModelRow::decode)
             .transpose()
     }
 
     async fn models(&self) -> Result<Vec<ModelRecord>, StoreError> {
-        sqlx::query("SELECT * FROM models ORDER BY name")
-            .fetch_all(&self.pool)
-            .await
-            .doing("listing models")?
-            .iter()
-            .map(model_from_row)
-            .collect()
+        decode_all(
+            sqlx::query_as::<_, ModelRow>("SELECT * FROM models ORDER BY name")
+                .fetch_all(&self.pool)
+                .await
+                .doing("listing models")?,
+        )
     }
 
     async fn version(
@@ -217,33 +150,33 @@ impl ModelStore for SqliteStore {
         model: &str,
         version: &str,
     ) -> Result<Option<ModelVersion>, StoreError> {
-        sqlx::query("SELECT * FROM model_versions WHERE model = ? AND version = ?")
-            .bind(model)
-            .bind(version)
-            .fetch_optional(&self.pool)
-            .await
-            .doing("reading a model version")?
-            .as_ref()
-            .map(version_from_row)
-            .transpose()
+        sqlx::query_as::<_, VersionRow>(
+            "SELECT * FROM model_versions WHERE model = ? AND version = ?",
+        )
+        .bind(model)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await
+        .doing("reading a model version")?
+        .map(VersionRow::decode)
+        .transpose()
     }
 
     async fn versions(&self, model: &str, limit: u32) -> Result<Vec<ModelVersion>, StoreError> {
-        sqlx::query(
-            "SELECT * FROM model_versions WHERE model = ? ORDER BY created_at DESC, version DESC LIMIT ?",
+        decode_all(
+            sqlx::query_as::<_, VersionRow>(
+                "SELECT * FROM model_versions WHERE model = ? ORDER BY created_at DESC, version DESC LIMIT ?",
+            )
+            .bind(model)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .doing("listing model versions")?,
         )
-        .bind(model)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .doing("listing model versions")?
-        .iter()
-        .map(version_from_row)
-        .collect()
     }
 
     async fn set_production(&self, change: &ProductionChange) -> Result<Deployment, StoreError> {
-        let now = Utc::now();
+        let now = self.clock();
         let mut script = Script::new();
         // Compare-and-set on the pointer; the target must be a version of this model (the
         // foreign key is on model_versions, so check it here).
@@ -297,18 +230,7 @@ impl ModelStore for SqliteStore {
                 let target = self.version(&change.model, &change.to).await?;
                 Err(StoreError::Conflict {
                     run_id: 0,
-                    what: match (now_prod, target) {
-                        (None, _) => format!("there is no model `{}`", change.model),
-                        (_, None) => {
-                            format!("model `{}` has no version `{}`", change.model, change.to)
-                        }
-                        (Some(m), Some(_)) => format!(
-                            "production of `{}` is {} now, not {}",
-                            change.model,
-                            m.production_version.as_deref().unwrap_or("(none)"),
-                            change.expect.as_deref().unwrap_or("(none)")
-                        ),
-                    },
+                    what: describe_production_conflict(change, now_prod.as_ref(), target.is_some()),
                 })
             }
             Err(e) => Err(e).doing("changing the production version"),
@@ -316,15 +238,16 @@ impl ModelStore for SqliteStore {
     }
 
     async fn deployments(&self, model: &str, limit: u32) -> Result<Vec<Deployment>, StoreError> {
-        sqlx::query("SELECT * FROM model_deployments WHERE model = ? ORDER BY id DESC LIMIT ?")
+        decode_all(
+            sqlx::query_as::<_, DeploymentRow>(
+                "SELECT * FROM model_deployments WHERE model = ? ORDER BY id DESC LIMIT ?",
+            )
             .bind(model)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
-            .doing("listing deployments")?
-            .iter()
-            .map(deployment_from_row)
-            .collect()
+            .doing("listing deployments")?,
+        )
     }
 
     async fn add_predictions(
@@ -375,7 +298,7 @@ impl ModelStore for SqliteStore {
         version: &str,
         since: Option<DateTime<Utc>>,
     ) -> Result<Vec<Prediction>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, PredictionRow>(
             "SELECT * FROM model_predictions WHERE model = ? AND version = ? AND (? IS NULL OR at >= ?)
              ORDER BY at, id",
         )
@@ -386,17 +309,7 @@ impl ModelStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .doing("reading predictions")?;
-        rows.iter()
-            .map(|row| {
-                Ok(Prediction {
-                    version: row.try_get("version").doing("reading predictions")?,
-                    row_key: row.try_get("row_key").doing("reading predictions")?,
-                    predicted: row.try_get("predicted").doing("reading predictions")?,
-                    actual: row.try_get("actual").doing("reading predictions")?,
-                    at: row.try_get("at").doing("reading predictions")?,
-                })
-            })
-            .collect()
+        decode_all(rows)
     }
 
     async fn record_alert(
@@ -405,7 +318,7 @@ impl ModelStore for SqliteStore {
         notify: Option<&Notification>,
     ) -> Result<i64, StoreError> {
         let mut script = Script::new();
-        push_alert(&mut script, alert, notify, Utc::now())?;
+        push_alert(&mut script, alert, notify, self.clock())?;
         script.stmt("SELECT max(id) FROM model_alerts");
         let rows = self.run_script(script).await.doing("recording an alert")?;
         rows.first()
@@ -415,14 +328,15 @@ impl ModelStore for SqliteStore {
     }
 
     async fn alerts(&self, model: &str, limit: u32) -> Result<Vec<Alert>, StoreError> {
-        sqlx::query("SELECT * FROM model_alerts WHERE model = ? ORDER BY id DESC LIMIT ?")
+        decode_all(
+            sqlx::query_as::<_, AlertRow>(
+                "SELECT * FROM model_alerts WHERE model = ? ORDER BY id DESC LIMIT ?",
+            )
             .bind(model)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
-            .doing("listing alerts")?
-            .iter()
-            .map(alert_from_row)
-            .collect()
+            .doing("listing alerts")?,
+        )
     }
 }

@@ -3,99 +3,63 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::FromRow;
 
-use super::{Script, SqliteStore, corrupt, json_col};
+use super::SqliteStore;
+use super::script::Script;
 use crate::store::outbox::{
-    Channel, Delivery, Notification, OutboxMessage, OutboxState, OutboxStore,
+    Delivery, Notification, OutboxMessage, OutboxState, OutboxStore, deliveries,
 };
+use crate::store::rows::{Decode, OutboxRow, decode_all};
 use crate::store::{QueryContext, StoreError};
 
-/// Appends the deliveries of `n` to `script`: one email to all its addresses, one POST per
-/// webhook URL. An empty audience adds nothing (the event itself is still recorded).
+/// Appends the deliveries of `n` (see [`deliveries`]) to `script`.
 pub(super) fn push_notification(
     script: &mut Script,
     n: &Notification,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let email = (!n.to.emails.is_empty()).then(|| (Channel::Email, n.to.emails.clone()));
-    let webhooks =
-        n.to.webhooks
-            .iter()
-            .map(|url| (Channel::Webhook, vec![url.clone()]));
-    for (channel, recipients) in email.into_iter().chain(webhooks) {
-        let html = match channel {
-            Channel::Email => n.html.clone(),
-            Channel::Webhook => None,
-        };
+    for d in deliveries(n) {
         script
             .stmt(
                 "INSERT INTO outbox (kind, channel, recipients, subject, body, html, payload, created_at)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(n.kind.clone())?
-            .bind(channel.as_str())?
-            .bind(serde_json::Value::from(recipients).to_string())?
+            .bind(d.channel.as_str())?
+            .bind(serde_json::Value::from(d.recipients).to_string())?
             .bind(n.subject.clone())?
             .bind(n.body.clone())?
-            .bind(html)?
+            .bind(d.html.map(str::to_string))?
             .bind(n.payload.to_string())?
             .bind(now)?;
     }
     Ok(())
 }
 
-fn message_from_row(row: &SqliteRow) -> Result<OutboxMessage, StoreError> {
-    const DOING: &str = "reading the outbox";
-    let channel: String = row.try_get("channel").doing(DOING)?;
-    let state: String = row.try_get("state").doing(DOING)?;
-    Ok(OutboxMessage {
-        id: row.try_get("id").doing(DOING)?,
-        kind: row.try_get("kind").doing(DOING)?,
-        channel: match channel.as_str() {
-            "email" => Channel::Email,
-            "webhook" => Channel::Webhook,
-            other => return Err(corrupt("outbox channel", other)),
-        },
-        recipients: serde_json::from_value(json_col(row, "recipients")?)
-            .map_err(|e| corrupt("outbox recipients", e))?,
-        subject: row.try_get("subject").doing(DOING)?,
-        body: row.try_get("body").doing(DOING)?,
-        html: row.try_get("html").doing(DOING)?,
-        payload: json_col(row, "payload")?,
-        state: state.parse().map_err(|e| corrupt("outbox state", e))?,
-        attempts: row.try_get("attempts").doing(DOING)?,
-        created_at: row.try_get("created_at").doing(DOING)?,
-        next_attempt_at: row.try_get("next_attempt_at").doing(DOING)?,
-        last_error: row.try_get("last_error").doing(DOING)?,
-        sent_at: row.try_get("sent_at").doing(DOING)?,
-    })
-}
-
 #[async_trait]
 impl OutboxStore for SqliteStore {
     async fn outbox(&self, state: Option<OutboxState>) -> Result<Vec<OutboxMessage>, StoreError> {
         let state = state.map(OutboxState::as_str);
-        sqlx::query("SELECT * FROM outbox WHERE (? IS NULL OR state = ?) ORDER BY id")
+        decode_all(
+            sqlx::query_as::<_, OutboxRow>(
+                "SELECT * FROM outbox WHERE (? IS NULL OR state = ?) ORDER BY id",
+            )
             .bind(state)
             .bind(state)
             .fetch_all(&self.pool)
             .await
-            .doing("reading the outbox")?
-            .iter()
-            .map(message_from_row)
-            .collect()
+            .doing("reading the outbox")?,
+        )
     }
 
     async fn outbox_message(&self, id: i64) -> Result<Option<OutboxMessage>, StoreError> {
-        sqlx::query("SELECT * FROM outbox WHERE id = ?")
+        sqlx::query_as::<_, OutboxRow>("SELECT * FROM outbox WHERE id = ?")
             .bind(id)
             .fetch_optional(&self.pool)
             .await
             .doing("reading the outbox")?
-            .as_ref()
-            .map(message_from_row)
+            .map(OutboxRow::decode)
             .transpose()
     }
 
@@ -103,10 +67,11 @@ impl OutboxStore for SqliteStore {
         &self,
         owner: &str,
         email: bool,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
+        lease: std::time::Duration,
         limit: u32,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let now = self.clock();
+        let lease_until = now + chrono::Duration::from_std(lease).unwrap_or_default();
         let mut script = Script::new();
         script
             .stmt(
@@ -131,7 +96,11 @@ impl OutboxStore for SqliteStore {
             .doing("claiming outbox messages")?;
         let mut claimed = rows
             .iter()
-            .map(message_from_row)
+            .map(|row| {
+                OutboxRow::from_row(row)
+                    .doing("reading the outbox")?
+                    .decode()
+            })
             .collect::<Result<Vec<_>, _>>()?;
         claimed.sort_by_key(|m| m.id);
         Ok(claimed)
@@ -142,8 +111,8 @@ impl OutboxStore for SqliteStore {
         id: i64,
         owner: &str,
         outcome: &Delivery,
-        at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let at = self.clock();
         let mut script = Script::new();
         // Every variant binds (state, sent_at, last_error, next_attempt_at).
         let (state, sent_at, error, next) = match outcome {

@@ -1,0 +1,45 @@
+//! Who executes a run, judged by one clock.
+//!
+//! Leases compare heartbeats written by one daemon with the time another one reads them. With
+//! several hosts their clocks disagree, so the store, not the caller, owns the clock leases are
+//! judged by: this host's for SQLite (one host by construction), the database server's for
+//! PostgreSQL.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::store::{RunId, StoreError};
+
+#[async_trait]
+pub trait ClaimStore: Send + Sync {
+    /// The time by the clock this store judges leases with.
+    async fn now(&self) -> Result<DateTime<Utc>, StoreError>;
+
+    /// Makes `owner` the executor of a queued or running run, if nobody else holds it: its
+    /// owner is unset, is `owner` itself, or last heartbeat more than `lease` ago (by
+    /// [`ClaimStore::now`]; a zero lease takes over from any other owner, for one known dead).
+    /// Returns whether the claim succeeded.
+    async fn claim_run(
+        &self,
+        run_id: RunId,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives up ownership of a run (it stays as it is, for the next owner to resume).
+    async fn release_run(&self, run_id: RunId, owner: &str) -> Result<(), StoreError>;
+
+    /// Proves `owner` alive: stamps its runs and their running task instances with
+    /// [`ClaimStore::now`].
+    async fn heartbeat(&self, owner: &str) -> Result<(), StoreError>;
+}
+
+/// Heartbeats stamped before this are stale under `lease`.
+pub fn stale_before(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(lease)
+        .ok()
+        .and_then(|d| now.checked_sub_signed(d))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}

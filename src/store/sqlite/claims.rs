@@ -1,0 +1,73 @@
+//! Claims and heartbeats on SQLite, judged by this host's clock.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::SqliteStore;
+use super::script::Script;
+use crate::store::claims::stale_before;
+use crate::store::{ClaimStore, QueryContext, RunId, StoreError};
+
+#[async_trait]
+impl ClaimStore for SqliteStore {
+    async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
+        Ok(self.clock())
+    }
+
+    async fn claim_run(
+        &self,
+        run_id: RunId,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock();
+        let mut w = self.writer.lock().await;
+        let changed = sqlx::query(
+            "UPDATE dag_runs SET owner = ?1, heartbeat_at = ?2
+             WHERE id = ?3 AND state IN ('queued', 'running')
+               AND (owner IS NULL OR owner = ?1 OR heartbeat_at IS NULL OR heartbeat_at < ?4)",
+        )
+        .bind(owner)
+        .bind(now)
+        .bind(run_id)
+        .bind(stale_before(now, lease))
+        .execute(&mut w.conn)
+        .await
+        .doing("claiming a run")?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+    async fn release_run(&self, run_id: RunId, owner: &str) -> Result<(), StoreError> {
+        let mut w = self.writer.lock().await;
+        sqlx::query("UPDATE dag_runs SET owner = NULL WHERE id = ? AND owner = ?")
+            .bind(run_id)
+            .bind(owner)
+            .execute(&mut w.conn)
+            .await
+            .doing("releasing a run")?;
+        Ok(())
+    }
+    async fn heartbeat(&self, owner: &str) -> Result<(), StoreError> {
+        let at = self.clock();
+        let mut script = Script::new();
+        script
+            .stmt(
+                "UPDATE dag_runs SET heartbeat_at = ? WHERE owner = ? AND state IN ('queued', 'running')",
+            )
+            .bind(at)?
+            .bind(owner.to_string())?;
+        script
+            .stmt(
+                "UPDATE task_instances SET heartbeat_at = ?
+                 WHERE state = 'running' AND run_id IN (SELECT id FROM dag_runs WHERE owner = ?)",
+            )
+            .bind(at)?
+            .bind(owner.to_string())?;
+        self.run_script(script)
+            .await
+            .doing("recording a heartbeat")?;
+        Ok(())
+    }
+}

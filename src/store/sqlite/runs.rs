@@ -1,0 +1,374 @@
+//! Runs, task instances, results and logs on SQLite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
+
+use super::SqliteStore;
+use super::script::{INSERT_CHUNK, Script, is_stale};
+use crate::state::{LogLine, RunState};
+use crate::store::rows::{Decode, LogRow, OutputRow, RunRow, TaskRow, corrupt, decode_all};
+use crate::store::{
+    Batch, Cleanup, LogRecord, NewRun, QueryContext, RunFilter, RunId, RunRecord, RunStore,
+    StoreError, StoredOutput, TaskInstance, describe_conflict,
+};
+
+/// A run with its DAG source resolved (shared in `dag_sources`, or the run's own copy for runs
+/// created before sources were shared). Append `WHERE ...`.
+const SELECT_RUNS: &str = "SELECT dag_runs.*, COALESCE(dag_sources.source, dag_runs.dag_source) AS resolved_source \
+     FROM dag_runs LEFT JOIN dag_sources ON dag_sources.sha256 = dag_runs.dag_sha256";
+
+fn push_logs(
+    script: &mut Script,
+    run_id: RunId,
+    task_id: &str,
+    attempt: u32,
+    lines: &[LogLine],
+) -> Result<(), StoreError> {
+    // TODO-correctness: seq restarts at 0 per write; fine while an attempt's log is written
+    // once, at its end.
+    for (chunk_no, chunk) in lines.chunks(INSERT_CHUNK).enumerate() {
+        let mut sql = String::from(
+            "INSERT INTO task_logs (run_id, task_id, attempt, seq, ts, level, message) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            sql.push_str(if i == 0 {
+                "(?, ?, ?, ?, ?, ?, ?)"
+            } else {
+                ", (?, ?, ?, ?, ?, ?, ?)"
+            });
+        }
+        script.stmt(&sql);
+        for (i, line) in chunk.iter().enumerate() {
+            script
+                .bind(run_id)?
+                .bind(task_id.to_string())?
+                .bind(attempt)?
+                .bind((chunk_no * INSERT_CHUNK + i) as i64)?
+                .bind(line.ts)?
+                .bind(line.level.as_str())?
+                .bind(line.message.clone())?;
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl RunStore for SqliteStore {
+    async fn create_run(&self, new: &NewRun) -> Result<RunRecord, StoreError> {
+        let now = self.clock();
+        let started_at = (new.state == RunState::Running).then_some(now);
+        let sha = crate::state::sha256_hex(new.dag_source.as_bytes());
+        let mut script = Script::new();
+        script
+            .stmt("INSERT OR IGNORE INTO dag_sources (sha256, source) VALUES (?, ?)")
+            .bind(sha.clone())?
+            .bind(new.dag_source.clone())?;
+        script
+            .stmt(
+                "INSERT INTO dag_runs (dag_id, logical_date, data_interval_start, run_type, state, conf, dag_file, dag_source, dag_sha256, queued_at, started_at, owner, heartbeat_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?)",
+            )
+            .bind(new.dag_id.clone())?
+            .bind(new.logical_date)?
+            .bind(new.data_interval_start)?
+            .bind(new.run_type.as_str())?
+            .bind(new.state.as_str())?
+            .bind(new.conf.to_string())?
+            .bind(new.dag_file.clone())?
+            .bind(sha)?
+            .bind(now)?
+            .bind(started_at)?
+            .bind(new.owner.clone())?
+            .bind(new.owner.as_ref().map(|_| now))?;
+        // Task instances refer to the run by last_insert_rowid(), which inserts into the
+        // WITHOUT ROWID task table leave unchanged.
+        for chunk in new.tasks.chunks(INSERT_CHUNK) {
+            let mut sql = String::from(
+                "INSERT INTO task_instances (run_id, task_id, state, attempt, max_attempts, updated_at) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                sql.push_str(if i == 0 {
+                    "(last_insert_rowid(), ?, 'scheduled', 0, ?, ?)"
+                } else {
+                    ", (last_insert_rowid(), ?, 'scheduled', 0, ?, ?)"
+                });
+            }
+            script.stmt(&sql);
+            for (task_id, max_attempts) in chunk {
+                script
+                    .bind(task_id.clone())?
+                    .bind(*max_attempts)?
+                    .bind(now)?;
+            }
+        }
+        script.stmt("SELECT last_insert_rowid()");
+        let rows = match self.run_script(script).await {
+            Ok(rows) => rows,
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                let existing: i64 = sqlx::query_scalar(
+                    "SELECT id FROM dag_runs WHERE dag_id = ? AND logical_date = ?",
+                )
+                .bind(&new.dag_id)
+                .bind(new.logical_date)
+                .fetch_one(&self.pool)
+                .await
+                .doing("looking up an existing run")?;
+                return Err(StoreError::RunExists {
+                    dag_id: new.dag_id.clone(),
+                    logical_date: new.logical_date.to_rfc3339(),
+                    existing,
+                });
+            }
+            Err(e) => return Err(e).doing("creating a run"),
+        };
+        let id: i64 = rows
+            .first()
+            .ok_or_else(|| corrupt("new run id", "no row returned"))?
+            .try_get(0)
+            .doing("reading the new run id")?;
+        Ok(RunRecord {
+            id,
+            dag_id: new.dag_id.clone(),
+            logical_date: new.logical_date,
+            data_interval_start: new.data_interval_start,
+            run_type: new.run_type,
+            state: new.state,
+            conf: new.conf.clone(),
+            dag_file: new.dag_file.clone(),
+            dag_source: new.dag_source.clone(),
+            queued_at: now,
+            started_at,
+            ended_at: None,
+            owner: new.owner.clone(),
+            heartbeat_at: new.owner.as_ref().map(|_| now),
+        })
+    }
+    async fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut script = Script::new();
+        for t in &batch.tasks {
+            let to = &t.to;
+            script
+                .stmt(
+                    "UPDATE task_instances
+                     SET state = ?, attempt = ?, max_attempts = ?, started_at = ?, ended_at = ?,
+                         next_retry_at = ?, error = ?, updated_at = ?
+                     WHERE run_id = ? AND task_id = ? AND state = ? AND attempt = ?",
+                )
+                .bind(to.state.as_str())?
+                .bind(to.attempt)?
+                .bind(to.max_attempts)?
+                .bind(to.started_at)?
+                .bind(to.ended_at)?
+                .bind(to.next_retry_at)?
+                .bind(to.error.clone())?
+                .bind(to.updated_at)?
+                .bind(batch.run_id)?
+                .bind(to.task_id.clone())?
+                .bind(t.expect_state.as_str())?
+                .bind(t.expect_attempt)?;
+            script.guard();
+            if t.clear_output {
+                script
+                    .stmt("DELETE FROM xcoms WHERE run_id = ? AND task_id = ?")
+                    .bind(batch.run_id)?
+                    .bind(to.task_id.clone())?;
+            }
+            if let Some(output) = &t.output {
+                script
+                    .stmt(
+                        "INSERT OR REPLACE INTO xcoms (run_id, task_id, attempt, value, created_at)
+                         VALUES (?, ?, ?, ?, ?)",
+                    )
+                    .bind(batch.run_id)?
+                    .bind(to.task_id.clone())?
+                    .bind(to.attempt)?
+                    .bind(output.to_string())?
+                    .bind(to.updated_at)?;
+            }
+            if !t.logs.is_empty() {
+                push_logs(
+                    &mut script,
+                    batch.run_id,
+                    &to.task_id,
+                    t.logs_attempt,
+                    &t.logs,
+                )?;
+            }
+        }
+        if let Some(run) = &batch.run {
+            // Every variant binds (new state, time, run id, expected state).
+            script.stmt(match run.to {
+                RunState::Running => {
+                    "UPDATE dag_runs SET state = ?, started_at = coalesce(started_at, ?)
+                     WHERE id = ? AND state = ?"
+                }
+                RunState::Queued => {
+                    "UPDATE dag_runs SET state = ?, queued_at = ?, started_at = NULL, ended_at = NULL
+                     WHERE id = ? AND state = ?"
+                }
+                RunState::Success | RunState::Failed => {
+                    "UPDATE dag_runs SET state = ?, ended_at = ? WHERE id = ? AND state = ?"
+                }
+            });
+            script
+                .bind(run.to.as_str())?
+                .bind(run.at)?
+                .bind(batch.run_id)?
+                .bind(run.expect.as_str())?;
+            script.guard();
+        }
+        let now = self.clock();
+        for n in &batch.notifications {
+            super::outbox::push_notification(&mut script, n, now)?;
+        }
+        match self.run_script(script).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_stale(&e) => {
+                let current = self.task_instances(batch.run_id).await.ok();
+                Err(StoreError::Conflict {
+                    run_id: batch.run_id,
+                    what: describe_conflict(batch, current.as_deref()),
+                })
+            }
+            Err(e) => Err(e).doing("committing state changes"),
+        }
+    }
+    async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
+        sqlx::query_as::<_, RunRow>(AssertSqlSafe(format!(
+            "{SELECT_RUNS} WHERE dag_runs.id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .doing("reading a run")?
+        .map(RunRow::decode)
+        .transpose()
+    }
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("{SELECT_RUNS} WHERE 1 = 1"));
+        if let Some(dag) = &filter.dag_id {
+            qb.push(" AND dag_id = ").push_bind(dag.as_str());
+        }
+        if let Some(state) = filter.state {
+            qb.push(" AND state = ").push_bind(state.as_str());
+        }
+        qb.push(" ORDER BY dag_runs.id DESC LIMIT ")
+            .push_bind(i64::from(filter.limit.unwrap_or(100)));
+        decode_all(
+            qb.build_query_as::<RunRow>()
+                .fetch_all(&self.pool)
+                .await
+                .doing("listing runs")?,
+        )
+    }
+    async fn task_instances(&self, run_id: RunId) -> Result<Vec<TaskInstance>, StoreError> {
+        decode_all(
+            sqlx::query_as::<_, TaskRow>("SELECT * FROM task_instances WHERE run_id = ?")
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await
+                .doing("reading task instances")?,
+        )
+    }
+    async fn output(
+        &self,
+        run_id: RunId,
+        task_id: &str,
+    ) -> Result<Option<StoredOutput>, StoreError> {
+        sqlx::query_as::<_, OutputRow>("SELECT * FROM xcoms WHERE run_id = ? AND task_id = ?")
+            .bind(run_id)
+            .bind(task_id)
+            .fetch_optional(&self.pool)
+            .await
+            .doing("reading a task result")?
+            .map(OutputRow::decode)
+            .transpose()
+    }
+    async fn outputs(&self, run_id: RunId) -> Result<Vec<StoredOutput>, StoreError> {
+        decode_all(
+            sqlx::query_as::<_, OutputRow>("SELECT * FROM xcoms WHERE run_id = ?")
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await
+                .doing("reading task results")?,
+        )
+    }
+    async fn logs(
+        &self,
+        run_id: RunId,
+        task_id: &str,
+        attempt: Option<u32>,
+    ) -> Result<Vec<LogRecord>, StoreError> {
+        let rows = sqlx::query_as::<_, LogRow>(
+            "SELECT * FROM task_logs WHERE run_id = ? AND task_id = ? AND (? IS NULL OR attempt = ?)
+             ORDER BY attempt, seq",
+        )
+        .bind(run_id)
+        .bind(task_id)
+        .bind(attempt)
+        .bind(attempt)
+        .fetch_all(&self.pool)
+        .await
+        .doing("reading task logs")?;
+        decode_all(rows)
+    }
+    async fn count_runs(&self, state: RunState) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM dag_runs WHERE state = ?")
+            .bind(state.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .doing("counting runs")?;
+        Ok(n.max(0) as u64)
+    }
+    async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        decode_all(
+            sqlx::query_as::<_, RunRow>(AssertSqlSafe(format!(
+                "{SELECT_RUNS} WHERE state IN ('queued', 'running') ORDER BY queued_at, dag_runs.id"
+            )))
+            .fetch_all(&self.pool)
+            .await
+            .doing("listing unfinished runs")?,
+        )
+    }
+    async fn cleanup(&self, before: DateTime<Utc>) -> Result<Cleanup, StoreError> {
+        // Count first, then delete; task instances, results and logs go with their run
+        // (ON DELETE CASCADE), in the same transaction.
+        const DONE: &str = "state IN ('success', 'failed') AND ended_at < ?";
+        let mut script = Script::new();
+        script
+            .stmt(&format!(
+                "SELECT (SELECT count(*) FROM dag_runs WHERE {DONE}),
+                        (SELECT count(*) FROM task_instances WHERE run_id IN (SELECT id FROM dag_runs WHERE {DONE})),
+                        (SELECT count(*) FROM xcoms WHERE run_id IN (SELECT id FROM dag_runs WHERE {DONE})),
+                        (SELECT count(*) FROM task_logs WHERE run_id IN (SELECT id FROM dag_runs WHERE {DONE}))"
+            ))
+            .bind(before)?
+            .bind(before)?
+            .bind(before)?
+            .bind(before)?;
+        script
+            .stmt(&format!("DELETE FROM dag_runs WHERE {DONE}"))
+            .bind(before)?;
+        script.stmt(
+            "DELETE FROM dag_sources WHERE sha256 NOT IN (SELECT dag_sha256 FROM dag_runs WHERE dag_sha256 IS NOT NULL)",
+        );
+        let rows = self.run_script(script).await.doing("removing old runs")?;
+        let row = rows
+            .first()
+            .ok_or_else(|| corrupt("cleanup", "no counts"))?;
+        let count = |i: usize| -> Result<u64, StoreError> {
+            let n: i64 = row.try_get(i).doing("counting removed rows")?;
+            Ok(n.max(0) as u64)
+        };
+        Ok(Cleanup {
+            runs: count(0)?,
+            task_instances: count(1)?,
+            results: count(2)?,
+            log_lines: count(3)?,
+        })
+    }
+}
