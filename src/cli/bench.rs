@@ -669,6 +669,7 @@ async fn cron_lateness(dir: &Path, secs: usize) -> anyhow::Result<(Duration, Dur
         .runs(&crate::store::RunFilter {
             dag_id: Some("every_second".into()),
             state: None,
+            before: None,
             limit: Some(u32::MAX),
         })
         .await?;
@@ -788,6 +789,7 @@ async fn soak(dir: &Path, secs: usize, dags: usize) -> anyhow::Result<Soak> {
         .runs(&crate::store::RunFilter {
             dag_id: None,
             state: None,
+            before: None,
             limit: Some(u32::MAX),
         })
         .await?

@@ -54,6 +54,7 @@ pub async fn run_runs(ctx: &Ctx, cmd: RunsCommand) -> anyhow::Result<ExitCode> {
                 .runs(&RunFilter {
                     dag_id: dag,
                     state,
+                    before: None,
                     limit: Some(limit),
                 })
                 .await?;

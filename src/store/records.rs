@@ -166,10 +166,15 @@ impl Batch {
     }
 }
 
+/// Which runs to list, newest first. Paging is by cursor: `before` is the id of the last run of
+/// the previous page, so a page stays right while new runs arrive.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     pub dag_id: Option<String>,
     pub state: Option<RunState>,
+    /// Only runs with an id below this one.
+    pub before: Option<RunId>,
+    /// At most this many (100 when unset).
     pub limit: Option<u32>,
 }
 

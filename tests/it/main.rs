@@ -4,6 +4,7 @@
 mod architecture;
 mod cli;
 mod command;
+mod conformance;
 mod crash;
 mod custom_task;
 mod daemon;

@@ -256,6 +256,9 @@ impl RunStore for SqliteStore {
         if let Some(state) = filter.state {
             qb.push(" AND state = ").push_bind(state.as_str());
         }
+        if let Some(before) = filter.before {
+            qb.push(" AND dag_runs.id < ").push_bind(before);
+        }
         qb.push(" ORDER BY dag_runs.id DESC LIMIT ")
             .push_bind(i64::from(filter.limit.unwrap_or(100)));
         decode_all(

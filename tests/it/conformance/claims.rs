@@ -1,0 +1,108 @@
+//! Claims, leases and heartbeats: one executor per run, and a stale one changes nothing.
+
+use std::time::Duration;
+
+use vigil::state::TaskState;
+use vigil::store::{Batch, Store, StoreError};
+
+use super::{create, instance, transition};
+
+const LEASE: Duration = Duration::from_secs(3600);
+
+pub async fn a_run_held_by_a_live_owner_cannot_be_claimed_until_its_lease_runs_out(
+    store: &dyn Store,
+) {
+    let run = create(store, "d", &["a"]).await;
+    assert!(store.claim_run(run.id, "a@host", LEASE).await.unwrap());
+    // Claiming again is how an owner keeps what it has.
+    assert!(store.claim_run(run.id, "a@host", LEASE).await.unwrap());
+    assert!(!store.claim_run(run.id, "b@host", LEASE).await.unwrap());
+    assert_eq!(
+        store.run(run.id).await.unwrap().unwrap().owner.as_deref(),
+        Some("a@host")
+    );
+    // A lease of zero: any heartbeat is already too old (the owner is known dead).
+    assert!(
+        store
+            .claim_run(run.id, "b@host", Duration::ZERO)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.run(run.id).await.unwrap().unwrap().owner.as_deref(),
+        Some("b@host")
+    );
+    // Releasing is only for the holder.
+    store.release_run(run.id, "a@host").await.unwrap();
+    assert_eq!(
+        store.run(run.id).await.unwrap().unwrap().owner.as_deref(),
+        Some("b@host")
+    );
+    store.release_run(run.id, "b@host").await.unwrap();
+    assert!(store.run(run.id).await.unwrap().unwrap().owner.is_none());
+    assert!(store.claim_run(run.id, "c@host", LEASE).await.unwrap());
+}
+
+pub async fn a_stale_holder_writing_after_a_takeover_changes_nothing(store: &dyn Store) {
+    let run = create(store, "d", &["a"]).await;
+    assert!(store.claim_run(run.id, "old", LEASE).await.unwrap());
+    let a0 = instance(store, run.id, "a").await;
+    let mut start = Batch::new(run.id);
+    start.tasks.push(transition(&a0, TaskState::Running, 1));
+    store.commit(&start).await.unwrap();
+    let running_1 = instance(store, run.id, "a").await;
+
+    // The old owner goes silent; a new one takes over and starts attempt 2.
+    assert!(
+        store
+            .claim_run(run.id, "new", Duration::ZERO)
+            .await
+            .unwrap()
+    );
+    let mut retry = Batch::new(run.id);
+    retry
+        .tasks
+        .push(transition(&running_1, TaskState::Running, 2));
+    store.commit(&retry).await.unwrap();
+
+    // The old owner wakes and reports attempt 1 done: fenced by the attempt, refused.
+    let mut late = Batch::new(run.id);
+    let mut done = transition(&running_1, TaskState::Success, 1);
+    done.output = Some(serde_json::json!("late"));
+    late.tasks.push(done);
+    let err = store.commit(&late).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    let now = instance(store, run.id, "a").await;
+    assert_eq!((now.state, now.attempt), (TaskState::Running, 2));
+    assert!(store.output(run.id, "a").await.unwrap().is_none());
+}
+
+pub async fn heartbeats_stamp_runs_with_the_stores_clock(store: &dyn Store) {
+    let run = create(store, "d", &["a"]).await;
+    let other = create(store, "e", &["a"]).await;
+    assert!(store.claim_run(run.id, "me", LEASE).await.unwrap());
+    let before = store.now().await.unwrap();
+    store.heartbeat("me").await.unwrap();
+    let after = store.now().await.unwrap();
+    let beat = store
+        .run(run.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .heartbeat_at
+        .expect("stamped");
+    assert!(
+        before <= beat && beat <= after,
+        "{before} <= {beat} <= {after}"
+    );
+    assert!(
+        store
+            .run(other.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .heartbeat_at
+            .is_none(),
+        "only the owner's runs"
+    );
+}
