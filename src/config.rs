@@ -141,7 +141,7 @@ impl Default for ExecutorConfig {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum SettingsError {
     #[error("cannot read config file {}", path.display())]
     Read {
         path: PathBuf,
@@ -158,10 +158,21 @@ pub enum ConfigError {
     },
 }
 
+impl crate::state::Kind for SettingsError {
+    fn kind(&self) -> crate::state::ErrorKind {
+        match self {
+            SettingsError::Read { .. } => crate::state::ErrorKind::Unavailable,
+            SettingsError::Parse { .. } | SettingsError::Env { .. } => {
+                crate::state::ErrorKind::Invalid
+            }
+        }
+    }
+}
+
 impl Config {
     /// Loads `path` if given (it must exist), else `config/vigil.toml` if it exists, else the
     /// defaults; then applies `VIGIL_*` environment overrides.
-    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    pub fn load(path: Option<&Path>) -> Result<Config, SettingsError> {
         let mut config = match path {
             Some(p) => Config::from_file(p)?,
             None if Path::new(DEFAULT_CONFIG_PATH).is_file() => {
@@ -173,20 +184,20 @@ impl Config {
         Ok(config)
     }
 
-    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    pub fn from_file(path: &Path) -> Result<Config, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
             path: path.to_path_buf(),
             source,
         })?;
         Config::parse(path, &text)
     }
 
-    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+    pub fn parse(path: &Path, text: &str) -> Result<Config, SettingsError> {
+        let config: Config = toml::from_str(text).map_err(|e| SettingsError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().replace('\n', "\n  "),
         })?;
-        config.check().map_err(|message| ConfigError::Parse {
+        config.check().map_err(|message| SettingsError::Parse {
             path: path.to_path_buf(),
             message,
         })?;
@@ -222,7 +233,7 @@ impl Config {
     pub fn apply_env(
         &mut self,
         var: impl Fn(&'static str) -> Option<String>,
-    ) -> Result<(), ConfigError> {
+    ) -> Result<(), SettingsError> {
         if let Some(url) = var("VIGIL_DATABASE_URL") {
             self.database.url = url;
         }
@@ -231,7 +242,7 @@ impl Config {
                 "normal" => Synchronous::Normal,
                 "full" => Synchronous::Full,
                 _ => {
-                    return Err(ConfigError::Env {
+                    return Err(SettingsError::Env {
                         name: "VIGIL_DATABASE_SYNCHRONOUS",
                         value,
                         message: "expected `normal` or `full`".into(),
@@ -246,7 +257,7 @@ impl Config {
             self.executor.parallelism = match value.parse::<usize>() {
                 Ok(n) if n > 0 => n,
                 _ => {
-                    return Err(ConfigError::Env {
+                    return Err(SettingsError::Env {
                         name: "VIGIL_PARALLELISM",
                         value,
                         message: "expected a whole number of 1 or more".into(),

@@ -214,6 +214,14 @@ fn hint(e: &anyhow::Error) -> Option<String> {
         if let Some(StoreError::NoSuchVersion { model, .. }) = cause.downcast_ref::<StoreError>() {
             return Some(format!("`vigil model history {model}` lists its versions"));
         }
+        if let Some(e) = cause.downcast_ref::<crate::ops::OpsError>() {
+            use crate::ops::OpsError;
+            return match e {
+                OpsError::NoSuchRun(_) => Some("`vigil runs list` shows the runs there are".into()),
+                OpsError::NoSuchMessage(_) => Some("`vigil notify list` shows the messages".into()),
+                _ => None,
+            };
+        }
         if let Some(DataError::Empty { .. }) = cause.downcast_ref::<DataError>() {
             return Some("`vigil risk simulate` writes an example file".into());
         }

@@ -2,13 +2,13 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Subcommand;
 
 use crate::cli::Ctx;
 use crate::cli::output::{first_line, print_json, table, time};
-use crate::notify::webhook::{redact, redact_in};
-use crate::notify::{Attempt, Mailer, Sender, message};
+use crate::notify::{Attempt, Mailer, message};
+use crate::ops;
 use crate::state::Audience;
 use crate::store::{Channel, OutboxMessage, OutboxState};
 
@@ -36,8 +36,7 @@ pub async fn run(ctx: &Ctx, cmd: NotifyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         NotifyCommand::List { state } => {
             let store = ctx.store().await?;
-            let messages: Vec<OutboxMessage> =
-                store.outbox(state).await?.into_iter().map(shown).collect();
+            let messages = ops::outbox::list(store.as_ref(), state).await?;
             if ctx.json {
                 print_json(&messages)?;
             } else if messages.is_empty() {
@@ -48,34 +47,22 @@ pub async fn run(ctx: &Ctx, cmd: NotifyCommand) -> anyhow::Result<ExitCode> {
         }
         NotifyCommand::Retry { id } => {
             let store = ctx.store().await?;
-            match store.requeue(id).await? {
-                None => bail!("there is no message {id}; `vigil notify list` shows them"),
-                Some(OutboxState::Sent) => {
-                    let m = store.outbox_message(id).await?;
-                    bail!(
-                        "message {id} was already sent at {}; it is not sent twice",
-                        time(m.and_then(|m| m.sent_at))
-                    )
-                }
-                Some(before) => {
-                    if ctx.json {
-                        print_json(
-                            &serde_json::json!({"id": id, "was": before, "state": "pending"}),
-                        )?;
-                    } else {
-                        println!(
-                            "message {id} ({before}) is queued again; the daemon sends it within {} (or run `vigil notify send`)",
-                            humantime::format_duration(ctx.config.notify.poll_interval)
-                        );
-                    }
-                }
+            let done = ops::outbox::retry(store.as_ref(), id).await?;
+            if ctx.json {
+                print_json(&done)?;
+            } else {
+                println!(
+                    "message {id} ({}) is queued again; the daemon sends it within {} (or run `vigil notify send`)",
+                    done.was,
+                    humantime::format_duration(ctx.config.notify.poll_interval)
+                );
             }
         }
         NotifyCommand::Send => {
             let store = ctx.store().await?;
             let owner = crate::state::owner::current();
-            let sender = Sender::new(store, &ctx.config.smtp, &ctx.config.notify, &owner)?;
-            let pass = sender.deliver_due().await?;
+            let pass =
+                ops::outbox::send(store, &ctx.config.smtp, &ctx.config.notify, &owner).await?;
             if ctx.json {
                 print_json(&pass)?;
             } else {
@@ -141,16 +128,6 @@ pub async fn run(ctx: &Ctx, cmd: NotifyCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A message as the CLI shows it: webhook URLs cut to their host (Slack-style URLs carry
-/// their secret in the path).
-fn shown(mut m: OutboxMessage) -> OutboxMessage {
-    if m.channel == Channel::Webhook {
-        m.last_error = m.last_error.map(|e| redact_in(&e, &m.recipients));
-        m.recipients = m.recipients.iter().map(|u| redact(u)).collect();
-    }
-    m
 }
 
 fn list_table(messages: &[OutboxMessage]) -> String {

@@ -52,6 +52,19 @@ pub enum DaemonError {
     Notify(#[from] crate::notify::NotifyError),
 }
 
+impl crate::state::Kind for DaemonError {
+    fn kind(&self) -> crate::state::ErrorKind {
+        use crate::state::ErrorKind;
+        match self {
+            DaemonError::Store(e) => e.kind(),
+            DaemonError::Folder(e) => e.kind(),
+            DaemonError::Notify(e) => e.kind(),
+            DaemonError::Watch { .. } | DaemonError::Signals(_) => ErrorKind::Unavailable,
+            DaemonError::Load(_) => ErrorKind::Internal,
+        }
+    }
+}
+
 /// Reaches a running daemon from inside its process.
 #[derive(Debug, Clone)]
 pub struct Handle {

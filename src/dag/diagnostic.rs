@@ -41,6 +41,12 @@ pub struct FileErrors {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+impl crate::state::Kind for FileErrors {
+    fn kind(&self) -> crate::state::ErrorKind {
+        crate::state::ErrorKind::Invalid
+    }
+}
+
 impl FileErrors {
     /// One problem with `file` as a whole (it cannot be read, is too large, ...).
     pub fn whole_file(file: &Path, message: &str) -> FileErrors {

@@ -35,6 +35,12 @@ pub struct FolderError {
     pub source: std::io::Error,
 }
 
+impl crate::state::Kind for FolderError {
+    fn kind(&self) -> crate::state::ErrorKind {
+        crate::state::ErrorKind::Unavailable
+    }
+}
+
 impl DagSet {
     /// Loads every `*.toml` file directly inside `dir`, in name order. A bad file is reported
     /// in `errors` and does not stop the others.

@@ -11,6 +11,12 @@ pub struct ConfError {
     pub problems: Vec<String>,
 }
 
+impl crate::state::Kind for ConfError {
+    fn kind(&self) -> crate::state::ErrorKind {
+        crate::state::ErrorKind::Invalid
+    }
+}
+
 /// The largest `conf` accepted, as JSON text. Params are small settings; data goes in files.
 pub const MAX_CONF_BYTES: usize = 64 << 10;
 

@@ -72,6 +72,15 @@ pub enum DataError {
     },
 }
 
+impl crate::state::Kind for DataError {
+    fn kind(&self) -> crate::state::ErrorKind {
+        match self {
+            DataError::Read { .. } => crate::state::ErrorKind::Unavailable,
+            _ => crate::state::ErrorKind::Invalid,
+        }
+    }
+}
+
 /// A CSV file held as text, so each column can be read with its own error messages.
 pub struct Frame {
     path: PathBuf,

@@ -67,6 +67,17 @@ pub enum SimulateError {
     },
 }
 
+impl crate::state::Kind for SimulateError {
+    fn kind(&self) -> crate::state::ErrorKind {
+        match self {
+            SimulateError::TooFew(_) => crate::state::ErrorKind::Invalid,
+            SimulateError::Write { .. } | SimulateError::Folder { .. } => {
+                crate::state::ErrorKind::Unavailable
+            }
+        }
+    }
+}
+
 /// A standard normal draw (Box–Muller).
 fn normal(rng: &mut ChaCha8Rng) -> f64 {
     let u1: f64 = rng.random_range(f64::EPSILON..1.0);

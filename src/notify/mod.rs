@@ -8,7 +8,7 @@
 //! message about what it interrupted, and a hung mail server cannot hold up a run.
 
 pub mod address;
-mod config;
+pub mod config;
 pub mod email;
 pub mod message;
 pub mod sender;
@@ -32,4 +32,12 @@ pub enum Attempt {
 pub enum NotifyError {
     #[error("{0}")]
     Config(String),
+}
+
+impl crate::state::Kind for NotifyError {
+    fn kind(&self) -> crate::state::ErrorKind {
+        match self {
+            NotifyError::Config(_) => crate::state::ErrorKind::Invalid,
+        }
+    }
 }

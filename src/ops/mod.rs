@@ -6,13 +6,17 @@
 //! - [`models`]: the model registry's operations (status, history, compare, check with its
 //!   guarded rollback, rollback, promote).
 //! - [`risk`]: train and register the rollback-risk model, load the version to use.
+//! - [`runs`]: list runs (filters, cursor paging), show one with its tasks, results, logs.
+//! - [`outbox`]: list (secrets cut off), retry, deliver what is due.
 //!
 //! The records returned are the JSON shape of `--json` output and of the API: fields are
 //! added, never renamed or removed.
 
 pub mod dags;
 pub mod models;
+pub mod outbox;
 pub mod risk;
+pub mod runs;
 
 use std::path::PathBuf;
 
@@ -60,6 +64,28 @@ pub enum OpsError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error("no run {0}")]
+    NoSuchRun(crate::store::RunId),
+    #[error("run {run_id} has no task `{task_id}`; its tasks: {}", known.join(", "))]
+    NoSuchTask {
+        run_id: crate::store::RunId,
+        task_id: String,
+        known: Vec<String>,
+    },
+    #[error("task `{task_id}` has no result in run {run_id} (it has not succeeded)")]
+    NoResult {
+        run_id: crate::store::RunId,
+        task_id: String,
+    },
+    #[error("there is no message {0} in the outbox")]
+    NoSuchMessage(i64),
+    #[error("message {id} was already sent{}; it is not sent twice", sent_at.map(|t| format!(" at {}", t.to_rfc3339())).unwrap_or_default())]
+    AlreadySent {
+        id: i64,
+        sent_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    #[error(transparent)]
+    Notify(#[from] crate::notify::NotifyError),
     #[error("no version of model `{0}` is registered; train one first")]
     NoVersions(String),
     #[error(transparent)]
@@ -78,7 +104,14 @@ impl Kind for OpsError {
             OpsError::DagBroken { .. } | OpsError::Invalid(_) | OpsError::Conf(_) => {
                 ErrorKind::Invalid
             }
-            OpsError::NoSuchDag { .. } | OpsError::NoVersions(_) => ErrorKind::NotFound,
+            OpsError::NoSuchDag { .. }
+            | OpsError::NoVersions(_)
+            | OpsError::NoSuchRun(_)
+            | OpsError::NoSuchTask { .. }
+            | OpsError::NoResult { .. }
+            | OpsError::NoSuchMessage(_) => ErrorKind::NotFound,
+            OpsError::AlreadySent { .. } => ErrorKind::Conflict,
+            OpsError::Notify(e) => e.kind(),
             OpsError::Ml(e) => e.kind(),
             OpsError::Folder(_) => ErrorKind::Unavailable,
             OpsError::Store(e) => e.kind(),

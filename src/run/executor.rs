@@ -82,6 +82,17 @@ pub enum ExecError {
     Interrupted(i64),
 }
 
+impl crate::state::Kind for ExecError {
+    fn kind(&self) -> crate::state::ErrorKind {
+        use crate::state::ErrorKind;
+        match self {
+            ExecError::Store(e) => e.kind(),
+            ExecError::Mismatch { .. } => ErrorKind::Invalid,
+            ExecError::AlreadyFinished(_) | ExecError::Interrupted(_) => ErrorKind::Conflict,
+        }
+    }
+}
+
 /// Asks an executing run to stop: once `drain` is cancelled no task starts, running attempts
 /// get `grace` to finish, and the rest are cancelled and recorded to run again (without
 /// using up a retry).

@@ -112,6 +112,12 @@ pub struct UnknownName {
     pub expected: String,
 }
 
+impl Kind for UnknownName {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Invalid
+    }
+}
+
 impl UnknownName {
     pub fn new(what: &'static str, given: &str, expected: &[&str]) -> Self {
         UnknownName {

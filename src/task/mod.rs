@@ -60,6 +60,17 @@ pub enum TaskError {
     Skip(String),
 }
 
+impl crate::state::Kind for TaskError {
+    fn kind(&self) -> crate::state::ErrorKind {
+        use crate::state::ErrorKind;
+        match self {
+            TaskError::Failed(_) => ErrorKind::Unavailable,
+            TaskError::Fatal(_) => ErrorKind::Invalid,
+            TaskError::Skip(_) => ErrorKind::Conflict,
+        }
+    }
+}
+
 impl TaskError {
     pub fn failed(message: impl Into<String>) -> Self {
         TaskError::Failed(message.into())

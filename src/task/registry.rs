@@ -34,6 +34,12 @@ pub struct ConfigError {
     pub message: String,
 }
 
+impl crate::state::Kind for ConfigError {
+    fn kind(&self) -> crate::state::ErrorKind {
+        crate::state::ErrorKind::Invalid
+    }
+}
+
 impl ConfigError {
     /// A problem with the value at `path` (dotted, e.g. `"threshold_percent"`).
     pub fn at(path: impl Into<String>, message: impl Into<String>) -> Self {

@@ -160,6 +160,12 @@ pub struct RenderError {
     pub message: String,
 }
 
+impl crate::state::Kind for RenderError {
+    fn kind(&self) -> crate::state::ErrorKind {
+        crate::state::ErrorKind::Invalid
+    }
+}
+
 impl ConfigTemplate {
     /// Parses every template in `config` and checks what it reads against `scope`. All problems
     /// are returned together.

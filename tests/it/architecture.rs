@@ -256,3 +256,58 @@ fn the_path_reader_sees_groups_and_plain_paths() {
     let got: Vec<String> = targets(code, "crate::").into_iter().collect();
     assert_eq!(got, ["a", "c", "d", "g"]);
 }
+
+/// Every library error type says what kind of failure it is (not found, conflict, invalid,
+/// unavailable, internal), so the API can map it to a status without reading messages; and no
+/// two error types share a name across modules.
+#[test]
+fn every_library_error_has_a_kind_and_a_name_of_its_own() {
+    let mut errors: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut kinds = BTreeSet::new();
+    let all = rust_files(&root().join("src"));
+    for file in &all {
+        let text = code(file);
+        let mut derives_error = false;
+        for line in text.lines() {
+            let line = line.trim();
+            if line.starts_with("#[derive(") && line.contains("thiserror::Error") {
+                derives_error = true;
+                continue;
+            }
+            if derives_error && !line.starts_with("#[") {
+                let name = line
+                    .trim_start_matches("pub ")
+                    .trim_start_matches("enum ")
+                    .trim_start_matches("struct ")
+                    .split(|c: char| !c.is_alphanumeric() && c != '_')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                if let Some(other) = errors.insert(name.clone(), file.clone()) {
+                    panic!(
+                        "error type `{name}` is defined in {} and {}; give one a name of its own",
+                        other.display(),
+                        file.display()
+                    );
+                }
+                derives_error = false;
+            }
+            if let Some(rest) = line.strip_prefix("impl ")
+                && let Some((_, ty)) = rest.split_once("Kind for ")
+            {
+                kinds.insert(ty.trim_end_matches(" {").trim().to_string());
+            }
+        }
+    }
+    assert!(errors.contains_key("StoreError"), "{errors:?}");
+    let missing: Vec<_> = errors
+        .iter()
+        .filter(|(name, _)| !kinds.contains(*name))
+        .map(|(name, file)| format!("{name} ({})", file.display()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "these errors have no `impl Kind`: {}",
+        missing.join(", ")
+    );
+}

@@ -427,3 +427,71 @@ fn the_cli_adds_what_to_type_next_to_a_library_error() {
         "{err}"
     );
 }
+
+/// `runs list` pages by cursor, and its JSON keeps the documented fields of a run (the API's
+/// shape): renaming or dropping one fails here.
+#[test]
+fn runs_list_pages_by_cursor_with_a_stable_shape() {
+    let p = Project::new();
+    p.write("dags/pipe.toml", PIPELINE);
+    for n in 0..5 {
+        let date = format!("2026-01-0{}T00:00:00Z", n + 1);
+        p.vigil(&["dags", "trigger", "pipe", "--logical-date", &date])
+            .expect(0);
+    }
+    let first = p.vigil(&["runs", "list", "--limit", "2"]).expect(0);
+    assert!(
+        first.stderr().contains("more runs: add `--before 4`"),
+        "{}",
+        first.stderr()
+    );
+    let page = p
+        .vigil(&["runs", "list", "--limit", "2", "--before", "4", "--json"])
+        .expect(0)
+        .json();
+    let ids: Vec<i64> = page
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [3, 2]);
+    let mut keys: Vec<&str> = page[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "conf",
+            "dag_file",
+            "dag_id",
+            "data_interval_start",
+            "ended_at",
+            "heartbeat_at",
+            "id",
+            "logical_date",
+            "owner",
+            "queued_at",
+            "run_type",
+            "started_at",
+            "state"
+        ]
+    );
+    let last = p.vigil(&["runs", "list", "--before", "2"]).expect(0);
+    assert!(!last.stderr().contains("more runs"), "{}", last.stderr());
+    let err = p
+        .vigil(&["runs", "list", "--limit", "0"])
+        .expect(1)
+        .stderr();
+    assert!(err.contains("a page holds 1 to 1000 runs, not 0"), "{err}");
+    let err = p.vigil(&["runs", "show", "99"]).expect(1).stderr();
+    assert!(err.contains("error: no run 99"), "{err}");
+    assert!(
+        err.contains("hint: `vigil runs list` shows the runs there are"),
+        "{err}"
+    );
+}

@@ -1,0 +1,228 @@
+//! Run and task-instance use cases: list with filters and cursor paging, show one run with its
+//! tasks in DAG order, a task's result, a task's log.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::ops::OpsError;
+use crate::state::{LogLine, RunState, TaskState};
+use crate::store::{RunFilter, RunId, RunRecord, RunStore, RunType, StoredOutput, TaskInstance};
+use crate::task::Registry;
+
+/// Runs per page when the caller does not say.
+pub const DEFAULT_PAGE: u32 = 50;
+/// The most runs one page holds, so a request cannot ask for the whole table at once.
+pub const MAX_PAGE: u32 = 1000;
+
+/// A run as lists and details show it. The stable shape of `runs list --json` and of the API:
+/// add fields, never rename or remove them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunView {
+    pub id: RunId,
+    pub dag_id: String,
+    pub logical_date: DateTime<Utc>,
+    pub data_interval_start: DateTime<Utc>,
+    pub run_type: RunType,
+    pub state: RunState,
+    pub conf: serde_json::Value,
+    pub dag_file: String,
+    pub queued_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// The process executing the run (`pid@host`), if any.
+    pub owner: Option<String>,
+    pub heartbeat_at: Option<DateTime<Utc>>,
+}
+
+impl From<RunRecord> for RunView {
+    fn from(r: RunRecord) -> Self {
+        RunView {
+            id: r.id,
+            dag_id: r.dag_id,
+            logical_date: r.logical_date,
+            data_interval_start: r.data_interval_start,
+            run_type: r.run_type,
+            state: r.state,
+            conf: r.conf,
+            dag_file: r.dag_file,
+            queued_at: r.queued_at,
+            started_at: r.started_at,
+            ended_at: r.ended_at,
+            owner: r.owner,
+            heartbeat_at: r.heartbeat_at,
+        }
+    }
+}
+
+/// A task instance as details show it (stable like [`RunView`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskView {
+    pub run_id: RunId,
+    pub task_id: String,
+    pub state: TaskState,
+    /// The attempt running or last run; 0 before the first.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<TaskInstance> for TaskView {
+    fn from(t: TaskInstance) -> Self {
+        TaskView {
+            run_id: t.run_id,
+            task_id: t.task_id,
+            state: t.state,
+            attempt: t.attempt,
+            max_attempts: t.max_attempts,
+            started_at: t.started_at,
+            ended_at: t.ended_at,
+            next_retry_at: t.next_retry_at,
+            error: t.error,
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+/// Which runs to list.
+#[derive(Debug, Clone, Default)]
+pub struct RunQuery {
+    pub dag_id: Option<String>,
+    pub state: Option<RunState>,
+    /// The `next` of the previous page.
+    pub before: Option<RunId>,
+    /// Page size, [`DEFAULT_PAGE`] when unset; more than [`MAX_PAGE`] is refused.
+    pub limit: Option<u32>,
+}
+
+/// One page of runs, newest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunPage {
+    pub runs: Vec<RunView>,
+    /// Pass as `before` for the next page; `None` on the last page.
+    pub next: Option<RunId>,
+}
+
+pub async fn list(store: &dyn RunStore, query: &RunQuery) -> Result<RunPage, OpsError> {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(OpsError::Invalid(format!(
+            "a page holds 1 to {MAX_PAGE} runs, not {limit}"
+        )));
+    }
+    // One more than asked tells whether another page follows.
+    let mut runs = store
+        .runs(&RunFilter {
+            dag_id: query.dag_id.clone(),
+            state: query.state,
+            before: query.before,
+            limit: Some(limit + 1),
+        })
+        .await?;
+    let more = runs.len() > limit as usize;
+    runs.truncate(limit as usize);
+    let next = if more {
+        runs.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok(RunPage {
+        runs: runs.into_iter().map(RunView::from).collect(),
+        next,
+    })
+}
+
+/// A run with its task instances.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunDetail {
+    pub run: RunView,
+    /// In the order of the DAG the run was created from (when its stored copy still parses).
+    pub tasks: Vec<TaskView>,
+}
+
+pub async fn show(
+    store: &dyn RunStore,
+    registry: &Registry,
+    run_id: RunId,
+) -> Result<RunDetail, OpsError> {
+    let run = store
+        .run(run_id)
+        .await?
+        .ok_or(OpsError::NoSuchRun(run_id))?;
+    let mut tasks = store.task_instances(run_id).await?;
+    if let Ok(dag) = crate::dag::parse_dag(
+        std::path::Path::new(&run.dag_file),
+        &run.dag_source,
+        registry,
+    ) {
+        tasks.sort_by_key(|t| dag.graph.index_of(&t.task_id).unwrap_or(usize::MAX));
+    }
+    Ok(RunDetail {
+        run: run.into(),
+        tasks: tasks.into_iter().map(TaskView::from).collect(),
+    })
+}
+
+/// The result a task produced in a run.
+pub async fn result(
+    store: &dyn RunStore,
+    run_id: RunId,
+    task_id: &str,
+) -> Result<StoredOutput, OpsError> {
+    check_task(store, run_id, task_id).await?;
+    store
+        .output(run_id, task_id)
+        .await?
+        .ok_or_else(|| OpsError::NoResult {
+            run_id,
+            task_id: task_id.to_string(),
+        })
+}
+
+/// One stored log line with the attempt it belongs to (stable like [`RunView`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct LogView {
+    pub attempt: u32,
+    pub seq: u32,
+    #[serde(flatten)]
+    pub line: LogLine,
+}
+
+/// A task's log in a run, of every attempt or of one.
+pub async fn logs(
+    store: &dyn RunStore,
+    run_id: RunId,
+    task_id: &str,
+    attempt: Option<u32>,
+) -> Result<Vec<LogView>, OpsError> {
+    check_task(store, run_id, task_id).await?;
+    Ok(store
+        .logs(run_id, task_id, attempt)
+        .await?
+        .into_iter()
+        .map(|l| LogView {
+            attempt: l.attempt,
+            seq: l.seq,
+            line: l.line,
+        })
+        .collect())
+}
+
+/// Fails with what exists when the run or the task does not.
+async fn check_task(store: &dyn RunStore, run_id: RunId, task_id: &str) -> Result<(), OpsError> {
+    if store.run(run_id).await?.is_none() {
+        return Err(OpsError::NoSuchRun(run_id));
+    }
+    let tis = store.task_instances(run_id).await?;
+    if !tis.iter().any(|t| t.task_id == task_id) {
+        return Err(OpsError::NoSuchTask {
+            run_id,
+            task_id: task_id.to_string(),
+            known: tis.into_iter().map(|t| t.task_id).collect(),
+        });
+    }
+    Ok(())
+}
