@@ -97,6 +97,35 @@ struct TaskDefaults {
     timeout: Option<Duration>,
 }
 
+/// The DAG-level settings, read before the tasks.
+struct Header {
+    id: String,
+    description: String,
+    schedule: Option<Schedule>,
+    timezone: chrono_tz::Tz,
+    start_date: Option<chrono::DateTime<chrono::Utc>>,
+    end_date: Option<chrono::DateTime<chrono::Utc>>,
+    catchup: bool,
+    paused: bool,
+    max_active_runs: u32,
+    max_active_tasks: u32,
+    tags: Vec<String>,
+    params: BTreeMap<String, serde_json::Value>,
+    notify: NotifySpec,
+    defaults: TaskDefaults,
+}
+
+/// What a task's config may refer to, shared by every task of the file.
+struct ConfigScope<'a> {
+    registry: &'a Registry,
+    params: &'a BTreeMap<String, serde_json::Value>,
+    param_map: serde_json::Map<String, serde_json::Value>,
+    sample_run: RunVars,
+    graph: &'a DagGraph,
+    known: &'a HashMap<&'a str, usize>,
+}
+
+/// Reads the whole file, reporting every problem to `sink`; `None` when any was found.
 fn parse_into(file: &Path, src: &str, registry: &Registry, sink: &mut Sink<'_>) -> Option<Dag> {
     let doc = match DeTable::parse(src) {
         Ok(doc) => doc,
@@ -112,7 +141,79 @@ fn parse_into(file: &Path, src: &str, registry: &Registry, sink: &mut Sink<'_>) 
     };
     let root = doc.get_ref();
     unknown_keys(sink, root, DAG_KEYS, "", None);
+    let header = header(file, root, sink);
+    let raw_tasks = raw_tasks(sink, root, header.defaults);
+    let known: HashMap<&str, usize> = raw_tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.as_str(), i))
+        .collect();
+    check_references(sink, &raw_tasks, &known, registry);
+    let (graph, order) = graph(sink, &raw_tasks, &known)?;
 
+    // Templates and configs, now that "upstream" has a meaning.
+    let scope = ConfigScope {
+        registry,
+        params: &header.params,
+        param_map: header
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        sample_run: sample_run_vars(&header.id),
+        graph: &graph,
+        known: &known,
+    };
+    let mut tasks: Vec<Option<TaskSpec>> = raw_tasks
+        .iter()
+        .map(|t| task_spec(sink, t, &scope))
+        .collect();
+    if !sink.is_empty() {
+        return None;
+    }
+    // `order[i]` names the raw task that sits at graph index `i`.
+    let tasks: Vec<TaskSpec> = order
+        .iter()
+        .map(|&raw| tasks[raw].take())
+        .collect::<Option<_>>()?;
+    let Header {
+        id,
+        description,
+        schedule,
+        timezone,
+        start_date,
+        end_date,
+        catchup,
+        paused,
+        max_active_runs,
+        max_active_tasks,
+        tags,
+        params,
+        notify,
+        defaults: _,
+    } = header;
+    Some(Dag {
+        id,
+        description,
+        file: file.to_path_buf(),
+        source: src.to_string(),
+        schedule,
+        timezone,
+        start_date,
+        end_date,
+        catchup,
+        paused,
+        max_active_runs,
+        max_active_tasks,
+        tags,
+        params,
+        notify,
+        tasks,
+        graph,
+    })
+}
+
+fn header(file: &Path, root: &DeTable<'_>, sink: &mut Sink<'_>) -> Header {
     let stem = file
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -177,35 +278,50 @@ fn parse_into(file: &Path, src: &str, registry: &Registry, sink: &mut Sink<'_>) 
             "end_date is before start_date; swap them or remove one",
         );
     }
-    let catchup = get(root, "catchup")
-        .and_then(|v| boolean(sink, v, "catchup", None))
-        .unwrap_or(false);
-    let paused = get(root, "paused")
-        .and_then(|v| boolean(sink, v, "paused", None))
-        .unwrap_or(false);
-    let max_active_runs = get(root, "max_active_runs")
-        .and_then(|v| positive(sink, v, "max_active_runs", None))
-        .unwrap_or(DEFAULT_MAX_ACTIVE_RUNS);
-    let max_active_tasks = get(root, "max_active_tasks")
-        .and_then(|v| positive(sink, v, "max_active_tasks", None))
-        .unwrap_or(DEFAULT_MAX_ACTIVE_TASKS);
-    let tags = get(root, "tags")
-        .and_then(|v| string_list(sink, v, "tags", None))
-        .map(|t| t.into_iter().map(|(s, _)| s).collect())
-        .unwrap_or_default();
-    let params = get(root, "params")
-        .and_then(|v| params(sink, v))
-        .unwrap_or_default();
-    let notify = get(root, "notify")
-        .map(|v| notify(sink, v, "notify", None))
-        .unwrap_or_default();
-    let defaults = get(root, "defaults")
-        .map(|v| defaults(sink, v))
-        .unwrap_or(TaskDefaults {
-            retry: RetryPolicy::default(),
-            timeout: None,
-        });
+    Header {
+        id,
+        description,
+        schedule,
+        timezone,
+        start_date,
+        end_date,
+        catchup: get(root, "catchup")
+            .and_then(|v| boolean(sink, v, "catchup", None))
+            .unwrap_or(false),
+        paused: get(root, "paused")
+            .and_then(|v| boolean(sink, v, "paused", None))
+            .unwrap_or(false),
+        max_active_runs: get(root, "max_active_runs")
+            .and_then(|v| positive(sink, v, "max_active_runs", None))
+            .unwrap_or(DEFAULT_MAX_ACTIVE_RUNS),
+        max_active_tasks: get(root, "max_active_tasks")
+            .and_then(|v| positive(sink, v, "max_active_tasks", None))
+            .unwrap_or(DEFAULT_MAX_ACTIVE_TASKS),
+        tags: get(root, "tags")
+            .and_then(|v| string_list(sink, v, "tags", None))
+            .map(|t| t.into_iter().map(|(s, _)| s).collect())
+            .unwrap_or_default(),
+        params: get(root, "params")
+            .and_then(|v| params(sink, v))
+            .unwrap_or_default(),
+        notify: get(root, "notify")
+            .map(|v| notify(sink, v, "notify", None))
+            .unwrap_or_default(),
+        defaults: get(root, "defaults")
+            .map(|v| defaults(sink, v))
+            .unwrap_or(TaskDefaults {
+                retry: RetryPolicy::default(),
+                timeout: None,
+            }),
+    }
+}
 
+/// The `[tasks.<id>]` tables as read, before they refer to each other.
+fn raw_tasks<'i>(
+    sink: &mut Sink<'_>,
+    root: &'i DeTable<'i>,
+    defaults: TaskDefaults,
+) -> Vec<RawTask<'i>> {
     let mut raw_tasks = Vec::new();
     match get(root, "tasks") {
         None => sink.push(
@@ -240,13 +356,17 @@ fn parse_into(file: &Path, src: &str, registry: &Registry, sink: &mut Sink<'_>) 
         },
     }
 
-    // References between tasks.
-    let known: HashMap<&str, usize> = raw_tasks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.id.as_str(), i))
-        .collect();
-    for t in &raw_tasks {
+    raw_tasks
+}
+
+/// Every `depends_on` names a task of the file and every `type` a registered task type.
+fn check_references(
+    sink: &mut Sink<'_>,
+    raw_tasks: &[RawTask<'_>],
+    known: &HashMap<&str, usize>,
+    registry: &Registry,
+) {
+    for t in raw_tasks {
         for (dep, span) in &t.depends_on {
             if !known.contains_key(dep.as_str()) {
                 let hint = suggest(dep, known.keys().copied());
@@ -273,7 +393,14 @@ fn parse_into(file: &Path, src: &str, registry: &Registry, sink: &mut Sink<'_>) 
             );
         }
     }
+}
 
+/// The task graph with the order of its nodes, or every cycle reported.
+fn graph(
+    sink: &mut Sink<'_>,
+    raw_tasks: &[RawTask<'_>],
+    known: &HashMap<&str, usize>,
+) -> Option<(DagGraph, Vec<usize>)> {
     let edges: Vec<(String, Vec<String>)> = raw_tasks
         .iter()
         .map(|t| {
@@ -286,8 +413,8 @@ fn parse_into(file: &Path, src: &str, registry: &Registry, sink: &mut Sink<'_>) 
             (t.id.clone(), deps)
         })
         .collect();
-    let (graph, order) = match DagGraph::build(&edges) {
-        Ok(built) => built,
+    match DagGraph::build(&edges) {
+        Ok(built) => Some(built),
         Err(cycles) => {
             for cycle in cycles {
                 let Some(first) = cycle.0.first() else {
@@ -301,154 +428,119 @@ fn parse_into(file: &Path, src: &str, registry: &Registry, sink: &mut Sink<'_>) 
                     format!("dependency cycle: {cycle}; remove one of these depends_on entries"),
                 );
             }
+            None
+        }
+    }
+}
+
+/// One task's spec: its config compiled as a template that reads only what is upstream, and
+/// checked against its task type with the default params.
+fn task_spec(sink: &mut Sink<'_>, t: &RawTask<'_>, scope: &ConfigScope<'_>) -> Option<TaskSpec> {
+    let (graph, known, registry, params) = (scope.graph, scope.known, scope.registry, scope.params);
+    let me = graph.index_of(&t.id)?;
+    let readable = |other: &str| -> Result<(), String> {
+        if t.trigger_rule == TriggerRule::Always {
+            return Err(format!(
+                "reads `tasks.{other}`, but trigger_rule `always` starts this task without waiting for upstream tasks; use `all_done` to run after them whatever their state"
+            ));
+        }
+        match graph.index_of(other) {
+            None => Err(format!(
+                "reads `tasks.{other}`, but this DAG has no task `{other}`{}",
+                suggest(other, known.keys().copied())
+            )),
+            Some(o) if graph.is_upstream_of(o, me) => Ok(()),
+            Some(_) => Err(format!(
+                "reads the result of `{other}`, which is not upstream of `{}`; add `{other}` to depends_on (directly or through another task)",
+                t.id
+            )),
+        }
+    };
+    let config_json = match t.config {
+        Some(v) => match v.get_ref() {
+            DeValue::Table(_) => to_json(v),
+            other => {
+                sink.push(
+                    Some(v.span()),
+                    Some(&t.id),
+                    format!("tasks.{}.config", t.id),
+                    format!(
+                        "expected a table, found {}; write config = {{ key = value }}",
+                        other.type_str()
+                    ),
+                );
+                return None;
+            }
+        },
+        None => serde_json::Value::Object(Default::default()),
+    };
+    let config_key = |path: &str| {
+        if path.is_empty() {
+            format!("tasks.{}.config", t.id)
+        } else {
+            format!("tasks.{}.config.{path}", t.id)
+        }
+    };
+    let config_span = |path: &str| {
+        t.config
+            .map(|v| span_at(v, path))
+            .or(Some(t.id_span.clone()))
+    };
+    let template = match ConfigTemplate::compile(
+        &config_json,
+        &Scope {
+            params,
+            task_readable: &readable,
+        },
+    ) {
+        Ok(template) => template,
+        Err(problems) => {
+            for TemplateProblem { path, message } in problems {
+                sink.push(config_span(&path), Some(&t.id), config_key(&path), message);
+            }
             return None;
         }
     };
-
-    // Templates and configs, now that "upstream" has a meaning.
-    let param_map: serde_json::Map<String, serde_json::Value> =
-        params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let sample_run = sample_run_vars(&id);
-    let mut tasks: Vec<Option<TaskSpec>> = Vec::with_capacity(raw_tasks.len());
-    for t in &raw_tasks {
-        let Some(me) = graph.index_of(&t.id) else {
-            tasks.push(None);
-            continue;
+    if let Some((ty, _)) = &t.task_type
+        && let Some(erased) = registry.get(ty)
+    {
+        let ctx = RenderContext {
+            params: &scope.param_map,
+            run: &scope.sample_run,
+            tasks: BTreeMap::new(),
         };
-        let readable = |other: &str| -> Result<(), String> {
-            if t.trigger_rule == TriggerRule::Always {
-                return Err(format!(
-                    "reads `tasks.{other}`, but trigger_rule `always` starts this task without waiting for upstream tasks; use `all_done` to run after them whatever their state"
-                ));
-            }
-            match graph.index_of(other) {
-                None => Err(format!(
-                    "reads `tasks.{other}`, but this DAG has no task `{other}`{}",
-                    suggest(other, known.keys().copied())
-                )),
-                Some(o) if graph.is_upstream_of(o, me) => Ok(()),
-                Some(_) => Err(format!(
-                    "reads the result of `{other}`, which is not upstream of `{}`; add `{other}` to depends_on (directly or through another task)",
-                    t.id
-                )),
-            }
-        };
-        let config_json = match t.config {
-            Some(v) => match v.get_ref() {
-                DeValue::Table(_) => to_json(v),
-                other => {
+        match template.probe(&ctx) {
+            Err(e) => sink.push(
+                config_span(&e.path),
+                Some(&t.id),
+                config_key(&e.path),
+                format!("template fails with the default params: {}", e.message),
+            ),
+            Ok(probe) => {
+                for e in erased.check_config(&probe).err().unwrap_or_default() {
                     sink.push(
-                        Some(v.span()),
+                        config_span(&e.path),
                         Some(&t.id),
-                        format!("tasks.{}.config", t.id),
-                        format!(
-                            "expected a table, found {}; write config = {{ key = value }}",
-                            other.type_str()
-                        ),
+                        config_key(&e.path),
+                        format!("config does not fit task type `{ty}`: {}", e.message),
                     );
-                    tasks.push(None);
-                    continue;
-                }
-            },
-            None => serde_json::Value::Object(Default::default()),
-        };
-        let config_key = |path: &str| {
-            if path.is_empty() {
-                format!("tasks.{}.config", t.id)
-            } else {
-                format!("tasks.{}.config.{path}", t.id)
-            }
-        };
-        let config_span = |path: &str| {
-            t.config
-                .map(|v| span_at(v, path))
-                .or(Some(t.id_span.clone()))
-        };
-        let template = match ConfigTemplate::compile(
-            &config_json,
-            &Scope {
-                params: &params,
-                task_readable: &readable,
-            },
-        ) {
-            Ok(template) => template,
-            Err(problems) => {
-                for TemplateProblem { path, message } in problems {
-                    sink.push(config_span(&path), Some(&t.id), config_key(&path), message);
-                }
-                tasks.push(None);
-                continue;
-            }
-        };
-        if let Some((ty, _)) = &t.task_type
-            && let Some(erased) = registry.get(ty)
-        {
-            let ctx = RenderContext {
-                params: &param_map,
-                run: &sample_run,
-                tasks: BTreeMap::new(),
-            };
-            match template.probe(&ctx) {
-                Err(e) => sink.push(
-                    config_span(&e.path),
-                    Some(&t.id),
-                    config_key(&e.path),
-                    format!("template fails with the default params: {}", e.message),
-                ),
-                Ok(probe) => {
-                    for e in erased.check_config(&probe).err().unwrap_or_default() {
-                        sink.push(
-                            config_span(&e.path),
-                            Some(&t.id),
-                            config_key(&e.path),
-                            format!("config does not fit task type `{ty}`: {}", e.message),
-                        );
-                    }
                 }
             }
         }
-        tasks.push(Some(TaskSpec {
-            id: t.id.clone(),
-            task_type: t
-                .task_type
-                .as_ref()
-                .map(|(s, _)| s.clone())
-                .unwrap_or_default(),
-            depends_on: t.depends_on.iter().map(|(d, _)| d.clone()).collect(),
-            trigger_rule: t.trigger_rule,
-            config: template,
-            retry: t.retry,
-            timeout: t.timeout,
-            notify: t.notify.clone(),
-        }));
     }
-
-    if !sink.is_empty() {
-        return None;
-    }
-    // `order[i]` names the raw task that sits at graph index `i`.
-    let tasks: Vec<TaskSpec> = order
-        .iter()
-        .map(|&raw| tasks[raw].take())
-        .collect::<Option<_>>()?;
-    Some(Dag {
-        id,
-        description,
-        file: file.to_path_buf(),
-        source: src.to_string(),
-        schedule,
-        timezone,
-        start_date,
-        end_date,
-        catchup,
-        paused,
-        max_active_runs,
-        max_active_tasks,
-        tags,
-        params,
-        notify,
-        tasks,
-        graph,
+    Some(TaskSpec {
+        id: t.id.clone(),
+        task_type: t
+            .task_type
+            .as_ref()
+            .map(|(s, _)| s.clone())
+            .unwrap_or_default(),
+        depends_on: t.depends_on.iter().map(|(d, _)| d.clone()).collect(),
+        trigger_rule: t.trigger_rule,
+        config: template,
+        retry: t.retry,
+        timeout: t.timeout,
+        notify: t.notify.clone(),
     })
 }
 
