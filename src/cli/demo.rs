@@ -15,12 +15,12 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::cli::Ctx;
 use crate::cli::output::print_json;
-use crate::ops::models as ops;
+use crate::ops::registry as ops;
 use crate::run::plan_run;
 use crate::state::RunState;
 use crate::state::owner;
 use crate::store::RunType;
-use crate::store::models::{NewPrediction, NewVersion};
+use crate::store::registry::{NewPrediction, NewVersion};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {

@@ -197,7 +197,7 @@ pub fn main(registry: Registry) -> ExitCode {
 /// only the CLI knows its own commands.
 fn hint(e: &anyhow::Error) -> Option<String> {
     use crate::ml::data::DataError;
-    use crate::ops::models::ModelError;
+    use crate::ops::registry::ModelError;
     use crate::store::StoreError;
     e.chain().find_map(|cause| {
         if let Some(e) = cause.downcast_ref::<ModelError>() {

@@ -15,11 +15,11 @@ use clap::Subcommand;
 
 use crate::cli::Ctx;
 use crate::cli::output::{print_json, table, time};
-use crate::models::verdict::{Rules, Verdict};
-use crate::ops::models::{self as ops, Action, CheckOptions, Rollback};
+use crate::ops::registry::{self as ops, Action, CheckOptions, Rollback};
+use crate::quality::verdict::{Rules, Verdict};
 use crate::state::Audience;
 use crate::store::Store;
-use crate::store::models::{NewArtifact, NewPrediction, NewVersion};
+use crate::store::registry::{NewArtifact, NewPrediction, NewVersion};
 
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
@@ -413,7 +413,7 @@ async fn menu(store: &dyn Store, name: Option<String>, audience: &Audience) -> a
 }
 
 fn print_status(s: &ops::Status) {
-    let show = |v: &Option<crate::store::models::ModelVersion>| match v {
+    let show = |v: &Option<crate::store::registry::ModelVersion>| match v {
         Some(v) => format!("{} {}", v.version, metrics_text(&v.metrics)),
         None => "-".into(),
     };
@@ -470,7 +470,7 @@ fn print_history(h: &[ops::HistoryEntry]) {
     );
 }
 
-fn print_judgement(j: &crate::models::verdict::Judgement, v1: &str, v2: &str) {
+fn print_judgement(j: &crate::quality::verdict::Judgement, v1: &str, v2: &str) {
     println!("{} ({v2} vs {v1}): {}", j.verdict.as_str(), j.reason);
     println!("test {:?}, n = {}", j.test, j.n);
 }

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::dag::DagSet;
-use crate::run::{Executor, Limits, Observer, RunEvent};
+use crate::run::{Executor, Limits, RunUpdate, UpdateObserver};
 use crate::schedule::{Scheduler, SchedulerSettings, load_in_background};
 use crate::state::Wake;
 use crate::state::owner;
@@ -42,7 +42,7 @@ pub enum DaemonError {
     Watch {
         path: PathBuf,
         #[source]
-        source: ::notify::Error,
+        source: watch::WatchError,
     },
     #[error("cannot listen for signals")]
     Signals(#[source] std::io::Error),
@@ -70,7 +70,7 @@ impl crate::state::Kind for DaemonError {
 pub struct Handle {
     /// Makes the scheduler look at the database now (after an in-process trigger or pause).
     pub wake: Wake,
-    events: broadcast::Sender<RunEvent>,
+    events: broadcast::Sender<RunUpdate>,
 }
 
 impl Handle {
@@ -81,16 +81,17 @@ impl Handle {
         }
     }
 
-    /// Every run and task event committed from now on, as the executor reports it.
-    pub fn events(&self) -> broadcast::Receiver<RunEvent> {
+    /// Every run and task event committed from now on, with its run, as the executor
+    /// reports it.
+    pub fn events(&self) -> broadcast::Receiver<RunUpdate> {
         self.events.subscribe()
     }
 
-    fn observer(&self) -> Observer {
+    fn observer(&self) -> UpdateObserver {
         let events = self.events.clone();
         // Nobody listening is fine: the event is in the store already.
-        Arc::new(move |e: &RunEvent| {
-            let _ = events.send(e.clone());
+        Arc::new(move |update: RunUpdate| {
+            let _ = events.send(update);
         })
     }
 }

@@ -8,6 +8,9 @@ use tokio::sync::mpsc;
 
 use crate::daemon::DaemonError;
 
+/// What can go wrong watching; named here so the file-watcher crate stays in this file.
+pub type WatchError = ::notify::Error;
+
 /// Watches `dags`; each change sends `()`. Dropping the watcher stops it.
 pub fn folder(
     dags: &Path,

@@ -19,7 +19,7 @@ use crate::ml::risk::{self, Band, Bands, Measured, RiskModel, Scored};
 
 const TEMPLATE: &str = include_str!("templates/report.html");
 
-/// Files written by [`write`].
+/// Files written by [`write()`].
 #[derive(Debug, Clone, Serialize)]
 pub struct Written {
     pub html: PathBuf,

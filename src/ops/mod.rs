@@ -3,7 +3,7 @@
 //! serializes. Nothing above this layer holds a use case of its own.
 //!
 //! - [`dags`]: list, find, show, validate, trigger, pause.
-//! - [`models`]: the model registry's operations (status, history, compare, check with its
+//! - [`registry`]: the model registry's operations (status, history, compare, check with its
 //!   guarded rollback, rollback, promote).
 //! - [`risk`]: train and register the rollback-risk model, load the version to use.
 //! - [`runs`]: list runs (filters, cursor paging), show one with its tasks, results, logs.
@@ -13,8 +13,8 @@
 //! added, never renamed or removed.
 
 pub mod dags;
-pub mod models;
 pub mod outbox;
+pub mod registry;
 pub mod risk;
 pub mod runs;
 

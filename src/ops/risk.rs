@@ -15,7 +15,7 @@ use crate::ml::risk::{self, MODEL_NAME, RiskModel, TrainOptions};
 use crate::ml::search::{Grid, Progress};
 use crate::ops::OpsError;
 use crate::store::StoreError;
-use crate::store::models::{ModelStore, ModelVersion, NewArtifact, NewPrediction, NewVersion};
+use crate::store::registry::{ModelStore, ModelVersion, NewArtifact, NewPrediction, NewVersion};
 
 /// A training run as asked for.
 #[derive(Debug, Clone)]

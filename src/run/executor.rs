@@ -12,12 +12,10 @@
 //! that become ready together are queued by one commit.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use futures::FutureExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -25,16 +23,17 @@ use tracing::Instrument;
 
 use crate::dag::{Dag, resolve_params};
 use crate::notify::NotifyConfig;
-use crate::notify::message::{self, TaskFailure};
+use crate::notify::message::TaskFailure;
+use crate::run::attempt::{Attempt, Finished};
 use crate::run::limits::{Limits, Permits};
-use crate::run::trigger::{Decision, UpstreamCounts, evaluate};
+use crate::run::messages::Messages;
+use crate::run::rules::{Decision, UpstreamCounts, evaluate};
 use crate::state::LogLine;
-use crate::state::NotifySpec;
 use crate::state::{RunState, TaskState};
 use crate::store::{
     Batch, RunRecord, RunTransition, Store, StoreError, TaskInstance, TaskTransition,
 };
-use crate::task::template::{RenderContext, RunVars, TaskVars};
+use crate::task::template::RunVars;
 use crate::task::{OutputLimits, Registry, TaskContext, TaskError, process};
 
 /// What happened in a run, reported after it is committed. `vigil dags test` prints these.
@@ -63,6 +62,18 @@ pub enum RunEvent {
 
 /// Receives [`RunEvent`]s as they are committed.
 pub type Observer = Arc<dyn Fn(&RunEvent) + Send + Sync>;
+
+/// A run event with the run it belongs to: what a daemon broadcasts to listeners that follow
+/// every run at once (a live page).
+#[derive(Debug, Clone)]
+pub struct RunUpdate {
+    pub run_id: crate::store::RunId,
+    pub dag_id: String,
+    pub event: RunEvent,
+}
+
+/// Receives the [`RunUpdate`]s of every run a scheduler executes.
+pub type UpdateObserver = Arc<dyn Fn(RunUpdate) + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -248,13 +259,31 @@ struct Change {
     clear_output: bool,
 }
 
-/// The result of one attempt, sent back from its spawned future.
-struct Finished {
-    index: usize,
-    attempt: u32,
-    result: Result<serde_json::Value, TaskError>,
-    logs: Vec<LogLine>,
-    duration: Duration,
+/// What one step writes and then reports: committed together, reported after the commit.
+struct Step {
+    batch: Batch,
+    /// Position of a task's transition in `batch.tasks`, so later changes in the same step
+    /// fold into one row update.
+    in_batch: BTreeMap<usize, usize>,
+    events: Vec<RunEvent>,
+}
+
+/// The concurrency permits of one run.
+struct Slots {
+    /// The DAG's `max_active_tasks` and the process's `parallelism`.
+    dag: Arc<Semaphore>,
+    global: Arc<Semaphore>,
+    /// Permits taken for the tasks this step starts, handed to them once it is committed.
+    pending: Vec<Permits>,
+    /// Permits won by waiting in line, used by the next task to start.
+    won: Option<Permits>,
+    /// Permits of attempts whose end is in the step being built; released after its commit.
+    ending: Vec<Permits>,
+    /// Permits of running attempts, by spawned task id. They move to `ending` when the
+    /// executor records an attempt's end (not when its future returns) and are released after
+    /// that is committed, so the stored states never show more running tasks than the limits
+    /// allow.
+    running: HashMap<tokio::task::Id, (usize, Permits, CancellationToken)>,
 }
 
 struct RunExec {
@@ -273,33 +302,13 @@ struct RunExec {
     queued: BTreeSet<usize>,
     retry_at: BTreeSet<(DateTime<Utc>, usize)>,
     terminal: usize,
-    dag_slots: Arc<Semaphore>,
-    global_slots: Arc<Semaphore>,
-    /// Each task's `[notify]` with the DAG's and the config's filled in.
-    notify: Vec<NotifySpec>,
-    /// The DAG's `[notify]` with the config's filled in, for the run's own message.
-    run_notify: NotifySpec,
-    base_url: String,
-    /// Addresses and URLs already told about a failed task in this run; the run's failure
-    /// message skips them, so one failure is one message.
-    told: BTreeSet<String>,
-    // The step being built.
-    batch: Batch,
-    /// Position of a task's transition in `batch.tasks`, so later changes in the same step
-    /// fold into one row update.
-    in_batch: BTreeMap<usize, usize>,
-    events: Vec<RunEvent>,
+    /// Who hears about failures, and who already did.
+    messages: Messages,
+    /// The step being built.
+    step: Step,
     to_spawn: Vec<usize>,
-    pending_permits: Vec<Permits>,
-    /// Permits won by waiting in line, used by the next task to start.
-    won: Option<Permits>,
-    /// Permits of attempts whose end is in the step being built; released after its commit.
-    ending: Vec<Permits>,
-    /// Permits of running attempts, by spawned task id. They move to `ending` when the
-    /// executor records an attempt's end (not when its future returns) and are released after
-    /// that is committed, so the stored states never show more running tasks than the limits
-    /// allow.
-    permits: HashMap<tokio::task::Id, (usize, Permits, CancellationToken)>,
+    /// The permits this run waits for, holds and gives back.
+    slots: Slots,
     started: Instant,
 }
 
@@ -314,10 +323,8 @@ impl RunExec {
     ) -> Result<RunExec, String> {
         let dag_slots = exec.limits.dag(&dag.id, dag.max_active_tasks);
         let global_slots = exec.limits.global();
-        let notify = &exec.notify;
+        let messages = Messages::new(&dag, &exec.notify);
         let n = dag.tasks.len();
-        let run_notify = dag.notify.or(&notify.defaults());
-        let task_notify = dag.tasks.iter().map(|t| t.notify.or(&run_notify)).collect();
         let mut tis: Vec<Option<TaskInstance>> = vec![None; n];
         for ti in instances {
             let i = dag.graph.index_of(&ti.task_id).ok_or_else(|| {
@@ -364,20 +371,21 @@ impl RunExec {
             queued: BTreeSet::new(),
             retry_at: BTreeSet::new(),
             terminal: 0,
-            dag_slots,
-            global_slots,
-            notify: task_notify,
-            run_notify,
-            base_url: notify.base_url.clone(),
-            told: BTreeSet::new(),
-            batch: Batch::new(run.id),
-            in_batch: BTreeMap::new(),
-            events: Vec::new(),
+            messages,
+            step: Step {
+                batch: Batch::new(run.id),
+                in_batch: BTreeMap::new(),
+                events: Vec::new(),
+            },
             to_spawn: Vec::new(),
-            pending_permits: Vec::new(),
-            won: None,
-            ending: Vec::new(),
-            permits: HashMap::new(),
+            slots: Slots {
+                dag: dag_slots,
+                global: global_slots,
+                pending: Vec::new(),
+                won: None,
+                ending: Vec::new(),
+                running: HashMap::new(),
+            },
             started: Instant::now(),
         };
         exec.index_states();
@@ -433,7 +441,7 @@ impl RunExec {
     ) -> Result<RunState, ExecError> {
         let mut running: JoinSet<Finished> = JoinSet::new();
         if self.run_state == RunState::Queued {
-            self.batch.run = Some(RunTransition {
+            self.step.batch.run = Some(RunTransition {
                 expect: RunState::Queued,
                 to: RunState::Running,
                 at: Utc::now(),
@@ -456,7 +464,7 @@ impl RunExec {
             let finished = self.terminal == self.tis.len() && running.is_empty();
             if finished {
                 let state = self.final_state();
-                self.batch.run = Some(RunTransition {
+                self.step.batch.run = Some(RunTransition {
                     expect: RunState::Running,
                     to: state,
                     at: now,
@@ -464,7 +472,7 @@ impl RunExec {
                 if state == RunState::Failed {
                     self.queue_run_failure();
                 }
-                self.events.push(RunEvent::RunEnded {
+                self.step.events.push(RunEvent::RunEnded {
                     state,
                     duration: self.started.elapsed(),
                 });
@@ -472,18 +480,18 @@ impl RunExec {
 
             self.commit(&exec.store).await?;
             if let Some(obs) = &observer {
-                for e in &self.events {
+                for e in &self.step.events {
                     obs(e);
                 }
             }
-            self.events.clear();
+            self.step.events.clear();
             for (i, permits) in std::mem::take(&mut self.to_spawn)
                 .into_iter()
-                .zip(std::mem::take(&mut self.pending_permits))
+                .zip(std::mem::take(&mut self.slots.pending))
             {
                 let cancel = CancellationToken::new();
                 let id = self.spawn(i, exec, cancel.clone(), &mut running);
-                self.permits.insert(id, (i, permits, cancel));
+                self.slots.running.insert(id, (i, permits, cancel));
             }
             if finished {
                 return Ok(self.final_state());
@@ -507,14 +515,14 @@ impl RunExec {
             if waiting_for_slot {
                 if acquiring.is_none() {
                     acquiring = Some(Box::pin(Permits::acquire(
-                        self.dag_slots.clone(),
-                        self.global_slots.clone(),
+                        self.slots.dag.clone(),
+                        self.slots.global.clone(),
                     )));
                 }
             } else {
                 // Leave the line (and give back anything won) when nothing waits to start.
                 acquiring = None;
-                self.won = None;
+                self.slots.won = None;
             }
             if running.is_empty() && next_retry.is_none() && !waiting_for_slot && !draining {
                 // Nothing can make progress; only a bug gets here. Fail what is left rather
@@ -533,7 +541,7 @@ impl RunExec {
                 _ = async { if let Some(s) = sleep { s.await } }, if next_retry.is_some() => {}
                 permits = acquired(&mut acquiring), if waiting_for_slot => {
                     acquiring = None;
-                    self.won = permits;
+                    self.slots.won = permits;
                 }
                 _ = stop.drain.cancelled(), if !draining => {}
                 _ = sleep_until_opt(deadline), if draining => {
@@ -549,7 +557,7 @@ impl RunExec {
         // Cancelling tells each attempt to stop: a `command` task sends SIGTERM to its
         // processes and SIGKILL after `kill_grace`. Whatever has not ended a moment after that
         // is aborted (dropping a `command` attempt kills its process group).
-        for (_, _, cancel) in self.permits.values() {
+        for (_, _, cancel) in self.slots.running.values() {
             cancel.cancel();
         }
         let deadline = tokio::time::Instant::now() + kill_grace + Duration::from_secs(1);
@@ -578,10 +586,10 @@ impl RunExec {
     /// Records the attempt spawned as `id` as interrupted by shutdown: it runs again when the
     /// run resumes, without using up a retry.
     fn interrupted(&mut self, id: tokio::task::Id, now: DateTime<Utc>) {
-        let Some((i, permits, _)) = self.permits.remove(&id) else {
+        let Some((i, permits, _)) = self.slots.running.remove(&id) else {
             return;
         };
-        self.ending.push(permits);
+        self.slots.ending.push(permits);
         let attempt = self.tis[i].attempt;
         self.transition(i, TaskState::UpForRetry, now, Change::default(), |ti| {
             ti.max_attempts += 1;
@@ -604,8 +612,8 @@ impl RunExec {
                 self.finish_attempt(f.index, f.attempt, f.result, f.logs, f.duration, now);
                 // Held until the end is committed: another run must not start a task (and
                 // record it running) before this one is recorded as ended.
-                if let Some((_, permits, _)) = self.permits.remove(&id) {
-                    self.ending.push(permits);
+                if let Some((_, permits, _)) = self.slots.running.remove(&id) {
+                    self.slots.ending.push(permits);
                 }
             }
             // Panics are caught inside the attempt; a JoinError here means the runtime is
@@ -613,7 +621,7 @@ impl RunExec {
             // recovered when the run resumes.
             Err(e) => {
                 tracing::warn!(error = %crate::state::Chain(&e), "task attempt aborted");
-                self.permits.remove(&e.id());
+                self.slots.running.remove(&e.id());
             }
         }
     }
@@ -669,8 +677,7 @@ impl RunExec {
         self.report_end(i, duration);
     }
 
-    /// Queues the message about a failed attempt of task `i` with this step: to the failure
-    /// audience when it failed for good, to the retry audience when it will run again.
+    /// Queues the message about a failed attempt of task `i` with this step.
     fn queue_failure(
         &mut self,
         i: usize,
@@ -679,71 +686,38 @@ impl RunExec {
         next_attempt: Option<DateTime<Utc>>,
         logs: &[LogLine],
     ) {
-        let spec = &self.notify[i];
-        let to = match next_attempt {
-            Some(_) => spec.retry_audience(),
-            None => spec.alert_audience(),
+        let base_url = self.messages.base_url.clone();
+        let failure = TaskFailure {
+            dag_id: &self.dag.id,
+            task_id: &self.dag.tasks[i].id,
+            run_id: self.run_id,
+            logical_date: self.logical_date,
+            attempt,
+            max_attempts: self.tis[i].max_attempts,
+            error,
+            next_attempt,
+            logs,
+            base_url: &base_url,
         };
-        if to.is_empty() {
-            return;
+        if let Some(n) = self.messages.task_failure(i, &failure) {
+            self.step.batch.notifications.push(n);
         }
-        if next_attempt.is_none() {
-            self.told
-                .extend(to.emails.iter().chain(&to.webhooks).cloned());
-        }
-        self.batch.notifications.push(message::task_failure(
-            &TaskFailure {
-                dag_id: &self.dag.id,
-                task_id: &self.dag.tasks[i].id,
-                run_id: self.run_id,
-                logical_date: self.logical_date,
-                attempt,
-                max_attempts: self.tis[i].max_attempts,
-                error,
-                next_attempt,
-                logs,
-                base_url: &self.base_url,
-            },
-            to,
-        ));
     }
 
-    /// Queues the message that the run failed, to the DAG's failure audience, leaving out
-    /// whoever already heard about a failed task of this run.
+    /// Queues the message that the run failed with this step.
     fn queue_run_failure(&mut self) {
-        let mut to = self.run_notify.alert_audience();
-        to.emails.retain(|a| !self.told.contains(a));
-        to.webhooks.retain(|u| !self.told.contains(u));
-        if to.is_empty() {
-            return;
+        if let Some(n) =
+            self.messages
+                .run_failure(&self.dag.id, self.run_id, self.logical_date, &self.tis)
+        {
+            self.step.batch.notifications.push(n);
         }
-        let failed = self
-            .tis
-            .iter()
-            .filter(|ti| matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed))
-            .map(|ti| message::FailedTask {
-                task_id: ti.task_id.clone(),
-                state: ti.state.as_str().to_string(),
-                error: ti.error.clone(),
-            })
-            .collect();
-        self.batch.notifications.push(message::run_failure(
-            &message::RunFailure {
-                dag_id: &self.dag.id,
-                run_id: self.run_id,
-                logical_date: self.logical_date,
-                failed,
-                reason: None,
-                base_url: &self.base_url,
-            },
-            to,
-        ));
     }
 
     /// Reports that task `i` reached the state it now has (terminal or up for retry).
     fn report_end(&mut self, i: usize, duration: Duration) {
         let ti = &self.tis[i];
-        self.events.push(RunEvent::TaskEnded {
+        self.step.events.push(RunEvent::TaskEnded {
             task_id: ti.task_id.clone(),
             state: ti.state,
             attempt: ti.attempt,
@@ -806,9 +780,10 @@ impl RunExec {
     fn start_queued(&mut self, now: DateTime<Utc>) {
         while let Some(&i) = self.queued.first() {
             let Some(permits) = self
+                .slots
                 .won
                 .take()
-                .or_else(|| Permits::try_acquire(&self.dag_slots, &self.global_slots))
+                .or_else(|| Permits::try_acquire(&self.slots.dag, &self.slots.global))
             else {
                 break;
             };
@@ -829,13 +804,13 @@ impl RunExec {
                 ti.error = None;
             });
             let ti = &self.tis[i];
-            self.events.push(RunEvent::TaskStarted {
+            self.step.events.push(RunEvent::TaskStarted {
                 task_id: ti.task_id.clone(),
                 attempt: ti.attempt,
                 max_attempts: ti.max_attempts,
             });
             self.to_spawn.push(i);
-            self.pending_permits.push(permits);
+            self.slots.pending.push(permits);
         }
     }
 
@@ -858,8 +833,8 @@ impl RunExec {
         if state.is_terminal() {
             self.mark_terminal(i, state);
         }
-        if let Some(&pos) = self.in_batch.get(&i) {
-            let t = &mut self.batch.tasks[pos];
+        if let Some(&pos) = self.step.in_batch.get(&i) {
+            let t = &mut self.step.batch.tasks[pos];
             if change.logs.is_empty() || t.logs.is_empty() {
                 t.to = to;
                 t.output = change.output.or(t.output.take());
@@ -871,8 +846,8 @@ impl RunExec {
                 return;
             }
         }
-        self.in_batch.insert(i, self.batch.tasks.len());
-        self.batch.tasks.push(TaskTransition {
+        self.step.in_batch.insert(i, self.step.batch.tasks.len());
+        self.step.batch.tasks.push(TaskTransition {
             expect_state: from.state,
             expect_attempt: from.attempt,
             to,
@@ -884,12 +859,12 @@ impl RunExec {
     }
 
     async fn commit(&mut self, store: &Arc<dyn Store>) -> Result<(), ExecError> {
-        if !self.batch.is_empty() {
-            store.commit(&self.batch).await?;
+        if !self.step.batch.is_empty() {
+            store.commit(&self.step.batch).await?;
         }
-        self.ending.clear();
-        self.batch = Batch::new(self.run_id);
-        self.in_batch.clear();
+        self.slots.ending.clear();
+        self.step.batch = Batch::new(self.run_id);
+        self.step.in_batch.clear();
         Ok(())
     }
 
@@ -969,7 +944,7 @@ impl RunExec {
                 cancel,
             )
             .with_store(store.clone() as Arc<dyn crate::store::ModelStore>)
-            .with_alerts(self.notify[i].alert_audience())
+            .with_alerts(self.messages.alert_audience(i))
             .with_limits(output)
             .with_attempt_key(process::attempt_key(
                 store.identity(),
@@ -978,112 +953,19 @@ impl RunExec {
                 attempt,
             )),
         );
-        let task = registry.get(&spec.task_type).cloned();
-        let dag = self.dag.clone();
-        let run_vars = self.run_vars.clone();
-        let params = self.params.clone();
-        let timeout = spec.timeout;
-        let span = tracing::info_span!("task", task_id = %spec.id, attempt);
-        running
-            .spawn(
-                async move {
-                    let started = Instant::now();
-                    let spec = &dag.tasks[i];
-                    let work = async {
-                        let Some(task) = task else {
-                            return Err(TaskError::fatal(format!(
-                                "task type `{}` is not registered in this vigil binary",
-                                spec.task_type
-                            )));
-                        };
-                        let config = if spec.config.is_static() {
-                            spec.config.source()
-                        } else {
-                            // Off the scheduler's thread: a render is budgeted, but even a
-                            // budgeted one must not hold up other runs, signals or the
-                            // timeout around this attempt.
-                            let dag = dag.clone();
-                            tokio::task::spawn_blocking(move || {
-                                render_config(&dag.tasks[i], &params, &run_vars, &reads)
-                            })
-                            .await
-                            .map_err(|e| {
-                                TaskError::failed(format!("rendering the config stopped: {e}"))
-                            })??
-                        };
-                        task.run_json(&ctx, config).await
-                    };
-                    let work = crate::task::capture::scope(ctx.log_sink(), work);
-                    let guarded = AssertUnwindSafe(work).catch_unwind();
-                    let outcome = match timeout {
-                        Some(limit) => match tokio::time::timeout(limit, guarded).await {
-                            Ok(outcome) => outcome,
-                            Err(_) => {
-                                ctx.cancellation_token().cancel();
-                                Ok(Err(TaskError::failed(format!(
-                                    "timed out after {}",
-                                    humantime::format_duration(limit)
-                                ))))
-                            }
-                        },
-                        None => guarded.await,
-                    };
-                    let result = outcome.unwrap_or_else(|panic| {
-                        Err(TaskError::failed(format!(
-                            "task panicked: {}",
-                            panic_message(&panic)
-                        )))
-                    });
-                    Finished {
-                        index: i,
-                        attempt,
-                        result,
-                        logs: ctx.take_log(),
-                        duration: started.elapsed(),
-                    }
-                }
-                .instrument(span),
-            )
-            .id()
+        let attempt = Attempt {
+            index: i,
+            attempt,
+            task: registry.get(&spec.task_type).cloned(),
+            dag: self.dag.clone(),
+            ctx,
+            run_vars: self.run_vars.clone(),
+            params: self.params.clone(),
+            reads,
+        };
+        let span = tracing::info_span!("task", task_id = %spec.id, attempt = attempt.attempt);
+        running.spawn(attempt.run().instrument(span)).id()
     }
-}
-
-/// Renders task `spec`'s config for one attempt; a template error is fatal (retrying cannot
-/// change it).
-fn render_config(
-    spec: &crate::dag::TaskSpec,
-    params: &serde_json::Map<String, serde_json::Value>,
-    run: &RunVars,
-    reads: &[(String, Option<Arc<serde_json::Value>>, TaskState)],
-) -> Result<serde_json::Value, TaskError> {
-    let null = serde_json::Value::Null;
-    spec.config
-        .render(&RenderContext {
-            params,
-            run,
-            tasks: reads
-                .iter()
-                .map(|(id, out, state)| {
-                    let output = out.as_deref().unwrap_or(&null);
-                    (
-                        id.as_str(),
-                        TaskVars {
-                            output,
-                            state: state.as_str(),
-                        },
-                    )
-                })
-                .collect(),
-        })
-        .map_err(|e| TaskError::fatal(e.to_string()))
-}
-
-fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".to_string())
 }
 
 async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {

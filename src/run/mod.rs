@@ -2,12 +2,14 @@
 //! here knows about cron; the scheduler decides *when* a run exists, this decides *what* it
 //! does.
 
+mod attempt;
 mod executor;
 mod limits;
+mod messages;
 pub mod owner;
-pub mod trigger;
+pub mod rules;
 
-pub use executor::{ExecError, Executor, Observer, RunEvent, Stop};
+pub use executor::{ExecError, Executor, Observer, RunEvent, RunUpdate, Stop, UpdateObserver};
 pub use limits::Limits;
 
 use chrono::{DateTime, Utc};

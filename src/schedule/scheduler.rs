@@ -20,7 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dag::{Dag, DagSet, parse_dag};
 use crate::notify::NotifyConfig;
-use crate::run::{ExecError, Executor, Observer, Stop, plan_run};
+use crate::run::{
+    ExecError, Executor, Observer, RunEvent, RunUpdate, Stop, UpdateObserver, plan_run,
+};
 use crate::schedule::cron::{Window, due, next_after, previous_before};
 use crate::state::owner;
 use crate::state::{RunState, Wake};
@@ -49,7 +51,7 @@ pub struct Scheduler {
     /// Wakes the outbox worker: a run that ended may have queued a message.
     outbox: Wake,
     /// Told of every committed run and task event (the live UI listens).
-    observer: Option<Observer>,
+    observer: Option<UpdateObserver>,
     registry: Arc<Registry>,
     executor: Executor,
     owner: String,
@@ -116,7 +118,7 @@ impl Scheduler {
     }
 
     /// Tells `observer` of every event of the runs this scheduler executes.
-    pub fn with_observer(mut self, observer: Observer) -> Self {
+    pub fn with_observer(mut self, observer: UpdateObserver) -> Self {
         self.observer = Some(observer);
         self
     }
@@ -470,7 +472,16 @@ impl Scheduler {
         let executor = self.executor.clone();
         let stop = self.stop.clone();
         let id = run.id;
-        let observer = self.observer.clone();
+        let observer = self.observer.clone().map(|o| -> Observer {
+            let dag_id = run.dag_id.clone();
+            Arc::new(move |event: &RunEvent| {
+                o(RunUpdate {
+                    run_id: id,
+                    dag_id: dag_id.clone(),
+                    event: event.clone(),
+                })
+            })
+        });
         self.runs.spawn(async move {
             let result = executor.execute_until(dag, run, observer, &stop).await;
             (id, result)

@@ -3,21 +3,21 @@
 //! One [`Store`] trait made of narrower capabilities (runs, claims, DAG state, registry,
 //! outbox), implemented for SQLite ([`SqliteStore`]); a PostgreSQL implementation will share it
 //! and the conformance tests (`tests/it/conformance.rs`). Everything that is not SQL lives in
-//! this folder: the records, their decoding from rows ([`rows`]), and policy such as splitting
+//! this folder: the records, their decoding from rows (`rows.rs`), and policy such as splitting
 //! a notification into deliveries or naming an automatic version; a backend folder holds only
 //! SQL and transaction mechanics, one file per capability. Queries are built at run time (not with sqlx's
 //! compile-time macros), so a fresh machine builds with no database.
 //!
-//! Every change of a task's state goes through [`Store::commit`], which is conditional on the
+//! Every change of a task's state goes through [`RunStore::commit`], which is conditional on the
 //! state and attempt the writer believes current: a stale writer changes nothing and learns it
 //! lost the race.
 
 mod claims;
 mod dags;
-pub mod models;
 pub mod outbox;
 mod presence;
 mod records;
+pub mod registry;
 pub(crate) mod rows;
 mod runs;
 mod sqlite;
@@ -28,13 +28,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 pub use claims::{ClaimStore, stale_before};
 pub use dags::DagStore;
-pub use models::ModelStore;
 pub use outbox::{Channel, Delivery, Notification, OutboxMessage, OutboxState, OutboxStore};
 pub use presence::Presence;
 pub use records::{
     Batch, Cleanup, DagState, LogRecord, NewRun, RunFilter, RunRecord, RunTransition, RunType,
     StoredOutput, TaskInstance, TaskTransition,
 };
+pub use registry::ModelStore;
 pub use runs::{RunStore, describe_conflict};
 pub use sqlite::{SqliteStore, Synchronous};
 

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use crate::state::LogLine;
-use crate::store::models::{Alert, Artifact, Deployment, ModelRecord, ModelVersion, Prediction};
 use crate::store::outbox::OutboxMessage;
+use crate::store::registry::{Alert, Artifact, Deployment, ModelRecord, ModelVersion, Prediction};
 use crate::store::{DagState, LogRecord, RunRecord, StoreError, StoredOutput, TaskInstance};
 
 /// A stored row turned into the record the rest of vigil uses.

@@ -21,7 +21,7 @@ use crate::ml::risk::{self, Band, Bands, Scored};
 use crate::ml::search::Scored as GridPoint;
 use crate::ml::{forest, simulate};
 use crate::ops::risk::{self as risk_ops, Loaded, TrainRequest};
-use crate::store::models::{NewArtifact, NewVersion};
+use crate::store::registry::{NewArtifact, NewVersion};
 use crate::task::{ConfigError, KindExt, Task, TaskContext, TaskError};
 
 /// Where a task saves its artifact: `out` if set, else `models/` next to the data file.

@@ -8,10 +8,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::models::verdict::{Judgement, Rules};
-use crate::ops::models::{self as ops, Action, CheckOptions, CheckOutcome, ModelError};
+use crate::ops::registry::{self as ops, Action, CheckOptions, CheckOutcome, ModelError};
+use crate::quality::verdict::{Judgement, Rules};
 use crate::state::duration;
-use crate::store::models::ModelVersion;
+use crate::store::registry::ModelVersion;
 use crate::task::{ConfigError, Task, TaskContext, TaskError};
 
 /// A model or version that does not exist will not appear on a retry; a registry that is
@@ -241,7 +241,7 @@ impl Task for Evaluate {
     type Output = Evaluation;
 
     async fn run(&self, ctx: &TaskContext, c: EvaluateConfig) -> Result<Evaluation, TaskError> {
-        use crate::models::metrics::{Metric, looks_like_classes};
+        use crate::quality::metrics::{Metric, looks_like_classes};
         let store = ctx.store()?;
         if store
             .version(&c.model, &c.version)
@@ -314,7 +314,7 @@ impl Task for Register {
                 let bytes = tokio::fs::read(&path).await.map_err(|e| {
                     TaskError::fatal(format!("cannot read the artifact {}: {e}", path.display()))
                 })?;
-                Some(crate::store::models::NewArtifact::file(
+                Some(crate::store::registry::NewArtifact::file(
                     path.display().to_string(),
                     &bytes,
                 ))
@@ -322,7 +322,7 @@ impl Task for Register {
             None => None,
         };
         ctx.store()?
-            .register_version(&crate::store::models::NewVersion {
+            .register_version(&crate::store::registry::NewVersion {
                 model: c.model,
                 version: c.version,
                 metrics: c.metrics,
@@ -375,9 +375,9 @@ impl Task for PromoteIfBetter {
         ctx: &TaskContext,
         c: PromoteConfig,
     ) -> Result<PromotionDecision, TaskError> {
-        use crate::models::verdict::Verdict;
         use crate::notify::message::{ModelEvent, model_event};
-        use crate::store::models::{AlertKind, NewAlert};
+        use crate::quality::verdict::Verdict;
+        use crate::store::registry::{AlertKind, NewAlert};
         let store = ctx.store()?;
         let m = ops::model(&**store, &c.model).await.map_err(failed)?;
         let actor = format!("{}.{} run {}", ctx.dag_id, ctx.task_id, ctx.run_id);

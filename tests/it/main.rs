@@ -9,6 +9,7 @@ mod crash;
 mod custom_task;
 mod daemon;
 mod docs;
+mod embedded;
 mod executor;
 mod hostile;
 mod load;

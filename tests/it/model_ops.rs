@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use vigil::models::verdict::Verdict;
-use vigil::ops::models::{self as ops, Action, CheckOptions, Rollback};
+use vigil::ops::registry::{self as ops, Action, CheckOptions, Rollback};
+use vigil::quality::verdict::Verdict;
 use vigil::state::Audience;
 use vigil::store::Store;
-use vigil::store::models::{NewPrediction, NewVersion};
+use vigil::store::registry::{NewPrediction, NewVersion};
 
 use crate::util::Engine;
 
@@ -321,7 +321,7 @@ async fn the_monitoring_tasks_check_compare_and_roll_back_on_the_second_degraded
     assert_eq!(
         checks
             .iter()
-            .filter(|a| a.kind == vigil::store::models::AlertKind::Check)
+            .filter(|a| a.kind == vigil::store::registry::AlertKind::Check)
             .count(),
         2
     );
@@ -408,7 +408,7 @@ async fn post_training_validation_promotes_only_a_candidate_that_is_not_worse() 
     assert!(
         refused
             .iter()
-            .any(|a| a.kind == vigil::store::models::AlertKind::Refused
+            .any(|a| a.kind == vigil::store::registry::AlertKind::Refused
                 && a.message.starts_with("bad not promoted over prod"))
     );
     assert!(

@@ -2,7 +2,7 @@
 //! vigil's store (the backend-independent ones are in `conformance/registry.rs`).
 
 use chrono::Utc;
-use vigil::store::models::NewPrediction;
+use vigil::store::registry::NewPrediction;
 
 use crate::conformance::registry::{change, version, with_versions};
 use crate::util::Engine;

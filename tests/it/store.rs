@@ -79,3 +79,26 @@ async fn runs_share_one_copy_of_each_dag_source() {
         .unwrap();
     assert_eq!(left, 0);
 }
+
+/// Processes that open a new database file at the same moment (a daemon starting while
+/// `vigil dags trigger` runs) all get a migrated store; none fails on a migration the other
+/// one is applying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_opened_together_on_a_new_file_all_open() {
+    for round in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("new.db").display());
+        let opens = (0..4).map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                vigil::store::open(&url, vigil::store::Synchronous::Normal).await
+            })
+        });
+        for opened in futures::future::join_all(opens).await {
+            let store = opened
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+            assert!(store.dag_states().await.unwrap().is_empty());
+        }
+    }
+}

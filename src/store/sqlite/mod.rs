@@ -30,8 +30,8 @@ use crate::store::{QueryContext, Store, StoreError};
 mod claims;
 mod dags;
 pub(crate) mod lock;
-mod models;
 mod outbox;
+mod registry;
 mod runs;
 mod script;
 
@@ -107,20 +107,19 @@ impl SqliteStore {
             .unwrap_or(file)
             .display()
             .to_string();
-        let mut conn = options.connect().await.map_err(open_err)?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&mut conn)
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.clone())
             .await
-            .map_err(StoreError::Migrate)?;
+            .map_err(open_err)?;
+        // Through the pool: a `&SqlitePool` migrates from any task (a connection borrowed
+        // mutably makes the future not `Send`, sqlx's `Acquire` being too specific).
+        migrate(&pool).await?;
+        let mut conn = options.connect().await.map_err(open_err)?;
         sqlx::raw_sql(GUARD_SQL)
             .execute(&mut conn)
             .await
             .doing("creating the write guard")?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(open_err)?;
         Ok(SqliteStore {
             pool,
             writer: tokio::sync::Mutex::new(Writer { conn, dirty: false }),
@@ -162,6 +161,31 @@ impl SqliteStore {
     /// SQLite file is served by one host.
     fn clock(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+}
+
+/// How often opening retries migrations another process is applying at the same moment.
+const MIGRATE_TRIES: u32 = 20;
+
+/// Applies the migrations. sqlx takes no lock for SQLite, so two processes opening a new
+/// file together (a daemon starting while `vigil dags trigger` runs) can both try the same
+/// migration; each runs in a transaction, so the loser's attempt is rolled back and it only
+/// has to look again once the winner is done.
+async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+    let migrator = sqlx::migrate!("./migrations/sqlite");
+    let mut tries = 0;
+    loop {
+        match migrator.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(
+                sqlx::migrate::MigrateError::Execute(_)
+                | sqlx::migrate::MigrateError::ExecuteMigration(..),
+            ) if tries < MIGRATE_TRIES => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(25 * u64::from(tries))).await;
+            }
+            Err(e) => return Err(StoreError::Migrate(e)),
+        }
     }
 }
 

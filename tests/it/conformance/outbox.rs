@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::json;
 use vigil::state::{Audience, RunState};
-use vigil::store::models::Notification;
+use vigil::store::registry::Notification;
 use vigil::store::{Batch, Channel, Delivery, OutboxState, RunTransition, Store};
 
 use super::create;

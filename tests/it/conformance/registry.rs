@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use serde_json::json;
 use vigil::state::Audience;
-use vigil::store::models::{
+use vigil::store::registry::{
     AlertKind, NewAlert, NewArtifact, NewPrediction, NewVersion, Notification, ProductionChange,
 };
 use vigil::store::{Channel, OutboxState, Store, StoreError};

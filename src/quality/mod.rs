@@ -1,5 +1,5 @@
 //! The model registry's domain: metrics, and the verdicts that decide whether a production
-//! model got worse. (The registry's operations, in `ops::models`, build on these.)
+//! model got worse. (The registry's operations, in `ops::registry`, build on these.)
 
 pub mod metrics;
 pub mod verdict;

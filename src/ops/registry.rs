@@ -8,10 +8,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::models::verdict::{Evidence, Judgement, Rules, Scored, Verdict, judge};
 use crate::notify::message::{ModelEvent, model_event};
+use crate::quality::verdict::{Evidence, Judgement, Rules, Scored, Verdict, judge};
 use crate::state::Audience;
-use crate::store::models::{
+use crate::store::registry::{
     Alert, AlertKind, Deployment, ModelRecord, ModelVersion, NewAlert, ProductionChange,
 };
 use crate::store::{ModelStore, StoreError};
@@ -323,7 +323,7 @@ pub async fn assess(
             )
             .await?
         }
-        None => crate::models::verdict::judge(
+        None => crate::quality::verdict::judge(
             &Evidence {
                 baseline: &[],
                 candidate: &[],
@@ -468,7 +468,7 @@ async fn guard(
             .alerts(name, 1000)
             .await?
             .into_iter()
-            .filter(|a| a.kind == crate::store::models::AlertKind::Check && !a.dry_run)
+            .filter(|a| a.kind == crate::store::registry::AlertKind::Check && !a.dry_run)
             .skip(usize::from(!opts.dry_run))
             .take_while(|a| a.verdict.as_deref() == Some("DEGRADED"))
             .count();

@@ -9,7 +9,7 @@ use sqlx::Row;
 use super::SqliteStore;
 use super::outbox::push_notification;
 use super::script::{INSERT_CHUNK, Script, is_stale};
-use crate::store::models::{
+use crate::store::registry::{
     Alert, Artifact, Deployment, ModelRecord, ModelStore, ModelVersion, NewAlert, NewArtifact,
     NewPrediction, NewVersion, Notification, Prediction, ProductionChange,
     describe_production_conflict, version_ids,
@@ -65,7 +65,7 @@ impl ModelStore for SqliteStore {
             ),
         };
         for id in &ids {
-            crate::store::models::check_version_id(id)?;
+            crate::store::registry::check_version_id(id)?;
         }
         let metrics = serde_json::to_string(&new.metrics).map_err(|e| corrupt("metrics", e))?;
         let last = ids.len() - 1;
@@ -256,7 +256,7 @@ impl ModelStore for SqliteStore {
         version: &str,
         rows: &[NewPrediction],
     ) -> Result<u64, StoreError> {
-        crate::store::models::check_predictions(rows)?;
+        crate::store::registry::check_predictions(rows)?;
         let mut script = Script::new();
         for chunk in rows.chunks(INSERT_CHUNK) {
             let mut sql = String::from(
