@@ -1,0 +1,327 @@
+//! Scenarios against a real `vigil daemon` child process: trigger latency, resident memory,
+//! cron lateness and the soak.
+
+// The scenarios share the runner's imports and helpers.
+use super::*;
+
+/// A `vigil daemon` started by a benchmark, on its own database and DAG folder.
+pub(super) struct BenchDaemon {
+    child: std::process::Child,
+    db: PathBuf,
+}
+
+impl BenchDaemon {
+    async fn start(dir: &Path) -> anyhow::Result<BenchDaemon> {
+        let log = dir.join("daemon.log");
+        let db = dir.join("daemon.db");
+        let child = std::process::Command::new(std::env::current_exe()?)
+            .current_dir(dir)
+            .args(["--database"])
+            .arg(format!("sqlite://{}", db.display()))
+            .arg("--dags")
+            .arg(dir.join("dags"))
+            .arg("daemon")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("starting a daemon")?;
+        let started = Instant::now();
+        while !std::fs::read_to_string(&log)?.contains("daemon started") {
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("the daemon did not start; see {}", log.display());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(BenchDaemon { child, db })
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Current resident memory (VmRSS) in MiB.
+    fn rss_mib(&self) -> f64 {
+        status_field(&format!("/proc/{}/status", self.pid()), "VmRSS:")
+    }
+
+    async fn store(&self) -> anyhow::Result<Arc<dyn crate::store::Store>> {
+        Ok(crate::store::open(
+            &format!("sqlite://{}", self.db.display()),
+            Synchronous::Normal,
+        )
+        .await?)
+    }
+}
+
+/// Median and max time from queueing a run (and waking the daemon, as `vigil dags trigger`
+/// does) to its first task starting, over `n` triggers one after another.
+pub(super) async fn trigger_latency(
+    dir: &Path,
+    n: usize,
+) -> anyhow::Result<(Duration, Duration, f64)> {
+    std::fs::create_dir_all(dir.join("dags"))?;
+    std::fs::write(
+        dir.join("dags/one.toml"),
+        "id = \"one\"\n[tasks.a]\ntype = \"noop\"\n",
+    )?;
+    let daemon = BenchDaemon::start(dir).await?;
+    let store = daemon.store().await?;
+    let registry = crate::tasks::builtin();
+    let dag = parse_dag(
+        &dir.join("dags/one.toml"),
+        "id = \"one\"\n[tasks.a]\ntype = \"noop\"\n",
+        &registry,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut latencies = Vec::with_capacity(n);
+    for _ in 0..n {
+        let new = plan_run(
+            &dag,
+            serde_json::Value::Null,
+            RunType::Manual,
+            Utc::now(),
+            RunState::Queued,
+            None,
+        )?;
+        let run = store.create_run(&new).await?;
+        // SAFETY: kill(2) on our own child process.
+        unsafe { libc::kill(daemon.pid(), libc::SIGUSR1) };
+        let started = loop {
+            let tis = store.task_instances(run.id).await?;
+            if let Some(at) = tis.first().and_then(|t| t.started_at) {
+                break at;
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        };
+        latencies.push((started - run.queued_at).to_std().unwrap_or_default());
+        while !store
+            .run(run.id)
+            .await?
+            .is_some_and(|r| r.state.is_terminal())
+        {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+    latencies.sort();
+    let rss = daemon.rss_mib();
+    Ok((
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1],
+        rss,
+    ))
+}
+
+/// Time for a daemon to start with `n` DAG files, and its resident memory a second later.
+pub(super) async fn daemon_memory(dir: &Path, n: usize) -> anyhow::Result<(Duration, f64)> {
+    std::fs::create_dir_all(dir.join("dags"))?;
+    for i in 0..n {
+        std::fs::write(dir.join(format!("dags/dag_{i:03}.toml")), generated_dag(i))?;
+    }
+    let start = Instant::now();
+    let daemon = BenchDaemon::start(dir).await?;
+    let started = start.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok((started, daemon.rss_mib()))
+}
+
+/// Median and max delay between an every-second tick and its run's first task starting,
+/// over `secs` seconds.
+pub(super) async fn cron_lateness(
+    dir: &Path,
+    secs: usize,
+) -> anyhow::Result<(Duration, Duration, f64)> {
+    std::fs::create_dir_all(dir.join("dags"))?;
+    std::fs::write(
+        dir.join("dags/every_second.toml"),
+        "id = \"every_second\"\nschedule = \"* * * * * *\"\n[tasks.a]\ntype = \"noop\"\n",
+    )?;
+    let daemon = BenchDaemon::start(dir).await?;
+    tokio::time::sleep(Duration::from_secs(secs as u64)).await;
+    let store = daemon.store().await?;
+    let runs = store
+        .runs(&crate::store::RunFilter {
+            dag_id: Some("every_second".into()),
+            state: None,
+            before: None,
+            limit: Some(u32::MAX),
+        })
+        .await?;
+    let mut late = Vec::new();
+    for run in &runs {
+        let tis = store.task_instances(run.id).await?;
+        if let Some(at) = tis.first().and_then(|t| t.started_at) {
+            late.push((
+                (at - run.logical_date).to_std().unwrap_or_default(),
+                run.logical_date,
+            ));
+        }
+    }
+    if late.is_empty() {
+        bail!("no scheduled run started in {secs} s");
+    }
+    late.sort();
+    let pct = |p: usize| ms(late[(late.len() - 1) * p / 100].0);
+    eprintln!(
+        "lateness: {} runs over {secs} s; p90 {:.1} ms, p99 {:.1} ms; worst at {}",
+        late.len(),
+        pct(90),
+        pct(99),
+        late.iter()
+            .rev()
+            .take(3)
+            .map(|(d, at)| format!("{} ({:.0} ms)", at.format("%H:%M:%S"), ms(*d)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let late: Vec<Duration> = late.into_iter().map(|(d, _)| d).collect();
+    Ok((late[late.len() / 2], late[late.len() - 1], daemon.rss_mib()))
+}
+
+/// What the soak scenario saw.
+pub(super) struct Soak {
+    pub(super) dags: usize,
+    pub(super) secs: usize,
+    /// Ticks due between each DAG's first tick and the end of the soak.
+    pub(super) ticks: usize,
+    /// Runs created for those ticks, and how many of them finished successfully.
+    pub(super) runs: usize,
+    pub(super) finished: usize,
+    pub(super) p50: Duration,
+    pub(super) p99: Duration,
+    pub(super) max: Duration,
+    pub(super) rss_start_mib: f64,
+    pub(super) rss_end_mib: f64,
+    pub(super) rss_max_mib: f64,
+}
+
+impl Soak {
+    pub(super) fn met(&self) -> bool {
+        self.finished == self.ticks && self.rss_end_mib <= self.rss_start_mib + 10.0
+    }
+
+    pub(super) fn summary(&self) -> String {
+        format!(
+            "soak: {} DAGs × {} s: {} ticks, {} runs, {} finished; lateness p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; resident memory {:.1} MiB after warm-up, {:.1} MiB at the end, {:.1} MiB at most",
+            self.dags,
+            self.secs,
+            self.ticks,
+            self.runs,
+            self.finished,
+            ms(self.p50),
+            ms(self.p99),
+            ms(self.max),
+            self.rss_start_mib,
+            self.rss_end_mib,
+            self.rss_max_mib
+        )
+    }
+}
+
+/// `dags` DAGs with an every-second cron under one daemon with default settings for `secs`
+/// seconds; then the DAGs are paused and the runs of the ticks so far given time to finish.
+pub(super) async fn soak(dir: &Path, secs: usize, dags: usize) -> anyhow::Result<Soak> {
+    std::fs::create_dir_all(dir.join("dags"))?;
+    let ids: Vec<String> = (0..dags).map(|i| format!("soak_{i:03}")).collect();
+    for id in &ids {
+        std::fs::write(
+            dir.join(format!("dags/{id}.toml")),
+            format!("id = \"{id}\"\nschedule = \"* * * * * *\"\n[tasks.a]\ntype = \"noop\"\n"),
+        )?;
+    }
+    let daemon = BenchDaemon::start(dir).await?;
+    let store = daemon.store().await?;
+    // Memory after the first ticks have been served, then every second.
+    let warm_up = Duration::from_secs(5.min(secs as u64));
+    tokio::time::sleep(warm_up).await;
+    let rss_start_mib = daemon.rss_mib();
+    let mut rss_max_mib = rss_start_mib;
+    let end = Instant::now() + Duration::from_secs(secs as u64).saturating_sub(warm_up);
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        rss_max_mib = rss_max_mib.max(daemon.rss_mib());
+    }
+    let rss_end_mib = daemon.rss_mib();
+    let until = Utc::now().trunc_subsecs(0);
+    for id in &ids {
+        store.set_paused(id, true).await?;
+    }
+    // SAFETY: kill(2) on our own child process.
+    unsafe { libc::kill(daemon.pid(), libc::SIGUSR1) };
+    // The ticks up to the pause; their runs get up to a minute to finish.
+    let drain = Instant::now();
+    loop {
+        let unfinished = store.unfinished_runs().await?;
+        if unfinished.iter().all(|r| r.logical_date > until)
+            || drain.elapsed() > Duration::from_secs(60)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let runs: Vec<_> = store
+        .runs(&crate::store::RunFilter {
+            dag_id: None,
+            state: None,
+            before: None,
+            limit: Some(u32::MAX),
+        })
+        .await?
+        .into_iter()
+        .filter(|r| r.logical_date <= until)
+        .collect();
+    let mut first: std::collections::HashMap<&str, chrono::DateTime<Utc>> = Default::default();
+    for r in &runs {
+        let f = first.entry(r.dag_id.as_str()).or_insert(r.logical_date);
+        *f = (*f).min(r.logical_date);
+    }
+    let ticks = first
+        .values()
+        .map(|f| (until - *f).num_seconds().max(0) as usize + 1)
+        .sum();
+    let mut late = Vec::with_capacity(runs.len());
+    for run in &runs {
+        let tis = store.task_instances(run.id).await?;
+        if let Some(at) = tis.first().and_then(|t| t.started_at) {
+            late.push((at - run.logical_date).to_std().unwrap_or_default());
+        }
+    }
+    if late.is_empty() {
+        bail!("no scheduled run started in {secs} s");
+    }
+    late.sort();
+    let pct = |p: usize| late[(late.len() - 1) * p / 100];
+    Ok(Soak {
+        dags,
+        secs,
+        ticks,
+        runs: runs.len(),
+        finished: runs.iter().filter(|r| r.state == RunState::Success).count(),
+        p50: pct(50),
+        p99: pct(99),
+        max: late[late.len() - 1],
+        rss_start_mib,
+        rss_end_mib,
+        rss_max_mib,
+    })
+}
+
+/// A `kB` field of a /proc status file, in MiB.
+pub(super) fn status_field(path: &str, field: &str) -> f64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+impl Drop for BenchDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
