@@ -8,9 +8,9 @@ use clap::Subcommand;
 
 use crate::cli::Ctx;
 use crate::cli::output::{first_line, print_json, span, table, time};
-use crate::ops::runs::{self, RunDetail, RunQuery, RunView};
+use crate::ops::runs::{self, RunDetail, RunView};
 use crate::state::RunState;
-use crate::store::RunId;
+use crate::store::{RunFilter, RunId};
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
@@ -60,7 +60,7 @@ pub async fn run_runs(ctx: &Ctx, cmd: RunsCommand) -> anyhow::Result<ExitCode> {
                 .map(|s| s.parse::<RunState>())
                 .transpose()
                 .context("invalid --state")?;
-            let query = RunQuery {
+            let query = RunFilter {
                 dag_id: dag,
                 state,
                 before,

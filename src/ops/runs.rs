@@ -87,17 +87,6 @@ impl From<TaskInstance> for TaskView {
     }
 }
 
-/// Which runs to list.
-#[derive(Debug, Clone, Default)]
-pub struct RunQuery {
-    pub dag_id: Option<String>,
-    pub state: Option<RunState>,
-    /// The `next` of the previous page.
-    pub before: Option<RunId>,
-    /// Page size, [`DEFAULT_PAGE`] when unset; more than [`MAX_PAGE`] is refused.
-    pub limit: Option<u32>,
-}
-
 /// One page of runs, newest first.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunPage {
@@ -106,7 +95,9 @@ pub struct RunPage {
     pub next: Option<RunId>,
 }
 
-pub async fn list(store: &dyn RunStore, query: &RunQuery) -> Result<RunPage, OpsError> {
+/// One page of the runs `query` selects; its `limit` is the page size ([`DEFAULT_PAGE`] when
+/// unset, at most [`MAX_PAGE`]) and its `before` the `next` of the previous page.
+pub async fn list(store: &dyn RunStore, query: &RunFilter) -> Result<RunPage, OpsError> {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
         return Err(OpsError::Invalid(format!(
@@ -116,10 +107,8 @@ pub async fn list(store: &dyn RunStore, query: &RunQuery) -> Result<RunPage, Ops
     // One more than asked tells whether another page follows.
     let mut runs = store
         .runs(&RunFilter {
-            dag_id: query.dag_id.clone(),
-            state: query.state,
-            before: query.before,
             limit: Some(limit + 1),
+            ..query.clone()
         })
         .await?;
     let more = runs.len() > limit as usize;
