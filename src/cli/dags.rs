@@ -57,6 +57,18 @@ pub enum DagsCommand {
         /// Wait for the run to finish; exit 0 if it succeeded, 1 if it failed
         #[arg(long)]
         wait: bool,
+        /// With --wait: give up waiting after this long (e.g. 10m) and exit 124; the run stays
+        /// queued or running
+        #[arg(long, value_name = "DURATION", value_parser = crate::state::parse_duration, requires = "wait")]
+        timeout: Option<std::time::Duration>,
+    },
+    /// The next times a DAG's schedule fires, with their data intervals
+    Next {
+        /// The DAG
+        id: String,
+        /// How many fire times
+        #[arg(short = 'n', long = "count", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        count: u32,
     },
     /// Stop scheduling new runs of a DAG (runs in progress finish)
     Pause { id: String },
@@ -86,7 +98,19 @@ pub async fn run(ctx: &Ctx, cmd: DagsCommand) -> anyhow::Result<ExitCode> {
             conf,
             logical_date,
             wait,
-        } => trigger(ctx, &id, conf.as_deref(), logical_date.as_deref(), wait).await,
+            timeout,
+        } => {
+            trigger(
+                ctx,
+                &id,
+                conf.as_deref(),
+                logical_date.as_deref(),
+                wait,
+                timeout,
+            )
+            .await
+        }
+        DagsCommand::Next { id, count } => next(ctx, &id, count),
         DagsCommand::Pause { id } => pause(ctx, &id, true).await,
         DagsCommand::Unpause { id } => pause(ctx, &id, false).await,
     }
@@ -98,6 +122,7 @@ async fn trigger(
     conf: Option<&str>,
     logical_date: Option<&str>,
     wait: bool,
+    timeout: Option<std::time::Duration>,
 ) -> anyhow::Result<ExitCode> {
     let (dag, request) = run_inputs(ctx, id, conf, logical_date)?;
     let store = ctx.store().await?;
@@ -138,16 +163,52 @@ async fn trigger(
     if !wait {
         return Ok(ExitCode::SUCCESS);
     }
+    // Listening from here on, before anyone is told Ctrl-C is the way out.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot listen for Ctrl-C")?;
+    if triggered.woke.is_none() {
+        eprintln!(
+            "waiting for a daemon to run it: start `vigil daemon`, or press Ctrl-C to stop waiting (run {} stays queued)",
+            run.id
+        );
+    }
     // Follow the run in the database; the daemon does the work.
-    let state = loop {
-        let current = store
-            .run(run.id)
-            .await?
-            .context("the run disappeared while waiting for it")?;
-        if current.state.is_terminal() {
-            break current.state;
+    let follow = async {
+        loop {
+            let current = store
+                .run(run.id)
+                .await?
+                .context("the run disappeared while waiting for it")?;
+            if current.state.is_terminal() {
+                return anyhow::Ok(current.state);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let gave_up = |why: &str| {
+        eprintln!(
+            "{why}; run {} stays as it is and the daemon carries on with it (`vigil runs show {}`)",
+            run.id, run.id
+        );
+    };
+    let state = tokio::select! {
+        state = follow => state?,
+        _ = interrupt.recv() => {
+            gave_up("stopped waiting");
+            return Ok(ExitCode::from(130));
+        }
+        _ = async {
+            match timeout {
+                Some(limit) => tokio::time::sleep(limit).await,
+                None => std::future::pending().await,
+            }
+        } => {
+            gave_up(&format!(
+                "gave up waiting after {}",
+                humantime::format_duration(timeout.unwrap_or_default())
+            ));
+            return Ok(ExitCode::from(124));
+        }
     };
     if ctx.json {
         let tis = store.task_instances(run.id).await?;
@@ -200,6 +261,23 @@ fn print_file_errors(errors: &[FileErrors]) {
     }
 }
 
+/// The latest runs' states, newest first, one letter each: `s`uccess, `f`ailed, `r`unning,
+/// `q`ueued.
+fn last_runs(states: &[RunState]) -> String {
+    if states.is_empty() {
+        return "-".into();
+    }
+    states
+        .iter()
+        .map(|s| match s {
+            RunState::Success => 's',
+            RunState::Failed => 'f',
+            RunState::Running => 'r',
+            RunState::Queued => 'q',
+        })
+        .collect()
+}
+
 async fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let set = ctx.dags()?;
     let list = ops::dags::list(ctx.store().await?.as_ref(), &set).await?;
@@ -216,6 +294,8 @@ async fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 d.schedule.clone().unwrap_or_else(|| "manual".into()),
                 d.tasks.to_string(),
                 if d.paused { "yes" } else { "no" }.to_string(),
+                crate::cli::output::time(d.next_run),
+                last_runs(&d.last_runs),
                 d.tags.join(","),
                 d.file.clone(),
             ]
@@ -224,7 +304,16 @@ async fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
     println!(
         "{}",
         table(
-            &["DAG", "SCHEDULE", "TASKS", "PAUSED", "TAGS", "FILE"],
+            &[
+                "DAG",
+                "SCHEDULE",
+                "TASKS",
+                "PAUSED",
+                "NEXT RUN (UTC)",
+                "LAST RUNS",
+                "TAGS",
+                "FILE"
+            ],
             rows
         )
     );
@@ -238,6 +327,55 @@ async fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         }
         print_file_errors(&list.broken);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn next(ctx: &Ctx, id: &str, count: u32) -> anyhow::Result<ExitCode> {
+    let dag = find_dag(ctx, id)?;
+    let times = ops::dags::next_runs(&dag, chrono::Utc::now(), count as usize);
+    if ctx.json {
+        print_json(&times)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(schedule) = &dag.schedule else {
+        println!("{id} has no schedule; it runs when triggered (`vigil dags trigger {id}`)");
+        return Ok(ExitCode::SUCCESS);
+    };
+    println!(
+        "{id}: `{}` in {}{}",
+        schedule.expression,
+        dag.timezone.name(),
+        if times.is_empty() {
+            " — no more fire times (past its end_date)"
+        } else {
+            ""
+        }
+    );
+    let rows = times
+        .iter()
+        .map(|f| {
+            vec![
+                f.local.clone(),
+                f.logical_date.to_rfc3339(),
+                format!(
+                    "{} → {}",
+                    f.data_interval_start.to_rfc3339(),
+                    f.data_interval_end.to_rfc3339()
+                ),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table(
+            &[
+                format!("FIRES ({})", dag.timezone.name()),
+                "LOGICAL DATE (UTC)".to_string(),
+                "DATA INTERVAL (UTC)".to_string()
+            ],
+            rows
+        )
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -284,6 +422,13 @@ async fn show(ctx: &Ctx, id: &str, format: ShowFormat) -> anyhow::Result<ExitCod
                 dag.timezone.name(),
                 dag.catchup
             );
+            if let Some(next) = ops::dags::next_runs(&dag, chrono::Utc::now(), 1).first() {
+                println!(
+                    "next run   {} ({} UTC)",
+                    next.local,
+                    next.logical_date.to_rfc3339()
+                );
+            }
             println!(
                 "limits     max_active_runs {}, max_active_tasks {}",
                 dag.max_active_runs, dag.max_active_tasks

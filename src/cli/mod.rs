@@ -30,7 +30,7 @@ use crate::task::Registry;
     name = "vigil",
     version,
     about = "A lightweight workflow scheduler for ML model operations",
-    after_help = "Exit codes: 0 success, 1 failure (run failed, invalid DAG, bad input), 2 usage error, 3 `model check` found production DEGRADED."
+    after_help = "Exit codes: 0 success, 1 failure (run failed, invalid DAG, bad input), 2 usage error, 3 `model check` found production DEGRADED, 3 and 4 `risk score` says review and block, 124 `dags trigger --wait --timeout` gave up waiting, 130 a wait was interrupted (Ctrl-C)."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -89,6 +89,13 @@ pub enum Command {
     Db(DbCommand),
     /// Measure the engine: task overhead, fan-out, process start, DAG loading
     Bench(bench::BenchArgs),
+    /// Print a shell completion script, e.g. `vigil completions bash > ~/.local/share/bash-completion/completions/vigil`
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `vigil man | man -l -`
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -255,6 +262,22 @@ fn init_tracing(default: &str, format: LogFormat) {
 }
 
 pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
+    // Generated from the clap definitions; they need no config, database or DAGs.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "vigil", &mut std::io::stdout());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command)
+                .render(&mut std::io::stdout())
+                .context("writing the man page")?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     let mut config = Config::load(cli.global.config.as_deref())?;
     if let Some(url) = cli.global.database {
         config.database.url = url;
@@ -313,5 +336,6 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => bench::run(&ctx, args).await,
+        Command::Completions { .. } | Command::Man => Ok(ExitCode::SUCCESS),
     }
 }

@@ -12,8 +12,9 @@ use serde::Serialize;
 use crate::dag::{Dag, DagSet, Diagnostic, FileErrors};
 use crate::ops::{OpsError, Waker};
 use crate::run::plan_run;
+use crate::schedule::cron::{next_after, previous_before};
 use crate::state::{NotifySpec, RunState};
-use crate::store::{RunRecord, RunType, Store};
+use crate::store::{RunFilter, RunRecord, RunType, Store};
 use crate::task::Registry;
 
 /// A DAG as lists show it. This is the stable shape of `dags list --json` and of the API: add
@@ -29,7 +30,16 @@ pub struct DagSummary {
     pub tags: Vec<String>,
     /// Paused in the database, or — for a DAG no daemon has seen yet — as its file says.
     pub paused: bool,
+    /// When its schedule fires next (from now; also for a paused DAG), if it has a schedule
+    /// and has not passed its `end_date`.
+    pub next_run: Option<DateTime<Utc>>,
+    /// The states of its latest runs, newest first (at most [`LAST_RUNS`]; empty where no
+    /// database was read).
+    pub last_runs: Vec<RunState>,
 }
+
+/// How many of a DAG's latest runs lists show.
+pub const LAST_RUNS: u32 = 5;
 
 impl DagSummary {
     fn of(dag: &Dag, paused: bool) -> Self {
@@ -42,8 +52,54 @@ impl DagSummary {
             tasks: dag.tasks.len(),
             tags: dag.tags.clone(),
             paused,
+            next_run: next_runs(dag, Utc::now(), 1)
+                .first()
+                .map(|f| f.logical_date),
+            last_runs: Vec::new(),
         }
     }
+}
+
+/// One coming scheduled run of a DAG. vigil creates a scheduled run at its tick: the logical
+/// date is the tick, and the run covers the data interval from the previous tick up to it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FireTime {
+    pub logical_date: DateTime<Utc>,
+    /// The same instant in the DAG's time zone, with its offset (RFC 3339).
+    pub local: String,
+    pub data_interval_start: DateTime<Utc>,
+    pub data_interval_end: DateTime<Utc>,
+}
+
+/// The next `n` fire times of `dag` strictly after `after`, within its `start_date` and
+/// `end_date`. None for a DAG without a schedule.
+pub fn next_runs(dag: &Dag, after: DateTime<Utc>, n: usize) -> Vec<FireTime> {
+    let Some(schedule) = &dag.schedule else {
+        return Vec::new();
+    };
+    let mut from = match dag.start_date {
+        // A tick at the start date itself counts.
+        Some(start) if start > after => start - chrono::Duration::microseconds(1),
+        _ => after,
+    };
+    let mut out = Vec::with_capacity(n.min(1000));
+    while out.len() < n {
+        let Some(tick) = next_after(&schedule.cron, dag.timezone, from) else {
+            break;
+        };
+        if dag.end_date.is_some_and(|end| tick > end) {
+            break;
+        }
+        out.push(FireTime {
+            logical_date: tick,
+            local: tick.with_timezone(&dag.timezone).to_rfc3339(),
+            data_interval_start: previous_before(&schedule.cron, dag.timezone, tick)
+                .unwrap_or(tick),
+            data_interval_end: tick,
+        });
+        from = tick;
+    }
+    out
 }
 
 /// The DAG folder as it loads now.
@@ -79,12 +135,14 @@ async fn paused_states(store: &dyn Store, set: &DagSet) -> Result<HashMap<String
 /// Every DAG of `set` with its paused state, and the files that failed to load.
 pub async fn list(store: &dyn Store, set: &DagSet) -> Result<DagList, OpsError> {
     let paused = paused_states(store, set).await?;
+    let mut dags = Vec::with_capacity(set.dags.len());
+    for d in set.dags.values() {
+        let mut summary = DagSummary::of(d, paused.get(&d.id).copied().unwrap_or(false));
+        summary.last_runs = last_runs(store, &d.id).await?;
+        dags.push(summary);
+    }
     Ok(DagList {
-        dags: set
-            .dags
-            .values()
-            .map(|d| DagSummary::of(d, paused.get(&d.id).copied().unwrap_or(false)))
-            .collect(),
+        dags,
         errors: set
             .errors
             .iter()
@@ -92,6 +150,19 @@ pub async fn list(store: &dyn Store, set: &DagSet) -> Result<DagList, OpsError> 
             .collect(),
         broken: set.errors.clone(),
     })
+}
+
+async fn last_runs(store: &dyn Store, dag_id: &str) -> Result<Vec<RunState>, OpsError> {
+    Ok(store
+        .runs(&RunFilter {
+            dag_id: Some(dag_id.to_string()),
+            limit: Some(LAST_RUNS),
+            ..RunFilter::default()
+        })
+        .await?
+        .into_iter()
+        .map(|r| r.state)
+        .collect())
 }
 
 /// The DAG `id` of `set`, or an error that explains why it is not there: its file failed to
@@ -161,7 +232,9 @@ pub async fn show(store: &dyn Store, dag: &Dag) -> Result<DagDetail, OpsError> {
         Some(s) => s.paused,
         None => dag.paused,
     };
-    Ok(detail(dag, paused))
+    let mut detail = detail(dag, paused);
+    detail.dag.last_runs = last_runs(store, &dag.id).await?;
+    Ok(detail)
 }
 
 /// The detail of `dag` without a database (`dags show` before any daemon ran).

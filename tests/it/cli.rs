@@ -495,3 +495,35 @@ fn runs_list_pages_by_cursor_with_a_stable_shape() {
         "{err}"
     );
 }
+
+/// Completions and the man page come from the clap definitions and need nothing else (not
+/// even a readable config); the bash script is valid bash and knows the subcommands.
+#[test]
+fn completions_and_the_man_page_are_generated_from_the_commands() {
+    let p = Project::new();
+    p.write("config/vigil.toml", "this is not toml");
+    let bash = p.vigil(&["completions", "bash"]).expect(0).stdout();
+    assert!(bash.contains("_vigil()"), "{bash}");
+    for word in ["dags", "trigger", "next", "completions"] {
+        assert!(bash.contains(word), "no `{word}` in the bash completions");
+    }
+    let script = p.write("vigil.bash", &bash);
+    let checked = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let fish = p.vigil(&["completions", "fish"]).expect(0).stdout();
+    assert!(fish.contains("complete -c vigil"), "{fish}");
+    let zsh = p.vigil(&["completions", "zsh"]).expect(0).stdout();
+    assert!(zsh.starts_with("#compdef vigil"), "{zsh}");
+    let man = p.vigil(&["man"]).expect(0).stdout();
+    assert!(man.starts_with(".ie") || man.contains(".TH vigil"), "{man}");
+    assert!(man.contains("dags") && man.contains("Exit codes"), "{man}");
+    p.vigil(&["completions", "tcsh"]).expect(2);
+}

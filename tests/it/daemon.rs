@@ -566,3 +566,46 @@ fn a_dag_that_ships_paused_waits_for_unpause() {
     wait_for("runs after unpause", || !p.runs_of("quiet").is_empty());
     assert_eq!(d.terminate(), 0);
 }
+
+/// `trigger --wait` with no daemon says how to get one and gives a way out: a timeout (exit
+/// 124) or Ctrl-C (exit 130), each saying that the run stays queued — which it does.
+#[test]
+fn waiting_with_no_daemon_has_a_way_out_and_the_run_stays_queued() {
+    let p = Project::new();
+    p.write("dags/work.toml", "[tasks.a]\ntype = \"noop\"\n");
+    let out = p
+        .vigil(&["dags", "trigger", "work", "--wait", "--timeout", "300ms"])
+        .expect(124);
+    let err = out.stderr();
+    assert!(err.contains("waiting for a daemon to run it"), "{err}");
+    assert!(
+        err.contains("gave up waiting after 300ms; run 1 stays as it is"),
+        "{err}"
+    );
+    assert_eq!(state(&p.runs()[0]), "queued");
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .current_dir(p.path())
+        .args(["dags", "trigger", "work", "--wait"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    assert!(line.contains("press Ctrl-C to stop waiting"), "{line}");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(130), "{rest}");
+    assert!(
+        rest.contains("stopped waiting; run 2 stays as it is"),
+        "{rest}"
+    );
+    let runs = p.runs();
+    assert_eq!(runs.len(), 2);
+    assert!(runs.iter().all(|r| state(r) == "queued"));
+}

@@ -15,6 +15,7 @@ mod hostile;
 mod load;
 mod model_cli;
 mod model_ops;
+mod next_runs;
 mod notify;
 mod registry;
 mod risk;
