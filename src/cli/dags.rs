@@ -540,7 +540,7 @@ pub fn parse_logical_date(s: &str) -> anyhow::Result<DateTime<Utc>> {
 }
 
 /// The DAG and the run asked for (`dags test`, `dags trigger`).
-fn run_inputs(
+pub(crate) fn run_inputs(
     ctx: &Ctx,
     id: &str,
     conf: Option<&str>,

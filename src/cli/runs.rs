@@ -35,6 +35,23 @@ pub enum RunsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum TasksCommand {
+    /// Run one task now, in this process, with its config rendered; nothing is recorded (the
+    /// task itself still does what it does). Exit 0 if it succeeded or skipped, 1 if it failed
+    Test {
+        /// The DAG
+        dag_id: String,
+        /// The task
+        task_id: String,
+        /// Params as a JSON object, e.g. '{"model": "churn"}'
+        #[arg(long, value_name = "JSON")]
+        conf: Option<String>,
+        /// The logical date (RFC 3339 or YYYY-MM-DD) [default: now]
+        #[arg(long, value_name = "TIME")]
+        logical_date: Option<String>,
+        /// Read upstream results from this earlier run of the DAG
+        #[arg(long, value_name = "RUN")]
+        upstream_from: Option<RunId>,
+    },
     /// Print the result (XCom) a task produced in a run
     Xcom { run_id: RunId, task_id: String },
     /// Print a task's log in a run
@@ -157,6 +174,50 @@ fn print_run(detail: &RunDetail) {
 pub async fn run_tasks(ctx: &Ctx, cmd: TasksCommand) -> anyhow::Result<ExitCode> {
     let store = ctx.store().await?;
     match cmd {
+        TasksCommand::Test {
+            dag_id,
+            task_id,
+            conf,
+            logical_date,
+            upstream_from,
+        } => {
+            let (dag, request) = crate::cli::dags::run_inputs(
+                ctx,
+                &dag_id,
+                conf.as_deref(),
+                logical_date.as_deref(),
+            )?;
+            let executor = ctx.executor().await?;
+            let tested =
+                crate::ops::dags::test_task(&executor, dag, &task_id, &request, upstream_from)
+                    .await?;
+            if ctx.json {
+                print_json(&tested)?;
+            } else {
+                for l in &tested.log {
+                    println!(
+                        "{} {:<5} {}",
+                        l.ts.format("%H:%M:%S%.3f"),
+                        l.level.as_str(),
+                        l.message
+                    );
+                }
+                match (&tested.output, &tested.error) {
+                    (Some(out), _) => println!(
+                        "{task_id} {} in {:.0} ms; result: {out}",
+                        tested.state, tested.duration_ms
+                    ),
+                    (None, Some(e)) => println!("{task_id} {}: {e}", tested.state),
+                    (None, None) => println!("{task_id} {}", tested.state),
+                }
+                println!("(nothing was recorded)");
+            }
+            return Ok(if tested.state == crate::state::TaskState::Failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
         TasksCommand::Xcom { run_id, task_id } => {
             let out = runs::result(store.as_ref(), run_id, &task_id).await?;
             if ctx.json {

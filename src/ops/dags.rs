@@ -401,3 +401,54 @@ pub async fn set_paused(
         woke: waker.wake(store).await,
     })
 }
+
+/// Runs one task of `dag` in this process and records nothing (`vigil tasks test`). With
+/// `upstream_from`, the results of that earlier run of the same DAG are what the task's
+/// templates read.
+pub async fn test_task(
+    executor: &crate::run::Executor,
+    dag: Arc<Dag>,
+    task_id: &str,
+    request: &RunRequest,
+    upstream_from: Option<crate::store::RunId>,
+) -> Result<crate::run::TaskTest, OpsError> {
+    if dag.graph.index_of(task_id).is_none() {
+        return Err(OpsError::Invalid(format!(
+            "DAG `{}` has no task `{task_id}`; its tasks: {}",
+            dag.id,
+            dag.tasks
+                .iter()
+                .map(|t| t.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    crate::dag::resolve_params(&dag, &request.conf)?;
+    let mut upstream = std::collections::BTreeMap::new();
+    if let Some(run_id) = upstream_from {
+        let store = executor.store();
+        let run = store
+            .run(run_id)
+            .await?
+            .ok_or(OpsError::NoSuchRun(run_id))?;
+        if run.dag_id != dag.id {
+            return Err(OpsError::Invalid(format!(
+                "run {run_id} is a run of `{}`, not of `{}`",
+                run.dag_id, dag.id
+            )));
+        }
+        for out in store.outputs(run_id).await? {
+            upstream.insert(out.task_id, out.value);
+        }
+    }
+    executor
+        .test_task(
+            dag,
+            task_id,
+            request.conf.clone(),
+            request.logical_date(),
+            upstream,
+        )
+        .await
+        .map_err(|e| OpsError::Invalid(e.to_string()))
+}

@@ -126,11 +126,11 @@ impl Stop {
 /// Runs DAG runs; cheap to clone and share.
 #[derive(Clone)]
 pub struct Executor {
-    store: Arc<dyn Store>,
-    registry: Arc<Registry>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) registry: Arc<Registry>,
     limits: Arc<Limits>,
     notify: Arc<NotifyConfig>,
-    output: OutputLimits,
+    pub(super) output: OutputLimits,
 }
 
 impl Executor {
@@ -344,17 +344,7 @@ impl RunExec {
             }
         }
         let ld = run.logical_date;
-        let interval_start = run.data_interval_start;
-        let run_vars = RunVars {
-            id: run.id,
-            dag_id: dag.id.clone(),
-            logical_date: ld.to_rfc3339(),
-            ds: ld.format("%Y-%m-%d").to_string(),
-            data_interval_start: interval_start.to_rfc3339(),
-            data_interval_end: ld.to_rfc3339(),
-            conf: run.conf.clone(),
-            run_type: run.run_type.as_str().to_string(),
-        };
+        let run_vars = RunVars::of(run);
         let mut exec = RunExec {
             counts: (0..n)
                 .map(|i| UpstreamCounts::new(dag.graph.upstream(i).len()))

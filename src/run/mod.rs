@@ -8,9 +8,11 @@ mod limits;
 mod messages;
 pub mod owner;
 pub mod rules;
+mod task_test;
 
 pub use executor::{ExecError, Executor, Observer, RunEvent, RunUpdate, Stop, UpdateObserver};
 pub use limits::Limits;
+pub use task_test::TaskTest;
 
 use chrono::{DateTime, Utc};
 

@@ -146,6 +146,23 @@ pub struct RunVars {
     pub run_type: String,
 }
 
+impl RunVars {
+    /// The `run` variable of a stored run.
+    pub fn of(run: &crate::store::RunRecord) -> RunVars {
+        let ld = run.logical_date;
+        RunVars {
+            id: run.id,
+            dag_id: run.dag_id.clone(),
+            logical_date: ld.to_rfc3339(),
+            ds: ld.format("%Y-%m-%d").to_string(),
+            data_interval_start: run.data_interval_start.to_rfc3339(),
+            data_interval_end: ld.to_rfc3339(),
+            conf: run.conf.clone(),
+            run_type: run.run_type.as_str().to_string(),
+        }
+    }
+}
+
 /// One entry of the `tasks` variable.
 #[derive(Debug, Serialize)]
 pub struct TaskVars<'a> {

@@ -527,3 +527,83 @@ fn completions_and_the_man_page_are_generated_from_the_commands() {
     assert!(man.contains("dags") && man.contains("Exit codes"), "{man}");
     p.vigil(&["completions", "tcsh"]).expect(2);
 }
+
+/// `tasks test` runs one task with its config rendered, reads upstream results from an
+/// earlier run when asked, and records nothing.
+#[test]
+fn tasks_test_runs_one_task_and_records_nothing() {
+    let p = Project::new();
+    p.write("dags/pipe.toml", PIPELINE);
+    let made = p
+        .vigil(&[
+            "tasks",
+            "test",
+            "pipe",
+            "make",
+            "--conf",
+            r#"{"n": 7}"#,
+            "--json",
+        ])
+        .expect(0)
+        .json();
+    assert_eq!(made["state"], "success");
+    assert_eq!(made["output"], serde_json::json!({"n": 7}));
+    assert!(
+        made["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["message"] == "making"),
+        "{made}"
+    );
+    assert!(
+        !p.path().join("vigil.db").exists() || p.runs().is_empty(),
+        "nothing recorded"
+    );
+
+    // `double` reads `make`'s result: without a run to take it from, it says so.
+    let out = p
+        .vigil(&["tasks", "test", "pipe", "double"])
+        .expect(1)
+        .stdout();
+    assert!(
+        out.contains("double failed") && out.contains("tasks.make"),
+        "{out}"
+    );
+
+    p.vigil(&["dags", "test", "pipe", "--conf", r#"{"n": 5}"#])
+        .expect(0);
+    let logs_before = p
+        .vigil(&["tasks", "logs", "1", "double", "--json"])
+        .expect(0)
+        .stdout();
+    let doubled = p
+        .vigil(&["tasks", "test", "pipe", "double", "--upstream-from", "1"])
+        .expect(0)
+        .stdout();
+    assert!(
+        doubled.contains("double success") && doubled.contains("result: 10"),
+        "{doubled}"
+    );
+    assert!(doubled.contains("(nothing was recorded)"), "{doubled}");
+    assert_eq!(p.runs().len(), 1);
+    let logs_after = p
+        .vigil(&["tasks", "logs", "1", "double", "--json"])
+        .expect(0)
+        .stdout();
+    assert_eq!(logs_before, logs_after);
+
+    let err = p
+        .vigil(&["tasks", "test", "pipe", "dubble"])
+        .expect(1)
+        .stderr();
+    assert!(
+        err.contains("has no task `dubble`; its tasks: make, double, report"),
+        "{err}"
+    );
+    let err = p
+        .vigil(&["tasks", "test", "pipe", "make", "--conf", r#"{"m": 1}"#])
+        .expect(1)
+        .stderr();
+    assert!(err.contains("invalid conf"), "{err}");
+}
