@@ -31,6 +31,16 @@ pub enum RunsCommand {
     },
     /// Show a run and the state of each of its tasks
     Show { run_id: RunId },
+    /// Run a finished run's tasks again in the same run (the daemon runs them); earlier
+    /// attempts' logs and results stay in history
+    Rerun {
+        run_id: RunId,
+        /// Only the tasks that failed (or were upstream_failed)
+        #[arg(long)]
+        failed_only: bool,
+    },
+    /// Delete a finished run with its task instances, results and logs
+    Delete { run_id: RunId },
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,8 +62,31 @@ pub enum TasksCommand {
         #[arg(long, value_name = "RUN")]
         upstream_from: Option<RunId>,
     },
+    /// Reset tasks of a finished run so the daemon runs them again in the same run; earlier
+    /// attempts' logs and results stay in history
+    Clear {
+        run_id: RunId,
+        /// The tasks to run again
+        #[arg(required = true)]
+        task_ids: Vec<String>,
+        /// Also every task downstream of them
+        #[arg(long)]
+        downstream: bool,
+        /// Also every task upstream of them
+        #[arg(long)]
+        upstream: bool,
+        /// Only those that failed (or were upstream_failed)
+        #[arg(long)]
+        failed_only: bool,
+    },
     /// Print the result (XCom) a task produced in a run
-    Xcom { run_id: RunId, task_id: String },
+    Xcom {
+        run_id: RunId,
+        task_id: String,
+        /// The result of this attempt (earlier attempts' results are kept) [default: current]
+        #[arg(long)]
+        attempt: Option<u32>,
+    },
     /// Print a task's log in a run
     Logs {
         run_id: RunId,
@@ -93,6 +126,32 @@ pub async fn run_runs(ctx: &Ctx, cmd: RunsCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        RunsCommand::Rerun {
+            run_id,
+            failed_only,
+        } => {
+            let request = runs::ClearRequest {
+                failed_only,
+                ..runs::ClearRequest::default()
+            };
+            let cleared = runs::clear(
+                store.as_ref(),
+                &ctx.registry,
+                run_id,
+                &request,
+                &crate::ops::Waker::Daemons,
+            )
+            .await?;
+            print_cleared(ctx, &cleared)?;
+        }
+        RunsCommand::Delete { run_id } => {
+            let was = runs::delete(store.as_ref(), run_id).await?;
+            if ctx.json {
+                print_json(&serde_json::json!({"run_id": run_id, "deleted": true, "was": was}))?;
+            } else {
+                println!("deleted run {run_id} ({was}) with its tasks, results and logs");
+            }
+        }
         RunsCommand::Show { run_id } => {
             let detail = runs::show(store.as_ref(), &ctx.registry, run_id).await?;
             if ctx.json {
@@ -103,6 +162,26 @@ pub async fn run_runs(ctx: &Ctx, cmd: RunsCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_cleared(ctx: &Ctx, cleared: &runs::Cleared) -> anyhow::Result<()> {
+    if ctx.json {
+        return print_json(cleared);
+    }
+    println!(
+        "cleared {} task(s) of run {} ({} before): {}",
+        cleared.tasks.len(),
+        cleared.run_id,
+        cleared.was,
+        cleared.tasks.join(", ")
+    );
+    match &cleared.woke {
+        Some(who) => println!("the daemon ({who}) runs them now"),
+        None => println!(
+            "the run is queued; no daemon is running on this database: start one with `vigil daemon`"
+        ),
+    }
+    Ok(())
 }
 
 fn runs_table(runs: &[RunView]) -> String {
@@ -218,8 +297,38 @@ pub async fn run_tasks(ctx: &Ctx, cmd: TasksCommand) -> anyhow::Result<ExitCode>
                 ExitCode::SUCCESS
             });
         }
-        TasksCommand::Xcom { run_id, task_id } => {
-            let out = runs::result(store.as_ref(), run_id, &task_id).await?;
+        TasksCommand::Clear {
+            run_id,
+            task_ids,
+            downstream,
+            upstream,
+            failed_only,
+        } => {
+            let request = runs::ClearRequest {
+                tasks: task_ids,
+                downstream,
+                upstream,
+                failed_only,
+            };
+            let cleared = runs::clear(
+                store.as_ref(),
+                &ctx.registry,
+                run_id,
+                &request,
+                &crate::ops::Waker::Daemons,
+            )
+            .await?;
+            print_cleared(ctx, &cleared)?;
+        }
+        TasksCommand::Xcom {
+            run_id,
+            task_id,
+            attempt,
+        } => {
+            let out = match attempt {
+                None => runs::result(store.as_ref(), run_id, &task_id).await?,
+                Some(n) => runs::result_of_attempt(store.as_ref(), run_id, &task_id, n).await?,
+            };
             if ctx.json {
                 print_json(&out)?;
             } else {

@@ -123,6 +123,30 @@ impl DagGraph {
             )
     }
 
+    /// Every task downstream of `i`, directly or through others.
+    pub fn descendants(&self, i: usize) -> Vec<usize> {
+        self.reach(i, |g, n| &g.downstream[n])
+    }
+
+    /// Every task upstream of `i`, directly or through others.
+    pub fn ancestors(&self, i: usize) -> Vec<usize> {
+        self.reach(i, |g, n| &g.upstream[n])
+    }
+
+    fn reach(&self, i: usize, next: impl Fn(&Self, usize) -> &[usize]) -> Vec<usize> {
+        let mut seen = vec![false; self.len()];
+        let mut stack = next(self, i).to_vec();
+        let mut out = Vec::new();
+        while let Some(n) = stack.pop() {
+            if !std::mem::replace(&mut seen[n], true) {
+                out.push(n);
+                stack.extend_from_slice(next(self, n));
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
     /// Tasks with nothing downstream; their states decide the run's state.
     pub fn leaves(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.len()).filter(|&i| self.downstream[i].is_empty())

@@ -77,6 +77,11 @@ pub enum OpsError {
         run_id: crate::store::RunId,
         task_id: String,
     },
+    #[error("run {run_id} is {state}; wait for it to finish (or cancel it) first")]
+    RunNotFinished {
+        run_id: crate::store::RunId,
+        state: crate::state::RunState,
+    },
     #[error("there is no message {0} in the outbox")]
     NoSuchMessage(i64),
     #[error("message {id} was already sent{}; it is not sent twice", sent_at.map(|t| format!(" at {}", t.to_rfc3339())).unwrap_or_default())]
@@ -110,7 +115,7 @@ impl Kind for OpsError {
             | OpsError::NoSuchTask { .. }
             | OpsError::NoResult { .. }
             | OpsError::NoSuchMessage(_) => ErrorKind::NotFound,
-            OpsError::AlreadySent { .. } => ErrorKind::Conflict,
+            OpsError::AlreadySent { .. } | OpsError::RunNotFinished { .. } => ErrorKind::Conflict,
             OpsError::Notify(e) => e.kind(),
             OpsError::Ml(e) => e.kind(),
             OpsError::Folder(_) => ErrorKind::Unavailable,

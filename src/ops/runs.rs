@@ -171,6 +171,26 @@ pub async fn result(
         })
 }
 
+/// The result one attempt of a task produced (kept after the task was cleared).
+pub async fn result_of_attempt(
+    store: &dyn RunStore,
+    run_id: RunId,
+    task_id: &str,
+    attempt: u32,
+) -> Result<StoredOutput, OpsError> {
+    check_task(store, run_id, task_id).await?;
+    store
+        .output_history(run_id, task_id)
+        .await?
+        .into_iter()
+        .find(|o| o.attempt == attempt)
+        .ok_or_else(|| {
+            OpsError::Invalid(format!(
+                "attempt {attempt} of task `{task_id}` in run {run_id} left no result"
+            ))
+        })
+}
+
 /// One stored log line with the attempt it belongs to (stable like [`RunView`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct LogView {
@@ -214,4 +234,141 @@ async fn check_task(store: &dyn RunStore, run_id: RunId, task_id: &str) -> Resul
         });
     }
     Ok(())
+}
+
+/// Which task instances of a run to clear.
+#[derive(Debug, Clone, Default)]
+pub struct ClearRequest {
+    /// The tasks named; empty means every task of the run (`runs rerun`).
+    pub tasks: Vec<String>,
+    /// Also every task downstream of those named.
+    pub downstream: bool,
+    /// Also every task upstream of those named.
+    pub upstream: bool,
+    /// Only those that ended `failed` or `upstream_failed`.
+    pub failed_only: bool,
+}
+
+/// What a clear did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cleared {
+    pub run_id: RunId,
+    /// The tasks that will run again, in DAG order.
+    pub tasks: Vec<String>,
+    /// The run's state before (a finished run is queued again).
+    pub was: RunState,
+    /// The daemon told to run it now (`None`: none runs on this database).
+    pub woke: Option<String>,
+}
+
+/// Resets task instances of a finished run to `scheduled` so the daemon runs them again in the
+/// same run, as Airflow's "clear" does. Each keeps its attempt count (its earlier attempts'
+/// logs and results stay in history) and gets its full retries again; the run is queued
+/// again. A run still queued or running is refused: cancel it or let it finish first.
+pub async fn clear(
+    store: &dyn crate::store::Store,
+    registry: &Registry,
+    run_id: RunId,
+    request: &ClearRequest,
+    waker: &crate::ops::Waker,
+) -> Result<Cleared, OpsError> {
+    let run = store
+        .run(run_id)
+        .await?
+        .ok_or(OpsError::NoSuchRun(run_id))?;
+    if !run.state.is_terminal() {
+        return Err(OpsError::RunNotFinished {
+            run_id,
+            state: run.state,
+        });
+    }
+    let dag = crate::dag::parse_dag(
+        std::path::Path::new(&run.dag_file),
+        &run.dag_source,
+        registry,
+    )
+    .map_err(|e| OpsError::Invalid(format!("run {run_id}'s DAG version no longer loads:\n{e}")))?;
+    let tis = store.task_instances(run_id).await?;
+    let graph = &dag.graph;
+    let mut chosen = std::collections::BTreeSet::new();
+    if request.tasks.is_empty() {
+        chosen.extend(0..graph.len());
+    }
+    for id in &request.tasks {
+        let Some(i) = graph.index_of(id) else {
+            return Err(OpsError::NoSuchTask {
+                run_id,
+                task_id: id.clone(),
+                known: dag.tasks.iter().map(|t| t.id.clone()).collect(),
+            });
+        };
+        chosen.insert(i);
+        if request.downstream {
+            chosen.extend(graph.descendants(i));
+        }
+        if request.upstream {
+            chosen.extend(graph.ancestors(i));
+        }
+    }
+    let now = chrono::Utc::now();
+    let mut batch = crate::store::Batch::new(run_id);
+    let mut cleared = Vec::new();
+    for i in chosen {
+        let Some(ti) = tis.iter().find(|t| t.task_id == graph.id(i)) else {
+            continue;
+        };
+        let failed = matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed);
+        if (request.failed_only && !failed) || (ti.state == TaskState::Scheduled) {
+            continue;
+        }
+        let mut to = ti.clone();
+        to.state = TaskState::Scheduled;
+        to.max_attempts = ti.attempt + dag.tasks[i].retry.retries + 1;
+        to.started_at = None;
+        to.ended_at = None;
+        to.next_retry_at = None;
+        to.error = None;
+        to.updated_at = now;
+        batch.tasks.push(crate::store::TaskTransition {
+            expect_state: ti.state,
+            expect_attempt: ti.attempt,
+            to,
+            output: None,
+            logs: Vec::new(),
+            logs_attempt: ti.attempt,
+        });
+        cleared.push(ti.task_id.clone());
+    }
+    if cleared.is_empty() {
+        return Err(OpsError::Invalid(format!(
+            "nothing to clear in run {run_id}{}",
+            if request.failed_only {
+                " (no task failed)"
+            } else {
+                ""
+            }
+        )));
+    }
+    batch.run = Some(crate::store::RunTransition {
+        expect: run.state,
+        to: RunState::Queued,
+        at: now,
+    });
+    store.commit(&batch).await?;
+    let woke = waker.wake(store).await;
+    Ok(Cleared {
+        run_id,
+        tasks: cleared,
+        was: run.state,
+        woke,
+    })
+}
+
+/// Deletes a finished run with its task instances, results and logs.
+pub async fn delete(store: &dyn RunStore, run_id: RunId) -> Result<RunState, OpsError> {
+    match store.delete_run(run_id).await? {
+        None => Err(OpsError::NoSuchRun(run_id)),
+        Some(state) if !state.is_terminal() => Err(OpsError::RunNotFinished { run_id, state }),
+        Some(state) => Ok(state),
+    }
 }

@@ -256,7 +256,6 @@ struct Change {
     output: Option<serde_json::Value>,
     logs: Vec<LogLine>,
     logs_attempt: u32,
-    clear_output: bool,
 }
 
 /// What one step writes and then reports: committed together, reported after the commit.
@@ -657,7 +656,6 @@ impl RunExec {
             output,
             logs,
             logs_attempt: attempt,
-            clear_output: false,
         };
         self.transition(i, state, now, change, |ti| {
             ti.ended_at = Some(now);
@@ -783,11 +781,7 @@ impl RunExec {
                 // A new attempt must not be able to read an earlier attempt's result.
                 self.outputs[i] = None;
             }
-            let change = Change {
-                clear_output: retrying,
-                ..Change::default()
-            };
-            self.transition(i, TaskState::Running, now, change, |ti| {
+            self.transition(i, TaskState::Running, now, Change::default(), |ti| {
                 ti.attempt += 1;
                 ti.started_at = Some(now);
                 ti.ended_at = None;
@@ -828,7 +822,6 @@ impl RunExec {
             if change.logs.is_empty() || t.logs.is_empty() {
                 t.to = to;
                 t.output = change.output.or(t.output.take());
-                t.clear_output |= change.clear_output;
                 if !change.logs.is_empty() {
                     t.logs = change.logs;
                     t.logs_attempt = change.logs_attempt;
@@ -842,7 +835,6 @@ impl RunExec {
             expect_attempt: from.attempt,
             to,
             output: change.output,
-            clear_output: change.clear_output,
             logs: change.logs,
             logs_attempt: change.logs_attempt,
         });

@@ -123,10 +123,9 @@ pub struct TaskTransition {
     pub expect_attempt: u32,
     /// The whole new row (run_id and task_id name the row).
     pub to: TaskInstance,
-    /// The result to store with a success, in the same transaction.
+    /// The result to store with a success, in the same transaction. Earlier attempts' results
+    /// stay in history; only the current attempt's is read as the task's result.
     pub output: Option<serde_json::Value>,
-    /// Remove a stored result (a new attempt starts, so an old result must not be read).
-    pub clear_output: bool,
     /// Log lines of an attempt that just ended, and which attempt that was (a step can end
     /// one attempt and start the next).
     pub logs: Vec<LogLine>,

@@ -33,8 +33,20 @@ pub trait RunStore: Send + Sync {
         task_id: &str,
     ) -> Result<Option<StoredOutput>, StoreError>;
 
-    /// Every stored result of a run, to resume it.
+    /// The current result of every task of a run (its current attempt's, while `success`), to
+    /// resume it.
     async fn outputs(&self, run_id: RunId) -> Result<Vec<StoredOutput>, StoreError>;
+
+    /// Every result a task ever produced in a run, by attempt (a cleared task keeps them).
+    async fn output_history(
+        &self,
+        run_id: RunId,
+        task_id: &str,
+    ) -> Result<Vec<StoredOutput>, StoreError>;
+
+    /// Deletes a finished run with its task instances, results and logs. `Ok(None)`: no such
+    /// run; `Ok(Some(state))`: the state it had — deleted only if that state is terminal.
+    async fn delete_run(&self, run_id: RunId) -> Result<Option<RunState>, StoreError>;
 
     /// Log lines of one task; of one attempt when `attempt` is given.
     async fn logs(

@@ -275,7 +275,6 @@ async fn a_run_interrupted_mid_attempt_resumes_and_retries_that_attempt() {
             expect_attempt: 0,
             to: ti,
             output: None,
-            clear_output: false,
             logs: vec![],
             logs_attempt: 1,
         });

@@ -17,6 +17,7 @@ mod model_cli;
 mod model_ops;
 mod next_runs;
 mod notify;
+mod operator;
 mod registry;
 mod risk;
 mod scheduling;

@@ -13,6 +13,12 @@ use crate::store::{
     StoreError, StoredOutput, TaskInstance, describe_conflict,
 };
 
+/// The results of a run's tasks as they stand: each task's current attempt, while it is
+/// `success`. Append `AND ...`.
+const CURRENT_OUTPUTS: &str = "SELECT x.* FROM xcoms x JOIN task_instances t \
+     ON t.run_id = x.run_id AND t.task_id = x.task_id AND t.attempt = x.attempt \
+     WHERE x.run_id = ? AND t.state = 'success'";
+
 /// A run with its DAG source resolved (shared in `dag_sources`, or the run's own copy for runs
 /// created before sources were shared). Append `WHERE ...`.
 const SELECT_RUNS: &str = "SELECT dag_runs.*, COALESCE(dag_sources.source, dag_runs.dag_source) AS resolved_source \
@@ -171,12 +177,6 @@ impl RunStore for SqliteStore {
                 .bind(t.expect_state.as_str())?
                 .bind(t.expect_attempt)?;
             script.guard();
-            if t.clear_output {
-                script
-                    .stmt("DELETE FROM xcoms WHERE run_id = ? AND task_id = ?")
-                    .bind(batch.run_id)?
-                    .bind(to.task_id.clone())?;
-            }
             if let Some(output) = &t.output {
                 script
                     .stmt(
@@ -282,24 +282,60 @@ impl RunStore for SqliteStore {
         run_id: RunId,
         task_id: &str,
     ) -> Result<Option<StoredOutput>, StoreError> {
-        sqlx::query_as::<_, OutputRow>("SELECT * FROM xcoms WHERE run_id = ? AND task_id = ?")
-            .bind(run_id)
-            .bind(task_id)
-            .fetch_optional(&self.pool)
-            .await
-            .doing("reading a task result")?
-            .map(OutputRow::decode)
-            .transpose()
+        sqlx::query_as::<_, OutputRow>(AssertSqlSafe(format!(
+            "{CURRENT_OUTPUTS} AND x.task_id = ?"
+        )))
+        .bind(run_id)
+        .bind(task_id)
+        .fetch_optional(&self.pool)
+        .await
+        .doing("reading a task result")?
+        .map(OutputRow::decode)
+        .transpose()
     }
     async fn outputs(&self, run_id: RunId) -> Result<Vec<StoredOutput>, StoreError> {
         decode_all(
-            sqlx::query_as::<_, OutputRow>("SELECT * FROM xcoms WHERE run_id = ?")
+            sqlx::query_as::<_, OutputRow>(CURRENT_OUTPUTS)
                 .bind(run_id)
                 .fetch_all(&self.pool)
                 .await
                 .doing("reading task results")?,
         )
     }
+    async fn output_history(
+        &self,
+        run_id: RunId,
+        task_id: &str,
+    ) -> Result<Vec<StoredOutput>, StoreError> {
+        decode_all(
+            sqlx::query_as::<_, OutputRow>(
+                "SELECT * FROM xcoms WHERE run_id = ? AND task_id = ? ORDER BY attempt",
+            )
+            .bind(run_id)
+            .bind(task_id)
+            .fetch_all(&self.pool)
+            .await
+            .doing("reading a task's results")?,
+        )
+    }
+
+    async fn delete_run(&self, run_id: RunId) -> Result<Option<RunState>, StoreError> {
+        let Some(run) = self.run(run_id).await? else {
+            return Ok(None);
+        };
+        if run.state.is_terminal() {
+            let mut script = Script::new();
+            script
+                .stmt("DELETE FROM dag_runs WHERE id = ? AND state IN ('success', 'failed')")
+                .bind(run_id)?;
+            script.stmt(
+                "DELETE FROM dag_sources WHERE sha256 NOT IN (SELECT dag_sha256 FROM dag_runs WHERE dag_sha256 IS NOT NULL)",
+            );
+            self.run_script(script).await.doing("deleting a run")?;
+        }
+        Ok(Some(run.state))
+    }
+
     async fn logs(
         &self,
         run_id: RunId,

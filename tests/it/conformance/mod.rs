@@ -70,7 +70,8 @@ conformance!(
         runs_list_newest_first_with_filters_and_cursor_paging,
         a_stale_batch_changes_nothing_and_says_what_changed,
         run_state_changes_are_conditional,
-        a_result_commits_with_its_success_and_a_new_attempt_clears_it,
+        a_result_commits_with_its_success_and_a_new_attempt_hides_it_into_history,
+        only_a_finished_run_is_deleted_with_everything_it_owns,
         log_lines_keep_their_attempt_and_order,
         retention_removes_old_finished_runs_with_everything_they_own,
         a_run_held_by_a_live_owner_cannot_be_claimed_until_its_lease_runs_out,
@@ -133,7 +134,6 @@ pub fn transition(from: &TaskInstance, state: TaskState, attempt: u32) -> TaskTr
         expect_attempt: from.attempt,
         to,
         output: None,
-        clear_output: false,
         logs: vec![],
         logs_attempt: attempt,
     }

@@ -187,7 +187,9 @@ pub async fn run_state_changes_are_conditional(store: &dyn Store) {
     assert!(store.unfinished_runs().await.unwrap().is_empty());
 }
 
-pub async fn a_result_commits_with_its_success_and_a_new_attempt_clears_it(store: &dyn Store) {
+pub async fn a_result_commits_with_its_success_and_a_new_attempt_hides_it_into_history(
+    store: &dyn Store,
+) {
     let run = create(store, "d", &["a", "b"]).await;
     let a0 = instance(store, run.id, "a").await;
     let mut t = transition(&a0, TaskState::Success, 1);
@@ -200,13 +202,61 @@ pub async fn a_result_commits_with_its_success_and_a_new_attempt_clears_it(store
     assert_eq!(store.outputs(run.id).await.unwrap().len(), 1);
     assert!(store.output(run.id, "b").await.unwrap().is_none());
 
+    // A new attempt (a retry, a cleared task) must not read the old result, which stays in
+    // the task's history.
     let a1 = instance(store, run.id, "a").await;
-    let mut t = transition(&a1, TaskState::Running, 2);
-    t.clear_output = true;
+    let mut b = Batch::new(run.id);
+    b.tasks.push(transition(&a1, TaskState::Running, 2));
+    store.commit(&b).await.unwrap();
+    assert!(store.output(run.id, "a").await.unwrap().is_none());
+    assert!(store.outputs(run.id).await.unwrap().is_empty());
+    let a2 = instance(store, run.id, "a").await;
+    let mut t = transition(&a2, TaskState::Success, 2);
+    t.output = Some(json!({"rows": 4}));
     let mut b = Batch::new(run.id);
     b.tasks.push(t);
     store.commit(&b).await.unwrap();
-    assert!(store.output(run.id, "a").await.unwrap().is_none());
+    let now = store.output(run.id, "a").await.unwrap().expect("result");
+    assert_eq!((now.value, now.attempt), (json!({"rows": 4}), 2));
+    let history: Vec<_> = store
+        .output_history(run.id, "a")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.attempt, o.value))
+        .collect();
+    assert_eq!(history, [(1, json!({"rows": 3})), (2, json!({"rows": 4}))]);
+}
+
+pub async fn only_a_finished_run_is_deleted_with_everything_it_owns(store: &dyn Store) {
+    let run = create(store, "d", &["a"]).await;
+    assert_eq!(
+        store.delete_run(run.id).await.unwrap(),
+        Some(RunState::Queued)
+    );
+    assert!(
+        store.run(run.id).await.unwrap().is_some(),
+        "unfinished: kept"
+    );
+    let a0 = instance(store, run.id, "a").await;
+    let mut t = transition(&a0, TaskState::Success, 1);
+    t.output = Some(json!(1));
+    let mut b = Batch::new(run.id);
+    b.tasks.push(t);
+    b.run = Some(RunTransition {
+        expect: RunState::Queued,
+        to: RunState::Success,
+        at: Utc::now(),
+    });
+    store.commit(&b).await.unwrap();
+    assert_eq!(
+        store.delete_run(run.id).await.unwrap(),
+        Some(RunState::Success)
+    );
+    assert!(store.run(run.id).await.unwrap().is_none());
+    assert!(store.task_instances(run.id).await.unwrap().is_empty());
+    assert!(store.output_history(run.id, "a").await.unwrap().is_empty());
+    assert_eq!(store.delete_run(run.id).await.unwrap(), None);
 }
 
 pub async fn log_lines_keep_their_attempt_and_order(store: &dyn Store) {

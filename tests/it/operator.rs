@@ -1,0 +1,148 @@
+//! What an operator does when a run went wrong, through the real binary: clear and re-run
+//! (with and without a daemon running), rerun a whole run, delete a finished run.
+
+use serde_json::Value;
+
+use crate::util::{Project, wait_for};
+
+/// `b` fails until the file `ok` exists in the project; `c` comes after it.
+fn flaky(p: &Project) {
+    let ok = p.path().join("ok");
+    p.write(
+        "dags/flaky.toml",
+        &format!(
+            r#"
+[tasks.a]
+type = "noop"
+config = {{ output = "a-result" }}
+[tasks.b]
+type = "command"
+depends_on = ["a"]
+config = {{ command = ["sh", "-c", "echo trying >&2; test -f '{}' || exit 1; echo '{{\"b\": 1}}'"] }}
+[tasks.c]
+type = "noop"
+depends_on = ["b"]
+"#,
+            ok.display()
+        ),
+    );
+}
+
+fn task<'a>(shown: &'a Value, id: &str) -> &'a Value {
+    shown["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task_id"] == id)
+        .unwrap()
+}
+
+#[test]
+fn clearing_a_failed_task_and_its_downstream_reruns_exactly_those_and_keeps_history() {
+    let p = Project::new();
+    flaky(&p);
+    p.vigil(&["dags", "test", "flaky"]).expect(1);
+    let shown = p.vigil(&["runs", "show", "1", "--json"]).expect(0).json();
+    assert_eq!(shown["run"]["state"], "failed");
+    assert_eq!(task(&shown, "c")["state"], "upstream_failed");
+
+    // Refusals first: an unknown task, nothing failed to clear, a run not finished.
+    let err = p.vigil(&["tasks", "clear", "1", "bb"]).expect(1).stderr();
+    assert!(
+        err.contains("run 1 has no task `bb`; its tasks: a, b, c"),
+        "{err}"
+    );
+
+    // No daemon: the run is queued and says so.
+    std::fs::write(p.path().join("ok"), "").unwrap();
+    let out = p
+        .vigil(&["tasks", "clear", "1", "b", "--downstream"])
+        .expect(0)
+        .stdout();
+    assert!(
+        out.contains("cleared 2 task(s) of run 1 (failed before): b, c"),
+        "{out}"
+    );
+    assert!(out.contains("no daemon is running"), "{out}");
+    let err = p.vigil(&["tasks", "clear", "1", "b"]).expect(1).stderr();
+    assert!(
+        err.contains("run 1 is queued; wait for it to finish"),
+        "{err}"
+    );
+    let err = p.vigil(&["runs", "delete", "1"]).expect(1).stderr();
+    assert!(err.contains("run 1 is queued"), "{err}");
+
+    let d = p.daemon(&[]);
+    wait_for("the cleared run to finish", || {
+        p.vigil(&["runs", "show", "1", "--json"]).json()["run"]["state"] == "success"
+    });
+    let shown = p.vigil(&["runs", "show", "1", "--json"]).expect(0).json();
+    // `a` was not cleared: still its first attempt; `b` ran a second one, `c` its first.
+    let attempts: Vec<(String, u64)> = ["a", "b", "c"]
+        .iter()
+        .map(|id| {
+            let t = task(&shown, id);
+            (
+                t["state"].as_str().unwrap().to_string(),
+                t["attempt"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        attempts,
+        [
+            ("success".to_string(), 1),
+            ("success".to_string(), 2),
+            ("success".to_string(), 1)
+        ]
+    );
+    let logs = p.vigil(&["tasks", "logs", "1", "b"]).expect(0).stdout();
+    assert!(
+        logs.contains("--- attempt 1 ---") && logs.contains("--- attempt 2 ---"),
+        "both attempts' logs are kept:\n{logs}"
+    );
+    assert_eq!(
+        p.vigil(&["tasks", "xcom", "1", "a"])
+            .expect(0)
+            .stdout()
+            .trim(),
+        "\"a-result\""
+    );
+    assert_eq!(
+        p.vigil(&["tasks", "xcom", "1", "b"]).expect(0).json(),
+        serde_json::json!({"b": 1})
+    );
+
+    // A whole run again, with the daemon woken at once; every task gets a new attempt and
+    // the earlier results stay in history.
+    let out = p.vigil(&["runs", "rerun", "1"]).expect(0).stdout();
+    assert!(
+        out.contains("cleared 3 task(s) of run 1 (success before): a, b, c"),
+        "{out}"
+    );
+    assert!(out.contains("the daemon (pid"), "{out}");
+    wait_for("the rerun to finish", || {
+        p.vigil(&["runs", "show", "1", "--json"]).json()["run"]["state"] == "success"
+    });
+    let shown = p.vigil(&["runs", "show", "1", "--json"]).expect(0).json();
+    assert_eq!(task(&shown, "b")["attempt"], 3);
+    let earlier = p
+        .vigil(&["tasks", "xcom", "1", "b", "--attempt", "2", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(earlier["value"], serde_json::json!({"b": 1}));
+    let err = p
+        .vigil(&["runs", "rerun", "1", "--failed-only"])
+        .expect(1)
+        .stderr();
+    assert!(
+        err.contains("nothing to clear in run 1 (no task failed)"),
+        "{err}"
+    );
+    assert_eq!(d.terminate(), 0);
+
+    let out = p.vigil(&["runs", "delete", "1"]).expect(0).stdout();
+    assert!(out.contains("deleted run 1 (success)"), "{out}");
+    let err = p.vigil(&["runs", "show", "1"]).expect(1).stderr();
+    assert!(err.contains("no run 1"), "{err}");
+}
