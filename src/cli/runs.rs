@@ -41,6 +41,15 @@ pub enum RunsCommand {
     },
     /// Delete a finished run with its task instances, results and logs
     Delete { run_id: RunId },
+    /// Set a run's state by hand (success or failed), with the reason kept as its note
+    Mark {
+        run_id: RunId,
+        /// success or failed
+        state: RunState,
+        /// Why (kept with the run)
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +87,17 @@ pub enum TasksCommand {
         /// Only those that failed (or were upstream_failed)
         #[arg(long)]
         failed_only: bool,
+    },
+    /// Set a task of a finished run to success, failed or skipped, with the reason kept as
+    /// its note; downstream tasks already decided because of it are decided again
+    Mark {
+        run_id: RunId,
+        task_id: String,
+        /// success, failed or skipped
+        state: crate::state::TaskState,
+        /// Why (kept with the task)
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Print the result (XCom) a task produced in a run
     Xcom {
@@ -152,6 +172,14 @@ pub async fn run_runs(ctx: &Ctx, cmd: RunsCommand) -> anyhow::Result<ExitCode> {
                 println!("deleted run {run_id} ({was}) with its tasks, results and logs");
             }
         }
+        RunsCommand::Mark {
+            run_id,
+            state,
+            reason,
+        } => {
+            let marked = runs::mark_run(store.as_ref(), run_id, state, reason.as_deref()).await?;
+            print_marked(ctx, &marked)?;
+        }
         RunsCommand::Show { run_id } => {
             let detail = runs::show(store.as_ref(), &ctx.registry, run_id).await?;
             if ctx.json {
@@ -180,6 +208,26 @@ fn print_cleared(ctx: &Ctx, cleared: &runs::Cleared) -> anyhow::Result<()> {
         None => println!(
             "the run is queued; no daemon is running on this database: start one with `vigil daemon`"
         ),
+    }
+    Ok(())
+}
+
+fn print_marked(ctx: &Ctx, marked: &runs::Marked) -> anyhow::Result<()> {
+    if ctx.json {
+        return print_json(marked);
+    }
+    if !marked.marked.is_empty() {
+        println!("marked: {}", marked.marked.join(", "));
+    }
+    if !marked.reset.is_empty() {
+        println!(
+            "to be decided again by their trigger rules: {}",
+            marked.reset.join(", ")
+        );
+    }
+    println!("run {} is {}", marked.run_id, marked.run_state);
+    if marked.run_state == RunState::Queued && marked.woke.is_none() {
+        println!("no daemon is running on this database: start one with `vigil daemon`");
     }
     Ok(())
 }
@@ -221,6 +269,9 @@ fn print_run(detail: &RunDetail) {
     println!("type         {}", run.run_type.as_str());
     println!("state        {}", run.state);
     println!("conf         {}", run.conf);
+    if let Some(note) = &run.note {
+        println!("note         {note}");
+    }
     println!(
         "started      {}  ({})",
         time(run.started_at),
@@ -248,6 +299,13 @@ fn print_run(detail: &RunDetail) {
             rows
         )
     );
+    for t in detail.tasks.iter().filter(|t| t.note.is_some()) {
+        println!(
+            "note on {}: {}",
+            t.task_id,
+            t.note.as_deref().unwrap_or_default()
+        );
+    }
 }
 
 pub async fn run_tasks(ctx: &Ctx, cmd: TasksCommand) -> anyhow::Result<ExitCode> {
@@ -319,6 +377,24 @@ pub async fn run_tasks(ctx: &Ctx, cmd: TasksCommand) -> anyhow::Result<ExitCode>
             )
             .await?;
             print_cleared(ctx, &cleared)?;
+        }
+        TasksCommand::Mark {
+            run_id,
+            task_id,
+            state,
+            reason,
+        } => {
+            let marked = runs::mark_task(
+                store.as_ref(),
+                &ctx.registry,
+                run_id,
+                &task_id,
+                state,
+                reason.as_deref(),
+                &crate::ops::Waker::Daemons,
+            )
+            .await?;
+            print_marked(ctx, &marked)?;
         }
         TasksCommand::Xcom {
             run_id,

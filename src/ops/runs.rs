@@ -32,6 +32,8 @@ pub struct RunView {
     /// The process executing the run (`pid@host`), if any.
     pub owner: Option<String>,
     pub heartbeat_at: Option<DateTime<Utc>>,
+    /// Why a person set its state by hand, if one did.
+    pub note: Option<String>,
 }
 
 impl From<RunRecord> for RunView {
@@ -50,6 +52,7 @@ impl From<RunRecord> for RunView {
             ended_at: r.ended_at,
             owner: r.owner,
             heartbeat_at: r.heartbeat_at,
+            note: r.note,
         }
     }
 }
@@ -68,6 +71,8 @@ pub struct TaskView {
     pub next_retry_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
     pub updated_at: DateTime<Utc>,
+    /// Why a person set its state by hand, if one did.
+    pub note: Option<String>,
 }
 
 impl From<TaskInstance> for TaskView {
@@ -83,6 +88,7 @@ impl From<TaskInstance> for TaskView {
             next_retry_at: t.next_retry_at,
             error: t.error,
             updated_at: t.updated_at,
+            note: t.note,
         }
     }
 }
@@ -353,6 +359,7 @@ pub async fn clear(
         expect: run.state,
         to: RunState::Queued,
         at: now,
+        note: None,
     });
     store.commit(&batch).await?;
     let woke = waker.wake(store).await;
@@ -371,4 +378,209 @@ pub async fn delete(store: &dyn RunStore, run_id: RunId) -> Result<RunState, Ops
         Some(state) if !state.is_terminal() => Err(OpsError::RunNotFinished { run_id, state }),
         Some(state) => Ok(state),
     }
+}
+
+/// What a mark did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Marked {
+    pub run_id: RunId,
+    /// The tasks set by hand, and downstream tasks reset to be decided again.
+    pub marked: Vec<String>,
+    pub reset: Vec<String>,
+    /// The run's state now: queued again when downstream tasks must be decided.
+    pub run_state: RunState,
+    pub woke: Option<String>,
+}
+
+/// The note a mark leaves: who, when, why.
+fn note(what: &str, reason: Option<&str>) -> String {
+    let who = crate::state::owner::current();
+    match reason {
+        Some(r) => format!("{what} by hand ({who}): {}", crate::state::shown(r, 500)),
+        None => format!("{what} by hand ({who})"),
+    }
+}
+
+/// Sets a task of a finished run to `success`, `failed` or `skipped`, with the reason kept as
+/// its note. Downstream tasks that trigger rules had already decided because of it
+/// (`upstream_failed`, `skipped`) are reset so the daemon decides them again, and the run is
+/// queued; with nothing to decide again, the run's state follows its leaves (Airflow's rule).
+pub async fn mark_task(
+    store: &dyn crate::store::Store,
+    registry: &Registry,
+    run_id: RunId,
+    task_id: &str,
+    state: TaskState,
+    reason: Option<&str>,
+    waker: &crate::ops::Waker,
+) -> Result<Marked, OpsError> {
+    if !matches!(
+        state,
+        TaskState::Success | TaskState::Failed | TaskState::Skipped
+    ) {
+        return Err(OpsError::Invalid(format!(
+            "a task can be marked success, failed or skipped, not {state}"
+        )));
+    }
+    let run = store
+        .run(run_id)
+        .await?
+        .ok_or(OpsError::NoSuchRun(run_id))?;
+    if !run.state.is_terminal() {
+        return Err(OpsError::RunNotFinished {
+            run_id,
+            state: run.state,
+        });
+    }
+    check_task(store, run_id, task_id).await?;
+    let dag = crate::dag::parse_dag(
+        std::path::Path::new(&run.dag_file),
+        &run.dag_source,
+        registry,
+    )
+    .map_err(|e| OpsError::Invalid(format!("run {run_id}'s DAG version no longer loads:\n{e}")))?;
+    let mut tis = store.task_instances(run_id).await?;
+    let now = chrono::Utc::now();
+    let mut batch = crate::store::Batch::new(run_id);
+    let mut change = |ti: &mut TaskInstance, to_state: TaskState, note_text: Option<String>| {
+        let mut to = ti.clone();
+        to.state = to_state;
+        to.updated_at = now;
+        if to_state == TaskState::Scheduled {
+            to.started_at = None;
+            to.ended_at = None;
+            to.error = None;
+        } else {
+            to.ended_at = Some(now);
+            to.note = note_text;
+            if to_state == TaskState::Success {
+                to.error = None;
+            }
+        }
+        batch.tasks.push(crate::store::TaskTransition {
+            expect_state: ti.state,
+            expect_attempt: ti.attempt,
+            to: to.clone(),
+            output: None,
+            logs: Vec::new(),
+            logs_attempt: ti.attempt,
+        });
+        *ti = to;
+    };
+    let graph = &dag.graph;
+    let i = graph.index_of(task_id).unwrap_or_default();
+    if let Some(ti) = tis.iter_mut().find(|t| t.task_id == task_id) {
+        change(ti, state, Some(note(&format!("marked {state}"), reason)));
+    }
+    let mut reset = Vec::new();
+    for d in graph.descendants(i) {
+        if let Some(ti) = tis.iter_mut().find(|t| t.task_id == graph.id(d))
+            && matches!(ti.state, TaskState::UpstreamFailed | TaskState::Skipped)
+        {
+            change(ti, TaskState::Scheduled, None);
+            reset.push(ti.task_id.clone());
+        }
+    }
+    let run_state = if reset.is_empty() {
+        let failed_leaf = graph.leaves().any(|l| {
+            tis.iter().any(|t| {
+                t.task_id == graph.id(l)
+                    && matches!(t.state, TaskState::Failed | TaskState::UpstreamFailed)
+            })
+        });
+        if failed_leaf {
+            RunState::Failed
+        } else {
+            RunState::Success
+        }
+    } else {
+        RunState::Queued
+    };
+    if run_state != run.state {
+        batch.run = Some(crate::store::RunTransition {
+            expect: run.state,
+            to: run_state,
+            at: now,
+            note: None,
+        });
+    }
+    store.commit(&batch).await?;
+    let woke = if run_state == RunState::Queued {
+        waker.wake(store).await
+    } else {
+        None
+    };
+    Ok(Marked {
+        run_id,
+        marked: vec![task_id.to_string()],
+        reset,
+        run_state,
+        woke,
+    })
+}
+
+/// Sets a run's state by hand with the reason kept as its note. A finished run simply changes
+/// state; a queued run nobody has started ends now, its unfinished tasks marked as the run
+/// (`failed` marks them `skipped`, as Airflow does). A running run is refused: cancel it.
+pub async fn mark_run(
+    store: &dyn crate::store::Store,
+    run_id: RunId,
+    state: RunState,
+    reason: Option<&str>,
+) -> Result<Marked, OpsError> {
+    if !state.is_terminal() {
+        return Err(OpsError::Invalid(format!(
+            "a run can be marked success or failed, not {state}"
+        )));
+    }
+    let run = store
+        .run(run_id)
+        .await?
+        .ok_or(OpsError::NoSuchRun(run_id))?;
+    if run.state == RunState::Running || (run.state == RunState::Queued && run.owner.is_some()) {
+        return Err(OpsError::RunNotFinished {
+            run_id,
+            state: run.state,
+        });
+    }
+    let now = chrono::Utc::now();
+    let mut batch = crate::store::Batch::new(run_id);
+    let mut marked = Vec::new();
+    let task_state = match state {
+        RunState::Success => TaskState::Success,
+        _ => TaskState::Skipped,
+    };
+    for ti in store.task_instances(run_id).await? {
+        if ti.state.is_terminal() {
+            continue;
+        }
+        let mut to = ti.clone();
+        to.state = task_state;
+        to.ended_at = Some(now);
+        to.updated_at = now;
+        to.note = Some(note(&format!("run marked {state}"), reason));
+        marked.push(ti.task_id.clone());
+        batch.tasks.push(crate::store::TaskTransition {
+            expect_state: ti.state,
+            expect_attempt: ti.attempt,
+            to,
+            output: None,
+            logs: Vec::new(),
+            logs_attempt: ti.attempt,
+        });
+    }
+    batch.run = Some(crate::store::RunTransition {
+        expect: run.state,
+        to: state,
+        at: now,
+        note: Some(note(&format!("marked {state}"), reason)),
+    });
+    store.commit(&batch).await?;
+    Ok(Marked {
+        run_id,
+        marked,
+        reset: Vec::new(),
+        run_state: state,
+        woke: None,
+    })
 }

@@ -434,6 +434,7 @@ impl RunExec {
                 expect: RunState::Queued,
                 to: RunState::Running,
                 at: Utc::now(),
+                note: None,
             });
             self.run_state = RunState::Running;
         }
@@ -457,6 +458,7 @@ impl RunExec {
                     expect: RunState::Running,
                     to: state,
                     at: now,
+                    note: None,
                 });
                 if state == RunState::Failed {
                     self.queue_run_failure();

@@ -70,6 +70,7 @@ impl Executor {
             ended_at: None,
             owner: None,
             heartbeat_at: None,
+            note: None,
         });
         let upstream: BTreeMap<String, Arc<serde_json::Value>> = upstream
             .into_iter()

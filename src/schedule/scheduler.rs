@@ -422,6 +422,7 @@ impl Scheduler {
             expect: run.state,
             to: RunState::Failed,
             at: Utc::now(),
+            note: None,
         });
         // Who hears: the DAG as it is now, if it loads, else the defaults.
         let defaults = self.notify.defaults();

@@ -77,6 +77,8 @@ pub struct RunRecord {
     /// The process executing the run (`pid@host`), if any.
     pub owner: Option<String>,
     pub heartbeat_at: Option<DateTime<Utc>>,
+    /// Why a person changed its state by hand (`vigil runs mark`), if one did.
+    pub note: Option<String>,
 }
 
 /// What the scheduler remembers about a DAG.
@@ -113,6 +115,8 @@ pub struct TaskInstance {
     pub next_retry_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
     pub updated_at: DateTime<Utc>,
+    /// Why a person changed it by hand (`vigil tasks mark`), if one did.
+    pub note: Option<String>,
 }
 
 /// One conditional change of a task instance: applied only if the row still has
@@ -137,6 +141,8 @@ pub struct RunTransition {
     pub expect: RunState,
     pub to: RunState,
     pub at: DateTime<Utc>,
+    /// Why, when a person made the change (`vigil runs mark`); kept with the run.
+    pub note: Option<String>,
 }
 
 /// Everything one step of the executor writes, committed together.

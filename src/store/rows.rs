@@ -65,6 +65,7 @@ pub(crate) struct RunRow {
     ended_at: Option<DateTime<Utc>>,
     owner: Option<String>,
     heartbeat_at: Option<DateTime<Utc>>,
+    note: Option<String>,
 }
 
 impl Decode for RunRow {
@@ -86,6 +87,7 @@ impl Decode for RunRow {
             ended_at: self.ended_at,
             owner: self.owner,
             heartbeat_at: self.heartbeat_at,
+            note: self.note,
         })
     }
 }
@@ -102,6 +104,7 @@ pub(crate) struct TaskRow {
     next_retry_at: Option<DateTime<Utc>>,
     error: Option<String>,
     updated_at: DateTime<Utc>,
+    note: Option<String>,
 }
 
 impl Decode for TaskRow {
@@ -118,6 +121,7 @@ impl Decode for TaskRow {
             next_retry_at: self.next_retry_at,
             error: self.error,
             updated_at: self.updated_at,
+            note: self.note,
         })
     }
 }
@@ -389,6 +393,7 @@ mod tests {
             next_retry_at: None,
             error: None,
             updated_at: Utc::now(),
+            note: None,
         };
         assert!(
             row.decode()

@@ -474,6 +474,7 @@ fn runs_list_pages_by_cursor_with_a_stable_shape() {
             "heartbeat_at",
             "id",
             "logical_date",
+            "note",
             "owner",
             "queued_at",
             "run_type",

@@ -146,3 +146,91 @@ fn clearing_a_failed_task_and_its_downstream_reruns_exactly_those_and_keeps_hist
     let err = p.vigil(&["runs", "show", "1"]).expect(1).stderr();
     assert!(err.contains("no run 1"), "{err}");
 }
+
+#[test]
+fn marking_a_task_decides_its_downstream_again_and_marking_a_run_ends_it_with_a_note() {
+    let p = Project::new();
+    flaky(&p);
+    p.vigil(&["dags", "test", "flaky"]).expect(1);
+    let err = p
+        .vigil(&["tasks", "mark", "1", "b", "running"])
+        .expect(1)
+        .stderr();
+    assert!(
+        err.contains("success, failed or skipped, not running"),
+        "{err}"
+    );
+
+    let out = p
+        .vigil(&[
+            "tasks",
+            "mark",
+            "1",
+            "b",
+            "success",
+            "--reason",
+            "loaded by hand",
+        ])
+        .expect(0)
+        .stdout();
+    assert!(out.contains("marked: b"), "{out}");
+    assert!(
+        out.contains("to be decided again by their trigger rules: c"),
+        "{out}"
+    );
+    assert!(out.contains("run 1 is queued"), "{out}");
+    let d = p.daemon(&[]);
+    wait_for("the run to finish", || {
+        p.vigil(&["runs", "show", "1", "--json"]).json()["run"]["state"] == "success"
+    });
+    let shown = p.vigil(&["runs", "show", "1", "--json"]).expect(0).json();
+    let b = task(&shown, "b");
+    assert_eq!(
+        (b["state"].as_str(), b["attempt"].as_u64()),
+        (Some("success"), Some(1))
+    );
+    let note = b["note"].as_str().unwrap();
+    assert!(
+        note.starts_with("marked success by hand (") && note.ends_with("): loaded by hand"),
+        "{note}"
+    );
+    assert_eq!(task(&shown, "c")["state"], "success");
+    assert_eq!(d.terminate(), 0);
+
+    // A queued run nobody started: marking it failed ends it, its tasks skipped.
+    p.vigil(&["dags", "trigger", "flaky"]).expect(0);
+    let err = p
+        .vigil(&["tasks", "mark", "2", "a", "success"])
+        .expect(1)
+        .stderr();
+    assert!(err.contains("run 2 is queued"), "{err}");
+    let out = p
+        .vigil(&[
+            "runs",
+            "mark",
+            "2",
+            "failed",
+            "--reason",
+            "not needed today",
+        ])
+        .expect(0)
+        .stdout();
+    assert!(out.contains("run 2 is failed"), "{out}");
+    let shown = p.vigil(&["runs", "show", "2", "--json"]).expect(0).json();
+    assert_eq!(shown["run"]["state"], "failed");
+    assert!(
+        shown["run"]["note"]
+            .as_str()
+            .unwrap()
+            .ends_with("not needed today"),
+        "{shown}"
+    );
+    for id in ["a", "b", "c"] {
+        assert_eq!(task(&shown, id)["state"], "skipped");
+    }
+    let text = p.vigil(&["runs", "show", "2"]).expect(0).stdout();
+    assert!(
+        text.contains("note         marked failed by hand"),
+        "{text}"
+    );
+}

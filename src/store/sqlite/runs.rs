@@ -148,6 +148,7 @@ impl RunStore for SqliteStore {
             ended_at: None,
             owner: new.owner.clone(),
             heartbeat_at: new.owner.as_ref().map(|_| now),
+            note: None,
         })
     }
     async fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
@@ -161,7 +162,7 @@ impl RunStore for SqliteStore {
                 .stmt(
                     "UPDATE task_instances
                      SET state = ?, attempt = ?, max_attempts = ?, started_at = ?, ended_at = ?,
-                         next_retry_at = ?, error = ?, updated_at = ?
+                         next_retry_at = ?, error = ?, updated_at = ?, note = ?
                      WHERE run_id = ? AND task_id = ? AND state = ? AND attempt = ?",
                 )
                 .bind(to.state.as_str())?
@@ -172,6 +173,7 @@ impl RunStore for SqliteStore {
                 .bind(to.next_retry_at)?
                 .bind(to.error.clone())?
                 .bind(to.updated_at)?
+                .bind(to.note.clone())?
                 .bind(batch.run_id)?
                 .bind(to.task_id.clone())?
                 .bind(t.expect_state.as_str())?
@@ -200,22 +202,24 @@ impl RunStore for SqliteStore {
             }
         }
         if let Some(run) = &batch.run {
-            // Every variant binds (new state, time, run id, expected state).
+            // Every variant binds (new state, note, time, run id, expected state); a note
+            // replaces the last one, none keeps it.
             script.stmt(match run.to {
                 RunState::Running => {
-                    "UPDATE dag_runs SET state = ?, started_at = coalesce(started_at, ?)
+                    "UPDATE dag_runs SET state = ?, note = coalesce(?, note), started_at = coalesce(started_at, ?)
                      WHERE id = ? AND state = ?"
                 }
                 RunState::Queued => {
-                    "UPDATE dag_runs SET state = ?, queued_at = ?, started_at = NULL, ended_at = NULL
+                    "UPDATE dag_runs SET state = ?, note = coalesce(?, note), queued_at = ?, started_at = NULL, ended_at = NULL
                      WHERE id = ? AND state = ?"
                 }
                 RunState::Success | RunState::Failed => {
-                    "UPDATE dag_runs SET state = ?, ended_at = ? WHERE id = ? AND state = ?"
+                    "UPDATE dag_runs SET state = ?, note = coalesce(?, note), ended_at = ? WHERE id = ? AND state = ?"
                 }
             });
             script
                 .bind(run.to.as_str())?
+                .bind(run.note.clone())?
                 .bind(run.at)?
                 .bind(batch.run_id)?
                 .bind(run.expect.as_str())?;

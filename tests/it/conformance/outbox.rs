@@ -39,6 +39,7 @@ async fn fail_run_with_mail(store: &dyn Store, subject: &str) {
         expect: RunState::Queued,
         to: RunState::Failed,
         at: Utc::now(),
+        note: None,
     });
     b.notifications.push(notification(subject));
     store.commit(&b).await.unwrap();

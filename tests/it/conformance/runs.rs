@@ -158,6 +158,7 @@ pub async fn run_state_changes_are_conditional(store: &dyn Store) {
         expect: RunState::Running,
         to: RunState::Success,
         at: Utc::now(),
+        note: None,
     });
     let err = store.commit(&b).await.unwrap_err();
     assert!(
@@ -178,6 +179,7 @@ pub async fn run_state_changes_are_conditional(store: &dyn Store) {
             expect,
             to,
             at: Utc::now(),
+            note: None,
         });
         store.commit(&b).await.unwrap();
     }
@@ -247,6 +249,7 @@ pub async fn only_a_finished_run_is_deleted_with_everything_it_owns(store: &dyn 
         expect: RunState::Queued,
         to: RunState::Success,
         at: Utc::now(),
+        note: None,
     });
     store.commit(&b).await.unwrap();
     assert_eq!(
@@ -318,6 +321,7 @@ pub async fn retention_removes_old_finished_runs_with_everything_they_own(store:
         expect: RunState::Queued,
         to: RunState::Success,
         at: Utc::now(),
+        note: None,
     });
     store.commit(&b).await.unwrap();
     let unfinished = create(store, "e", &["a"]).await;
