@@ -62,6 +62,28 @@ pub enum DagsCommand {
         #[arg(long, value_name = "DURATION", value_parser = crate::state::parse_duration, requires = "wait")]
         timeout: Option<std::time::Duration>,
     },
+    /// Create the runs of every tick of a date range (one per logical date; existing ones are
+    /// skipped). A running daemon executes them within max_active_runs; without one they run
+    /// here. Exit 1 if any failed
+    Backfill {
+        /// The DAG
+        id: String,
+        /// First logical date (RFC 3339 or YYYY-MM-DD), included
+        #[arg(long, value_name = "TIME")]
+        start: String,
+        /// Last logical date (RFC 3339 or YYYY-MM-DD), included
+        #[arg(long, value_name = "TIME")]
+        end: String,
+        /// Runs at once when running here [default: the DAG's max_active_runs]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        max_active: Option<u32>,
+        /// Clear and run again the failed runs of the range
+        #[arg(long)]
+        rerun_failed: bool,
+        /// Only list the ticks and what would happen to each
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// The next times a DAG's schedule fires, with their data intervals
     Next {
         /// The DAG
@@ -111,6 +133,24 @@ pub async fn run(ctx: &Ctx, cmd: DagsCommand) -> anyhow::Result<ExitCode> {
             .await
         }
         DagsCommand::Next { id, count } => next(ctx, &id, count),
+        DagsCommand::Backfill {
+            id,
+            start,
+            end,
+            max_active,
+            rerun_failed,
+            dry_run,
+        } => {
+            let request = crate::ops::backfill::BackfillRequest {
+                start: parse_logical_date(&start).context("--start")?,
+                end: parse_logical_date(&end).context("--end")?,
+                rerun_failed,
+                max_active,
+                dry_run,
+                heartbeat_interval: ctx.config.daemon.heartbeat_interval,
+            };
+            backfill(ctx, &id, &request).await
+        }
         DagsCommand::Pause { id } => pause(ctx, &id, true).await,
         DagsCommand::Unpause { id } => pause(ctx, &id, false).await,
     }
@@ -328,6 +368,51 @@ async fn list(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         print_file_errors(&list.broken);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn backfill(
+    ctx: &Ctx,
+    id: &str,
+    request: &crate::ops::backfill::BackfillRequest,
+) -> anyhow::Result<ExitCode> {
+    let dag = find_dag(ctx, id)?;
+    let executor = ctx.executor().await?;
+    let done =
+        crate::ops::backfill::backfill(executor.store(), &ctx.registry, &executor, dag, request)
+            .await?;
+    if ctx.json {
+        print_json(&done)?;
+    } else {
+        let rows = done
+            .ticks
+            .iter()
+            .map(|t| {
+                vec![
+                    t.logical_date.to_rfc3339(),
+                    format!("{:?}", t.action).to_lowercase(),
+                    t.run_id
+                        .map(|r| r.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    t.state.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            table(&["LOGICAL DATE", "ACTION", "RUN", "STATE"], rows)
+        );
+        println!(
+            "{} tick(s) of {}; run by: {}",
+            done.ticks.len(),
+            done.dag_id,
+            done.executed_by
+        );
+    }
+    Ok(if done.failed() > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn next(ctx: &Ctx, id: &str, count: u32) -> anyhow::Result<ExitCode> {

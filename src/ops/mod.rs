@@ -12,6 +12,7 @@
 //! The records returned are the JSON shape of `--json` output and of the API: fields are
 //! added, never renamed or removed.
 
+pub mod backfill;
 pub mod dags;
 pub mod outbox;
 pub mod registry;

@@ -234,3 +234,165 @@ fn marking_a_task_decides_its_downstream_again_and_marking_a_run_ends_it_with_a_
         "{text}"
     );
 }
+
+const HOURLY: &str = "schedule = \"@hourly\"\nmax_active_runs = 2\n[tasks.a]\ntype = \"sleep\"\nconfig = { duration = \"150ms\" }\n";
+
+#[test]
+fn backfill_makes_one_run_per_tick_and_runs_them_here_within_max_active_runs() {
+    let p = Project::new();
+    p.write("dags/hourly.toml", HOURLY);
+    let range = [
+        "--start",
+        "2026-01-01T00:00:00Z",
+        "--end",
+        "2026-01-01T05:00:00Z",
+    ];
+    let dry = p
+        .vigil(
+            &[
+                &["dags", "backfill", "hourly", "--dry-run", "--json"][..],
+                &range[..],
+            ]
+            .concat(),
+        )
+        .expect(0)
+        .json();
+    assert_eq!(dry["ticks"].as_array().unwrap().len(), 6);
+    assert!(
+        dry["ticks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["action"] == "create")
+    );
+    assert!(p.runs().is_empty(), "a dry run creates nothing");
+
+    let done = p
+        .vigil(&[&["dags", "backfill", "hourly", "--json"][..], &range[..]].concat())
+        .expect(0)
+        .json();
+    assert_eq!(done["executed_by"], "foreground");
+    let mut runs = p.runs();
+    runs.sort_by_key(|r| r["id"].as_i64());
+    let dates: Vec<&str> = runs
+        .iter()
+        .map(|r| r["logical_date"].as_str().unwrap())
+        .collect();
+    assert_eq!(dates.len(), 6);
+    for (h, (run, date)) in runs.iter().zip(&dates).enumerate() {
+        assert!(
+            date.starts_with(&format!("2026-01-01T0{h}:00:00")),
+            "{date}"
+        );
+        assert_eq!(run["state"], "success");
+        assert_eq!(run["run_type"], "scheduled");
+    }
+    assert!(
+        runs[1]["data_interval_start"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-01-01T00:00:00")
+    );
+    // Never more than max_active_runs (2) at once.
+    let spans: Vec<(String, String)> = runs
+        .iter()
+        .map(|r| {
+            (
+                r["started_at"].as_str().unwrap().into(),
+                r["ended_at"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    for (s, _) in &spans {
+        let overlapping = spans.iter().filter(|(a, b)| a <= s && s < b).count();
+        assert!(overlapping <= 2, "{overlapping} runs at once");
+    }
+    // Again: every tick has its run already.
+    let again = p
+        .vigil(&[&["dags", "backfill", "hourly", "--json"][..], &range[..]].concat())
+        .expect(0)
+        .json();
+    assert!(
+        again["ticks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["action"] == "skip")
+    );
+    assert_eq!(p.runs().len(), 6);
+
+    let err = p
+        .vigil(&[
+            "dags",
+            "backfill",
+            "hourly",
+            "--start",
+            "2026-02-01",
+            "--end",
+            "2026-01-01",
+        ])
+        .expect(1)
+        .stderr();
+    assert!(err.contains("--end is before --start"), "{err}");
+    let err = p
+        .vigil(&[
+            "dags",
+            "backfill",
+            "hourly",
+            "--start",
+            "2000-01-01",
+            "--end",
+            "2026-01-01",
+        ])
+        .expect(1)
+        .stderr();
+    assert!(err.contains("more than 10000 ticks"), "{err}");
+}
+
+#[test]
+fn a_running_daemon_executes_a_backfill_and_failed_runs_can_be_run_again() {
+    let p = Project::new();
+    flaky(&p);
+    let src = std::fs::read_to_string(p.path().join("dags/flaky.toml")).unwrap();
+    p.write(
+        "dags/flaky.toml",
+        &format!("schedule = \"0 0 * * *\"\n{src}"),
+    );
+    let d = p.daemon(&[]);
+    let range = ["--start", "2026-03-01", "--end", "2026-03-03"];
+    let out = p
+        .vigil(&[&["dags", "backfill", "flaky"][..], &range[..]].concat())
+        .expect(0)
+        .stdout();
+    assert!(
+        out.contains("3 tick(s) of flaky; run by: daemon (pid"),
+        "{out}"
+    );
+    wait_for("the daemon to run the backfill", || {
+        let runs = p.runs();
+        runs.len() == 3 && runs.iter().all(|r| r["state"] == "failed")
+    });
+    std::fs::write(p.path().join("ok"), "").unwrap();
+    let again = p
+        .vigil(
+            &[
+                &["dags", "backfill", "flaky", "--rerun-failed", "--json"][..],
+                &range[..],
+            ]
+            .concat(),
+        )
+        .expect(0)
+        .json();
+    assert!(
+        again["ticks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["action"] == "rerun")
+    );
+    wait_for("the failed runs to run again", || {
+        let runs = p.runs();
+        runs.len() == 3 && runs.iter().all(|r| r["state"] == "success")
+    });
+    assert_eq!(d.terminate(), 0);
+}
