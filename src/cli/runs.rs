@@ -39,6 +39,9 @@ pub enum RunsCommand {
         #[arg(long)]
         failed_only: bool,
     },
+    /// Stop a queued or running run: running attempts are killed, nothing further starts, and
+    /// the run ends failed with a note saying who cancelled it
+    Cancel { run_id: RunId },
     /// Delete a finished run with its task instances, results and logs
     Delete { run_id: RunId },
     /// Set a run's state by hand (success or failed), with the reason kept as its note
@@ -163,6 +166,20 @@ pub async fn run_runs(ctx: &Ctx, cmd: RunsCommand) -> anyhow::Result<ExitCode> {
             )
             .await?;
             print_cleared(ctx, &cleared)?;
+        }
+        RunsCommand::Cancel { run_id } => {
+            let done = runs::cancel(store.as_ref(), run_id, &crate::ops::Waker::Daemons).await?;
+            if ctx.json {
+                print_json(&done)?;
+            } else if done.ended {
+                println!("run {run_id} ({}) is cancelled: it ended failed", done.was);
+            } else {
+                println!(
+                    "run {run_id} ({}): the daemon ({}) cancels it now; `vigil runs show {run_id}` shows it end",
+                    done.was,
+                    done.woke.as_deref().unwrap_or("?")
+                );
+            }
         }
         RunsCommand::Delete { run_id } => {
             let was = runs::delete(store.as_ref(), run_id).await?;

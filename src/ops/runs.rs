@@ -584,3 +584,56 @@ pub async fn mark_run(
         woke: None,
     })
 }
+
+/// What a cancel did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cancelled {
+    pub run_id: RunId,
+    pub was: RunState,
+    /// Ended now (nobody was executing it); otherwise the daemon executing it ends it.
+    pub ended: bool,
+    pub woke: Option<String>,
+}
+
+/// Stops a queued or running run: nothing further starts, running attempts get the shutdown
+/// treatment without its grace (SIGTERM to their process groups, then SIGKILL), and the run
+/// ends `failed` with a note saying who cancelled it (tasks that never started end `skipped`).
+/// The daemon executing the run carries it out; a run nobody executes ends at once.
+pub async fn cancel(
+    store: &dyn crate::store::Store,
+    run_id: RunId,
+    waker: &crate::ops::Waker,
+) -> Result<Cancelled, OpsError> {
+    let run = store
+        .run(run_id)
+        .await?
+        .ok_or(OpsError::NoSuchRun(run_id))?;
+    if run.state.is_terminal() {
+        return Err(OpsError::Invalid(format!(
+            "run {run_id} already ended {}; there is nothing to cancel",
+            run.state
+        )));
+    }
+    let by = format!("by hand ({})", crate::state::owner::current());
+    store.request_cancel(run_id, &by).await?;
+    let woke = waker.wake(store).await;
+    let executed_elsewhere = run
+        .owner
+        .as_deref()
+        .is_some_and(|o| !crate::state::owner::is_dead_here(o));
+    if woke.is_none() {
+        if executed_elsewhere {
+            return Err(OpsError::Invalid(format!(
+                "run {run_id} is executed by {}, which is not a daemon: stop that process (Ctrl-C); the cancel is recorded for a daemon that takes the run over",
+                run.owner.unwrap_or_default()
+            )));
+        }
+        crate::run::cancel::end_cancelled(store, run_id, &by).await?;
+    }
+    Ok(Cancelled {
+        run_id,
+        was: run.state,
+        ended: woke.is_none(),
+        woke,
+    })
+}

@@ -111,6 +111,8 @@ impl crate::state::Kind for ExecError {
 pub struct Stop {
     pub drain: CancellationToken,
     pub grace: Duration,
+    /// Like `drain` with no grace: running attempts are cancelled at once (`vigil runs cancel`).
+    pub cancel: CancellationToken,
 }
 
 impl Stop {
@@ -119,6 +121,7 @@ impl Stop {
         Stop {
             drain: CancellationToken::new(),
             grace: Duration::ZERO,
+            cancel: CancellationToken::new(),
         }
     }
 }
@@ -442,9 +445,15 @@ impl RunExec {
         let mut acquiring: Option<Acquiring> = None;
         loop {
             let now = Utc::now();
-            let draining = stop.drain.is_cancelled();
+            let cancelled = stop.cancel.is_cancelled();
+            let draining = stop.drain.is_cancelled() || cancelled;
             if draining && deadline.is_none() {
-                deadline = Some(tokio::time::Instant::now() + stop.grace);
+                let grace = if cancelled {
+                    Duration::ZERO
+                } else {
+                    stop.grace
+                };
+                deadline = Some(tokio::time::Instant::now() + grace);
             }
             self.decide_scheduled(now);
             if !draining {
@@ -535,6 +544,7 @@ impl RunExec {
                     self.slots.won = permits;
                 }
                 _ = stop.drain.cancelled(), if !draining => {}
+                _ = stop.cancel.cancelled(), if !draining => {}
                 _ = sleep_until_opt(deadline), if draining => {
                     self.cancel_running(&mut running, exec.output.kill_grace).await;
                 }

@@ -3,6 +3,7 @@
 //! does.
 
 mod attempt;
+pub mod cancel;
 mod executor;
 mod limits;
 mod messages;

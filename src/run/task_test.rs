@@ -71,6 +71,7 @@ impl Executor {
             owner: None,
             heartbeat_at: None,
             note: None,
+            cancel_requested: None,
         });
         let upstream: BTreeMap<String, Arc<serde_json::Value>> = upstream
             .into_iter()

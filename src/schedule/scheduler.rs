@@ -61,8 +61,8 @@ pub struct Scheduler {
     files: BTreeMap<PathBuf, Arc<Dag>>,
     /// Scheduler state of each DAG, refreshed at every wake-up.
     states: HashMap<String, DagState>,
-    /// Runs this daemon is executing, with their DAG.
-    active: HashMap<RunId, String>,
+    /// Runs this daemon is executing, with their DAG and the token that cancels them.
+    active: HashMap<RunId, (String, CancellationToken)>,
     runs: JoinSet<(RunId, Result<RunState, ExecError>)>,
     /// A reload of the DAG folder in progress on the blocking pool. The loop keeps scheduling
     /// with the DAGs it has while a slow (or hostile) file is parsed.
@@ -111,6 +111,7 @@ impl Scheduler {
             stop: Stop {
                 drain: CancellationToken::new(),
                 grace: settings.shutdown_grace,
+                cancel: CancellationToken::new(),
             },
         };
         scheduler.adopt(dags);
@@ -310,7 +311,45 @@ impl Scheduler {
             }
         }
         let unfinished = self.store.unfinished_runs().await?;
+        let unfinished = self.carry_out_cancels(unfinished).await?;
         self.start_runs(unfinished).await
+    }
+
+    /// Stops the runs someone asked to cancel: one this daemon executes is stopped now (its
+    /// attempts cancelled) and ended when its executor returns; one nobody executes is ended
+    /// here. Returns the runs still to consider.
+    async fn carry_out_cancels(
+        &mut self,
+        unfinished: Vec<RunRecord>,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let mut rest = Vec::with_capacity(unfinished.len());
+        for run in unfinished {
+            let Some(by) = &run.cancel_requested else {
+                rest.push(run);
+                continue;
+            };
+            if let Some((_, cancel)) = self.active.get(&run.id) {
+                if !cancel.is_cancelled() {
+                    tracing::info!(run_id = run.id, by = %by, "cancelling run");
+                    cancel.cancel();
+                }
+                continue;
+            }
+            let held_elsewhere = match &run.owner {
+                Some(o) if *o == self.owner || owner::is_dead_here(o) => false,
+                Some(_) => run
+                    .heartbeat_at
+                    .is_some_and(|h| h >= crate::store::stale_before(Utc::now(), self.lease)),
+                None => false,
+            };
+            if held_elsewhere {
+                rest.push(run);
+                continue;
+            }
+            tracing::info!(run_id = run.id, by = %by, "cancelled run that nobody executes");
+            crate::run::cancel::end_cancelled(self.store.as_ref(), run.id, by).await?;
+        }
+        Ok(rest)
     }
 
     /// Creates the run of one tick; a run that exists already (a restart, a race) is fine.
@@ -469,9 +508,14 @@ impl Scheduler {
     /// Executes `run` with `dag`, the version it was created from.
     fn launch(&mut self, run: RunRecord, dag: Arc<Dag>) {
         tracing::info!(dag_id = %run.dag_id, run_id = run.id, state = %run.state, "starting run");
-        self.active.insert(run.id, run.dag_id.clone());
+        let cancel = CancellationToken::new();
+        self.active
+            .insert(run.id, (run.dag_id.clone(), cancel.clone()));
         let executor = self.executor.clone();
-        let stop = self.stop.clone();
+        let stop = Stop {
+            cancel,
+            ..self.stop.clone()
+        };
         let id = run.id;
         let observer = self.observer.clone().map(|o| -> Observer {
             let dag_id = run.dag_id.clone();
@@ -497,9 +541,24 @@ impl Scheduler {
             tracing::error!("a run executor stopped unexpectedly");
             return;
         };
-        let dag_id = self.active.remove(&run_id).unwrap_or_default();
+        let (dag_id, cancel) = self.active.remove(&run_id).unwrap_or_default();
         match result {
             Ok(state) => tracing::info!(%dag_id, run_id, %state, "run finished"),
+            Err(ExecError::Interrupted(_)) if cancel.is_cancelled() => {
+                let by = match self.store.run(run_id).await {
+                    Ok(Some(run)) => run.cancel_requested.unwrap_or_default(),
+                    _ => String::new(),
+                };
+                match crate::run::cancel::end_cancelled(self.store.as_ref(), run_id, &by).await {
+                    Ok(()) => tracing::info!(%dag_id, run_id, "run cancelled"),
+                    Err(e) => {
+                        tracing::error!(run_id, error = %crate::state::Chain(&e), "could not end the cancelled run; the next step tries again")
+                    }
+                }
+                if let Err(e) = self.store.release_run(run_id, &self.owner).await {
+                    tracing::warn!(run_id, error = %crate::state::Chain(&e), "could not release the run");
+                }
+            }
             Err(ExecError::Interrupted(_)) => {
                 tracing::info!(%dag_id, run_id, "run interrupted; it resumes when a daemon starts");
                 if let Err(e) = self.store.release_run(run_id, &self.owner).await {

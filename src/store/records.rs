@@ -79,6 +79,8 @@ pub struct RunRecord {
     pub heartbeat_at: Option<DateTime<Utc>>,
     /// Why a person changed its state by hand (`vigil runs mark`), if one did.
     pub note: Option<String>,
+    /// A cancel asked for and not yet carried out (who asked, and when).
+    pub cancel_requested: Option<String>,
 }
 
 /// What the scheduler remembers about a DAG.

@@ -66,6 +66,7 @@ pub(crate) struct RunRow {
     owner: Option<String>,
     heartbeat_at: Option<DateTime<Utc>>,
     note: Option<String>,
+    cancel_requested: Option<String>,
 }
 
 impl Decode for RunRow {
@@ -88,6 +89,7 @@ impl Decode for RunRow {
             owner: self.owner,
             heartbeat_at: self.heartbeat_at,
             note: self.note,
+            cancel_requested: self.cancel_requested,
         })
     }
 }

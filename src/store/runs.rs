@@ -44,6 +44,10 @@ pub trait RunStore: Send + Sync {
         task_id: &str,
     ) -> Result<Vec<StoredOutput>, StoreError>;
 
+    /// Records that `by` asks to cancel a queued or running run; the daemon executing it
+    /// carries it out. False when the run is not unfinished (or does not exist).
+    async fn request_cancel(&self, run_id: RunId, by: &str) -> Result<bool, StoreError>;
+
     /// Deletes a finished run with its task instances, results and logs. `Ok(None)`: no such
     /// run; `Ok(Some(state))`: the state it had — deleted only if that state is terminal.
     async fn delete_run(&self, run_id: RunId) -> Result<Option<RunState>, StoreError>;

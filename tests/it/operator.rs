@@ -396,3 +396,90 @@ fn a_running_daemon_executes_a_backfill_and_failed_runs_can_be_run_again() {
     });
     assert_eq!(d.terminate(), 0);
 }
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+#[test]
+fn cancel_kills_the_running_attempt_and_nothing_downstream_starts() {
+    let p = Project::new();
+    let pid_file = p.path().join("child.pid");
+    p.write(
+        "dags/slow.toml",
+        &format!(
+            r#"
+[tasks.slow]
+type = "command"
+config = {{ command = ["sh", "-c", "sleep 300 & echo $! > '{}'; wait"] }}
+[tasks.after]
+type = "noop"
+depends_on = ["slow"]
+"#,
+            pid_file.display()
+        ),
+    );
+    // Without a daemon, a queued run is cancelled at once.
+    p.vigil(&["dags", "trigger", "slow"]).expect(0);
+    let out = p.vigil(&["runs", "cancel", "1"]).expect(0).stdout();
+    assert!(
+        out.contains("run 1 (queued) is cancelled: it ended failed"),
+        "{out}"
+    );
+    let shown = p.vigil(&["runs", "show", "1", "--json"]).expect(0).json();
+    assert_eq!(shown["run"]["state"], "failed");
+    assert!(
+        shown["run"]["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("cancelled: by hand (")
+    );
+    assert_eq!(task(&shown, "slow")["state"], "skipped");
+    let err = p.vigil(&["runs", "cancel", "1"]).expect(1).stderr();
+    assert!(
+        err.contains("run 1 already ended failed; there is nothing to cancel"),
+        "{err}"
+    );
+
+    // Under a daemon: the running attempt's process group is killed, `after` never starts.
+    let d = p.daemon(&[]);
+    p.vigil(&["dags", "trigger", "slow"]).expect(0);
+    wait_for("the slow task's child to start", || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|s| s.trim().parse::<i32>().is_ok())
+    });
+    let child: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(child));
+    let out = p.vigil(&["runs", "cancel", "2"]).expect(0).stdout();
+    assert!(out.contains("run 2 (running): the daemon (pid"), "{out}");
+    wait_for("the run to end", || {
+        p.vigil(&["runs", "show", "2", "--json"]).json()["run"]["state"] == "failed"
+    });
+    let shown = p.vigil(&["runs", "show", "2", "--json"]).expect(0).json();
+    let slow = task(&shown, "slow");
+    assert_eq!(slow["state"], "failed");
+    assert!(
+        slow["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("cancelled: by hand"),
+        "{slow}"
+    );
+    assert_eq!(task(&shown, "after")["state"], "skipped");
+    wait_for("the attempt's child process to be gone", || !alive(child));
+    // The daemon carries on with other work.
+    p.vigil(&["dags", "trigger", "slow", "--logical-date", "2026-01-01"])
+        .expect(0);
+    wait_for("the next run to start", || {
+        p.vigil(&["runs", "show", "3", "--json"]).json()["run"]["state"] == "running"
+    });
+    p.vigil(&["runs", "cancel", "3"]).expect(0);
+    wait_for("the third run to end", || {
+        p.vigil(&["runs", "show", "3", "--json"]).json()["run"]["state"] == "failed"
+    });
+    assert_eq!(d.terminate(), 0);
+}

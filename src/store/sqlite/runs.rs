@@ -149,6 +149,7 @@ impl RunStore for SqliteStore {
             owner: new.owner.clone(),
             heartbeat_at: new.owner.as_ref().map(|_| now),
             note: None,
+            cancel_requested: None,
         })
     }
     async fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
@@ -321,6 +322,20 @@ impl RunStore for SqliteStore {
             .await
             .doing("reading a task's results")?,
         )
+    }
+
+    async fn request_cancel(&self, run_id: RunId, by: &str) -> Result<bool, StoreError> {
+        let mut w = self.writer.lock().await;
+        let changed = sqlx::query(
+            "UPDATE dag_runs SET cancel_requested = ? WHERE id = ? AND state IN ('queued', 'running')",
+        )
+        .bind(by)
+        .bind(run_id)
+        .execute(&mut w.conn)
+        .await
+        .doing("asking to cancel a run")?
+        .rows_affected();
+        Ok(changed == 1)
     }
 
     async fn delete_run(&self, run_id: RunId) -> Result<Option<RunState>, StoreError> {

@@ -72,6 +72,7 @@ conformance!(
         run_state_changes_are_conditional,
         a_result_commits_with_its_success_and_a_new_attempt_hides_it_into_history,
         only_a_finished_run_is_deleted_with_everything_it_owns,
+        a_cancel_request_is_kept_only_for_an_unfinished_run,
         log_lines_keep_their_attempt_and_order,
         retention_removes_old_finished_runs_with_everything_they_own,
         a_run_held_by_a_live_owner_cannot_be_claimed_until_its_lease_runs_out,

@@ -348,3 +348,30 @@ pub async fn retention_removes_old_finished_runs_with_everything_they_own(store:
         .unwrap();
     assert_eq!(again.runs, 0);
 }
+
+pub async fn a_cancel_request_is_kept_only_for_an_unfinished_run(store: &dyn Store) {
+    let run = create(store, "d", &["a"]).await;
+    assert!(store.request_cancel(run.id, "ops").await.unwrap());
+    assert_eq!(
+        store
+            .run(run.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .cancel_requested
+            .as_deref(),
+        Some("ops")
+    );
+    let mut b = Batch::new(run.id);
+    b.run = Some(RunTransition {
+        expect: RunState::Queued,
+        to: RunState::Failed,
+        at: Utc::now(),
+        note: Some("cancelled: ops".into()),
+    });
+    store.commit(&b).await.unwrap();
+    let ended = store.run(run.id).await.unwrap().unwrap();
+    assert_eq!(ended.note.as_deref(), Some("cancelled: ops"));
+    assert!(!store.request_cancel(run.id, "late").await.unwrap());
+    assert!(!store.request_cancel(run.id + 100, "nobody").await.unwrap());
+}
