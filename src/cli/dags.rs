@@ -11,7 +11,7 @@ use clap::{Subcommand, ValueEnum};
 use serde::Serialize;
 
 use crate::cli::Ctx;
-use crate::cli::output::{duration, first_line, print_json, table};
+use crate::cli::output::{duration, gist, print_json, table};
 use crate::dag::{Dag, FileErrors};
 use crate::ops::dags::RunRequest;
 use crate::ops::{self, OpsError, Waker};
@@ -718,7 +718,7 @@ async fn test(
                     line.push_str(&format!("  retry at {}", at.format("%H:%M:%S")));
                 }
                 if let Some(e) = error {
-                    line.push_str(&format!("  {}", first_line(e)));
+                    line.push_str(&format!("  {}", gist(e)));
                 }
                 crate::say!("{line}");
             }

@@ -40,7 +40,19 @@ pub async fn run(ctx: &Ctx, cmd: NotifyCommand) -> anyhow::Result<ExitCode> {
             if ctx.json {
                 print_json(&messages)?;
             } else if messages.is_empty() {
-                println!("the outbox is empty");
+                match state {
+                    None => println!("the outbox is empty"),
+                    Some(state) => {
+                        let all = ops::outbox::list(store.as_ref(), None).await?;
+                        let count = |s: OutboxState| all.iter().filter(|m| m.state == s).count();
+                        println!(
+                            "no {state} messages (pending {}, sent {}, failed {})",
+                            count(OutboxState::Pending),
+                            count(OutboxState::Sent),
+                            count(OutboxState::Failed)
+                        );
+                    }
+                }
             } else {
                 println!("{}", list_table(&messages));
             }
@@ -62,7 +74,8 @@ pub async fn run(ctx: &Ctx, cmd: NotifyCommand) -> anyhow::Result<ExitCode> {
             let store = ctx.store().await?;
             let owner = crate::state::owner::current();
             let pass =
-                ops::outbox::send(store, &ctx.config.smtp, &ctx.config.notify, &owner).await?;
+                ops::outbox::send(store.clone(), &ctx.config.smtp, &ctx.config.notify, &owner)
+                    .await?;
             if ctx.json {
                 print_json(&pass)?;
             } else {
@@ -70,6 +83,18 @@ pub async fn run(ctx: &Ctx, cmd: NotifyCommand) -> anyhow::Result<ExitCode> {
                     "sent {}, to retry later {}, failed {}",
                     pass.sent, pass.retrying, pass.failed
                 );
+                if ctx.config.smtp.host.trim().is_empty() {
+                    let waiting = ops::outbox::list(store.as_ref(), Some(OutboxState::Pending))
+                        .await?
+                        .into_iter()
+                        .filter(|m| m.channel == crate::store::Channel::Email)
+                        .count();
+                    if waiting > 0 {
+                        println!(
+                            "{waiting} email(s) wait in the outbox: [smtp] host is not set in the config (see docs/notifications.md)"
+                        );
+                    }
+                }
             }
             if pass.failed > 0 {
                 return Ok(ExitCode::FAILURE);

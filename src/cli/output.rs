@@ -77,6 +77,25 @@ pub fn first_line(s: &str) -> String {
     }
 }
 
+/// An error in one line for a table: its first line and, when it goes on (a command's stderr
+/// tail), its last non-empty line, where the reason usually is.
+pub fn gist(s: &str) -> String {
+    let first = first_line(s);
+    let last = s.lines().skip(1).filter(|l| !l.trim().is_empty()).last();
+    match last {
+        Some(l) => {
+            let l = l.trim();
+            let l = if l.chars().count() > 100 {
+                format!("{}…", l.chars().take(99).collect::<String>())
+            } else {
+                l.to_string()
+            };
+            format!("{} … {l}", first.trim_end_matches(':'))
+        }
+        None => first,
+    }
+}
+
 /// `println!` that gives up quietly when stdout is closed (a reader like `head` went away),
 /// for commands that keep running tasks after their reader is gone.
 #[macro_export]

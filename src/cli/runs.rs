@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Subcommand;
 
 use crate::cli::Ctx;
-use crate::cli::output::{first_line, print_json, span, table, time};
+use crate::cli::output::{gist, print_json, span, table, time};
 use crate::ops::runs::{self, RunDetail, RunView};
 use crate::state::RunState;
 use crate::store::{RunFilter, RunId};
@@ -305,7 +305,7 @@ fn print_run(detail: &RunDetail) {
                 format!("{}/{}", t.attempt, t.max_attempts),
                 time(t.started_at),
                 span(t.started_at, t.ended_at),
-                t.error.as_deref().map(first_line).unwrap_or_default(),
+                t.error.as_deref().map(gist).unwrap_or_default(),
             ]
         })
         .collect();

@@ -667,3 +667,29 @@ fn webhook_secrets_appear_in_no_log_error_or_listing() {
         );
     }
 }
+
+/// Without `[smtp]`, mail waits in the outbox and the commands say why, not just "sent 0" or
+/// "the outbox is empty" while messages are pending.
+#[test]
+fn with_no_smtp_host_the_outbox_says_what_waits_and_why() {
+    let p = Project::new();
+    p.write(
+        "dags/broken.toml",
+        "[notify]\nemail_on_failure = [\"ops@example.com\"]\n[tasks.a]\ntype = \"fail\"\n",
+    );
+    p.vigil(&["dags", "test", "broken"]).expect(1);
+    let listed = p
+        .vigil(&["notify", "list", "--state", "failed"])
+        .expect(0)
+        .stdout();
+    assert!(
+        listed.contains("no failed messages (pending 1, sent 0, failed 0)"),
+        "{listed}"
+    );
+    let sent = p.vigil(&["notify", "send"]).expect(0).stdout();
+    assert!(sent.contains("sent 0"), "{sent}");
+    assert!(
+        sent.contains("1 email(s) wait in the outbox: [smtp] host is not set"),
+        "{sent}"
+    );
+}

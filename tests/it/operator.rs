@@ -47,6 +47,9 @@ fn clearing_a_failed_task_and_its_downstream_reruns_exactly_those_and_keeps_hist
     assert_eq!(task(&shown, "c")["state"], "upstream_failed");
 
     // Refusals first: an unknown task, nothing failed to clear, a run not finished.
+    // Why it failed is the end of the command's stderr, shown with the task.
+    let text = p.vigil(&["runs", "show", "1"]).expect(0).stdout();
+    assert!(text.contains("… trying"), "{text}");
     let err = p.vigil(&["tasks", "clear", "1", "bb"]).expect(1).stderr();
     assert!(
         err.contains("run 1 has no task `bb`; its tasks: a, b, c"),

@@ -107,15 +107,17 @@ impl SqliteStore {
             .unwrap_or(file)
             .display()
             .to_string();
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.clone())
-            .await
-            .map_err(open_err)?;
+        let pool = while_busy(|| {
+            SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options.clone())
+        })
+        .await
+        .map_err(open_err)?;
         // Through the pool: a `&SqlitePool` migrates from any task (a connection borrowed
         // mutably makes the future not `Send`, sqlx's `Acquire` being too specific).
         migrate(&pool).await?;
-        let mut conn = options.connect().await.map_err(open_err)?;
+        let mut conn = while_busy(|| options.connect()).await.map_err(open_err)?;
         sqlx::raw_sql(GUARD_SQL)
             .execute(&mut conn)
             .await
@@ -161,6 +163,28 @@ impl SqliteStore {
     /// SQLite file is served by one host.
     fn clock(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+}
+
+/// Runs `attempt` again while SQLite answers "busy": switching a new file to WAL needs a lock
+/// that another process opening it at the same moment may hold, and SQLite reports that at
+/// once instead of waiting out the busy timeout.
+async fn while_busy<T, F, Fut>(mut attempt: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut tries = 0;
+    loop {
+        match attempt().await {
+            Err(sqlx::Error::Database(e))
+                if tries < MIGRATE_TRIES && matches!(e.code().as_deref(), Some("5" | "6")) =>
+            {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(25 * u64::from(tries))).await;
+            }
+            other => return other,
+        }
     }
 }
 
