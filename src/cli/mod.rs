@@ -156,6 +156,8 @@ pub fn main(registry: Registry) -> ExitCode {
         cli.command,
         Command::Daemon { .. }
             | Command::Dags(dags::DagsCommand::Test { .. })
+            | Command::Dags(dags::DagsCommand::Backfill { .. })
+            | Command::Tasks(runs::TasksCommand::Test { .. })
             | Command::Demo(_)
             | Command::Bench(_)
     );

@@ -181,24 +181,64 @@ impl Daemon {
         self.handle.clone()
     }
 
-    /// Runs until SIGTERM or SIGINT.
+    /// Runs until SIGTERM or SIGINT; a second one stops running tasks without waiting out
+    /// the grace period (they run again at the next start).
     pub async fn run(self) -> Result<(), DaemonError> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
         let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
-        self.run_until(async move {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-            }
-        })
-        .await
+        let (first, first_rx) = tokio::sync::oneshot::channel::<()>();
+        let hurry = CancellationToken::new();
+        let signals = {
+            let hurry = hurry.clone();
+            tokio::spawn(async move {
+                let mut first = Some(first);
+                loop {
+                    let name = tokio::select! {
+                        _ = term.recv() => "SIGTERM",
+                        _ = int.recv() => "SIGINT",
+                    };
+                    match first.take() {
+                        Some(tx) => {
+                            tracing::info!("{name}: shutting down");
+                            let _ = tx.send(());
+                        }
+                        None => {
+                            tracing::info!("{name} again: not waiting for running tasks");
+                            hurry.cancel();
+                            return;
+                        }
+                    }
+                }
+            })
+        };
+        let result = self
+            .run_until_hurried(
+                async {
+                    let _ = first_rx.await;
+                },
+                hurry,
+            )
+            .await;
+        signals.abort();
+        result
     }
 
     /// Runs until `shutdown` resolves, then stops: no new runs, running tasks get
     /// `daemon.shutdown_grace` to finish, the rest are recorded to run again; then every
     /// other service is cancelled and awaited.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+        self.run_until_hurried(shutdown, CancellationToken::new())
+            .await
+    }
+
+    /// [`Daemon::run_until`], where cancelling `hurry` during the shutdown stops running
+    /// tasks at once instead of after the grace period.
+    pub async fn run_until_hurried(
+        self,
+        shutdown: impl Future<Output = ()>,
+        hurry: CancellationToken,
+    ) -> Result<(), DaemonError> {
         let url = &self.config.database.url;
         let mut presence = Presence::enter(url)?;
         let store = crate::store::open(url, self.config.database.synchronous).await?;
@@ -285,6 +325,7 @@ impl Daemon {
             set,
         )
         .with_observer(self.handle.observer())
+        .hurried_by(hurry)
         .run(shutdown, self.handle.wake.clone(), file_rx)
         .await;
         background.cancel();

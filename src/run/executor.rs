@@ -447,13 +447,15 @@ impl RunExec {
             let now = Utc::now();
             let cancelled = stop.cancel.is_cancelled();
             let draining = stop.drain.is_cancelled() || cancelled;
-            if draining && deadline.is_none() {
+            if draining {
+                // A cancel ends the grace period of a drain already under way.
                 let grace = if cancelled {
                     Duration::ZERO
                 } else {
                     stop.grace
                 };
-                deadline = Some(tokio::time::Instant::now() + grace);
+                let end = tokio::time::Instant::now() + grace;
+                deadline = Some(deadline.map_or(end, |d| d.min(end)));
             }
             self.decide_scheduled(now);
             if !draining {
@@ -544,7 +546,7 @@ impl RunExec {
                     self.slots.won = permits;
                 }
                 _ = stop.drain.cancelled(), if !draining => {}
-                _ = stop.cancel.cancelled(), if !draining => {}
+                _ = stop.cancel.cancelled(), if !cancelled => {}
                 _ = sleep_until_opt(deadline), if draining => {
                     self.cancel_running(&mut running, exec.output.kill_grace).await;
                 }

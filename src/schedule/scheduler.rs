@@ -61,8 +61,14 @@ pub struct Scheduler {
     files: BTreeMap<PathBuf, Arc<Dag>>,
     /// Scheduler state of each DAG, refreshed at every wake-up.
     states: HashMap<String, DagState>,
-    /// Runs this daemon is executing, with their DAG and the token that cancels them.
+    /// Runs this daemon is executing, with their DAG and the token that stops them at once
+    /// (a child of `hurry`).
     active: HashMap<RunId, (String, CancellationToken)>,
+    /// Runs stopped because someone asked to cancel them: ended `failed` when they return.
+    cancelling: std::collections::HashSet<RunId>,
+    /// Cancelled during shutdown (a second Ctrl-C): running attempts stop now, without the
+    /// grace period, and are recorded to run again.
+    hurry: CancellationToken,
     runs: JoinSet<(RunId, Result<RunState, ExecError>)>,
     /// A reload of the DAG folder in progress on the blocking pool. The loop keeps scheduling
     /// with the DAGs it has while a slow (or hostile) file is parsed.
@@ -105,6 +111,8 @@ impl Scheduler {
             files: BTreeMap::new(),
             states: HashMap::new(),
             active: HashMap::new(),
+            cancelling: std::collections::HashSet::new(),
+            hurry: CancellationToken::new(),
             runs: JoinSet::new(),
             loading: None,
             reload_again: false,
@@ -116,6 +124,13 @@ impl Scheduler {
         };
         scheduler.adopt(dags);
         scheduler
+    }
+
+    /// At shutdown, cancelling `hurry` stops running attempts at once instead of after the
+    /// grace period (the daemon does it on a second Ctrl-C).
+    pub fn hurried_by(mut self, hurry: CancellationToken) -> Self {
+        self.hurry = hurry;
+        self
     }
 
     /// Tells `observer` of every event of the runs this scheduler executes.
@@ -329,7 +344,7 @@ impl Scheduler {
                 continue;
             };
             if let Some((_, cancel)) = self.active.get(&run.id) {
-                if !cancel.is_cancelled() {
+                if self.cancelling.insert(run.id) {
                     tracing::info!(run_id = run.id, by = %by, "cancelling run");
                     cancel.cancel();
                 }
@@ -508,7 +523,7 @@ impl Scheduler {
     /// Executes `run` with `dag`, the version it was created from.
     fn launch(&mut self, run: RunRecord, dag: Arc<Dag>) {
         tracing::info!(dag_id = %run.dag_id, run_id = run.id, state = %run.state, "starting run");
-        let cancel = CancellationToken::new();
+        let cancel = self.hurry.child_token();
         self.active
             .insert(run.id, (run.dag_id.clone(), cancel.clone()));
         let executor = self.executor.clone();
@@ -541,10 +556,11 @@ impl Scheduler {
             tracing::error!("a run executor stopped unexpectedly");
             return;
         };
-        let (dag_id, cancel) = self.active.remove(&run_id).unwrap_or_default();
+        let (dag_id, _) = self.active.remove(&run_id).unwrap_or_default();
+        let cancelled = self.cancelling.remove(&run_id);
         match result {
             Ok(state) => tracing::info!(%dag_id, run_id, %state, "run finished"),
-            Err(ExecError::Interrupted(_)) if cancel.is_cancelled() => {
+            Err(ExecError::Interrupted(_)) if cancelled => {
                 let by = match self.store.run(run_id).await {
                     Ok(Some(run)) => run.cancel_requested.unwrap_or_default(),
                     _ => String::new(),
@@ -605,8 +621,26 @@ impl Scheduler {
     /// Stops: no new runs; running ones get the grace period, then are interrupted.
     async fn shut_down(&mut self) {
         self.stop.drain.cancel();
-        while let Some(joined) = self.runs.join_next().await {
-            self.finished(joined).await;
+        if !self.active.is_empty() {
+            tracing::info!(
+                runs = self.active.len(),
+                grace = %humantime::format_duration(self.stop.grace),
+                "stopping: no new tasks start; running tasks get the grace period to finish, then run again at the next start (Ctrl-C again stops them now)"
+            );
+        }
+        let hurry = self.hurry.clone();
+        let mut hurried = hurry.is_cancelled();
+        loop {
+            tokio::select! {
+                joined = self.runs.join_next() => match joined {
+                    Some(joined) => self.finished(joined).await,
+                    None => return,
+                },
+                _ = hurry.cancelled(), if !hurried => {
+                    hurried = true;
+                    tracing::info!("stopping running tasks now; they run again at the next start");
+                }
+            }
         }
     }
 }

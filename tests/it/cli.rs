@@ -608,3 +608,39 @@ fn tasks_test_runs_one_task_and_records_nothing() {
         .stderr();
     assert!(err.contains("invalid conf"), "{err}");
 }
+
+/// A `command` task that exits without reading its stdin (here 2 MB of upstream results) must
+/// not kill the vigil process that feeds it — in `tasks test` and in a foreground backfill as
+/// in `dags test` (a regression: those commands once restored SIGPIPE's default).
+#[test]
+fn a_task_that_ignores_its_stdin_does_not_kill_the_foreground_commands() {
+    let p = Project::new();
+    p.write(
+        "dags/big.toml",
+        r#"
+schedule = "@daily"
+[tasks.big]
+type = "command"
+config = { command = ["sh", "-c", "printf '\"'; head -c 2000000 /dev/zero | tr '\\0' x; printf '\"'"] }
+[tasks.quick]
+type = "command"
+depends_on = ["big"]
+config = { command = ["true"], output = "none" }
+"#,
+    );
+    p.vigil(&["dags", "test", "big"]).expect(0);
+    for _ in 0..3 {
+        p.vigil(&["tasks", "test", "big", "quick", "--upstream-from", "1"])
+            .expect(0);
+    }
+    p.vigil(&[
+        "dags",
+        "backfill",
+        "big",
+        "--start",
+        "2026-01-01",
+        "--end",
+        "2026-01-03",
+    ])
+    .expect(0);
+}

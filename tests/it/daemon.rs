@@ -609,3 +609,42 @@ fn waiting_with_no_daemon_has_a_way_out_and_the_run_stays_queued() {
     assert_eq!(runs.len(), 2);
     assert!(runs.iter().all(|r| state(r) == "queued"));
 }
+
+/// Ctrl-C with a task running says what the daemon waits for; a second Ctrl-C stops the task
+/// now instead of after the grace period, and the task runs again at the next start.
+#[test]
+fn a_second_ctrl_c_stops_running_tasks_now_and_they_run_again_later() {
+    let p = Project::new();
+    p.write(
+        "config/vigil.toml",
+        "[daemon]\nheartbeat_interval = \"1s\"\nlease = \"3s\"\nshutdown_grace = \"10m\"\n",
+    );
+    p.write(
+        "dags/long.toml",
+        "[tasks.wait]\ntype = \"sleep\"\nconfig = { duration = \"10m\" }\nretries = 1\nretry_delay = \"0s\"\n",
+    );
+    let d = p.daemon(&[]);
+    p.vigil(&["dags", "trigger", "long"]).expect(0);
+    wait_for("the task to run", || {
+        task(&show(&p, 1), "wait")["state"] == "running"
+    });
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(d.pid(), libc::SIGINT) };
+    wait_for("the shutdown to say what it waits for", || {
+        d.logs().contains("Ctrl-C again stops them now")
+    });
+    unsafe { libc::kill(d.pid(), libc::SIGINT) };
+    wait_for("the second Ctrl-C to be heard", || {
+        d.logs()
+            .contains("SIGINT again: not waiting for running tasks")
+    });
+    let logs = d.logs();
+    assert_eq!(d.terminate(), 0, "{logs}");
+    let shown = show(&p, 1);
+    assert_eq!(
+        state(&shown["run"]),
+        "running",
+        "the run resumes at the next start"
+    );
+    assert_eq!(task(&shown, "wait")["state"], "up_for_retry");
+}

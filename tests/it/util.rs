@@ -76,7 +76,8 @@ impl Run {
         assert_eq!(
             self.code(),
             code,
-            "unexpected exit code\nstdout:\n{}\nstderr:\n{}",
+            "unexpected exit code ({:?})\nstdout:\n{}\nstderr:\n{}",
+            self.0.status,
             self.stdout(),
             self.stderr()
         );
