@@ -25,6 +25,7 @@ pub enum DagsCommand {
     List,
     /// Show a DAG's tasks, edges, schedule and params
     Show {
+        /// The DAG
         id: String,
         /// `table` for people, `dot` for Graphviz (`| dot -Tsvg`), `json` for scripts
         #[arg(long, value_enum, default_value_t = ShowFormat::Table)]
@@ -37,6 +38,7 @@ pub enum DagsCommand {
     },
     /// Run one DAG run now, in this process, recorded in the database
     Test {
+        /// The DAG
         id: String,
         /// Params for this run as a JSON object, e.g. '{"model": "churn"}'
         #[arg(long, value_name = "JSON")]
@@ -47,6 +49,7 @@ pub enum DagsCommand {
     },
     /// Queue a run for the daemon (and wake it); --wait follows it to the end
     Trigger {
+        /// The DAG
         id: String,
         /// Params for this run as a JSON object, e.g. '{"model": "churn"}'
         #[arg(long, value_name = "JSON")]
@@ -93,9 +96,15 @@ pub enum DagsCommand {
         count: u32,
     },
     /// Stop scheduling new runs of a DAG (runs in progress finish)
-    Pause { id: String },
+    Pause {
+        /// The DAG
+        id: String,
+    },
     /// Resume scheduling a paused DAG
-    Unpause { id: String },
+    Unpause {
+        /// The DAG
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -87,7 +87,8 @@ pub enum Command {
     /// Database maintenance
     #[command(subcommand)]
     Db(DbCommand),
-    /// Measure the engine: task overhead, fan-out, process start, DAG loading
+    /// Measure vigil: task overhead (chain), fan-out, process start, DAG loading, trigger
+    /// latency, daemon memory, cron lateness, a soak, and the risk model's search and scoring
     Bench(bench::BenchArgs),
     /// Print a shell completion script, e.g. `vigil completions bash > ~/.local/share/bash-completion/completions/vigil`
     Completions {

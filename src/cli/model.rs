@@ -24,23 +24,32 @@ use crate::store::registry::{NewArtifact, NewPrediction, NewVersion};
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
     /// Production version, the version before it, and the last alert
-    Status { name: String },
+    Status {
+        /// The model
+        name: String,
+    },
     /// Versions, newest first, with their metrics and when each was in production
     History {
+        /// The model
         name: String,
+        /// At most this many
         #[arg(long, default_value_t = 10)]
         limit: u32,
     },
     /// Is V2 worse than V1? (the verdict, with its evidence)
     Compare {
+        /// The model
         name: String,
+        /// The first version
         v1: String,
+        /// The second version
         v2: String,
         #[command(flatten)]
         rules: RuleArgs,
     },
     /// Check production against the version before it; record the verdict; roll back if asked
     Check {
+        /// The model
         name: String,
         #[command(flatten)]
         rules: RuleArgs,
@@ -53,6 +62,7 @@ pub enum ModelCommand {
     },
     /// Make an earlier version production again
     Rollback {
+        /// The model
         name: String,
         /// The version before the current production one
         #[arg(long, conflicts_with = "to", required_unless_present = "to")]
@@ -63,20 +73,25 @@ pub enum ModelCommand {
         /// Do not ask for confirmation
         #[arg(long)]
         yes: bool,
+        /// Say what would happen; change nothing
         #[arg(long)]
         dry_run: bool,
+        /// Why (kept with the deployment event)
         #[arg(long, default_value = "manual rollback")]
         reason: String,
     },
     /// Make a version production
     Promote {
+        /// The model
         name: String,
         version: String,
+        /// Why (kept with the deployment event)
         #[arg(long, default_value = "manual promotion")]
         reason: String,
     },
     /// Register a new version with its metrics (and artifact)
     Register {
+        /// The model
         name: String,
         /// NAME=VALUE, e.g. --metric r2=0.91 --metric rmse=3.2
         #[arg(long = "metric", value_name = "NAME=VALUE")]
@@ -87,8 +102,10 @@ pub enum ModelCommand {
         /// The model file: its path, SHA-256 and size are recorded
         #[arg(long, value_name = "FILE")]
         artifact: Option<PathBuf>,
+        /// Where the version comes from (a training run, a path)
         #[arg(long)]
         source: Option<String>,
+        /// Free text kept with the version
         #[arg(long)]
         notes: Option<String>,
     },
@@ -108,8 +125,10 @@ pub enum PredictionsCommand {
     /// Import predictions from a CSV file with columns `predicted` and optionally `actual`,
     /// `row_key` (identifies the scored row) and `at` (RFC 3339)
     Import {
+        /// The model
         name: String,
         version: String,
+        /// The CSV file
         file: PathBuf,
     },
 }

@@ -21,7 +21,10 @@ pub enum NotifyCommand {
         state: Option<OutboxState>,
     },
     /// Queue a failed (or waiting) message to be sent again now
-    Retry { id: i64 },
+    Retry {
+        /// The message (its id, as `vigil notify list` shows)
+        id: i64,
+    },
     /// Deliver the messages that are due now and exit (the daemon does this on its own)
     Send,
     /// Send a test email with the [smtp] settings and show what the server said

@@ -30,10 +30,14 @@ pub enum RunsCommand {
         limit: u32,
     },
     /// Show a run and the state of each of its tasks
-    Show { run_id: RunId },
+    Show {
+        /// The run (its id, as `vigil runs list` shows)
+        run_id: RunId,
+    },
     /// Run a finished run's tasks again in the same run (the daemon runs them); earlier
     /// attempts' logs and results stay in history
     Rerun {
+        /// The run (its id, as `vigil runs list` shows)
         run_id: RunId,
         /// Only the tasks that failed (or were upstream_failed)
         #[arg(long)]
@@ -41,11 +45,18 @@ pub enum RunsCommand {
     },
     /// Stop a queued or running run: running attempts are killed, nothing further starts, and
     /// the run ends failed with a note saying who cancelled it
-    Cancel { run_id: RunId },
+    Cancel {
+        /// The run (its id, as `vigil runs list` shows)
+        run_id: RunId,
+    },
     /// Delete a finished run with its task instances, results and logs
-    Delete { run_id: RunId },
+    Delete {
+        /// The run (its id, as `vigil runs list` shows)
+        run_id: RunId,
+    },
     /// Set a run's state by hand (success or failed), with the reason kept as its note
     Mark {
+        /// The run (its id, as `vigil runs list` shows)
         run_id: RunId,
         /// success or failed
         state: RunState,
@@ -77,6 +88,7 @@ pub enum TasksCommand {
     /// Reset tasks of a finished run so the daemon runs them again in the same run; earlier
     /// attempts' logs and results stay in history
     Clear {
+        /// The run (its id, as `vigil runs list` shows)
         run_id: RunId,
         /// The tasks to run again
         #[arg(required = true)]
@@ -94,7 +106,9 @@ pub enum TasksCommand {
     /// Set a task of a finished run to success, failed or skipped, with the reason kept as
     /// its note; downstream tasks already decided because of it are decided again
     Mark {
+        /// The run (its id, as `vigil runs list` shows)
         run_id: RunId,
+        /// The task
         task_id: String,
         /// success, failed or skipped
         state: crate::state::TaskState,
@@ -104,7 +118,9 @@ pub enum TasksCommand {
     },
     /// Print the result (XCom) a task produced in a run
     Xcom {
+        /// The run (its id, as `vigil runs list` shows)
         run_id: RunId,
+        /// The task
         task_id: String,
         /// The result of this attempt (earlier attempts' results are kept) [default: current]
         #[arg(long)]
@@ -112,7 +128,9 @@ pub enum TasksCommand {
     },
     /// Print a task's log in a run
     Logs {
+        /// The run (its id, as `vigil runs list` shows)
         run_id: RunId,
+        /// The task
         task_id: String,
         /// Only this attempt (1-based)
         #[arg(long)]

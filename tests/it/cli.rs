@@ -644,3 +644,33 @@ config = { command = ["true"], output = "none" }
     ])
     .expect(0);
 }
+
+/// Every argument of every command says what it is in `--help` (no bare `<NAME>`).
+#[test]
+fn every_argument_has_a_description_in_help() {
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                missing.push(format!("{path} {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_about().is_none() {
+                missing.push(format!("{path} {} (no about)", sub.get_name()));
+            }
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let cmd = <vigil::cli::Cli as clap::CommandFactory>::command();
+    let mut missing = Vec::new();
+    walk(&cmd, "vigil", &mut missing);
+    assert!(
+        missing.is_empty(),
+        "arguments without help:\n{}",
+        missing.join("\n")
+    );
+}
