@@ -277,7 +277,12 @@ pub fn test_message(to: Audience, host: &str) -> Notification {
         subject: "[vigil] test message".into(),
         html: Some(format!(
             "<!doctype html><html><body><p>{}</p></body></html>",
-            body.trim().replace("\n\n", "</p><p>").replace('<', "&lt;")
+            // Escape each paragraph, then join: escaping after joining escaped the joins.
+            body.trim()
+                .split("\n\n")
+                .map(|p| minijinja::HtmlEscape(p).to_string())
+                .collect::<Vec<_>>()
+                .join("</p><p>")
         )),
         body,
         payload: serde_json::json!({"event": "test"}),
@@ -289,6 +294,15 @@ pub fn test_message(to: Audience, host: &str) -> Notification {
 mod tests {
     use super::*;
     use crate::state::LogLevel;
+
+    #[test]
+    fn the_test_message_html_has_paragraphs_and_escapes_only_the_text() {
+        let n = test_message(Audience::default(), "<host>");
+        let html = n.html.unwrap();
+        assert!(html.contains("</p><p>"), "{html}");
+        assert!(!html.contains("&lt;/p&gt;"), "{html}");
+        assert!(html.contains("&lt;host&gt;"), "{html}");
+    }
 
     fn line(msg: &str) -> LogLine {
         LogLine {
