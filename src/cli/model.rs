@@ -23,7 +23,7 @@ use crate::store::registry::{NewArtifact, NewPrediction, NewVersion};
 
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
-    /// Production version, the version before it, and the last alert
+    /// Production version, the version before it, and the latest check or change
     Status {
         /// The model
         name: String,
@@ -441,11 +441,16 @@ fn print_status(s: &ops::Status) {
     println!("previous    {}", show(&s.previous));
     println!("versions    {}", s.versions);
     if let Some(a) = &s.last_alert {
+        // A PASS check is not an alert: name the event by its kind, and say a dry run.
         println!(
-            "last alert  {} {} {}: {}",
+            "{:<11} {}{}{}: {}",
+            format!("last {}", a.kind),
             time(Some(a.at)),
-            a.kind,
-            a.verdict.as_deref().unwrap_or(""),
+            a.verdict
+                .as_deref()
+                .map(|v| format!(" {v}"))
+                .unwrap_or_default(),
+            if a.dry_run { " (dry run)" } else { "" },
             a.message
         );
     }

@@ -306,6 +306,14 @@ fn the_monitoring_dag_runs_under_the_daemon() {
         .expect(0)
         .json();
     assert_eq!(checks["last_alert"]["kind"], "check");
+    let text = p
+        .vigil(&["model", "status", "demo_churn"])
+        .expect(0)
+        .stdout();
+    assert!(
+        text.contains("last check  ") && !text.contains("last alert"),
+        "{text}"
+    );
     assert_eq!(d.terminate(), 0);
 }
 
