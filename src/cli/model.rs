@@ -218,7 +218,7 @@ pub async fn run(ctx: &Ctx, cmd: ModelCommand) -> anyhow::Result<ExitCode> {
             if ctx.json {
                 print_json(&out)?;
             } else {
-                print_check(&out);
+                print_check(&out, dry_run);
             }
             if out.judgement.verdict == Verdict::Degraded {
                 return Ok(ExitCode::from(3));
@@ -364,7 +364,10 @@ async fn menu(store: &dyn Store, name: Option<String>, audience: &Audience) -> a
         let result: anyhow::Result<bool> = async {
             match choice.as_str() {
                 "1" => print_status(&ops::status(store, &name).await?),
-                "2" => print_check(&ops::check(store, &name, &defaults, &actor()).await?),
+                "2" => print_check(
+                    &ops::check(store, &name, &defaults, &actor()).await?,
+                    defaults.dry_run,
+                ),
                 "3" => print_rollback(
                     &name,
                     &rollback_confirmed(
@@ -384,7 +387,10 @@ async fn menu(store: &dyn Store, name: Option<String>, audience: &Audience) -> a
                         auto_rollback: true,
                         ..defaults.clone()
                     };
-                    print_check(&ops::check(store, &name, &opts, &actor()).await?);
+                    print_check(
+                        &ops::check(store, &name, &opts, &actor()).await?,
+                        opts.dry_run,
+                    );
                 }
                 "5" => {
                     let Some(v) = ask("version> ")? else {
@@ -499,7 +505,7 @@ fn print_judgement(j: &crate::quality::verdict::Judgement, v1: &str, v2: &str) {
     println!("test {:?}, n = {}", j.test, j.n);
 }
 
-fn print_check(out: &ops::CheckOutcome) {
+fn print_check(out: &ops::CheckOutcome, dry_run: bool) {
     println!(
         "{}: production {} against {}",
         out.judgement.verdict.as_str(),
@@ -512,6 +518,9 @@ fn print_check(out: &ops::CheckOutcome) {
         Action::RolledBack { to } => println!("rolled back to {to}"),
         Action::WouldRollBack { to } => println!("dry run: would roll back to {to}"),
         Action::Refused { why } => println!("no rollback: {why}"),
+    }
+    if dry_run && !matches!(out.action, Action::WouldRollBack { .. }) {
+        println!("(dry run: nothing would be rolled back)");
     }
 }
 

@@ -50,6 +50,14 @@ fn register_promote_check_and_roll_back_from_the_command_line() {
         json["judgement"]["verdict"], "PASS",
         "a 25 % threshold tolerates it"
     );
+    let dry = p
+        .vigil(&["model", "check", "churn", "--threshold", "25", "--dry-run"])
+        .expect(0)
+        .stdout();
+    assert!(
+        dry.contains("(dry run: nothing would be rolled back)"),
+        "{dry}"
+    );
 
     // Not a terminal and no --yes: nothing changes.
     let refused = p
