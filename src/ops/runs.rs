@@ -255,6 +255,37 @@ pub struct ClearRequest {
     pub failed_only: bool,
 }
 
+/// The run `run_id`, which must have finished (moves by hand on a run being executed would
+/// race its executor).
+async fn finished_run(store: &dyn RunStore, run_id: RunId) -> Result<RunRecord, OpsError> {
+    let run = store
+        .run(run_id)
+        .await?
+        .ok_or(OpsError::NoSuchRun(run_id))?;
+    if !run.state.is_terminal() {
+        return Err(OpsError::RunNotFinished {
+            run_id,
+            state: run.state,
+        });
+    }
+    Ok(run)
+}
+
+/// The DAG version `run` was created from.
+fn dag_of(run: &RunRecord, registry: &Registry) -> Result<crate::dag::Dag, OpsError> {
+    crate::dag::parse_dag(
+        std::path::Path::new(&run.dag_file),
+        &run.dag_source,
+        registry,
+    )
+    .map_err(|e| {
+        OpsError::Invalid(format!(
+            "run {}'s DAG version no longer loads:\n{e}",
+            run.id
+        ))
+    })
+}
+
 /// What a clear did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Cleared {
@@ -278,22 +309,8 @@ pub async fn clear(
     request: &ClearRequest,
     waker: &crate::ops::Waker,
 ) -> Result<Cleared, OpsError> {
-    let run = store
-        .run(run_id)
-        .await?
-        .ok_or(OpsError::NoSuchRun(run_id))?;
-    if !run.state.is_terminal() {
-        return Err(OpsError::RunNotFinished {
-            run_id,
-            state: run.state,
-        });
-    }
-    let dag = crate::dag::parse_dag(
-        std::path::Path::new(&run.dag_file),
-        &run.dag_source,
-        registry,
-    )
-    .map_err(|e| OpsError::Invalid(format!("run {run_id}'s DAG version no longer loads:\n{e}")))?;
+    let run = finished_run(store, run_id).await?;
+    let dag = dag_of(&run, registry)?;
     let tis = store.task_instances(run_id).await?;
     let graph = &dag.graph;
     let mut chosen = std::collections::BTreeSet::new();
@@ -335,14 +352,9 @@ pub async fn clear(
         to.next_retry_at = None;
         to.error = None;
         to.updated_at = now;
-        batch.tasks.push(crate::store::TaskTransition {
-            expect_state: ti.state,
-            expect_attempt: ti.attempt,
-            to,
-            output: None,
-            logs: Vec::new(),
-            logs_attempt: ti.attempt,
-        });
+        batch
+            .tasks
+            .push(crate::store::TaskTransition::change(ti, to));
         cleared.push(ti.task_id.clone());
     }
     if cleared.is_empty() {
@@ -422,23 +434,9 @@ pub async fn mark_task(
             "a task can be marked success, failed or skipped, not {state}"
         )));
     }
-    let run = store
-        .run(run_id)
-        .await?
-        .ok_or(OpsError::NoSuchRun(run_id))?;
-    if !run.state.is_terminal() {
-        return Err(OpsError::RunNotFinished {
-            run_id,
-            state: run.state,
-        });
-    }
+    let run = finished_run(store, run_id).await?;
     check_task(store, run_id, task_id).await?;
-    let dag = crate::dag::parse_dag(
-        std::path::Path::new(&run.dag_file),
-        &run.dag_source,
-        registry,
-    )
-    .map_err(|e| OpsError::Invalid(format!("run {run_id}'s DAG version no longer loads:\n{e}")))?;
+    let dag = dag_of(&run, registry)?;
     let mut tis = store.task_instances(run_id).await?;
     let now = chrono::Utc::now();
     let mut batch = crate::store::Batch::new(run_id);
@@ -457,14 +455,9 @@ pub async fn mark_task(
                 to.error = None;
             }
         }
-        batch.tasks.push(crate::store::TaskTransition {
-            expect_state: ti.state,
-            expect_attempt: ti.attempt,
-            to: to.clone(),
-            output: None,
-            logs: Vec::new(),
-            logs_attempt: ti.attempt,
-        });
+        batch
+            .tasks
+            .push(crate::store::TaskTransition::change(ti, to.clone()));
         *ti = to;
     };
     let graph = &dag.graph;
@@ -560,14 +553,9 @@ pub async fn mark_run(
         to.updated_at = now;
         to.note = Some(note(&format!("run marked {state}"), reason));
         marked.push(ti.task_id.clone());
-        batch.tasks.push(crate::store::TaskTransition {
-            expect_state: ti.state,
-            expect_attempt: ti.attempt,
-            to,
-            output: None,
-            logs: Vec::new(),
-            logs_attempt: ti.attempt,
-        });
+        batch
+            .tasks
+            .push(crate::store::TaskTransition::change(&ti, to));
     }
     batch.run = Some(crate::store::RunTransition {
         expect: run.state,

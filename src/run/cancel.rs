@@ -35,14 +35,7 @@ pub async fn end_cancelled(
         } else {
             to.state = TaskState::Skipped;
         }
-        batch.tasks.push(TaskTransition {
-            expect_state: ti.state,
-            expect_attempt: ti.attempt,
-            to,
-            output: None,
-            logs: Vec::new(),
-            logs_attempt: ti.attempt,
-        });
+        batch.tasks.push(TaskTransition::change(&ti, to));
     }
     batch.run = Some(RunTransition {
         expect: run.state,

@@ -138,6 +138,20 @@ pub struct TaskTransition {
     pub logs_attempt: u32,
 }
 
+impl TaskTransition {
+    /// `from` becomes `to`, conditional on `from`'s state and attempt, with no result or log.
+    pub fn change(from: &TaskInstance, to: TaskInstance) -> TaskTransition {
+        TaskTransition {
+            expect_state: from.state,
+            expect_attempt: from.attempt,
+            logs_attempt: from.attempt,
+            to,
+            output: None,
+            logs: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RunTransition {
     pub expect: RunState,
