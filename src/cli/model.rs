@@ -581,11 +581,28 @@ async fn rollback_confirmed(
     .await?)
 }
 
+/// Metrics for a table, four significant digits each (`--json` keeps them whole).
 fn metrics_text(m: &BTreeMap<String, f64>) -> String {
     m.iter()
-        .map(|(k, v)| format!("{k}={v}"))
+        .map(|(k, v)| format!("{k}={}", significant(*v, 4)))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// `v` with `digits` significant digits, trailing zeros dropped: 0.912345 → 0.9123,
+/// 1234.56 → 1235, 3.0 → 3.
+fn significant(v: f64, digits: i32) -> String {
+    if !v.is_finite() || v == 0.0 {
+        return v.to_string();
+    }
+    let magnitude = v.abs().log10().floor() as i32;
+    let decimals = (digits - 1 - magnitude).clamp(0, 15) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
 }
 
 /// `--metric NAME=VALUE`s as a map, with a clear error for each malformed one.
@@ -703,5 +720,26 @@ pub fn confirm(question: &str) -> anyhow::Result<()> {
         Ok(())
     } else {
         bail!("not confirmed; nothing was changed")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::significant;
+
+    #[test]
+    fn four_significant_digits_without_trailing_zeros() {
+        let cases = [
+            (0.912345678, "0.9123"),
+            (1234.5678, "1235"),
+            (3.0, "3"),
+            (0.000123456, "0.0001235"),
+            (-0.19741234, "-0.1974"),
+            (0.0, "0"),
+            (1e20, "100000000000000000000"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(significant(v, 4), want, "{v}");
+        }
     }
 }
