@@ -520,3 +520,60 @@ fn after_training_on_another_folder_evaluate_and_report_use_that_data() {
     assert!(p.path().join("elsewhere/report/report.html").is_file());
     assert!(!p.path().join("data").exists());
 }
+
+/// When the logistic baseline is as good as the forest on the hold-out, `risk train` says so
+/// instead of registering the forest silently (here the label is a linear rule the baseline
+/// fits exactly and a small forest only approximates).
+#[test]
+fn training_says_when_the_simpler_baseline_does_as_well() {
+    let p = Project::new();
+    p.vigil(&["risk", "simulate", "--rows", "300"]).expect(0);
+    let mut reader = csv::Reader::from_path(p.path().join("data/risk/deployments.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let (err, cpu, mem, label) = (
+        col("error_rate"),
+        col("cpu_pct"),
+        col("memory_pct"),
+        col("rolled_back"),
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    let score = |r: &csv::StringRecord| {
+        r[err].parse::<f64>().unwrap() / 0.6 + r[cpu].parse::<f64>().unwrap() / 60.0
+            - r[mem].parse::<f64>().unwrap() / 60.0
+    };
+    let mut scores: Vec<f64> = rows.iter().map(score).collect();
+    scores.sort_by(|a, b| a.total_cmp(b));
+    let median = scores[scores.len() / 2];
+    let mut writer = csv::Writer::from_path(p.path().join("data/risk/linear.csv")).unwrap();
+    writer.write_record(&headers).unwrap();
+    for r in &rows {
+        let mut fields: Vec<String> = r.iter().map(str::to_string).collect();
+        fields[label] = if score(r) > median { "1" } else { "0" }.into();
+        writer.write_record(&fields).unwrap();
+    }
+    writer.flush().unwrap();
+    let out = p
+        .vigil(&[
+            "risk",
+            "train",
+            "--data",
+            "data/risk/linear.csv",
+            "--grid",
+            "trees=5",
+            "--grid",
+            "depth=2",
+            "--grid",
+            "min_samples=2",
+            "--folds",
+            "3",
+        ])
+        .expect(0)
+        .stdout();
+    assert!(
+        out.contains(
+            "note: on the hold-out the simpler logistic baseline does as well as the forest"
+        ),
+        "{out}"
+    );
+}
