@@ -274,11 +274,11 @@ fn from_samples(
     };
     let (lo, hi) = interval.unwrap_or((f64::NAN, f64::NAN));
     let reason = format!(
-        "{} {:.4} → {:.4}: worse by {:.4} ({}% CI {:.4} to {:.4}; counts from {:.4}); {}",
+        "{} {:.4} → {:.4}: {} ({}% CI of the worsening {:.4} to {:.4}; it matters from {:.4}); {}",
         metric.name(),
         bv,
         cv,
-        estimate,
+        change_words(estimate),
         (rules.confidence * 100.0).round(),
         lo,
         hi,
@@ -338,8 +338,9 @@ fn recorded(base: Judgement, e: &Evidence<'_>, rules: &Rules) -> Judgement {
                 estimate: Some(estimate),
                 floor: Some(floor),
                 reason: format!(
-                    "recorded {} {bv:.4} → {cv:.4}: worse by {estimate:.4}, counts from {floor:.4} (no predictions to test with)",
-                    metric.name()
+                    "recorded {} {bv:.4} → {cv:.4}: {}, it matters from {floor:.4} (no predictions to test with)",
+                    metric.name(),
+                    change_words(estimate)
                 ),
                 ..base
             };
@@ -381,8 +382,26 @@ fn mcnemar(pairs: &[(f64, f64, f64)]) -> f64 {
     (2.0 * tail).min(1.0)
 }
 
+/// A signed worsening in words: "worse by 0.0100" or "better by 0.1974", never "worse by
+/// -0.1974".
+fn change_words(worsening: f64) -> String {
+    if worsening < 0.0 {
+        format!("better by {:.4}", -worsening)
+    } else {
+        format!("worse by {worsening:.4}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_change_reads_as_better_or_worse_never_as_a_negative_worsening() {
+        assert_eq!(change_words(-0.19741), "better by 0.1974");
+        assert_eq!(change_words(0.01), "worse by 0.0100");
+        assert_eq!(change_words(0.0), "worse by 0.0000");
+    }
+
     use super::*;
 
     fn rows(values: &[(f64, f64)]) -> Vec<Scored> {
