@@ -175,15 +175,7 @@ pub async fn run_runs(ctx: &Ctx, cmd: RunsCommand) -> anyhow::Result<ExitCode> {
                 failed_only,
                 ..runs::ClearRequest::default()
             };
-            let cleared = runs::clear(
-                store.as_ref(),
-                &ctx.registry,
-                run_id,
-                &request,
-                &crate::ops::Waker::Daemons,
-            )
-            .await?;
-            print_cleared(ctx, &cleared)?;
+            clear(ctx, store.as_ref(), run_id, &request).await?;
         }
         RunsCommand::Cancel { run_id } => {
             let done = runs::cancel(store.as_ref(), run_id, &crate::ops::Waker::Daemons).await?;
@@ -227,9 +219,23 @@ pub async fn run_runs(ctx: &Ctx, cmd: RunsCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_cleared(ctx: &Ctx, cleared: &runs::Cleared) -> anyhow::Result<()> {
+/// Clears what `request` says in run `run_id` (waking the daemon) and prints what it did.
+async fn clear(
+    ctx: &Ctx,
+    store: &dyn crate::store::Store,
+    run_id: RunId,
+    request: &runs::ClearRequest,
+) -> anyhow::Result<()> {
+    let cleared = runs::clear(
+        store,
+        &ctx.registry,
+        run_id,
+        request,
+        &crate::ops::Waker::Daemons,
+    )
+    .await?;
     if ctx.json {
-        return print_json(cleared);
+        return print_json(&cleared);
     }
     println!(
         "cleared {} task(s) of run {} ({} before): {}",
@@ -403,15 +409,7 @@ pub async fn run_tasks(ctx: &Ctx, cmd: TasksCommand) -> anyhow::Result<ExitCode>
                 upstream,
                 failed_only,
             };
-            let cleared = runs::clear(
-                store.as_ref(),
-                &ctx.registry,
-                run_id,
-                &request,
-                &crate::ops::Waker::Daemons,
-            )
-            .await?;
-            print_cleared(ctx, &cleared)?;
+            clear(ctx, store.as_ref(), run_id, &request).await?;
         }
         TasksCommand::Mark {
             run_id,

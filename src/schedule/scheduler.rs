@@ -326,8 +326,11 @@ impl Scheduler {
             }
         }
         let unfinished = self.store.unfinished_runs().await?;
-        let unfinished = self.carry_out_cancels(unfinished).await?;
-        self.start_runs(unfinished).await
+        // Leases are judged by the store's clock (the database server's once several hosts
+        // share it), not by `now`, which drives the schedule.
+        let stale_before = crate::store::stale_before(self.store.now().await?, self.lease);
+        let unfinished = self.carry_out_cancels(unfinished, stale_before).await?;
+        self.start_runs(unfinished, stale_before).await
     }
 
     /// Stops the runs someone asked to cancel: one this daemon executes is stopped now (its
@@ -336,6 +339,7 @@ impl Scheduler {
     async fn carry_out_cancels(
         &mut self,
         unfinished: Vec<RunRecord>,
+        stale_before: DateTime<Utc>,
     ) -> Result<Vec<RunRecord>, StoreError> {
         let mut rest = Vec::with_capacity(unfinished.len());
         for run in unfinished {
@@ -350,14 +354,7 @@ impl Scheduler {
                 }
                 continue;
             }
-            let held_elsewhere = match &run.owner {
-                Some(o) if *o == self.owner || owner::is_dead_here(o) => false,
-                Some(_) => run
-                    .heartbeat_at
-                    .is_some_and(|h| h >= crate::store::stale_before(Utc::now(), self.lease)),
-                None => false,
-            };
-            if held_elsewhere {
+            if self.held_elsewhere(&run, stale_before) {
                 rest.push(run);
                 continue;
             }
@@ -405,15 +402,26 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Whether another live process executes `run`: it has an owner that is not us, not a
+    /// dead process on this host, and heartbeat since `stale_before`.
+    fn held_elsewhere(&self, run: &RunRecord, stale_before: DateTime<Utc>) -> bool {
+        match &run.owner {
+            Some(o) if *o == self.owner || owner::is_dead_here(o) => false,
+            Some(_) => run.heartbeat_at.is_some_and(|h| h >= stale_before),
+            None => false,
+        }
+    }
+
     /// Claims and starts queued runs (oldest first, within `max_active_runs`) and running runs
     /// whose owner is gone.
-    async fn start_runs(&mut self, unfinished: Vec<RunRecord>) -> Result<(), StoreError> {
+    async fn start_runs(
+        &mut self,
+        unfinished: Vec<RunRecord>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         if self.stop.drain.is_cancelled() {
             return Ok(());
         }
-        // Leases are judged by the store's clock (the database server's once several hosts
-        // share it), not by `now`, which drives the schedule.
-        let stale_before = crate::store::stale_before(self.store.now().await?, self.lease);
         // Runs that count against max_active_runs: running in the store, or launched by us
         // and not yet marked running.
         let mut running: HashMap<String, usize> = HashMap::new();
@@ -426,13 +434,7 @@ impl Scheduler {
             if self.active.contains_key(&run.id) {
                 continue;
             }
-            let held_elsewhere = match &run.owner {
-                Some(o) if *o == self.owner => false,
-                Some(o) if owner::is_dead_here(o) => false,
-                Some(_) => run.heartbeat_at.is_some_and(|h| h >= stale_before),
-                None => false,
-            };
-            if held_elsewhere {
+            if self.held_elsewhere(&run, stale_before) {
                 continue;
             }
             let paused = self.states.get(&run.dag_id).is_some_and(|s| s.paused);

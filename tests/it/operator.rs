@@ -238,6 +238,11 @@ fn marking_a_task_decides_its_downstream_again_and_marking_a_run_ends_it_with_a_
     );
 }
 
+/// `args` followed by `more`.
+fn with<'a>(args: &[&'a str], more: &[&'a str]) -> Vec<&'a str> {
+    [args, more].concat()
+}
+
 const HOURLY: &str = "schedule = \"@hourly\"\nmax_active_runs = 2\n[tasks.a]\ntype = \"sleep\"\nconfig = { duration = \"150ms\" }\n";
 
 #[test]
@@ -251,13 +256,10 @@ fn backfill_makes_one_run_per_tick_and_runs_them_here_within_max_active_runs() {
         "2026-01-01T05:00:00Z",
     ];
     let dry = p
-        .vigil(
-            &[
-                &["dags", "backfill", "hourly", "--dry-run", "--json"][..],
-                &range[..],
-            ]
-            .concat(),
-        )
+        .vigil(&with(
+            &["dags", "backfill", "hourly", "--dry-run", "--json"],
+            &range,
+        ))
         .expect(0)
         .json();
     assert_eq!(dry["ticks"].as_array().unwrap().len(), 6);
@@ -271,7 +273,7 @@ fn backfill_makes_one_run_per_tick_and_runs_them_here_within_max_active_runs() {
     assert!(p.runs().is_empty(), "a dry run creates nothing");
 
     let done = p
-        .vigil(&[&["dags", "backfill", "hourly", "--json"][..], &range[..]].concat())
+        .vigil(&with(&["dags", "backfill", "hourly", "--json"], &range))
         .expect(0)
         .json();
     assert_eq!(done["executed_by"], "foreground");
@@ -312,7 +314,7 @@ fn backfill_makes_one_run_per_tick_and_runs_them_here_within_max_active_runs() {
     }
     // Again: every tick has its run already.
     let again = p
-        .vigil(&[&["dags", "backfill", "hourly", "--json"][..], &range[..]].concat())
+        .vigil(&with(&["dags", "backfill", "hourly", "--json"], &range))
         .expect(0)
         .json();
     assert!(
@@ -364,7 +366,7 @@ fn a_running_daemon_executes_a_backfill_and_failed_runs_can_be_run_again() {
     let d = p.daemon(&[]);
     let range = ["--start", "2026-03-01", "--end", "2026-03-03"];
     let out = p
-        .vigil(&[&["dags", "backfill", "flaky"][..], &range[..]].concat())
+        .vigil(&with(&["dags", "backfill", "flaky"], &range))
         .expect(0)
         .stdout();
     assert!(
@@ -377,13 +379,10 @@ fn a_running_daemon_executes_a_backfill_and_failed_runs_can_be_run_again() {
     });
     std::fs::write(p.path().join("ok"), "").unwrap();
     let again = p
-        .vigil(
-            &[
-                &["dags", "backfill", "flaky", "--rerun-failed", "--json"][..],
-                &range[..],
-            ]
-            .concat(),
-        )
+        .vigil(&with(
+            &["dags", "backfill", "flaky", "--rerun-failed", "--json"],
+            &range,
+        ))
         .expect(0)
         .json();
     assert!(
