@@ -6,8 +6,8 @@
 //! DAG loads, and its output is stored and passed downstream like any other.
 //!
 //! ```sh
-//! cargo run --example custom_task -- --dags examples/dags dags test greetings
-//! cargo run --example custom_task -- --dags examples/dags dags validate
+//! cargo run -p vigil-examples --bin custom_task -- --dags examples/dags dags test greetings
+//! cargo run -p vigil-examples --bin custom_task -- --dags examples/dags dags validate
 //! ```
 
 use std::process::ExitCode;

@@ -1,7 +1,7 @@
 //! The daemon inside your own program, with your own task types.
 //!
 //! ```sh
-//! cargo run --example embedded_daemon        # until Ctrl-C; reads config/vigil.toml
+//! cargo run -p vigil-examples --bin embedded_daemon      # until Ctrl-C; reads config/vigil.toml
 //! ```
 
 use async_trait::async_trait;

@@ -398,7 +398,7 @@ async fn backfill(
             .map(|t| {
                 vec![
                     t.logical_date.to_rfc3339(),
-                    format!("{:?}", t.action).to_lowercase(),
+                    t.action.as_str().to_string(),
                     t.run_id
                         .map(|r| r.to_string())
                         .unwrap_or_else(|| "-".into()),

@@ -502,7 +502,7 @@ fn print_history(h: &[ops::HistoryEntry]) {
 
 fn print_judgement(j: &crate::quality::verdict::Judgement, v1: &str, v2: &str) {
     println!("{} ({v2} vs {v1}): {}", j.verdict.as_str(), j.reason);
-    println!("test {:?}, n = {}", j.test, j.n);
+    println!("test: {}, n = {}", j.test.describe(), j.n);
 }
 
 fn print_check(out: &ops::CheckOutcome, dry_run: bool) {

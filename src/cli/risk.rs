@@ -390,7 +390,6 @@ fn opt(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.3}"))
 }
 
-/// A feature value as people write it: no trailing zeros.
 /// Deployments scored per chunk by `risk score`.
 const SCORE_CHUNK: usize = 16_384;
 
@@ -419,8 +418,7 @@ fn score_row(s: &risk::Scored) -> Vec<String> {
 }
 
 fn num(v: f64) -> String {
-    let s = format!("{v:.2}");
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
+    crate::state::plain(v, 2)
 }
 
 fn depth(d: Option<usize>) -> String {

@@ -107,6 +107,36 @@ impl Regressor {
     }
 }
 
+/// A text column as numbers: one 0/1 column per level after the first. The first level (in
+/// sorted order) is the reference that the intercept stands for, so a linear model learns one
+/// offset per other level and a tree can split any level off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OneHot {
+    pub column: String,
+    pub levels: Vec<String>,
+}
+
+/// Levels one categorical column may have: more is usually an id column listed by mistake.
+pub const MAX_LEVELS: usize = 100;
+
+/// Where the levels of the categorical columns come from.
+pub enum Levels<'a> {
+    /// Training: the distinct values of these columns.
+    Learn(&'a [String]),
+    /// Evaluation: the levels training saw; other values count as unseen.
+    Known(&'a [OneHot]),
+}
+
+/// The matrix a regressor sees, read from a CSV.
+#[derive(Debug)]
+pub struct Design {
+    pub x: ndarray::Array2<f64>,
+    pub y: Vec<f64>,
+    pub encodings: Vec<OneHot>,
+    /// Rows whose category training never saw, per column (predicted at the reference level).
+    pub unseen: Vec<(String, usize)>,
+}
+
 /// Marks a regressor artifact (risk models have no `kind`).
 pub const KIND: &str = "regressor";
 
@@ -116,6 +146,9 @@ pub struct RegressorModel {
     pub kind: String,
     pub target: String,
     pub features: Vec<String>,
+    /// One-hot encoded after `features`, in this order (absent in older artifacts).
+    #[serde(default)]
+    pub categorical: Vec<OneHot>,
     pub model: Regressor,
     pub data: String,
     pub train_rows: usize,
@@ -137,24 +170,95 @@ pub struct RegressOptions<'a> {
     pub data: &'a Path,
     pub target: &'a str,
     pub features: &'a [String],
+    pub categorical: &'a [String],
     pub algorithm: Algorithm,
     pub tree: TreeRegressorParams,
     pub test_fraction: f64,
     pub seed: u64,
 }
 
-/// Reads `features` and `target` from a CSV.
-pub fn read_xy(
+/// Reads the numeric `features`, the categorical columns (one-hot encoded after them) and
+/// `target` from a CSV.
+pub fn read_design(
     data: &Path,
     target: &str,
     features: &[String],
-) -> Result<(ndarray::Array2<f64>, Vec<f64>), MlError> {
-    if features.is_empty() {
+    levels: Levels,
+) -> Result<Design, MlError> {
+    let categorical: Vec<&str> = match &levels {
+        Levels::Learn(names) => names.iter().map(String::as_str).collect(),
+        Levels::Known(encodings) => encodings.iter().map(|e| e.column.as_str()).collect(),
+    };
+    if features.is_empty() && categorical.is_empty() {
         return Err(MlError::Invalid("list at least one feature column".into()));
+    }
+    if let Some(both) = categorical
+        .iter()
+        .find(|c| features.iter().any(|f| f == *c))
+    {
+        return Err(MlError::Invalid(format!(
+            "`{both}` is listed in both `features` and `categorical`; keep it in one"
+        )));
     }
     let frame = Frame::read(data)?;
     let names: Vec<&str> = features.iter().map(String::as_str).collect();
-    Ok((frame.matrix(&names)?, frame.numbers(target)?))
+    let numeric = frame.matrix(&names)?;
+    let mut encodings = Vec::new();
+    let mut columns = Vec::new();
+    let mut unseen = Vec::new();
+    for (k, column) in categorical.iter().enumerate() {
+        let values = frame.text(column)?;
+        let encoding = match &levels {
+            Levels::Learn(_) => {
+                let distinct: std::collections::BTreeSet<&String> = values.iter().collect();
+                if distinct.len() > MAX_LEVELS {
+                    return Err(MlError::Invalid(format!(
+                        "{}: column `{column}` has {} distinct values (at most {MAX_LEVELS}); \
+                         is it an id rather than a category?",
+                        data.display(),
+                        distinct.len()
+                    )));
+                }
+                OneHot {
+                    column: (*column).to_string(),
+                    levels: distinct.into_iter().cloned().collect(),
+                }
+            }
+            Levels::Known(encodings) => encodings[k].clone(),
+        };
+        let mut missing = 0;
+        for level in encoding.levels.iter().skip(1) {
+            columns.push(
+                values
+                    .iter()
+                    .map(|v| f64::from(u8::from(v == level)))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        for v in &values {
+            if !encoding.levels.contains(v) {
+                missing += 1;
+            }
+        }
+        if missing > 0 {
+            unseen.push(((*column).to_string(), missing));
+        }
+        encodings.push(encoding);
+    }
+    let mut x = ndarray::Array2::zeros((frame.len(), numeric.ncols() + columns.len()));
+    x.slice_mut(ndarray::s![.., ..numeric.ncols()])
+        .assign(&numeric);
+    for (j, col) in columns.iter().enumerate() {
+        for (i, v) in col.iter().enumerate() {
+            x[[i, numeric.ncols() + j]] = *v;
+        }
+    }
+    Ok(Design {
+        x,
+        y: frame.numbers(target)?,
+        encodings,
+        unseen,
+    })
 }
 
 /// Fits on a seeded random `1 - test_fraction` of the rows and measures on the rest.
@@ -165,7 +269,9 @@ pub fn train(o: &RegressOptions) -> Result<RegressorModel, MlError> {
             o.test_fraction
         )));
     }
-    let (x, y) = read_xy(o.data, o.target, o.features)?;
+    let Design {
+        x, y, encodings, ..
+    } = read_design(o.data, o.target, o.features, Levels::Learn(o.categorical))?;
     let n = y.len();
     let n_test = ((n as f64) * o.test_fraction).round() as usize;
     if n_test < 2 || n - n_test < 2 {
@@ -205,6 +311,7 @@ pub fn train(o: &RegressOptions) -> Result<RegressorModel, MlError> {
         kind: KIND.into(),
         target: o.target.into(),
         features: o.features.to_vec(),
+        categorical: encodings,
         model,
         data: o.data.display().to_string(),
         train_rows: train.len(),
@@ -250,6 +357,7 @@ mod tests {
             data: &p,
             target: "y",
             features: &["a".into(), "b".into()],
+            categorical: &[],
             algorithm: Algorithm::Linear,
             tree: TreeRegressorParams::default(),
             test_fraction: 0.25,
@@ -267,5 +375,61 @@ mod tests {
         };
         assert!((coefficients[0] - 2.0).abs() < 1e-9 && (intercept - 3.0).abs() < 1e-9);
         assert_eq!((m.train_rows, m.test_rows), (30, 10));
+    }
+
+    #[test]
+    fn text_columns_are_one_hot_encoded_and_unseen_levels_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let train_csv = dir.path().join("train.csv");
+        let mut s = String::from("x,service,y\n");
+        for i in 0..60 {
+            let (service, offset) = [("a", 0.0), ("b", 100.0), ("c", 250.0)][i % 3];
+            s.push_str(&format!("{i},{service},{}\n", offset + f64::from(i as u32)));
+        }
+        std::fs::write(&train_csv, s).unwrap();
+        let m = train(&RegressOptions {
+            data: &train_csv,
+            target: "y",
+            features: &["x".into()],
+            categorical: &["service".into()],
+            algorithm: Algorithm::Linear,
+            tree: TreeRegressorParams::default(),
+            test_fraction: 0.25,
+            seed: 1,
+        })
+        .unwrap();
+        assert!((m.r2 - 1.0).abs() < 1e-9, "{}", m.r2);
+        assert_eq!(m.categorical[0].levels, ["a", "b", "c"]);
+        let Regressor::Linear { coefficients, .. } = &m.model else {
+            panic!("linear");
+        };
+        // x, then one offset per level after the reference `a`.
+        assert!((coefficients[1] - 100.0).abs() < 1e-6 && (coefficients[2] - 250.0).abs() < 1e-6);
+
+        let fresh = dir.path().join("fresh.csv");
+        std::fs::write(&fresh, "x,service,y\n1,b,101\n2,z,2\n3,z,3\n").unwrap();
+        let d = read_design(&fresh, "y", &["x".into()], Levels::Known(&m.categorical)).unwrap();
+        assert_eq!(d.unseen, vec![("service".to_string(), 2)]);
+        assert_eq!(
+            d.x.row(1).to_vec(),
+            vec![2.0, 0.0, 0.0],
+            "unseen: the reference level"
+        );
+
+        let both = read_design(
+            &fresh,
+            "y",
+            &["service".into()],
+            Levels::Learn(&["service".into()]),
+        );
+        assert!(matches!(both, Err(MlError::Invalid(m)) if m.contains("in both")));
+        let ids = dir.path().join("ids.csv");
+        let mut s = String::from("id,y\n");
+        for i in 0..=MAX_LEVELS {
+            s.push_str(&format!("id{i},1\n"));
+        }
+        std::fs::write(&ids, s).unwrap();
+        let err = read_design(&ids, "y", &[], Levels::Learn(&["id".into()])).unwrap_err();
+        assert!(err.to_string().contains("is it an id"), "{err}");
     }
 }

@@ -1,11 +1,11 @@
 //! `vigil risk report`: plots (PNG and SVG, plotters) and an HTML page that puts them together
 //! with what they mean and what the model cannot do.
 //!
-//! Text in the PNGs is drawn with DejaVu Sans compiled into the binary (plotters' `ab_glyph`
-//! backend), so a fresh machine with no fonts installed renders the same labels.
+//! Each figure is drawn once, as SVG, and rasterized into PNG by resvg with DejaVu Sans
+//! compiled into the binary, so a fresh machine with no fonts installed renders the same labels
+//! (plotters measures text with the same font through its `ab_glyph` feature).
 
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 
 use chrono::{DateTime, Utc};
 use plotters::coord::Shift;
@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::ml::MlError;
 use crate::ml::data::{Deployments, FEATURES};
 use crate::ml::risk::{self, Band, Bands, Measured, RiskModel, Scored};
+use crate::state::plain;
 
 const TEMPLATE: &str = include_str!("templates/report.html");
 
@@ -26,9 +27,10 @@ pub struct Written {
     pub plots: Vec<PathBuf>,
 }
 
-static FONT: Once = Once::new();
-
+/// plotters lays out labels (caption heights, legend boxes) by measuring text with a
+/// registered font; the same DejaVu Sans that renders it.
 fn register_font() {
+    static FONT: std::sync::Once = std::sync::Once::new();
     FONT.call_once(|| {
         for (style, bytes) in [
             (FontStyle::Normal, dejavu::sans::regular()),
@@ -44,25 +46,76 @@ const GOOD: RGBColor = RGBColor(49, 130, 189);
 const BAD: RGBColor = RGBColor(222, 45, 38);
 const MUTED: RGBColor = RGBColor(150, 150, 150);
 
-/// Draws one figure twice, as `<name>.png` and `<name>.svg`; `$draw` is a closure over the
-/// root area, written once and instantiated for each backend.
-macro_rules! figure {
-    ($dir:expr, $files:expr, $name:expr, $size:expr, $draw:expr) => {{
-        let png = $dir.join(format!("{}.png", $name));
-        let svg = $dir.join(format!("{}.svg", $name));
-        {
-            let root = BitMapBackend::new(&png, $size).into_drawing_area();
-            $draw(&root).map_err(|e| plot_error(&png, e))?;
-            root.present().map_err(|e| plot_error(&png, e))?;
-        }
-        {
-            let root = SVGBackend::new(&svg, $size).into_drawing_area();
-            $draw(&root).map_err(|e| plot_error(&svg, e))?;
-            root.present().map_err(|e| plot_error(&svg, e))?;
-        }
-        $files.push(png);
-        $files.push(svg);
-    }};
+/// Draws one figure as `<name>.svg` and rasterizes that same SVG into `<name>.png`.
+///
+/// The PNG is not drawn by plotters' bitmap backend: its text drops each glyph's side bearing
+/// ("R OC AUC", "memo ry_pct"). resvg shapes the text with the same compiled-in DejaVu fonts,
+/// so both files show one drawing, spaced as a browser would.
+fn figure(
+    dir: &Path,
+    files: &mut Vec<PathBuf>,
+    name: &str,
+    size: (u32, u32),
+    draw: impl for<'a> FnOnce(&DrawingArea<SVGBackend<'a>, Shift>) -> DrawResult<SVGBackend<'a>>,
+) -> Result<(), MlError> {
+    let svg_path = dir.join(format!("{name}.svg"));
+    let png_path = dir.join(format!("{name}.png"));
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        draw(&root).map_err(|e| plot_error(&svg_path, e))?;
+        root.present().map_err(|e| plot_error(&svg_path, e))?;
+    }
+    let png = rasterize(&svg).map_err(|e| plot_error(&png_path, e))?;
+    for (path, bytes) in [(&svg_path, svg.as_bytes()), (&png_path, png.as_slice())] {
+        std::fs::write(path, bytes).map_err(|source| MlError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    files.push(png_path);
+    files.push(svg_path);
+    Ok(())
+}
+
+/// The fonts every figure uses, loaded once: no system font is looked up, so a fresh machine
+/// renders the same labels.
+fn fonts() -> std::sync::Arc<resvg::usvg::fontdb::Database> {
+    static FONTS: std::sync::OnceLock<std::sync::Arc<resvg::usvg::fontdb::Database>> =
+        std::sync::OnceLock::new();
+    FONTS
+        .get_or_init(|| {
+            let mut db = resvg::usvg::fontdb::Database::new();
+            db.load_font_data(dejavu::sans::regular().to_vec());
+            db.load_font_data(dejavu::sans::bold().to_vec());
+            db.set_sans_serif_family("DejaVu Sans");
+            std::sync::Arc::new(db)
+        })
+        .clone()
+}
+
+/// An SVG document as PNG bytes, at its own size.
+fn rasterize(svg: &str) -> Result<Vec<u8>, String> {
+    let options = resvg::usvg::Options {
+        fontdb: fonts(),
+        font_family: "DejaVu Sans".into(),
+        ..Default::default()
+    };
+    let tree = resvg::usvg::Tree::from_str(svg, &options).map_err(|e| e.to_string())?;
+    let size = tree.size().to_int_size();
+    let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width(), size.height())
+        .ok_or("the figure has no area")?;
+    resvg::render(
+        &tree,
+        resvg::tiny_skia::Transform::default(),
+        &mut pixmap.as_mut(),
+    );
+    pixmap.encode_png().map_err(|e| e.to_string())
+}
+
+/// An axis label.
+fn tick(v: &f64) -> String {
+    plain(*v, 4)
 }
 
 fn plot_error(path: &Path, e: impl std::fmt::Display) -> MlError {
@@ -162,6 +215,7 @@ fn importance<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, m: &Measured) -
                 String::new()
             }
         })
+        .x_label_formatter(&tick)
         .x_desc("drop of ROC AUC")
         .draw()?;
     chart.draw_series(imp.iter().enumerate().map(|(k, i)| {
@@ -211,6 +265,8 @@ fn scatter<DB: DrawingBackend>(
         .configure_mesh()
         .x_desc(FEATURES[fx])
         .y_desc(FEATURES[fy])
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
         .draw()?;
     let labels = hold.labels();
     let correct = |i: &usize| (probs[*i] > threshold) == labels[*i];
@@ -273,17 +329,20 @@ fn candidates<DB: DrawingBackend>(
         for v in &values {
             counts[(((v - lo) / width) as usize).min(bins - 1)] += 1;
         }
-        let top = f64::from(counts.iter().copied().max().unwrap_or(1)) * 1.25;
+        // Headroom above the tallest bar for three lanes of candidate markers.
+        let top = f64::from(counts.iter().copied().max().unwrap_or(1)).max(1.0) * 1.5;
         let mut chart = ChartBuilder::on(panel)
             .caption(FEATURES[f], ("sans-serif", 15))
             .margin(8)
             .x_label_area_size(25)
-            .y_label_area_size(35)
+            .y_label_area_size(40)
             .build_cartesian_2d(lo..(hi + width), 0.0..top)?;
         chart
             .configure_mesh()
             .x_labels(4)
             .y_labels(3)
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
             .label_style(("sans-serif", 10))
             .draw()?;
         chart.draw_series(counts.iter().enumerate().map(|(b, &c)| {
@@ -293,30 +352,123 @@ fn candidates<DB: DrawingBackend>(
                 MUTED.mix(0.5).filled(),
             )
         }))?;
-        chart.draw_series(scored.iter().zip(&cand).map(|(s, &v)| {
-            let color = match s.band {
-                Band::Block => BAD,
-                Band::Review => RGBColor(230, 150, 0),
-                Band::Proceed => GOOD,
-            };
-            TriangleMarker::new((v, top * 0.9), 6, color.filled())
-        }))?;
-    }
-    if let Some(legend) = panels.get(FEATURES.len()) {
-        for (k, (text, color)) in [
-            ("block", BAD),
-            ("review", RGBColor(230, 150, 0)),
-            ("proceed", GOOD),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let y = 30 + 28 * k as i32;
-            legend.draw(&TriangleMarker::new((30, y), 7, color.filled()))?;
-            legend.draw(&Text::new(text, (45, y - 8), ("sans-serif", 15)))?;
+        for marker in markers(&cand, scored, (hi - lo) * 0.06) {
+            let y = top * (0.9 - 0.1 * marker.lane as f64);
+            chart.draw_series(std::iter::once(
+                EmptyElement::at((marker.value, y))
+                    + TriangleMarker::new((0, 0), 6, band_color(marker.band).filled())
+                    + Text::new(
+                        marker.label,
+                        (0, -8),
+                        ("sans-serif", 10)
+                            .into_font()
+                            .color(&BLACK)
+                            .pos(Pos::new(HPos::Center, VPos::Bottom)),
+                    ),
+            ))?;
         }
     }
+    // The key: each marker's number is the candidate's row in the scored file.
+    let key: Vec<&DrawingArea<DB, Shift>> = panels.iter().skip(FEATURES.len()).collect();
+    let per_column = 16;
+    for (column, area) in key.iter().enumerate() {
+        let rows = scored
+            .iter()
+            .enumerate()
+            .skip(column * per_column)
+            .take(per_column);
+        for (line, (k, s)) in rows.enumerate() {
+            let y = 20 + 15 * line as i32;
+            area.draw(&TriangleMarker::new(
+                (20, y),
+                5,
+                band_color(s.band).filled(),
+            ))?;
+            area.draw(&Text::new(
+                format!("{} {} ({})", k + 1, s.deployment_id, s.band.as_str()),
+                (32, y - 6),
+                ("sans-serif", 11),
+            ))?;
+        }
+    }
+    if scored.len() > key.len() * per_column
+        && let Some(last) = key.last()
+    {
+        last.draw(&Text::new(
+            format!(
+                "… and {} more (see the table)",
+                scored.len() - key.len() * per_column
+            ),
+            (20, 20 + 15 * per_column as i32),
+            ("sans-serif", 11),
+        ))?;
+    }
     Ok(())
+}
+
+fn band_color(band: Band) -> RGBColor {
+    match band {
+        Band::Block => BAD,
+        Band::Review => RGBColor(230, 150, 0),
+        Band::Proceed => GOOD,
+    }
+}
+
+/// One triangle above a histogram: the candidates (numbered from 1) at about this value.
+struct Marker {
+    value: f64,
+    /// The most severe band among them.
+    band: Band,
+    label: String,
+    /// 0, 1 or 2: rows above the bars, so that neighbours do not hide each other.
+    lane: usize,
+}
+
+/// Candidates closer than a quarter of `gap` share one marker ("2,6,9"); markers closer than
+/// `gap` go to different lanes (past three, the least crowded lane is reused).
+fn markers(values: &[f64], scored: &[Scored], gap: f64) -> Vec<Marker> {
+    const LANES: usize = 3;
+    const NAMED: usize = 4;
+    let mut order: Vec<usize> = (0..values.len().min(scored.len())).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for i in order {
+        match groups.last_mut() {
+            Some(g) if values[i] - values[g[0]] < gap / 4.0 => g.push(i),
+            _ => groups.push(vec![i]),
+        }
+    }
+    let mut last = [f64::NEG_INFINITY; LANES];
+    groups
+        .into_iter()
+        .map(|mut g| {
+            g.sort_unstable();
+            let value = values[g[0]];
+            let lane = (0..LANES)
+                .find(|&l| value - last[l] >= gap)
+                .unwrap_or_else(|| {
+                    (0..LANES)
+                        .min_by(|&a, &b| last[a].total_cmp(&last[b]))
+                        .unwrap_or(0)
+                });
+            last[lane] = value;
+            let mut label: Vec<String> =
+                g.iter().take(NAMED).map(|i| (i + 1).to_string()).collect();
+            if g.len() > NAMED {
+                label.push("…".into());
+            }
+            Marker {
+                value,
+                band: g
+                    .iter()
+                    .map(|&i| scored[i].band)
+                    .max()
+                    .unwrap_or(Band::Proceed),
+                label: label.join(","),
+                lane,
+            }
+        })
+        .collect()
 }
 
 /// Weekly mean predicted risk and actual rollback rate, with the training cutoff.
@@ -404,25 +556,21 @@ pub fn write(
     let (weeks, start, cutoff_day) = weekly(model, history);
 
     let mut plots = Vec::new();
-    figure!(dir, plots, "confusion_matrix", (640, 520), |r| confusion(
-        r, &measured
-    ));
-    figure!(
-        dir,
-        plots,
-        "feature_importance",
-        (760, 460),
-        |r| importance(r, &measured)
-    );
-    figure!(dir, plots, "predictions_scatter", (800, 600), |r| {
+    figure(dir, &mut plots, "confusion_matrix", (640, 520), |r| {
+        confusion(r, &measured)
+    })?;
+    figure(dir, &mut plots, "feature_importance", (760, 460), |r| {
+        importance(r, &measured)
+    })?;
+    figure(dir, &mut plots, "predictions_scatter", (800, 600), |r| {
         scatter(r, &hold, &hold_probs, model.threshold, top2)
-    });
-    figure!(dir, plots, "new_deployments", (1000, 820), |r| {
+    })?;
+    figure(dir, &mut plots, "new_deployments", (1000, 820), |r| {
         candidates(r, history, &scored, new)
-    });
-    figure!(dir, plots, "risk_over_time", (1000, 480), |r| {
+    })?;
+    figure(dir, &mut plots, "risk_over_time", (1000, 480), |r| {
         over_time(r, &weeks, start, cutoff_day)
-    });
+    })?;
 
     let svg =
         |name: &str| std::fs::read_to_string(dir.join(format!("{name}.svg"))).unwrap_or_default();
@@ -433,6 +581,9 @@ pub fn write(
         reason: format!("the report template failed: {e}"),
     };
     let mut env = minijinja::Environment::new();
+    env.add_filter("plain", |v: f64, decimals: Option<usize>| {
+        plain(v, decimals.unwrap_or(2))
+    });
     // Named *.html so values are HTML-escaped (deployment ids come from the user's CSV).
     env.add_template("report.html", TEMPLATE)
         .map_err(template_error)?;
@@ -500,4 +651,51 @@ fn weekly(model: &RiskModel, history: &Deployments) -> (Vec<(f64, f64, f64)>, Da
         .collect();
     let cutoff = (model.training.cutoff - start).num_hours() as f64 / 24.0;
     (weeks, start, cutoff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scored(bands: &[Band]) -> Vec<Scored> {
+        bands
+            .iter()
+            .enumerate()
+            .map(|(i, &band)| Scored {
+                deployment_id: format!("d{i}"),
+                service: "s".into(),
+                probability: 0.5,
+                band,
+                drivers: Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn candidates_at_one_value_share_a_marker_and_neighbours_take_other_lanes() {
+        use Band::*;
+        let s = scored(&[Proceed, Block, Proceed, Review, Proceed]);
+        // 1 and 3 sit on the same value; 4 is a near neighbour of them; 2 and 5 stand alone.
+        let m = markers(&[10.0, 90.0, 10.0, 12.0, 50.0], &s, 8.0);
+        let summary: Vec<(&str, usize, Band)> = m
+            .iter()
+            .map(|m| (m.label.as_str(), m.lane, m.band))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("1,3", 0, Proceed),
+                ("4", 1, Review),
+                ("5", 0, Proceed),
+                ("2", 0, Block)
+            ]
+        );
+        // A shared marker takes the most severe band of its candidates, and long lists are cut.
+        let s = scored(&[Proceed, Block, Proceed, Proceed, Proceed, Proceed]);
+        let m = markers(&[1.0; 6], &s, 8.0);
+        assert_eq!(
+            (m.len(), m[0].label.as_str(), m[0].band),
+            (1, "1,2,3,4,…", Block)
+        );
+    }
 }

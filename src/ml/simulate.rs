@@ -38,9 +38,13 @@ pub struct Deployment {
     pub deployment_id: String,
     pub service: String,
     pub timestamp: DateTime<Utc>,
+    #[serde(serialize_with = "as_plain")]
     pub latency_ms: f64,
+    #[serde(serialize_with = "as_plain")]
     pub error_rate: f64,
+    #[serde(serialize_with = "as_plain")]
     pub cpu_pct: f64,
+    #[serde(serialize_with = "as_plain")]
     pub memory_pct: f64,
     pub change_size: u32,
     pub hour: u32,
@@ -99,6 +103,12 @@ fn signals(rng: &mut ChaCha8Rng, s: usize) -> (f64, f64, f64, f64, u32) {
         round2(memory),
         change,
     )
+}
+
+/// Written as people write numbers (`950`, not `950.0`); values are already rounded to at most
+/// three decimals, so nothing is lost.
+fn as_plain<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::state::plain(*v, 3))
 }
 
 fn round2(x: f64) -> f64 {

@@ -47,6 +47,16 @@ pub enum Action {
     Rerun,
 }
 
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Skip => "skip",
+            Action::Rerun => "rerun",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Tick {
     pub logical_date: DateTime<Utc>,

@@ -54,6 +54,19 @@ pub enum Test {
     None,
 }
 
+impl Test {
+    /// How the test reads in a table or a message (`--json` keeps the snake_case name).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Test::PairedBootstrap => "paired bootstrap on the same rows",
+            Test::McNemar => "McNemar's exact test on the same rows",
+            Test::UnpairedBootstrap => "bootstrap of each version's own rows",
+            Test::RecordedMetrics => "recorded metrics (no labelled predictions)",
+            Test::None => "none",
+        }
+    }
+}
+
 /// One labelled prediction.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scored {

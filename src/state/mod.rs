@@ -18,7 +18,7 @@ pub use digest::sha256_hex;
 pub use duration::{MAX_DURATION, check_duration, parse_duration};
 pub use error::{Chain, ErrorKind, Kind};
 pub use log::{LogLevel, LogLine};
-pub use text::shown;
+pub use text::{plain, shown};
 pub use wake::Wake;
 
 use std::fmt;

@@ -304,7 +304,11 @@ pub struct RegressorConfig {
     pub model: String,
     pub data: PathBuf,
     pub target: String,
+    #[serde(default)]
     pub features: Vec<String>,
+    /// Text columns, one-hot encoded (e.g. `["service"]`).
+    #[serde(default)]
+    pub categorical: Vec<String>,
     #[serde(default = "default_algorithm")]
     pub algorithm: Algorithm,
     /// Tree only.
@@ -358,6 +362,7 @@ impl Task for TrainRegressor {
         let data = ctx.resolve(&c.data);
         let out = artifact_dir(ctx, c.out.as_deref(), &data);
         let (target, features, algorithm) = (c.target.clone(), c.features.clone(), c.algorithm);
+        let categorical = c.categorical.clone();
         let d = data.clone();
         let name = c.model.clone();
         let (trained, (file, sha256, size)) = ctx
@@ -366,6 +371,7 @@ impl Task for TrainRegressor {
                     data: &d,
                     target: &target,
                     features: &features,
+                    categorical: &categorical,
                     algorithm,
                     tree: TreeRegressorParams {
                         max_depth: c.max_depth,
@@ -394,10 +400,23 @@ impl Task for TrainRegressor {
                 }),
                 source: Some(format!("{} run {}", ctx.dag_id, ctx.run_id)),
                 notes: Some(format!(
-                    "{:?} regression of {} on {}; R² {:.3}, RMSE {:.3} on {} held-out rows",
-                    algorithm,
+                    "{} regression of {} on {}; R² {:.3}, RMSE {:.3} on {} held-out rows",
+                    match algorithm {
+                        Algorithm::Linear => "linear",
+                        Algorithm::Tree => "tree",
+                    },
                     trained.target,
-                    trained.features.join(", "),
+                    trained
+                        .features
+                        .iter()
+                        .cloned()
+                        .chain(trained.categorical.iter().map(|e| format!(
+                            "{} ({} levels)",
+                            e.column,
+                            e.levels.len()
+                        )))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     trained.r2,
                     trained.rmse,
                     trained.test_rows
@@ -492,7 +511,7 @@ impl Task for Evaluate {
             v.version,
             metrics
                 .iter()
-                .map(|(k, v)| format!("{k} {v:.4}"))
+                .map(|(k, v)| format!("{k} {}", crate::state::plain(*v, 4)))
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
@@ -537,12 +556,18 @@ fn measure(
             ))
         }
         Loaded::Regressor(m) => {
-            let (x, y) = regress::read_xy(data, &m.target, &m.features)?;
-            let (r2, rmse) = crate::ml::metrics::r2_rmse(&m.model.predict(&x), &y);
-            Ok((
-                y.len(),
-                BTreeMap::from([("r2".into(), r2), ("rmse".into(), rmse)]),
-            ))
+            let d = regress::read_design(
+                data,
+                &m.target,
+                &m.features,
+                regress::Levels::Known(&m.categorical),
+            )?;
+            let (r2, rmse) = crate::ml::metrics::r2_rmse(&m.model.predict(&d.x), &d.y);
+            let mut metrics = BTreeMap::from([("r2".into(), r2), ("rmse".into(), rmse)]);
+            // Rows with a category training never saw: a gate can bound them (`max`).
+            let unseen: usize = d.unseen.iter().map(|(_, n)| n).sum();
+            metrics.insert("unseen_category_rows".into(), unseen as f64);
+            Ok((d.y.len(), metrics))
         }
     }
 }

@@ -357,3 +357,42 @@ fn a_registered_artifact_is_recorded_by_path_checksum_and_size() {
         .stderr();
     assert!(err.contains("reading artifact missing.bin"), "{err}");
 }
+
+#[test]
+fn compare_names_its_test_in_words_and_json_keeps_the_identifier() {
+    let p = Project::new();
+    let mut good = String::from("row_key,predicted,actual\n");
+    let mut bad = good.clone();
+    for i in 0..40 {
+        let actual = f64::from(i % 7);
+        good.push_str(&format!("r{i},{},{actual}\n", actual + 0.1));
+        bad.push_str(&format!("r{i},{},{actual}\n", actual + 2.0));
+    }
+    p.write("good.csv", &good);
+    p.write("bad.csv", &bad);
+    for (version, file) in [("v1", "good.csv"), ("v2", "bad.csv")] {
+        p.vigil(&[
+            "model",
+            "register",
+            "m",
+            "--version",
+            version,
+            "--metric",
+            "rmse=1",
+        ])
+        .expect(0);
+        p.vigil(&["model", "predictions", "import", "m", version, file])
+            .expect(0);
+    }
+    let out = p.vigil(&["model", "compare", "m", "v1", "v2"]).stdout();
+    assert!(out.starts_with("DEGRADED (v2 vs v1)"), "{out}");
+    assert!(
+        out.contains("test: paired bootstrap on the same rows, n = 40"),
+        "{out}"
+    );
+    assert!(!out.contains("PairedBootstrap"), "{out}");
+    let json = p
+        .vigil(&["model", "compare", "m", "v1", "v2", "--json"])
+        .json();
+    assert_eq!(json["test"], "paired_bootstrap", "{json}");
+}

@@ -241,6 +241,14 @@ fn score_exit_codes_gate_a_pipeline() {
     );
 }
 
+fn load_png(path: &std::path::Path) -> resvg::tiny_skia::Pixmap {
+    resvg::tiny_skia::Pixmap::load_png(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn is_dark(px: &resvg::tiny_skia::PremultipliedColorU8, below: u8) -> bool {
+    px.alpha() > 200 && px.red() < below && px.green() < below && px.blue() < below
+}
+
 #[test]
 fn report_writes_non_empty_plots_with_text_and_an_html_page() {
     let p = trained();
@@ -253,13 +261,8 @@ fn report_writes_non_empty_plots_with_text_and_an_html_page() {
         "risk_over_time",
     ];
     for name in names {
-        let png = image::open(p.path().join(format!("rep/{name}.png")))
-            .unwrap_or_else(|e| panic!("{name}.png: {e}"))
-            .to_rgb8();
-        let dark = png
-            .pixels()
-            .filter(|px| px.0.iter().all(|&c| c < 80))
-            .count();
+        let png = load_png(&p.path().join(format!("rep/{name}.png")));
+        let dark = png.pixels().iter().filter(|px| is_dark(px, 80)).count();
         assert!(
             dark > 200,
             "{name}.png has {dark} dark pixels: no axes or text drawn"
@@ -267,13 +270,29 @@ fn report_writes_non_empty_plots_with_text_and_an_html_page() {
         let svg =
             std::fs::read_to_string(p.path().join(format!("rep/{name}.svg"))).unwrap_or_default();
         assert!(svg.contains("<svg") && svg.contains("<text"), "{name}.svg");
+        // Axis labels are written as people write them: `200`, not `200.0`.
+        for label in svg
+            .split('>')
+            .filter_map(|t| t.split('<').next())
+            .map(str::trim)
+        {
+            let whole_with_zero = label.strip_suffix(".0").is_some_and(|head| {
+                !head.is_empty() && head.chars().all(|c| c.is_ascii_digit() || c == '-')
+            });
+            assert!(!whole_with_zero, "{name}.svg has the label `{label}`");
+        }
     }
+    // Each candidate's markers carry its number, and the key names it.
+    let new = std::fs::read_to_string(p.path().join("rep/new_deployments.svg")).unwrap_or_default();
+    assert!(
+        new.contains("\n1 new_"),
+        "the key lacks the first candidate"
+    );
     // Labels are text: the confusion matrix's left strip (its row labels) has dark pixels.
-    let cm = image::open(p.path().join("rep/confusion_matrix.png")).map(|i| i.to_rgb8());
-    let cm = cm.unwrap_or_default();
+    let cm = load_png(&p.path().join("rep/confusion_matrix.png"));
     let label_ink = (0..140)
         .flat_map(|x| (60..460).map(move |y| (x, y)))
-        .filter(|&(x, y)| cm.get_pixel(x, y).0.iter().all(|&c| c < 100))
+        .filter(|&(x, y)| cm.pixel(x, y).is_some_and(|px| is_dark(&px, 100)))
         .count();
     assert!(
         label_ink > 50,
@@ -407,6 +426,17 @@ fn the_shipped_ml_dags_train_validate_promote_and_score() {
         versions.contains("r2") && versions.contains("rmse"),
         "{versions}"
     );
+    // The gate's other side: without the service column the models learn next to nothing,
+    // and validation on fresh deployments fails them.
+    let dag = std::fs::read_to_string(p.path().join("dags/latency_regression.toml"))
+        .unwrap_or_default()
+        .replace(", categorical = [\"service\"]", "");
+    assert!(!dag.contains("categorical = "));
+    p.write("dags/latency_regression.toml", &dag);
+    let run = p.vigil(&["dags", "test", "latency_regression"]);
+    assert_eq!(run.code(), 1, "{}{}", run.stdout(), run.stderr());
+    let shown = p.vigil(&["runs", "show", "3", "--json"]).expect(0).stdout();
+    assert!(shown.contains("is below the minimum 0.5"), "{shown}");
 }
 
 #[test]

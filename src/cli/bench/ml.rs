@@ -62,9 +62,10 @@ pub(super) fn risk_score(dir: &Path, rows: usize) -> anyhow::Result<Duration> {
         ndarray::Array1::from(d.labels().to_vec()),
     ))?;
     eprintln!(
-        "risk_score: {} trees, max depth {:?}, min samples split {}, {} nodes",
+        "risk_score: {} trees, max depth {}, min samples split {}, {} nodes",
         best.trees,
-        best.max_depth,
+        best.max_depth
+            .map_or_else(|| "none".to_string(), |d| d.to_string()),
         best.min_samples_split,
         forest.trees.iter().map(|t| t.nodes.len()).sum::<usize>()
     );

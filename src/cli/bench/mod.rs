@@ -166,6 +166,13 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<ExitCode> {
         print_json(&result)?;
         return Ok(ExitCode::SUCCESS);
     }
+    if cfg!(debug_assertions) {
+        // The README's commands share one debug build; numbers need the optimized one.
+        eprintln!(
+            "warning: this is a debug build, so these timings say little about vigil; \
+             measure with `cargo run --release -- bench`"
+        );
+    }
     let exe = std::env::current_exe().context("finding the vigil executable")?;
     let mut results = Vec::new();
     for scenario in Scenario::DEFAULT {
