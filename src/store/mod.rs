@@ -15,6 +15,7 @@
 mod claims;
 mod dags;
 pub mod outbox;
+mod postgres;
 mod presence;
 mod records;
 pub mod registry;
@@ -29,6 +30,7 @@ use async_trait::async_trait;
 pub use claims::{ClaimStore, stale_before};
 pub use dags::DagStore;
 pub use outbox::{Channel, Delivery, Notification, OutboxMessage, OutboxState, OutboxStore};
+pub use postgres::{PgStore, redact as redact_url};
 pub use presence::Presence;
 pub use records::{
     Batch, Cleanup, DagState, LogRecord, NewRun, RunFilter, RunRecord, RunTransition, RunType,
@@ -70,7 +72,9 @@ pub enum StoreError {
     },
     #[error("cannot listen for wake-ups")]
     Signals(#[source] std::io::Error),
-    #[error("database URL `{url}` is not supported: {why}; use sqlite://PATH")]
+    #[error(
+        "database URL `{url}` is not supported: {why}; use sqlite://PATH or postgres://USER@HOST/DATABASE"
+    )]
     UnsupportedUrl { url: String, why: &'static str },
     #[error("cannot apply database migrations")]
     Migrate(#[source] sqlx::migrate::MigrateError),
@@ -187,13 +191,20 @@ pub fn create_private_file(path: &std::path::Path) -> std::io::Result<()> {
     }
 }
 
-/// Opens the store named by `url` and applies migrations.
+/// How long opening waits for a PostgreSQL server that is not up yet (a daemon started with
+/// its database, or during a database restart).
+const POSTGRES_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether `url` names a PostgreSQL database.
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres:") || url.starts_with("postgresql:")
+}
+
+/// Opens the store named by `url` (`sqlite://PATH` or `postgres://...`) and applies
+/// migrations.
 pub async fn open(url: &str, synchronous: Synchronous) -> Result<Arc<dyn Store>, StoreError> {
-    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        return Err(StoreError::UnsupportedUrl {
-            url: url.to_string(),
-            why: "PostgreSQL support is not built yet",
-        });
+    if is_postgres(url) {
+        return Ok(Arc::new(PgStore::open(url, POSTGRES_WAIT).await?));
     }
     Ok(Arc::new(SqliteStore::open(url, synchronous).await?))
 }

@@ -18,6 +18,7 @@ mod model_ops;
 mod next_runs;
 mod notify;
 mod operator;
+mod pg;
 mod registry;
 mod risk;
 mod scheduling;

@@ -1,6 +1,7 @@
 //! The store conformance suite: what every backend must guarantee, written once against
-//! `dyn Store` and instantiated per backend by [`conformance!`]. A PostgreSQL store runs the
-//! same cases by adding one line at the bottom with its own opener.
+//! `dyn Store` and instantiated per backend by [`conformance!`]: one line per backend at the
+//! bottom, with its opener. The PostgreSQL cases run on the tests' private server (`crate::pg`)
+//! and pass without running on a machine without PostgreSQL.
 //!
 //! Cases build their records directly (no DAG files, no executor), so a failure points at the
 //! store and nothing else.
@@ -37,23 +38,6 @@ pub async fn open_sqlite() -> Fixture {
     }
 }
 
-/// One `#[tokio::test]` per case, for a backend opened by `$open` (an async fn returning a
-/// [`Fixture`]).
-macro_rules! conformance {
-    ($backend:ident, $open:ident, [$($case:ident),* $(,)?]) => {
-        mod $backend {
-            $(
-                #[tokio::test]
-                #[allow(non_snake_case)]
-                async fn $case() {
-                    let f = super::$open().await;
-                    super::$case(f.store.as_ref()).await;
-                }
-            )*
-        }
-    };
-}
-
 // The cases, re-exported flat so the macro can name them.
 use claims::*;
 use dags::*;
@@ -61,35 +45,78 @@ use outbox::*;
 use registry::*;
 use runs::*;
 
-conformance!(
-    sqlite,
-    open_sqlite,
-    [
-        a_run_reads_back_as_created_with_scheduled_task_instances,
-        one_run_per_dag_and_logical_date,
-        runs_list_newest_first_with_filters_and_cursor_paging,
-        a_stale_batch_changes_nothing_and_says_what_changed,
-        run_state_changes_are_conditional,
-        a_result_commits_with_its_success_and_a_new_attempt_hides_it_into_history,
-        only_a_finished_run_is_deleted_with_everything_it_owns,
-        a_cancel_request_is_kept_only_for_an_unfinished_run,
-        log_lines_keep_their_attempt_and_order,
-        retention_removes_old_finished_runs_with_everything_they_own,
-        a_run_held_by_a_live_owner_cannot_be_claimed_until_its_lease_runs_out,
-        a_stale_holder_writing_after_a_takeover_changes_nothing,
-        heartbeats_stamp_runs_with_the_stores_clock,
-        a_dag_state_is_created_once_and_keeps_its_pause,
-        the_last_tick_never_moves_backwards,
-        versions_get_timestamp_ids_checksums_and_are_never_replaced,
-        version_ids_that_could_mislead_are_refused_and_ordinary_ones_pass,
-        production_moves_only_by_compare_and_set_with_its_event_alert_and_mail,
-        two_concurrent_rollbacks_leave_one_production_version_and_one_change,
-        predictions_need_a_known_version_and_retention_keeps_the_registry,
-        a_notification_becomes_one_email_and_one_post_per_webhook_with_its_event,
-        a_claimed_delivery_is_held_under_lease_and_finished_only_by_its_holder,
-        transient_and_permanent_outcomes_and_requeue,
-    ]
-);
+/// A fresh, empty PostgreSQL store in a database of its own on the tests' private server
+/// (`crate::pg`); `None` when PostgreSQL is not installed.
+pub async fn open_postgres() -> Option<Fixture> {
+    let url = crate::pg::fresh_database().await?;
+    let store = vigil::store::open(&url, vigil::store::Synchronous::Normal)
+        .await
+        .expect("open store");
+    Some(Fixture {
+        store,
+        _keep: Box::new(()),
+    })
+}
+
+/// One `#[tokio::test]` per case, for a backend opened by `$open` (an async fn returning an
+/// `Option<Fixture>`: `None` skips the backend on a machine without it).
+macro_rules! cases {
+    ($backend:ident, $open:path, [$($case:ident),* $(,)?]) => {
+        mod $backend {
+            $(
+                #[tokio::test]
+                #[allow(non_snake_case)]
+                async fn $case() {
+                    if let Some(f) = $open().await {
+                        super::$case(f.store.as_ref()).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// Every case, for one backend.
+macro_rules! conformance {
+    ($backend:ident, $open:path) => {
+        cases!(
+            $backend,
+            $open,
+            [
+                a_run_reads_back_as_created_with_scheduled_task_instances,
+                one_run_per_dag_and_logical_date,
+                runs_list_newest_first_with_filters_and_cursor_paging,
+                a_stale_batch_changes_nothing_and_says_what_changed,
+                run_state_changes_are_conditional,
+                a_result_commits_with_its_success_and_a_new_attempt_hides_it_into_history,
+                only_a_finished_run_is_deleted_with_everything_it_owns,
+                a_cancel_request_is_kept_only_for_an_unfinished_run,
+                log_lines_keep_their_attempt_and_order,
+                retention_removes_old_finished_runs_with_everything_they_own,
+                a_run_held_by_a_live_owner_cannot_be_claimed_until_its_lease_runs_out,
+                a_stale_holder_writing_after_a_takeover_changes_nothing,
+                heartbeats_stamp_runs_with_the_stores_clock,
+                a_dag_state_is_created_once_and_keeps_its_pause,
+                the_last_tick_never_moves_backwards,
+                versions_get_timestamp_ids_checksums_and_are_never_replaced,
+                version_ids_that_could_mislead_are_refused_and_ordinary_ones_pass,
+                production_moves_only_by_compare_and_set_with_its_event_alert_and_mail,
+                two_concurrent_rollbacks_leave_one_production_version_and_one_change,
+                predictions_need_a_known_version_and_retention_keeps_the_registry,
+                a_notification_becomes_one_email_and_one_post_per_webhook_with_its_event,
+                a_claimed_delivery_is_held_under_lease_and_finished_only_by_its_holder,
+                transient_and_permanent_outcomes_and_requeue,
+            ]
+        );
+    };
+}
+
+async fn sqlite_fixture() -> Option<Fixture> {
+    Some(open_sqlite().await)
+}
+
+conformance!(sqlite, super::sqlite_fixture);
+conformance!(postgres, super::open_postgres);
 
 /// A new run of `dag` at `when` with one task instance per id.
 pub fn new_run(dag: &str, when: DateTime<Utc>, tasks: &[&str]) -> NewRun {

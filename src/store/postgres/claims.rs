@@ -1,0 +1,78 @@
+//! Claims and heartbeats on PostgreSQL, judged by the database server's clock, so daemons on
+//! hosts whose clocks disagree still agree on whose lease has run out.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::PgStore;
+use crate::store::{ClaimStore, QueryContext, RunId, StoreError};
+
+/// A lease as a PostgreSQL interval, in microseconds.
+fn micros(lease: Duration) -> i64 {
+    i64::try_from(lease.as_micros()).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl ClaimStore for PgStore {
+    async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
+        sqlx::query_scalar("SELECT now()")
+            .fetch_one(&self.pool)
+            .await
+            .doing("reading the database clock")
+    }
+
+    async fn claim_run(
+        &self,
+        run_id: RunId,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE dag_runs SET owner = $1, heartbeat_at = now()
+             WHERE id = $2 AND state IN ('queued', 'running')
+               AND (owner IS NULL OR owner = $1 OR heartbeat_at IS NULL
+                    OR heartbeat_at < now() - $3::bigint * interval '1 microsecond')",
+        )
+        .bind(owner)
+        .bind(run_id)
+        .bind(micros(lease))
+        .execute(&self.pool)
+        .await
+        .doing("claiming a run")?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+
+    async fn release_run(&self, run_id: RunId, owner: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE dag_runs SET owner = NULL WHERE id = $1 AND owner = $2")
+            .bind(run_id)
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .doing("releasing a run")?;
+        Ok(())
+    }
+
+    async fn heartbeat(&self, owner: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin().await.doing("recording a heartbeat")?;
+        sqlx::query(
+            "UPDATE dag_runs SET heartbeat_at = now() WHERE owner = $1 AND state IN ('queued', 'running')",
+        )
+        .bind(owner)
+        .execute(&mut *tx)
+        .await
+        .doing("recording a heartbeat")?;
+        sqlx::query(
+            "UPDATE task_instances SET heartbeat_at = now()
+             WHERE state = 'running' AND run_id IN (SELECT id FROM dag_runs WHERE owner = $1)",
+        )
+        .bind(owner)
+        .execute(&mut *tx)
+        .await
+        .doing("recording a heartbeat")?;
+        tx.commit().await.doing("recording a heartbeat")?;
+        Ok(())
+    }
+}
