@@ -196,6 +196,9 @@ async fn trigger(
             run.logical_date.to_rfc3339()
         );
         match &triggered.woke {
+            Some(who) if who.contains(", ") => {
+                println!("the daemons ({who}) were told to start it")
+            }
             Some(who) => println!("the daemon ({who}) was told to start it"),
             None => println!(
                 "no daemon is running on this database: start one with `vigil daemon` to run it, or run a DAG now in this process with `vigil dags test {}`",

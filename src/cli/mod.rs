@@ -311,12 +311,11 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(&ctx, args).await,
         Command::Db(DbCommand::Migrate) => {
             ctx.store().await?;
+            let shown = crate::store::display_url(&ctx.config.database.url);
             if ctx.json {
-                output::print_json(
-                    &serde_json::json!({"database": ctx.config.database.url, "migrated": true}),
-                )?;
+                output::print_json(&serde_json::json!({"database": shown, "migrated": true}))?;
             } else {
-                println!("database {} is up to date", ctx.config.database.url);
+                println!("database {shown} is up to date");
             }
             Ok(ExitCode::SUCCESS)
         }

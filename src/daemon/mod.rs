@@ -240,13 +240,13 @@ impl Daemon {
         hurry: CancellationToken,
     ) -> Result<(), DaemonError> {
         let url = &self.config.database.url;
-        let mut presence = Presence::enter(url)?;
+        let owner = owner::current();
+        let mut presence = Presence::enter(url, &owner)?;
         let store = crate::store::open(url, self.config.database.synchronous).await?;
         let folder = self.config.dags.folder.clone();
         let set = load_in_background(folder.clone(), self.registry.clone())
             .await
             .map_err(|e| DaemonError::Load(e.to_string()))??;
-        let owner = owner::current();
         // Set up delivery before anything runs, so a wrong SMTP setting stops the start
         // rather than the first failure mail.
         let sender = crate::notify::Sender::new(
@@ -257,7 +257,7 @@ impl Daemon {
         )?;
         tracing::info!(
             owner = %owner,
-            database = %url,
+            database = %crate::store::display_url(url),
             dags = set.dags.len(),
             broken_files = set.errors.len(),
             "daemon started"

@@ -209,6 +209,9 @@ pub async fn backfill(
         }
     }
     let Some(owner) = owner else {
+        // Asked first to learn whether one is alive; told again now that the runs exist (a
+        // daemon that looked in between saw none of them).
+        store.wake_daemons().await;
         return Ok(Backfilled {
             dag_id: dag.id.clone(),
             ticks: plan,

@@ -15,7 +15,7 @@
 mod claims;
 mod dags;
 pub mod outbox;
-mod postgres;
+pub(crate) mod postgres;
 mod presence;
 mod records;
 pub mod registry;
@@ -155,7 +155,8 @@ pub trait Store:
 
     /// Tells the daemons serving this database to look at it now (a run was triggered, a DAG
     /// paused); returns who was told, or `None` when no daemon runs. SQLite: `SIGUSR1` to the
-    /// process its lock file names.
+    /// process its lock file names. PostgreSQL: `NOTIFY` to every daemon listening, named
+    /// `pid@host, ...`.
     async fn wake_daemons(&self) -> Option<String>;
 }
 
@@ -194,6 +195,15 @@ pub fn create_private_file(path: &std::path::Path) -> std::io::Result<()> {
 /// How long opening waits for a PostgreSQL server that is not up yet (a daemon started with
 /// its database, or during a database restart).
 const POSTGRES_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `url` as it may be shown or logged: a PostgreSQL password replaced by `***`.
+pub fn display_url(url: &str) -> String {
+    if is_postgres(url) {
+        redact_url(url)
+    } else {
+        url.to_string()
+    }
+}
 
 /// Whether `url` names a PostgreSQL database.
 pub fn is_postgres(url: &str) -> bool {

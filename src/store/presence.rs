@@ -3,28 +3,49 @@
 //!
 //! SQLite: one daemon per database file (an OS lock on the file, see `sqlite::lock`), and
 //! other processes wake it with `SIGUSR1` sent to the pid its lock file names
-//! ([`Store::wake_daemons`](crate::store::Store::wake_daemons)). A backend shared by several
-//! daemons needs no lock and wakes them through the database itself.
+//! ([`Store::wake_daemons`](crate::store::Store::wake_daemons)). PostgreSQL is shared by any
+//! number of daemons: no lock, and wake-ups travel through the database (`LISTEN`/`NOTIFY`,
+//! see `postgres::listen`).
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use crate::store::postgres::listen::Listener;
 use crate::store::sqlite::lock::OwnerLock;
-use crate::store::{StoreError, sqlite_path};
+use crate::store::{StoreError, is_postgres, sqlite_path};
 
 /// Held for the daemon's lifetime: dropping it lets another daemon in.
-#[derive(Debug)]
 pub struct Presence {
     _lock: Option<OwnerLock>,
-    wakeups: Option<Signal>,
+    wakeups: Wakeups,
+}
+
+enum Wakeups {
+    Signal(Signal),
+    Listen(Box<Listener>),
+    None,
+}
+
+impl std::fmt::Debug for Presence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Presence")
+            .field("locked", &self._lock.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Presence {
-    /// Enters the database `url` as its daemon, or says who is there already.
-    pub fn enter(url: &str) -> Result<Presence, StoreError> {
+    /// Enters the database `url` as daemon `owner`, or says who is there already.
+    pub fn enter(url: &str, owner: &str) -> Result<Presence, StoreError> {
+        if is_postgres(url) {
+            return Ok(Presence {
+                _lock: None,
+                wakeups: Wakeups::Listen(Box::new(Listener::new(url, owner)?)),
+            });
+        }
         let Some(path) = sqlite_path(url) else {
             return Ok(Presence {
                 _lock: None,
-                wakeups: None,
+                wakeups: Wakeups::None,
             });
         };
         // Listen for SIGUSR1 before the lock file names this pid: others signal that pid, and
@@ -32,7 +53,7 @@ impl Presence {
         let wakeups = signal(SignalKind::user_defined1()).map_err(StoreError::Signals)?;
         Ok(Presence {
             _lock: Some(OwnerLock::acquire(&path)?),
-            wakeups: Some(wakeups),
+            wakeups: Wakeups::Signal(wakeups),
         })
     }
 
@@ -41,13 +62,14 @@ impl Presence {
     /// # Cancel safety
     /// Safe to use in `select!`: a wake-up that arrives while it is not polled is kept.
     pub async fn woken(&mut self) {
-        match self.wakeups.as_mut() {
-            Some(s) => {
+        match &mut self.wakeups {
+            Wakeups::Signal(s) => {
                 if s.recv().await.is_none() {
                     std::future::pending::<()>().await
                 }
             }
-            None => std::future::pending().await,
+            Wakeups::Listen(l) => l.woken().await,
+            Wakeups::None => std::future::pending().await,
         }
     }
 }

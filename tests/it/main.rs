@@ -19,6 +19,7 @@ mod next_runs;
 mod notify;
 mod operator;
 mod pg;
+mod postgres;
 mod registry;
 mod risk;
 mod scheduling;

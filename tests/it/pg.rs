@@ -51,9 +51,18 @@ pub async fn fresh_database() -> Option<String> {
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
     let admin = format!("postgres://vigil@127.0.0.1:{}/postgres", server.port);
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
-        .await
-        .expect("connect to the test server");
+    // The port opens before the server accepts sessions ("the database system is starting up").
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut conn = loop {
+        match <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await {
+            Ok(conn) => break conn,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("connect to the test server: {e}"),
+        }
+    };
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)
         .await

@@ -23,6 +23,7 @@ use crate::store::{QueryContext, Store, StoreError};
 
 mod claims;
 mod dags;
+pub(crate) mod listen;
 mod outbox;
 mod registry;
 mod runs;
@@ -117,6 +118,15 @@ impl PgStore {
     }
 }
 
+/// How often a write is tried again after PostgreSQL aborted it as a deadlock's victim.
+const TRANSIENT_TRIES: u32 = 5;
+
+/// Whether PostgreSQL aborted a transaction that would succeed if run again: a deadlock's
+/// victim (40P01) or a serialization failure (40001).
+fn is_transient(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40P01" | "40001")))
+}
+
 /// Whether connecting failed because the server is not there (yet), as opposed to refusing us.
 fn is_unreachable(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)
@@ -178,9 +188,10 @@ impl Store for PgStore {
             .await
             .ok()?;
         let daemons: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT substr(application_name, 14) FROM pg_stat_activity
-             WHERE datname = current_database() AND application_name LIKE 'vigil daemon %'",
+            "SELECT DISTINCT substr(application_name, length($1) + 1) FROM pg_stat_activity
+             WHERE datname = current_database() AND starts_with(application_name, $1)",
         )
+        .bind(listen::DAEMON_APPLICATION)
         .fetch_all(&self.pool)
         .await
         .ok()?;

@@ -242,19 +242,28 @@ impl RunStore for PgStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut tx = self.begin().await.doing("committing state changes")?;
-        let result = self.commit_in(&mut tx, batch).await;
-        if finish(tx, result, "committing state changes")
-            .await?
-            .is_err()
-        {
-            let current = self.task_instances(batch.run_id).await.ok();
-            return Err(StoreError::Conflict {
-                run_id: batch.run_id,
-                what: describe_conflict(batch, current.as_deref()),
-            });
+        let mut tries = 0;
+        loop {
+            let mut tx = self.begin().await.doing("committing state changes")?;
+            let result = self.commit_in(&mut tx, batch).await;
+            match finish(tx, result, "committing state changes").await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(())) => {
+                    let current = self.task_instances(batch.run_id).await.ok();
+                    return Err(StoreError::Conflict {
+                        run_id: batch.run_id,
+                        what: describe_conflict(batch, current.as_deref()),
+                    });
+                }
+                // Chosen as a deadlock's victim: nothing was written, so write it again.
+                Err(StoreError::Query { source, .. })
+                    if super::is_transient(&source) && tries < super::TRANSIENT_TRIES =>
+                {
+                    tries += 1;
+                }
+                Err(e) => return Err(e),
+            }
         }
-        Ok(())
     }
 
     async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {

@@ -1,0 +1,192 @@
+//! Several daemons on one PostgreSQL database, through the real binary: they share the runs,
+//! execute each task once, take over from a daemon killed with -9, and race cron ticks
+//! without ever making two runs of one tick or missing one. Each test has a database of its
+//! own on the tests' private server (`crate::pg`) and passes without running where
+//! PostgreSQL is not installed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{SubsecRound, Utc};
+
+use crate::util::{DaemonProcess, Project, wait_for_secs};
+
+/// A project whose config points at a fresh PostgreSQL database, with test-sized daemon
+/// timings (1 s heartbeats, 3 s lease).
+async fn project() -> Option<Project> {
+    let url = crate::pg::fresh_database().await?;
+    let p = Project::new();
+    p.write(
+        "config/vigil.toml",
+        &format!(
+            "[database]\nurl = \"{url}\"\n\n[daemon]\nheartbeat_interval = \"1s\"\nlease = \"3s\"\nshutdown_grace = \"1s\"\n"
+        ),
+    );
+    Some(p)
+}
+
+/// One line per side effect, written outside the database: `start|end RUN TASK ATTEMPT PID`
+/// (PID: the daemon that ran the task).
+fn ledger(p: &Project) -> Vec<Vec<String>> {
+    std::fs::read_to_string(p.path().join("ledger"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split(' ').map(str::to_string).collect())
+        .collect()
+}
+
+/// A DAG of `tasks` command tasks after one `start`, each recording its start and end in the
+/// ledger, sleeping `sleep` seconds in between, with one retry (which an attempt interrupted
+/// by a dead daemon uses: the attempt counts).
+fn fan_out(p: &Project, tasks: usize, sleep: &str) {
+    let mut dag = String::from(
+        "schedule = \"@daily\"\ncatchup = false\nmax_active_runs = 64\n\n[defaults]\nretries = 1\nretry_delay = \"0s\"\n\n[tasks.start]\ntype = \"noop\"\n",
+    );
+    for i in 0..tasks {
+        dag.push_str(&format!(
+            "\n[tasks.t{i}]\ntype = \"command\"\ndepends_on = [\"start\"]\n[tasks.t{i}.config]\nshell = true\noutput = \"none\"\ncommand = \"echo start $VIGIL_RUN_ID $VIGIL_TASK_ID $VIGIL_ATTEMPT $PPID >> ../ledger; sleep {sleep}; echo end $VIGIL_RUN_ID $VIGIL_TASK_ID $VIGIL_ATTEMPT $PPID >> ../ledger\"\n"
+        ));
+    }
+    p.write("dags/fan.toml", &dag);
+}
+
+fn all_succeeded(p: &Project, runs: usize) -> bool {
+    let list = p.runs_of("fan");
+    list.len() == runs && list.iter().all(|r| r["state"] == "success")
+}
+
+/// One run per day of January 2020 up to `days` (the DAG's own schedule makes none: no
+/// catch-up, and its next tick is tonight).
+fn backfill(p: &Project, days: u32) {
+    let end = format!("2020-01-{:02}", days);
+    p.vigil(&[
+        "dags",
+        "backfill",
+        "fan",
+        "--start",
+        "2020-01-01",
+        "--end",
+        &end,
+    ])
+    .expect(0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_daemons_on_one_database_execute_every_task_exactly_once() {
+    let Some(p) = project().await else { return };
+    fan_out(&p, 10, "0");
+    p.vigil(&["db", "migrate"]).expect(0);
+    let daemons: Vec<DaemonProcess> = (0..3).map(|_| p.daemon(&[])).collect();
+    let pids: BTreeSet<String> = daemons.iter().map(|d| d.pid().to_string()).collect();
+    backfill(&p, 31);
+    let (runs, tasks) = (31, 10);
+    wait_for_secs("every run to succeed", 180, || all_succeeded(&p, runs));
+    let lines = ledger(&p);
+    let mut executions: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut by = BTreeSet::new();
+    for l in lines.iter().filter(|l| l[0] == "start") {
+        executions
+            .entry((l[1].clone(), l[2].clone()))
+            .or_default()
+            .push(l[3].clone());
+        by.insert(l[4].clone());
+    }
+    assert_eq!(executions.len(), runs * tasks, "{lines:?}");
+    for (key, attempts) in &executions {
+        assert_eq!(attempts, &vec!["1".to_string()], "{key:?} ran {attempts:?}");
+    }
+    assert!(by.is_subset(&pids), "{by:?} are not the daemons {pids:?}");
+    for d in daemons {
+        assert_eq!(d.terminate(), 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_killed_with_9_leaves_its_runs_to_the_others_and_only_its_running_tasks_run_again()
+{
+    let Some(p) = project().await else { return };
+    fan_out(&p, 4, "1");
+    p.vigil(&["db", "migrate"]).expect(0);
+    // The victim alone takes the runs; the survivor joins while the victim's tasks run.
+    let victim = p.daemon(&[]);
+    let victim_pid = victim.pid().to_string();
+    backfill(&p, 8);
+    wait_for_secs("the victim to be running tasks", 60, || {
+        ledger(&p)
+            .iter()
+            .any(|l| l[0] == "start" && l[4] == victim_pid)
+    });
+    let survivor = p.daemon(&[]);
+    victim.kill9();
+    let at_kill = ledger(&p);
+    // Tasks the victim had started and not finished when it died.
+    let interrupted: BTreeSet<(String, String)> = at_kill
+        .iter()
+        .filter(|l| l[0] == "start" && l[4] == victim_pid)
+        .map(|l| (l[1].clone(), l[2].clone()))
+        .filter(|k| {
+            !at_kill
+                .iter()
+                .any(|l| l[0] == "end" && (l[1].clone(), l[2].clone()) == *k)
+        })
+        .collect();
+    wait_for_secs("every run to succeed", 120, || all_succeeded(&p, 8));
+    let lines = ledger(&p);
+    let mut starts: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for l in lines.iter().filter(|l| l[0] == "start") {
+        *starts.entry((l[1].clone(), l[2].clone())).or_default() += 1;
+    }
+    assert_eq!(starts.len(), 8 * 4, "{lines:?}");
+    for (key, n) in &starts {
+        let expected = if interrupted.contains(key) { 2 } else { 1 };
+        assert_eq!(
+            *n, expected,
+            "{key:?} started {n} times; interrupted: {interrupted:?}"
+        );
+    }
+    assert!(
+        !interrupted.is_empty(),
+        "the kill interrupted nothing: {at_kill:?}"
+    );
+    assert_eq!(survivor.terminate(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cron_ticks_raced_by_three_daemons_make_exactly_one_run_each() {
+    let Some(p) = project().await else { return };
+    // Every second, from five minutes ago to a second ago: catch-up makes every tick at once.
+    let end = Utc::now().trunc_subsecs(0) - chrono::Duration::seconds(1);
+    let start = end - chrono::Duration::seconds(299);
+    p.write(
+        "dags/tick.toml",
+        &format!(
+            "schedule = \"* * * * * *\"\ntimezone = \"UTC\"\nstart_date = \"{}\"\nend_date = \"{}\"\ncatchup = true\nmax_active_runs = 64\n\n[tasks.t]\ntype = \"noop\"\n",
+            start.format("%Y-%m-%dT%H:%M:%SZ"),
+            end.format("%Y-%m-%dT%H:%M:%SZ"),
+        ),
+    );
+    p.vigil(&["db", "migrate"]).expect(0);
+    let daemons: Vec<DaemonProcess> = (0..3).map(|_| p.daemon(&[])).collect();
+    wait_for_secs("300 runs to succeed", 180, || {
+        let runs = p.runs_of("tick");
+        runs.len() >= 300 && runs.iter().all(|r| r["state"] == "success")
+    });
+    for d in daemons {
+        assert_eq!(d.terminate(), 0);
+    }
+    let runs = p.runs_of("tick");
+    let dates: Vec<String> = runs
+        .iter()
+        .map(|r| r["logical_date"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let distinct: BTreeSet<&String> = dates.iter().collect();
+    assert_eq!(distinct.len(), dates.len(), "two runs of one tick");
+    let expected: BTreeSet<String> = (0..300)
+        .map(|s| (start + chrono::Duration::seconds(s)).to_rfc3339())
+        .collect();
+    let got: BTreeSet<String> = dates
+        .iter()
+        .filter_map(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+        .map(|d| d.with_timezone(&Utc).to_rfc3339())
+        .collect();
+    assert_eq!(got, expected, "missing or extra ticks");
+}
