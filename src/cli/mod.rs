@@ -103,6 +103,16 @@ pub enum Command {
 pub enum DbCommand {
     /// Create the database if needed and apply migrations
     Migrate,
+    /// Copy a SQLite database's whole history into an empty PostgreSQL database, verified
+    /// table by table
+    Copy {
+        /// The SQLite database, e.g. sqlite://vigil.db
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The PostgreSQL database, e.g. postgres://vigil@db.internal/vigil
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
     /// Delete finished runs (with their results and logs) older than an age
     Cleanup {
         /// e.g. 30d, 12h
@@ -316,6 +326,34 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
                 output::print_json(&serde_json::json!({"database": shown, "migrated": true}))?;
             } else {
                 println!("database {shown} is up to date");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Db(DbCommand::Copy { from, to }) => {
+            let copied = crate::store::copy::copy(&from, &to).await?;
+            if ctx.json {
+                output::print_json(&copied)?;
+            } else {
+                let rows = copied
+                    .tables
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.table.to_string(),
+                            t.rows.to_string(),
+                            t.sha256[..16].to_string(),
+                        ]
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    output::table(&["TABLE", "ROWS", "SHA-256 (BOTH SIDES)"], rows)
+                );
+                println!(
+                    "copied and verified {} row(s) into {}",
+                    copied.tables.iter().map(|t| t.rows).sum::<u64>(),
+                    crate::store::display_url(&to)
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -13,6 +13,7 @@
 //! lost the race.
 
 mod claims;
+pub mod copy;
 mod dags;
 pub mod outbox;
 pub(crate) mod postgres;

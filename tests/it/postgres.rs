@@ -190,3 +190,125 @@ async fn cron_ticks_raced_by_three_daemons_make_exactly_one_run_each() {
         .collect();
     assert_eq!(got, expected, "missing or extra ticks");
 }
+
+/// JSON as both stores show it: timestamps to the microsecond (PostgreSQL's precision).
+fn normalized(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => match chrono::DateTime::parse_from_rfc3339(&s) {
+            Ok(t) => Value::String(
+                t.with_timezone(&Utc)
+                    .trunc_subsecs(6)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            ),
+            Err(_) => Value::String(s),
+        },
+        Value::Array(a) => Value::Array(a.into_iter().map(normalized).collect()),
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, normalized(v))).collect()),
+        other => other,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn db_copy_moves_a_sqlite_history_into_postgres_and_the_cli_shows_the_same() {
+    let Some(url) = crate::pg::fresh_database().await else {
+        return;
+    };
+    let p = Project::new();
+    // History on SQLite: a run with results, logs, a failure and its mail; a model with
+    // versions, production changes, predictions and alerts.
+    p.write(
+        "config/vigil.toml",
+        "[notify]\nemail_on_failure = [\"ops@example.com\"]\n",
+    );
+    p.write(
+        "dags/mixed.toml",
+        "[tasks.make]\ntype = \"noop\"\nconfig = { output = { n = 3 } }\n\n[tasks.say]\ntype = \"command\"\ndepends_on = [\"make\"]\nconfig = { command = [\"sh\", \"-c\", \"echo hello >&2; echo '{\\\"ok\\\": true}'\"] }\n\n[tasks.boom]\ntype = \"fail\"\ndepends_on = [\"make\"]\n",
+    );
+    p.vigil(&["dags", "test", "mixed"]).expect(1);
+    p.vigil(&["dags", "pause", "mixed"]).expect(0);
+    let mut csv = String::from("row_key,predicted,actual\n");
+    for i in 0..40 {
+        csv.push_str(&format!("r{i},{},{}\n", f64::from(i) + 0.5, i));
+    }
+    p.write("pred.csv", &csv);
+    for v in ["v1", "v2"] {
+        p.vigil(&[
+            "model",
+            "register",
+            "m",
+            "--version",
+            v,
+            "--metric",
+            "rmse=1",
+        ])
+        .expect(0);
+        p.vigil(&["model", "predictions", "import", "m", v, "pred.csv"])
+            .expect(0);
+        p.vigil(&["model", "promote", "m", v]).expect(0);
+    }
+    p.vigil(&["model", "check", "m"]).expect(0);
+    let sqlite = format!("sqlite://{}", p.path().join("vigil.db").display());
+    let views = |db: &str| -> Vec<serde_json::Value> {
+        [
+            vec!["runs", "list", "--json"],
+            vec!["runs", "show", "1", "--json"],
+            vec!["tasks", "logs", "1", "say", "--json"],
+            vec!["tasks", "xcom", "1", "say", "--json"],
+            vec!["dags", "list", "--json"],
+            vec!["model", "history", "m", "--json"],
+            vec!["model", "status", "m", "--json"],
+            vec!["notify", "list", "--json"],
+        ]
+        .iter()
+        .map(|args| {
+            let mut all = vec!["--database", db];
+            all.extend(args);
+            normalized(p.vigil(&all).expect(0).json())
+        })
+        .collect()
+    };
+    let before = views(&sqlite);
+
+    let copied = p
+        .vigil(&["db", "copy", "--from", &sqlite, "--to", &url, "--json"])
+        .expect(0)
+        .json();
+    let rows = |table: &str| {
+        copied["tables"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["table"] == table))
+            .map(|t| t["rows"].as_u64().unwrap_or(0))
+            .unwrap_or(0)
+    };
+    assert_eq!(rows("dag_runs"), 1, "{copied}");
+    assert_eq!(rows("task_instances"), 3, "{copied}");
+    assert_eq!(rows("model_predictions"), 80, "{copied}");
+    assert!(rows("outbox") >= 1 && rows("task_logs") >= 1, "{copied}");
+    assert_eq!(views(&url), before, "the copy reads differently");
+
+    // The copy continues where the source stopped: new ids follow the copied ones.
+    let run = p
+        .vigil(&["--database", &url, "dags", "test", "mixed", "--json"])
+        .json();
+    assert_eq!(run["run_id"], 2, "{run}");
+    // Only into an empty database, and only from SQLite into PostgreSQL.
+    let again = p
+        .vigil(&["db", "copy", "--from", &sqlite, "--to", &url])
+        .expect(1);
+    assert!(
+        again.stderr().contains("copy into an empty database"),
+        "{}",
+        again.stderr()
+    );
+    let wrong = p
+        .vigil(&["db", "copy", "--from", &url, "--to", &sqlite])
+        .expect(1);
+    assert!(
+        wrong
+            .stderr()
+            .contains("copies a SQLite database into a PostgreSQL one"),
+        "{}",
+        wrong.stderr()
+    );
+}

@@ -113,6 +113,11 @@ impl PgStore {
         Ok(PgStore { pool, identity })
     }
 
+    /// The pool, for `store::copy` (which writes every table as it is).
+    pub(in crate::store) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     async fn begin(&self) -> Result<Tx, sqlx::Error> {
         self.pool.begin().await
     }

@@ -152,6 +152,11 @@ impl SqliteStore {
         }
     }
 
+    /// The readers' pool, for `store::copy` (which reads every table as it is).
+    pub(in crate::store) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Runs `script` (which began with `BEGIN IMMEDIATE`) to its `COMMIT` in one round trip,
     /// returning the rows its statements produced. On any error the transaction is rolled
     /// back before the writer is released.
