@@ -746,6 +746,7 @@ async fn test(
         owner,
         ctx.config.daemon.heartbeat_interval,
         beating.clone(),
+        None,
     ));
     let state = executor.execute(dag, run.clone(), Some(observer)).await;
     beating.cancel();

@@ -84,6 +84,9 @@ pub enum Command {
     Risk(risk::RiskCommand),
     /// Demo data for the model registry, and the monitoring DAG run on it
     Demo(demo::DemoArgs),
+    /// The daemons serving this database: role, host, slots in use, last heartbeat, live or
+    /// silent (on PostgreSQL several share one database)
+    Daemons,
     /// Database maintenance
     #[command(subcommand)]
     Db(DbCommand),
@@ -319,6 +322,53 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
         Command::Notify(cmd) => notify::run(&ctx, cmd).await,
         Command::Risk(cmd) => risk::run(&ctx, cmd).await,
         Command::Demo(args) => demo::run(&ctx, args).await,
+        Command::Daemons => {
+            let store = ctx.store().await?;
+            let daemons =
+                crate::ops::daemons::list(store.as_ref(), ctx.config.daemon.lease).await?;
+            if ctx.json {
+                output::print_json(&daemons)?;
+            } else if daemons.is_empty() {
+                println!("no daemon serves this database; start one with `vigil daemon`");
+            } else {
+                let rows = daemons
+                    .iter()
+                    .map(|v| {
+                        let d = &v.daemon;
+                        vec![
+                            d.owner.clone(),
+                            d.role.clone(),
+                            d.host.clone(),
+                            format!("{}/{}", d.slots_in_use, d.slots),
+                            d.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                            format!("{}s ago", v.silent_seconds),
+                            if v.live {
+                                "live"
+                            } else {
+                                "silent (dead or cut off)"
+                            }
+                            .to_string(),
+                        ]
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    output::table(
+                        &[
+                            "DAEMON",
+                            "ROLE",
+                            "HOST",
+                            "SLOTS",
+                            "STARTED",
+                            "HEARTBEAT",
+                            "STATE"
+                        ],
+                        rows
+                    )
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Db(DbCommand::Migrate) => {
             ctx.store().await?;
             let shown = crate::store::display_url(&ctx.config.database.url);

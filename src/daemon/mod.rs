@@ -25,7 +25,7 @@ use crate::run::{Executor, Limits, RunUpdate, UpdateObserver};
 use crate::schedule::{Scheduler, SchedulerSettings, load_in_background};
 use crate::state::Wake;
 use crate::state::owner;
-use crate::store::{Presence, Store, StoreError};
+use crate::store::{DaemonRecord, Presence, Store, StoreError};
 use crate::task::{Registry, Task};
 
 /// How many run events a slow listener may fall behind before it misses some (it is told how
@@ -277,11 +277,26 @@ impl Daemon {
             self.config.notify.poll_interval,
             background.clone(),
         ));
+        let limits = Arc::new(Limits::new(self.config.executor.parallelism));
+        store
+            .announce(&DaemonRecord {
+                owner: owner.clone(),
+                role: "scheduler+worker".into(),
+                host: owner::hostname(),
+                pid: i64::from(std::process::id()),
+                version: env!("CARGO_PKG_VERSION").into(),
+                slots: u32::try_from(limits.parallelism()).unwrap_or(u32::MAX),
+                slots_in_use: 0,
+                started_at: Utc::now(),
+                heartbeat_at: Utc::now(),
+            })
+            .await?;
         services.spawn(crate::run::owner::heartbeat_loop(
             store.clone(),
             owner.clone(),
             self.config.daemon.heartbeat_interval,
             background.clone(),
+            Some(limits.clone()),
         ));
         services.spawn(retention_loop(
             store.clone(),
@@ -302,22 +317,18 @@ impl Daemon {
             });
         }
 
-        let executor = Executor::new(
-            store.clone(),
-            self.registry.clone(),
-            Arc::new(Limits::new(self.config.executor.parallelism)),
-        )
-        .with_notify(self.config.notify.clone())
-        .with_output_limits(self.config.executor.output_limits());
+        let executor = Executor::new(store.clone(), self.registry.clone(), limits)
+            .with_notify(self.config.notify.clone())
+            .with_output_limits(self.config.executor.output_limits());
         let settings = SchedulerSettings {
-            owner,
+            owner: owner.clone(),
             folder,
             lease: self.config.daemon.lease,
             shutdown_grace: self.config.daemon.shutdown_grace,
             notify: self.config.notify.clone(),
         };
         Scheduler::new(
-            store,
+            store.clone(),
             self.registry.clone(),
             executor,
             settings,
@@ -330,6 +341,9 @@ impl Daemon {
         .await;
         background.cancel();
         while services.join_next().await.is_some() {}
+        if let Err(e) = store.leave(&owner).await {
+            tracing::warn!(error = %crate::state::Chain(&e), "could not remove this daemon from `vigil daemons`");
+        }
         tracing::info!("daemon stopped");
         Ok(())
     }
@@ -354,6 +368,13 @@ async fn retention_loop(
             ),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %crate::state::Chain(&e), "retention cleanup failed"),
+        }
+        // Daemons that died without leaving, silent for a day.
+        if let Err(e) = store
+            .forget_daemons(Utc::now() - chrono::Duration::days(1))
+            .await
+        {
+            tracing::warn!(error = %crate::state::Chain(&e), "forgetting dead daemons failed");
         }
         tokio::select! {
             _ = stop.cancelled() => return,

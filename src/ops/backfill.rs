@@ -225,6 +225,7 @@ pub async fn backfill(
         owner.clone(),
         request.heartbeat_interval,
         beating.clone(),
+        None,
     ));
     let parallel = request.max_active.unwrap_or(dag.max_active_runs).max(1) as usize;
     let results: Vec<(RunId, Result<RunState, OpsError>)> = futures::stream::iter(to_run)

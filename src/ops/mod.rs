@@ -8,11 +8,13 @@
 //! - [`risk`]: train and register the rollback-risk model, load the version to use.
 //! - [`runs`]: list runs (filters, cursor paging), show one with its tasks, results, logs.
 //! - [`outbox`]: list (secrets cut off), retry, deliver what is due.
+//! - [`daemons`]: the daemons serving the database, live or silent.
 //!
 //! The records returned are the JSON shape of `--json` output and of the API: fields are
 //! added, never renamed or removed.
 
 pub mod backfill;
+pub mod daemons;
 pub mod dags;
 pub mod outbox;
 pub mod registry;

@@ -9,6 +9,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 #[derive(Debug)]
 pub struct Limits {
+    parallelism: usize,
     global: Arc<Semaphore>,
     /// A `std` mutex: held only to look up or insert, never across an `.await`.
     per_dag: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -17,9 +18,21 @@ pub struct Limits {
 impl Limits {
     pub fn new(parallelism: usize) -> Self {
         Limits {
+            parallelism: parallelism.max(1),
             global: Arc::new(Semaphore::new(parallelism.max(1))),
             per_dag: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Tasks this process runs at once.
+    pub fn parallelism(&self) -> usize {
+        self.parallelism
+    }
+
+    /// Slots taken by running tasks now.
+    pub fn in_use(&self) -> usize {
+        self.parallelism
+            .saturating_sub(self.global.available_permits())
     }
 
     pub fn global(&self) -> Arc<Semaphore> {

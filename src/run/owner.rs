@@ -10,14 +10,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::store::Store;
 
-/// Heartbeats `owner`'s runs every `interval` until `stop` is cancelled. A failed heartbeat is
-/// logged and retried at the next interval: a late heartbeat only risks a takeover, which the
-/// conditional updates make safe.
+/// Heartbeats `owner`'s runs every `interval` until `stop` is cancelled; a daemon (`limits`
+/// given) also refreshes its `vigil daemons` record with the slots in use. A failed heartbeat
+/// is logged and retried at the next interval: a late heartbeat only risks a takeover, which
+/// the conditional updates make safe.
 pub async fn heartbeat_loop(
     store: Arc<dyn Store>,
     owner: String,
     interval: Duration,
     stop: CancellationToken,
+    limits: Option<Arc<crate::run::Limits>>,
 ) {
     loop {
         tokio::select! {
@@ -26,6 +28,12 @@ pub async fn heartbeat_loop(
         }
         if let Err(e) = store.heartbeat(&owner).await {
             tracing::warn!(error = %crate::state::Chain(&e), "heartbeat failed");
+        }
+        if let Some(limits) = &limits {
+            let in_use = u32::try_from(limits.in_use()).unwrap_or(u32::MAX);
+            if let Err(e) = store.report(&owner, in_use).await {
+                tracing::warn!(error = %crate::state::Chain(&e), "heartbeat failed");
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::store::{RunId, StoreError};
+use crate::store::{DaemonRecord, RunId, StoreError};
 
 #[async_trait]
 pub trait ClaimStore: Send + Sync {
@@ -34,6 +34,24 @@ pub trait ClaimStore: Send + Sync {
     /// Proves `owner` alive: stamps its runs and their running task instances with
     /// [`ClaimStore::now`].
     async fn heartbeat(&self, owner: &str) -> Result<(), StoreError>;
+
+    /// Records a daemon starting (its `started_at` and `heartbeat_at` by
+    /// [`ClaimStore::now`]), replacing an earlier record of the same owner.
+    async fn announce(&self, daemon: &DaemonRecord) -> Result<(), StoreError>;
+
+    /// Refreshes a daemon's heartbeat and the slots it has in use.
+    async fn report(&self, owner: &str, slots_in_use: u32) -> Result<(), StoreError>;
+
+    /// Removes a daemon that stops cleanly.
+    async fn leave(&self, owner: &str) -> Result<(), StoreError>;
+
+    /// Every daemon that announced itself and has not left, freshest heartbeat first (those
+    /// that died stay until `forget_before` their last heartbeat is passed to
+    /// [`ClaimStore::forget_daemons`]).
+    async fn daemons(&self) -> Result<Vec<DaemonRecord>, StoreError>;
+
+    /// Removes records of daemons silent since before `before` (dead ones).
+    async fn forget_daemons(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
 /// Heartbeats stamped before this are stale under `lease`.

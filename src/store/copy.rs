@@ -4,6 +4,7 @@
 //! leaves the target empty), then verified table by table: the same rows and the same
 //! contents, read back from both sides.
 //!
+//! The daemons table is not copied: it describes the processes serving the old database.
 //! The column lists below are the schema's; a migration that adds a column adds it here, and
 //! the round-trip test fails until it does.
 

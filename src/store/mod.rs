@@ -34,8 +34,8 @@ pub use outbox::{Channel, Delivery, Notification, OutboxMessage, OutboxState, Ou
 pub use postgres::{PgStore, redact as redact_url};
 pub use presence::Presence;
 pub use records::{
-    Batch, Cleanup, DagState, LogRecord, NewRun, RunFilter, RunRecord, RunTransition, RunType,
-    StoredOutput, TaskInstance, TaskTransition,
+    Batch, Cleanup, DaemonRecord, DagState, LogRecord, NewRun, RunFilter, RunRecord, RunTransition,
+    RunType, StoredOutput, TaskInstance, TaskTransition,
 };
 pub use registry::ModelStore;
 pub use runs::{RunStore, describe_conflict};

@@ -83,6 +83,25 @@ pub struct RunRecord {
     pub cancel_requested: Option<String>,
 }
 
+/// A daemon serving the database, as it announced itself (`vigil daemons`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DaemonRecord {
+    /// `pid@host`, as runs name their owner.
+    pub owner: String,
+    /// What it does: `scheduler+worker` (the only role today).
+    pub role: String,
+    pub host: String,
+    pub pid: i64,
+    /// The vigil version it runs.
+    pub version: String,
+    /// Tasks it runs at once (`executor.parallelism`), and how many run now.
+    pub slots: u32,
+    pub slots_in_use: u32,
+    pub started_at: DateTime<Utc>,
+    /// By the store's clock.
+    pub heartbeat_at: DateTime<Utc>,
+}
+
 /// What the scheduler remembers about a DAG.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DagState {

@@ -13,7 +13,9 @@ use chrono::{DateTime, Utc};
 use crate::state::LogLine;
 use crate::store::outbox::OutboxMessage;
 use crate::store::registry::{Alert, Artifact, Deployment, ModelRecord, ModelVersion, Prediction};
-use crate::store::{DagState, LogRecord, RunRecord, StoreError, StoredOutput, TaskInstance};
+use crate::store::{
+    DaemonRecord, DagState, LogRecord, RunRecord, StoreError, StoredOutput, TaskInstance,
+};
 
 /// A stored row turned into the record the rest of vigil uses.
 pub(crate) trait Decode {
@@ -168,6 +170,36 @@ impl Decode for LogRow {
                 level: name("task_logs.level", &self.level)?,
                 message: self.message,
             },
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct DaemonRow {
+    owner: String,
+    role: String,
+    host: String,
+    pid: i64,
+    version: String,
+    slots: i64,
+    slots_in_use: i64,
+    started_at: DateTime<Utc>,
+    heartbeat_at: DateTime<Utc>,
+}
+
+impl Decode for DaemonRow {
+    type Record = DaemonRecord;
+    fn decode(self) -> Result<DaemonRecord, StoreError> {
+        Ok(DaemonRecord {
+            owner: self.owner,
+            role: self.role,
+            host: self.host,
+            pid: self.pid,
+            version: self.version,
+            slots: count("daemons.slots", self.slots)?,
+            slots_in_use: count("daemons.slots_in_use", self.slots_in_use)?,
+            started_at: self.started_at,
+            heartbeat_at: self.heartbeat_at,
         })
     }
 }

@@ -648,3 +648,24 @@ fn a_second_ctrl_c_stops_running_tasks_now_and_they_run_again_later() {
     );
     assert_eq!(task(&shown, "wait")["state"], "up_for_retry");
 }
+
+#[test]
+fn vigil_daemons_lists_the_running_daemon_and_forgets_it_when_it_stops() {
+    let p = Project::new();
+    p.write("config/vigil.toml", "[executor]\nparallelism = 3\n[daemon]\nheartbeat_interval = \"1s\"\nlease = \"3s\"\nshutdown_grace = \"1s\"\n");
+    let out = p.vigil(&["daemons"]).expect(0).stdout();
+    assert!(out.contains("no daemon serves this database"), "{out}");
+    let d = p.daemon(&[]);
+    let listed = p.vigil(&["daemons", "--json"]).expect(0).json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["pid"], d.pid(), "{listed}");
+    assert_eq!(
+        (listed[0]["slots"].clone(), listed[0]["live"].clone()),
+        (3.into(), true.into())
+    );
+    let table = p.vigil(&["daemons"]).expect(0).stdout();
+    assert!(table.contains("0/3") && table.contains("live"), "{table}");
+    assert_eq!(d.terminate(), 0);
+    let out = p.vigil(&["daemons"]).expect(0).stdout();
+    assert!(out.contains("no daemon serves this database"), "{out}");
+}

@@ -77,6 +77,16 @@ async fn three_daemons_on_one_database_execute_every_task_exactly_once() {
     p.vigil(&["db", "migrate"]).expect(0);
     let daemons: Vec<DaemonProcess> = (0..3).map(|_| p.daemon(&[])).collect();
     let pids: BTreeSet<String> = daemons.iter().map(|d| d.pid().to_string()).collect();
+    // `vigil daemons` lists the three, live.
+    let listed = p.vigil(&["daemons", "--json"]).expect(0).json();
+    let live: BTreeSet<String> = listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["live"] == true && d["role"] == "scheduler+worker")
+        .map(|d| d["pid"].to_string())
+        .collect();
+    assert_eq!(live, pids, "{listed}");
     backfill(&p, 31);
     let (runs, tasks) = (31, 10);
     wait_for_secs("every run to succeed", 180, || all_succeeded(&p, runs));
@@ -98,6 +108,9 @@ async fn three_daemons_on_one_database_execute_every_task_exactly_once() {
     for d in daemons {
         assert_eq!(d.terminate(), 0);
     }
+    // Stopped cleanly, they leave the list.
+    let out = p.vigil(&["daemons"]).expect(0).stdout();
+    assert!(out.contains("no daemon serves this database"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -311,4 +324,46 @@ async fn db_copy_moves_a_sqlite_history_into_postgres_and_the_cli_shows_the_same
         "{}",
         wrong.stderr()
     );
+}
+
+/// Retention sweeps on one daemon at a time: while another holds the sweep's advisory lock a
+/// sweep removes nothing, and once it is released the next sweep does the work.
+#[tokio::test]
+async fn retention_sweeps_on_one_daemon_at_a_time() {
+    use crate::conformance::{create, instance, transition};
+    use vigil::state::{RunState, TaskState};
+    use vigil::store::{Batch, RunTransition};
+
+    let Some(url) = crate::pg::fresh_database().await else {
+        return;
+    };
+    let store = vigil::store::open(&url, vigil::store::Synchronous::Normal)
+        .await
+        .unwrap();
+    let run = create(store.as_ref(), "d", &["a"]).await;
+    let a = instance(store.as_ref(), run.id, "a").await;
+    let mut b = Batch::new(run.id);
+    b.tasks.push(transition(&a, TaskState::Success, 1));
+    b.run = Some(RunTransition {
+        expect: RunState::Queued,
+        to: RunState::Success,
+        at: Utc::now(),
+        note: None,
+    });
+    store.commit(&b).await.unwrap();
+    let later = Utc::now() + chrono::Duration::days(1);
+
+    // Another daemon's sweep, holding the lock.
+    let other = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut held = other.begin().await.unwrap();
+    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(8532464671517536884)")
+        .fetch_one(&mut *held)
+        .await
+        .unwrap();
+    assert!(got);
+    assert_eq!(store.cleanup(later).await.unwrap().runs, 0);
+    assert!(store.run(run.id).await.unwrap().is_some());
+    held.rollback().await.unwrap();
+    assert_eq!(store.cleanup(later).await.unwrap().runs, 1);
+    assert!(store.run(run.id).await.unwrap().is_none());
 }

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::PgStore;
-use crate::store::{ClaimStore, QueryContext, RunId, StoreError};
+use crate::store::rows::{DaemonRow, decode_all};
+use crate::store::{ClaimStore, DaemonRecord, QueryContext, RunId, StoreError};
 
 /// A lease as a PostgreSQL interval, in microseconds.
 fn micros(lease: Duration) -> i64 {
@@ -81,5 +82,64 @@ impl ClaimStore for PgStore {
         .doing("recording a heartbeat")?;
         tx.commit().await.doing("recording a heartbeat")?;
         Ok(())
+    }
+
+    async fn announce(&self, d: &DaemonRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO daemons (owner, role, host, pid, version, slots, slots_in_use, started_at, heartbeat_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 0, now(), now())
+             ON CONFLICT (owner) DO UPDATE SET role = EXCLUDED.role, host = EXCLUDED.host,
+                 pid = EXCLUDED.pid, version = EXCLUDED.version, slots = EXCLUDED.slots,
+                 slots_in_use = 0, started_at = now(), heartbeat_at = now()",
+        )
+        .bind(&d.owner)
+        .bind(&d.role)
+        .bind(&d.host)
+        .bind(d.pid)
+        .bind(&d.version)
+        .bind(i64::from(d.slots))
+        .execute(&self.pool)
+        .await
+        .doing("announcing a daemon")?;
+        Ok(())
+    }
+
+    async fn report(&self, owner: &str, slots_in_use: u32) -> Result<(), StoreError> {
+        sqlx::query("UPDATE daemons SET heartbeat_at = now(), slots_in_use = $1 WHERE owner = $2")
+            .bind(i64::from(slots_in_use))
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .doing("reporting a daemon")?;
+        Ok(())
+    }
+
+    async fn leave(&self, owner: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM daemons WHERE owner = $1")
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .doing("removing a daemon")?;
+        Ok(())
+    }
+
+    async fn daemons(&self) -> Result<Vec<DaemonRecord>, StoreError> {
+        decode_all(
+            sqlx::query_as::<_, DaemonRow>(
+                "SELECT * FROM daemons ORDER BY heartbeat_at DESC, owner",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .doing("listing daemons")?,
+        )
+    }
+
+    async fn forget_daemons(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM daemons WHERE heartbeat_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .doing("forgetting dead daemons")?
+            .rows_affected())
     }
 }

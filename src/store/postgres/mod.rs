@@ -32,6 +32,10 @@ mod runs;
 /// at once; several daemons on one server each open their own (see docs/deployment.md).
 const MAX_CONNECTIONS: u32 = 8;
 
+/// The advisory lock held while retention sweeps, so one daemon sweeps at a time ("vigil"
+/// retention, as bytes).
+const RETENTION_LOCK: i64 = 0x7669_6769_6c5f_7274;
+
 /// The channel `vigil` processes wake the daemons on (`LISTEN`/`NOTIFY`).
 pub const WAKE_CHANNEL: &str = "vigil_wake";
 

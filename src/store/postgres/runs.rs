@@ -431,6 +431,15 @@ impl RunStore for PgStore {
     async fn cleanup(&self, before: DateTime<Utc>) -> Result<Cleanup, StoreError> {
         const DONE: &str = "state IN ('success', 'failed') AND ended_at < $1";
         let mut tx = self.begin().await.doing("removing old runs")?;
+        // One daemon at a time: the others find the lock taken and leave the sweep to it.
+        let mine: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(super::RETENTION_LOCK)
+            .fetch_one(&mut *tx)
+            .await
+            .doing("removing old runs")?;
+        if !mine {
+            return Ok(Cleanup::default());
+        }
         let (runs, tasks, results, logs): (i64, i64, i64, i64) =
             sqlx::query_as(AssertSqlSafe(format!(
                 "SELECT (SELECT count(*) FROM dag_runs WHERE {DONE}),

@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use super::SqliteStore;
 use super::script::Script;
 use crate::store::claims::stale_before;
-use crate::store::{ClaimStore, QueryContext, RunId, StoreError};
+use crate::store::rows::{DaemonRow, decode_all};
+use crate::store::{ClaimStore, DaemonRecord, QueryContext, RunId, StoreError};
 
 #[async_trait]
 impl ClaimStore for SqliteStore {
@@ -69,5 +70,62 @@ impl ClaimStore for SqliteStore {
             .await
             .doing("recording a heartbeat")?;
         Ok(())
+    }
+
+    async fn announce(&self, d: &DaemonRecord) -> Result<(), StoreError> {
+        let now = self.clock();
+        let mut script = Script::new();
+        script
+            .stmt(
+                "INSERT OR REPLACE INTO daemons (owner, role, host, pid, version, slots, slots_in_use, started_at, heartbeat_at)
+                 VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
+            )
+            .bind(d.owner.clone())?
+            .bind(d.role.clone())?
+            .bind(d.host.clone())?
+            .bind(d.pid)?
+            .bind(d.version.clone())?
+            .bind(i64::from(d.slots))?
+            .bind(now)?
+            .bind(now)?;
+        self.run_script(script).await.doing("announcing a daemon")?;
+        Ok(())
+    }
+    async fn report(&self, owner: &str, slots_in_use: u32) -> Result<(), StoreError> {
+        let mut script = Script::new();
+        script
+            .stmt("UPDATE daemons SET heartbeat_at = ?, slots_in_use = ? WHERE owner = ?")
+            .bind(self.clock())?
+            .bind(i64::from(slots_in_use))?
+            .bind(owner.to_string())?;
+        self.run_script(script).await.doing("reporting a daemon")?;
+        Ok(())
+    }
+    async fn leave(&self, owner: &str) -> Result<(), StoreError> {
+        let mut script = Script::new();
+        script
+            .stmt("DELETE FROM daemons WHERE owner = ?")
+            .bind(owner.to_string())?;
+        self.run_script(script).await.doing("removing a daemon")?;
+        Ok(())
+    }
+    async fn daemons(&self) -> Result<Vec<DaemonRecord>, StoreError> {
+        decode_all(
+            sqlx::query_as::<_, DaemonRow>(
+                "SELECT * FROM daemons ORDER BY heartbeat_at DESC, owner",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .doing("listing daemons")?,
+        )
+    }
+    async fn forget_daemons(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut w = self.writer.lock().await;
+        Ok(sqlx::query("DELETE FROM daemons WHERE heartbeat_at < ?")
+            .bind(before)
+            .execute(&mut w.conn)
+            .await
+            .doing("forgetting dead daemons")?
+            .rows_affected())
     }
 }

@@ -106,3 +106,47 @@ pub async fn heartbeats_stamp_runs_with_the_stores_clock(store: &dyn Store) {
         "only the owner's runs"
     );
 }
+
+fn daemon(owner: &str, slots: u32) -> vigil::store::DaemonRecord {
+    vigil::store::DaemonRecord {
+        owner: owner.into(),
+        role: "scheduler+worker".into(),
+        host: "host".into(),
+        pid: 1,
+        version: "0.1.0".into(),
+        slots,
+        slots_in_use: 9,
+        started_at: chrono::Utc::now(),
+        heartbeat_at: chrono::Utc::now(),
+    }
+}
+
+pub async fn daemons_announce_report_and_leave_by_the_stores_clock(store: &dyn Store) {
+    assert!(store.daemons().await.unwrap().is_empty());
+    let before = store.now().await.unwrap();
+    store.announce(&daemon("a@host", 4)).await.unwrap();
+    store.announce(&daemon("b@host", 8)).await.unwrap();
+    store.report("b@host", 3).await.unwrap();
+    let all = store.daemons().await.unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    let b = all.iter().find(|d| d.owner == "b@host").unwrap();
+    // The store stamps the times and starts with no slot in use, whatever the caller says.
+    assert_eq!((b.slots, b.slots_in_use), (8, 3));
+    assert!(b.heartbeat_at >= before && b.started_at >= before, "{b:?}");
+    let a = all.iter().find(|d| d.owner == "a@host").unwrap();
+    assert_eq!(a.slots_in_use, 0);
+    // Announcing again (a restart with the same pid) replaces, never duplicates.
+    store.announce(&daemon("a@host", 2)).await.unwrap();
+    assert_eq!(store.daemons().await.unwrap().len(), 2);
+    store.leave("a@host").await.unwrap();
+    let left = store.daemons().await.unwrap();
+    assert_eq!(
+        left.iter().map(|d| d.owner.as_str()).collect::<Vec<_>>(),
+        ["b@host"]
+    );
+    // Silent ones are forgotten; fresh ones stay.
+    assert_eq!(store.forget_daemons(before).await.unwrap(), 0);
+    let later = store.now().await.unwrap() + chrono::Duration::seconds(1);
+    assert_eq!(store.forget_daemons(later).await.unwrap(), 1);
+    assert!(store.daemons().await.unwrap().is_empty());
+}

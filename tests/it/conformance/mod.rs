@@ -96,6 +96,7 @@ macro_rules! conformance {
                 a_run_held_by_a_live_owner_cannot_be_claimed_until_its_lease_runs_out,
                 a_stale_holder_writing_after_a_takeover_changes_nothing,
                 heartbeats_stamp_runs_with_the_stores_clock,
+                daemons_announce_report_and_leave_by_the_stores_clock,
                 a_dag_state_is_created_once_and_keeps_its_pause,
                 the_last_tick_never_moves_backwards,
                 versions_get_timestamp_ids_checksums_and_are_never_replaced,
