@@ -367,3 +367,56 @@ async fn retention_sweeps_on_one_daemon_at_a_time() {
     assert_eq!(store.cleanup(later).await.unwrap().runs, 1);
     assert!(store.run(run.id).await.unwrap().is_none());
 }
+
+/// `vigil bench --scenario throughput` runs several daemons on a PostgreSQL database, and
+/// refuses more than one daemon on SQLite.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_throughput_benchmark_shares_a_postgres_database_between_daemons() {
+    let Some(url) = crate::pg::fresh_database().await else {
+        return;
+    };
+    let p = Project::new();
+    let r = p
+        .vigil(&[
+            "--database",
+            &url,
+            "bench",
+            "--scenario",
+            "throughput",
+            "--quick",
+            "--daemons",
+            "2",
+        ])
+        .expect(0)
+        .json();
+    assert_eq!(r["size"], 400, "{r}");
+    assert!(r["total_ms"].as_f64().unwrap_or(0.0) > 0.0, "{r}");
+    let runs = p
+        .vigil(&[
+            "--database",
+            &url,
+            "runs",
+            "list",
+            "--state",
+            "success",
+            "--json",
+        ])
+        .expect(0)
+        .json();
+    assert_eq!(runs.as_array().map(Vec::len), Some(4), "{runs}");
+    let refused = p
+        .vigil(&[
+            "bench",
+            "--scenario",
+            "throughput",
+            "--quick",
+            "--daemons",
+            "2",
+        ])
+        .expect(1);
+    assert!(
+        refused.stderr().contains("needs a shared database"),
+        "{}",
+        refused.stderr()
+    );
+}

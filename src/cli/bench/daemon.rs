@@ -4,20 +4,24 @@
 // The scenarios share the runner's imports and helpers.
 use super::*;
 
-/// A `vigil daemon` started by a benchmark, on its own database and DAG folder.
+/// A `vigil daemon` started by a benchmark, on its own database (or the PostgreSQL one given)
+/// and DAG folder.
 pub(super) struct BenchDaemon {
     child: std::process::Child,
-    db: PathBuf,
+    url: String,
 }
 
 impl BenchDaemon {
     async fn start(dir: &Path) -> anyhow::Result<BenchDaemon> {
-        let log = dir.join("daemon.log");
-        let db = dir.join("daemon.db");
+        let url = format!("sqlite://{}", dir.join("daemon.db").display());
+        Self::start_on(dir, &url, "daemon.log").await
+    }
+
+    async fn start_on(dir: &Path, url: &str, log: &str) -> anyhow::Result<BenchDaemon> {
+        let log = dir.join(log);
         let child = std::process::Command::new(std::env::current_exe()?)
             .current_dir(dir)
-            .args(["--database"])
-            .arg(format!("sqlite://{}", db.display()))
+            .args(["--database", url])
             .arg("--dags")
             .arg(dir.join("dags"))
             .arg("daemon")
@@ -32,7 +36,10 @@ impl BenchDaemon {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        Ok(BenchDaemon { child, db })
+        Ok(BenchDaemon {
+            child,
+            url: url.to_string(),
+        })
     }
 
     fn pid(&self) -> i32 {
@@ -45,11 +52,15 @@ impl BenchDaemon {
     }
 
     async fn store(&self) -> anyhow::Result<Arc<dyn crate::store::Store>> {
-        Ok(crate::store::open(
-            &format!("sqlite://{}", self.db.display()),
-            Synchronous::Normal,
-        )
-        .await?)
+        Ok(crate::store::open(&self.url, Synchronous::Normal).await?)
+    }
+}
+
+impl Drop for BenchDaemon {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child process; SIGTERM lets it leave `vigil daemons`.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let _ = self.child.wait();
     }
 }
 
@@ -58,13 +69,17 @@ impl BenchDaemon {
 pub(super) async fn trigger_latency(
     dir: &Path,
     n: usize,
+    database: Option<&str>,
 ) -> anyhow::Result<(Duration, Duration, f64)> {
     std::fs::create_dir_all(dir.join("dags"))?;
     std::fs::write(
         dir.join("dags/one.toml"),
         "id = \"one\"\n[tasks.a]\ntype = \"noop\"\n",
     )?;
-    let daemon = BenchDaemon::start(dir).await?;
+    let daemon = match database {
+        Some(url) => BenchDaemon::start_on(dir, url, "daemon.log").await?,
+        None => BenchDaemon::start(dir).await?,
+    };
     let store = daemon.store().await?;
     let registry = crate::tasks::builtin();
     let dag = parse_dag(
@@ -84,8 +99,8 @@ pub(super) async fn trigger_latency(
             None,
         )?;
         let run = store.create_run(&new).await?;
-        // SAFETY: kill(2) on our own child process.
-        unsafe { libc::kill(daemon.pid(), libc::SIGUSR1) };
+        // As `vigil dags trigger` does: SIGUSR1 on SQLite, NOTIFY on PostgreSQL.
+        store.wake_daemons().await;
         let started = loop {
             let tis = store.task_instances(run.id).await?;
             if let Some(at) = tis.first().and_then(|t| t.started_at) {
@@ -319,9 +334,64 @@ pub(super) fn status_field(path: &str, field: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-impl Drop for BenchDaemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// `daemons` daemons on one database executing `tasks` noop task instances (runs of 100
+/// tasks, created at once and woken as a trigger would): the time from the wake-up to the last
+/// run finished.
+pub(super) async fn throughput(
+    dir: &Path,
+    tasks: usize,
+    daemons: usize,
+    database: Option<&str>,
+) -> anyhow::Result<Duration> {
+    const PER_RUN: usize = 100;
+    std::fs::create_dir_all(dir.join("dags"))?;
+    let mut src = String::from("id = \"wide\"\nmax_active_runs = 1000\nmax_active_tasks = 1000\n");
+    for i in 0..PER_RUN {
+        src.push_str(&format!("[tasks.t{i}]\ntype = \"noop\"\n"));
     }
+    std::fs::write(dir.join("dags/wide.toml"), &src)?;
+    let url = match database {
+        Some(url) => url.to_string(),
+        None => format!("sqlite://{}", dir.join("daemon.db").display()),
+    };
+    let mut running = Vec::new();
+    for i in 0..daemons.max(1) {
+        running.push(BenchDaemon::start_on(dir, &url, &format!("daemon-{i}.log")).await?);
+    }
+    let store = running[0].store().await?;
+    let dag = parse_dag(&dir.join("dags/wide.toml"), &src, &crate::tasks::builtin())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut ids = Vec::new();
+    let base = Utc::now();
+    for r in 0..tasks.div_ceil(PER_RUN) {
+        let new = plan_run(
+            &dag,
+            serde_json::Value::Null,
+            RunType::Manual,
+            base + chrono::Duration::microseconds(r as i64),
+            RunState::Queued,
+            None,
+        )?;
+        ids.push(store.create_run(&new).await?.id);
+    }
+    let start = Instant::now();
+    store.wake_daemons().await;
+    let last = *ids.last().unwrap_or(&0);
+    let first = *ids.first().unwrap_or(&0);
+    loop {
+        let unfinished = store
+            .unfinished_runs()
+            .await?
+            .iter()
+            .filter(|r| r.id >= first && r.id <= last)
+            .count();
+        if unfinished == 0 {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(600) {
+            bail!("{unfinished} run(s) still unfinished after 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(start.elapsed())
 }

@@ -47,7 +47,10 @@ pub(super) async fn run_generated(
         parse_dag(&dir.join("bench.toml"), src, &ctx.registry)
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
-    let url = format!("sqlite://{}", dir.join("bench.db").display());
+    let url = match super::bench_database(ctx) {
+        Some(url) => url.to_string(),
+        None => format!("sqlite://{}", dir.join("bench.db").display()),
+    };
     let store = crate::store::open(&url, sync).await?;
     let executor = Executor::new(
         store.clone(),
