@@ -116,14 +116,12 @@ fn command(bin: &Path, program: &str, user: Option<(u32, u32)>) -> Command {
     cmd
 }
 
-fn start(bin: &Path) -> Result<Server, String> {
-    let user = run_as();
-    reap_stale();
-    let root = std::env::temp_dir().join(format!("vigil-pg-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+/// A new cluster under `root` (initdb), owned by the user the server will run as.
+fn init(bin: &Path, root: &Path, user: Option<(u32, u32)>) -> Result<PathBuf, String> {
+    let _ = std::fs::remove_dir_all(root);
+    std::fs::create_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))?;
     if let Some((uid, gid)) = user {
-        std::os::unix::fs::chown(&root, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
+        std::os::unix::fs::chown(root, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
     }
     let data = root.join("data");
     let out = command(bin, "initdb", user)
@@ -144,15 +142,23 @@ fn start(bin: &Path) -> Result<Server, String> {
     if !out.status.success() {
         return Err(format!("initdb: {}", String::from_utf8_lossy(&out.stderr)));
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+    Ok(data)
+}
+
+fn free_port() -> Result<u16, String> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| e.to_string())?
-        .port();
+        .port())
+}
+
+/// The server process for the cluster in `root`, on `port`.
+fn postgres(bin: &Path, root: &Path, port: u16, user: Option<(u32, u32)>) -> Command {
     let mut cmd = command(bin, "postgres", user);
     cmd.arg("-D")
-        .arg(&data)
+        .arg(root.join("data"))
         .args(["-p", &port.to_string(), "-k"])
-        .arg(&root)
+        .arg(root)
         .args([
             "-c",
             "listen_addresses=127.0.0.1",
@@ -171,12 +177,22 @@ fn start(bin: &Path) -> Result<Server, String> {
     // and exec.
     unsafe {
         cmd.pre_exec(|| {
-            // Immediate shutdown when the thread that started it (alive as long as this
-            // process) goes: the server never outlives the tests.
+            // Immediate shutdown when the thread that started it goes (the shared server's
+            // thread lives as long as the process): a server never outlives its tests.
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT);
             Ok(())
         });
     }
+    cmd
+}
+
+fn start(bin: &Path) -> Result<Server, String> {
+    let user = run_as();
+    reap_stale();
+    let root = std::env::temp_dir().join(format!("vigil-pg-{}", std::process::id()));
+    init(bin, &root, user)?;
+    let port = free_port()?;
+    let mut cmd = postgres(bin, &root, port, user);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let child = cmd.spawn();
@@ -191,6 +207,11 @@ fn start(bin: &Path) -> Result<Server, String> {
     rx.recv()
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("postgres: {e}"))?;
+    wait_for_port(port)?;
+    Ok(Server { port })
+}
+
+fn wait_for_port(port: u16) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > deadline {
@@ -198,7 +219,74 @@ fn start(bin: &Path) -> Result<Server, String> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(Server { port })
+    Ok(())
+}
+
+/// A server of one test's own, which the test stops and starts again (an outage); stopped
+/// when dropped.
+pub struct OwnServer {
+    bin: PathBuf,
+    root: PathBuf,
+    user: Option<(u32, u32)>,
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnServer {
+    /// A new cluster, initialised and not running; `None` without PostgreSQL.
+    pub fn new() -> Option<OwnServer> {
+        server()?;
+        let bin = bin_dir()?;
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let root = std::env::temp_dir().join(format!(
+            "vigil-pg-{}-own{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let user = run_as();
+        init(&bin, &root, user).unwrap_or_else(|e| panic!("initdb: {e}"));
+        let port = free_port().unwrap_or_else(|e| panic!("{e}"));
+        Some(OwnServer {
+            bin,
+            root,
+            user,
+            port,
+            child: None,
+        })
+    }
+
+    /// `postgres://` URL of its `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://vigil@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn start(&mut self) {
+        let child = postgres(&self.bin, &self.root, self.port, self.user)
+            .spawn()
+            .unwrap_or_else(|e| panic!("postgres: {e}"));
+        self.child = Some(child);
+        wait_for_port(self.port).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Fast shutdown: clients are disconnected, the server exits.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on our own child: immediate shutdown.
+            unsafe { libc::kill(child.id() as i32, libc::SIGQUIT) };
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
 }
 
 /// Removes the directories of test servers whose process is gone (a server dies with its

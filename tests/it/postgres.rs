@@ -13,6 +13,11 @@ use crate::util::{DaemonProcess, Project, wait_for_secs};
 /// A project whose config points at a fresh PostgreSQL database, with test-sized daemon
 /// timings (1 s heartbeats, 3 s lease).
 async fn project() -> Option<Project> {
+    project_with_url().await.map(|(p, _)| p)
+}
+
+/// [`project`], and the database's URL.
+async fn project_with_url() -> Option<(Project, String)> {
     let url = crate::pg::fresh_database().await?;
     let p = Project::new();
     p.write(
@@ -21,7 +26,7 @@ async fn project() -> Option<Project> {
             "[database]\nurl = \"{url}\"\n\n[daemon]\nheartbeat_interval = \"1s\"\nlease = \"3s\"\nshutdown_grace = \"1s\"\n"
         ),
     );
-    Some(p)
+    Some((p, url))
 }
 
 /// One line per side effect, written outside the database: `start|end RUN TASK ATTEMPT PID`
@@ -54,10 +59,11 @@ fn all_succeeded(p: &Project, runs: usize) -> bool {
     list.len() == runs && list.iter().all(|r| r["state"] == "success")
 }
 
-/// One run per day of January 2020 up to `days` (the DAG's own schedule makes none: no
+/// One run per day from 2020-01-01, `days` of them (the DAG's own schedule makes none: no
 /// catch-up, and its next tick is tonight).
-fn backfill(p: &Project, days: u32) {
-    let end = format!("2020-01-{:02}", days);
+fn backfill(p: &Project, days: i64) {
+    let first = chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap_or_default();
+    let end = (first + chrono::Duration::days(days - 1)).to_string();
     p.vigil(&[
         "dags",
         "backfill",
@@ -87,9 +93,9 @@ async fn three_daemons_on_one_database_execute_every_task_exactly_once() {
         .map(|d| d["pid"].to_string())
         .collect();
     assert_eq!(live, pids, "{listed}");
-    backfill(&p, 31);
-    let (runs, tasks) = (31, 10);
-    wait_for_secs("every run to succeed", 180, || all_succeeded(&p, runs));
+    backfill(&p, 200);
+    let (runs, tasks) = (200, 10);
+    wait_for_secs("every run to succeed", 300, || all_succeeded(&p, runs));
     let lines = ledger(&p);
     let mut executions: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     let mut by = BTreeSet::new();
@@ -164,11 +170,13 @@ async fn a_daemon_killed_with_9_leaves_its_runs_to_the_others_and_only_its_runni
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn cron_ticks_raced_by_three_daemons_make_exactly_one_run_each() {
-    let Some(p) = project().await else { return };
-    // Every second, from five minutes ago to a second ago: catch-up makes every tick at once.
+async fn two_thousand_cron_ticks_raced_by_three_daemons_make_exactly_one_run_each() {
+    let Some((p, url)) = project_with_url().await else {
+        return;
+    };
+    // Every second, from 2,000 seconds ago to a second ago: catch-up makes every tick at once.
     let end = Utc::now().trunc_subsecs(0) - chrono::Duration::seconds(1);
-    let start = end - chrono::Duration::seconds(299);
+    let start = end - chrono::Duration::seconds(1999);
     p.write(
         "dags/tick.toml",
         &format!(
@@ -178,29 +186,45 @@ async fn cron_ticks_raced_by_three_daemons_make_exactly_one_run_each() {
         ),
     );
     p.vigil(&["db", "migrate"]).expect(0);
+    let store = vigil::store::open(&url, vigil::store::Synchronous::Normal)
+        .await
+        .unwrap();
     let daemons: Vec<DaemonProcess> = (0..3).map(|_| p.daemon(&[])).collect();
-    wait_for_secs("300 runs to succeed", 180, || {
-        let runs = p.runs_of("tick");
-        runs.len() >= 300 && runs.iter().all(|r| r["state"] == "success")
-    });
+    let start_wait = std::time::Instant::now();
+    loop {
+        let done = store
+            .count_runs(vigil::state::RunState::Success)
+            .await
+            .unwrap();
+        let open = store.unfinished_runs().await.unwrap().len();
+        if done >= 2000 && open == 0 {
+            break;
+        }
+        assert!(
+            start_wait.elapsed() < std::time::Duration::from_secs(300),
+            "timed out: {done} runs succeeded, {open} unfinished"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     for d in daemons {
         assert_eq!(d.terminate(), 0);
     }
-    let runs = p.runs_of("tick");
-    let dates: Vec<String> = runs
-        .iter()
-        .map(|r| r["logical_date"].as_str().unwrap_or_default().to_string())
-        .collect();
+    let runs = store
+        .runs(&vigil::store::RunFilter {
+            dag_id: Some("tick".into()),
+            state: None,
+            before: None,
+            limit: Some(10_000),
+        })
+        .await
+        .unwrap();
+    let dates: Vec<String> = runs.iter().map(|r| r.logical_date.to_rfc3339()).collect();
     let distinct: BTreeSet<&String> = dates.iter().collect();
     assert_eq!(distinct.len(), dates.len(), "two runs of one tick");
-    let expected: BTreeSet<String> = (0..300)
+    let expected: BTreeSet<String> = (0..2000)
         .map(|s| (start + chrono::Duration::seconds(s)).to_rfc3339())
         .collect();
-    let got: BTreeSet<String> = dates
-        .iter()
-        .filter_map(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
-        .map(|d| d.with_timezone(&Utc).to_rfc3339())
-        .collect();
+    let got: BTreeSet<String> = dates.into_iter().collect();
     assert_eq!(got, expected, "missing or extra ticks");
 }
 
@@ -419,4 +443,72 @@ async fn the_throughput_benchmark_shares_a_postgres_database_between_daemons() {
         "{}",
         refused.stderr()
     );
+}
+
+/// A daemon started while PostgreSQL is down waits for it, saying so; a restart of the server
+/// under a running daemon loses nothing: the runs it was executing finish, with their results.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_waits_for_postgres_and_rides_out_a_restart() {
+    let Some(mut server) = crate::pg::OwnServer::new() else {
+        return;
+    };
+    let url = server.url();
+    let p = Project::new();
+    p.write(
+        "config/vigil.toml",
+        &format!(
+            "[database]\nurl = \"{url}\"\n\n[daemon]\nheartbeat_interval = \"1s\"\nlease = \"3s\"\nshutdown_grace = \"1s\"\n"
+        ),
+    );
+    p.write(
+        "dags/slow.toml",
+        "[tasks.a]\ntype = \"command\"\n[tasks.a.config]\nshell = true\ncommand = \"echo start $VIGIL_RUN_ID >> ../ledger; sleep 2; echo '{\\\"run\\\": '$VIGIL_RUN_ID'}'\"\n\n[tasks.b]\ntype = \"noop\"\ndepends_on = [\"a\"]\n",
+    );
+    let log = p.path().join("daemon.log");
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .current_dir(p.path())
+        .arg("daemon")
+        .env_remove("VIGIL_DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for_secs("the daemon to say it waits for PostgreSQL", 30, || {
+        logs().contains("PostgreSQL is not reachable yet")
+    });
+    assert!(!logs().contains("daemon started"), "{}", logs());
+    server.start();
+    wait_for_secs("the daemon to start once PostgreSQL is up", 60, || {
+        logs().contains("daemon started")
+    });
+    for _ in 0..3 {
+        p.vigil(&["dags", "trigger", "slow"]).expect(0);
+    }
+    let started = || {
+        std::fs::read_to_string(p.path().join("ledger"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    wait_for_secs("the tasks to be running", 30, || started() == 3);
+    // The server goes away while the tasks run, and comes back.
+    server.stop();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    server.start();
+    wait_for_secs("every run to succeed after the restart", 90, || {
+        let runs = p.runs_of("slow");
+        runs.len() == 3 && runs.iter().all(|r| r["state"] == "success")
+    });
+    for run in ["1", "2", "3"] {
+        let result = p
+            .vigil(&["tasks", "xcom", run, "a", "--json"])
+            .expect(0)
+            .json();
+        assert_eq!(result["value"]["run"].to_string(), run, "{result}");
+    }
+    assert_eq!(started(), 3, "a task ran again although nothing was lost");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    assert_eq!(daemon.wait().unwrap().code(), Some(0), "{}", logs());
 }

@@ -90,15 +90,15 @@ impl PgStore {
             options.get_port(),
             options.get_database().unwrap_or("")
         );
+        // One plain connection first: it fails at once while the server is down, where the
+        // pool would sit out its whole acquire timeout before saying anything.
         let started = std::time::Instant::now();
-        let pool = loop {
-            match PgPoolOptions::new()
-                .max_connections(MAX_CONNECTIONS)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_with(options.clone())
-                .await
-            {
-                Ok(pool) => break pool,
+        loop {
+            match <sqlx::PgConnection as sqlx::Connection>::connect_with(&options).await {
+                Ok(probe) => {
+                    let _ = sqlx::Connection::close(probe).await;
+                    break;
+                }
                 Err(e) if is_unreachable(&e) && started.elapsed() < wait => {
                     tracing::warn!(
                         database = %identity,
@@ -109,7 +109,14 @@ impl PgStore {
                 }
                 Err(e) => return Err(open_err(e)),
             }
-        };
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            // Long enough to ride out a database restart without failing a commit.
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .map_err(open_err)?;
         sqlx::migrate!("./migrations/postgres")
             .run(&pool)
             .await
