@@ -39,6 +39,9 @@ pub struct DaemonConfig {
     /// A run whose owner has not heartbeat for this long is taken over.
     #[serde(deserialize_with = "crate::state::duration::deserialize_positive")]
     pub lease: Duration,
+    /// What this daemon does on a shared (PostgreSQL) database; `--scheduler-only` and
+    /// `--worker-only` override it.
+    pub role: crate::schedule::Role,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -58,6 +61,7 @@ impl Default for DaemonConfig {
             shutdown_grace: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(5),
             lease: Duration::from_secs(30),
+            role: crate::schedule::Role::Both,
         }
     }
 }

@@ -62,6 +62,12 @@ pub enum Command {
         /// Log lines as text for people or JSON for log collectors
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Only create runs (cron ticks, catch-up); other daemons execute them (PostgreSQL)
+        #[arg(long, conflicts_with = "worker_only")]
+        scheduler_only: bool,
+        /// Only execute runs others created or triggered (PostgreSQL)
+        #[arg(long)]
+        worker_only: bool,
     },
     /// List, inspect, validate and test DAGs
     #[command(subcommand)]
@@ -187,7 +193,7 @@ pub fn main(registry: Registry) -> ExitCode {
         }
     }
     match &cli.command {
-        Command::Daemon { log_format } => init_tracing("info", *log_format),
+        Command::Daemon { log_format, .. } => init_tracing("info", *log_format),
         _ => init_tracing("warn", LogFormat::Text),
     }
     // One scheduler thread: the executor's steps are short and ordered, tasks are async or
@@ -307,9 +313,19 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
         json: cli.global.json,
     };
     match cli.command {
-        Command::Daemon { .. } => {
+        Command::Daemon {
+            scheduler_only,
+            worker_only,
+            ..
+        } => {
+            let mut config = ctx.config.clone();
+            if scheduler_only {
+                config.daemon.role = crate::schedule::Role::Scheduler;
+            } else if worker_only {
+                config.daemon.role = crate::schedule::Role::Worker;
+            }
             crate::Daemon::builder()
-                .config(ctx.config.clone())
+                .config(config)
                 .registry(Registry::clone(&ctx.registry))
                 .run()
                 .await?;

@@ -50,6 +50,10 @@ pub enum DaemonError {
     Load(String),
     #[error("cannot set up notifications")]
     Notify(#[from] crate::notify::NotifyError),
+    #[error(
+        "a {role} daemon needs a database other daemons share (postgres://...); on SQLite one daemon both schedules and executes: drop --scheduler-only/--worker-only (or [daemon] role)"
+    )]
+    RoleOnSqlite { role: &'static str },
 }
 
 impl crate::state::Kind for DaemonError {
@@ -61,6 +65,7 @@ impl crate::state::Kind for DaemonError {
             DaemonError::Notify(e) => e.kind(),
             DaemonError::Watch { .. } | DaemonError::Signals(_) => ErrorKind::Unavailable,
             DaemonError::Load(_) => ErrorKind::Internal,
+            DaemonError::RoleOnSqlite { .. } => ErrorKind::Invalid,
         }
     }
 }
@@ -240,6 +245,12 @@ impl Daemon {
         hurry: CancellationToken,
     ) -> Result<(), DaemonError> {
         let url = &self.config.database.url;
+        let role = self.config.daemon.role;
+        if role != crate::schedule::Role::Both && !crate::store::is_postgres(url) {
+            return Err(DaemonError::RoleOnSqlite {
+                role: role.as_str(),
+            });
+        }
         let owner = owner::current();
         let mut presence = Presence::enter(url, &owner)?;
         let store = crate::store::open(url, self.config.database.synchronous).await?;
@@ -281,7 +292,7 @@ impl Daemon {
         store
             .announce(&DaemonRecord {
                 owner: owner.clone(),
-                role: "scheduler+worker".into(),
+                role: self.config.daemon.role.as_str().into(),
                 host: owner::hostname(),
                 pid: i64::from(std::process::id()),
                 version: env!("CARGO_PKG_VERSION").into(),
@@ -326,6 +337,7 @@ impl Daemon {
             lease: self.config.daemon.lease,
             shutdown_grace: self.config.daemon.shutdown_grace,
             notify: self.config.notify.clone(),
+            role: self.config.daemon.role,
         };
         Scheduler::new(
             store.clone(),

@@ -4,4 +4,4 @@
 pub mod cron;
 mod scheduler;
 
-pub use scheduler::{Scheduler, SchedulerSettings, load_in_background};
+pub use scheduler::{Role, Scheduler, SchedulerSettings, load_in_background};

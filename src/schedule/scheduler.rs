@@ -29,6 +29,31 @@ use crate::state::{RunState, Wake};
 use crate::store::{DagState, NewRun, RunId, RunRecord, RunType, Store, StoreError};
 use crate::task::Registry;
 
+/// What a daemon does on a database it may share with others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Creates the runs cron schedules and executes runs (the default).
+    #[default]
+    Both,
+    /// Creates runs (cron ticks, catch-up) and carries out cancels of runs nobody executes;
+    /// executes nothing.
+    Scheduler,
+    /// Executes runs others created or triggered; creates no scheduled runs.
+    Worker,
+}
+
+impl Role {
+    /// As `vigil daemons` shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Both => "scheduler+worker",
+            Role::Scheduler => "scheduler",
+            Role::Worker => "worker",
+        }
+    }
+}
+
 /// What the scheduler needs to know beyond its collaborators.
 #[derive(Debug, Clone)]
 pub struct SchedulerSettings {
@@ -42,6 +67,7 @@ pub struct SchedulerSettings {
     pub shutdown_grace: Duration,
     /// Who hears about a run that cannot start.
     pub notify: NotifyConfig,
+    pub role: Role,
 }
 
 /// The scheduler: owns the loaded DAGs and the runs this process executes.
@@ -57,6 +83,7 @@ pub struct Scheduler {
     owner: String,
     folder: PathBuf,
     lease: Duration,
+    role: Role,
     /// The last good version of each DAG file, by file.
     files: BTreeMap<PathBuf, Arc<Dag>>,
     /// Scheduler state of each DAG, refreshed at every wake-up.
@@ -108,6 +135,7 @@ impl Scheduler {
             owner: settings.owner,
             folder: settings.folder,
             lease: settings.lease,
+            role: settings.role,
             files: BTreeMap::new(),
             states: HashMap::new(),
             active: HashMap::new(),
@@ -297,7 +325,7 @@ impl Scheduler {
                     s
                 }
             };
-            if state.paused {
+            if state.paused || self.role == Role::Worker {
                 continue;
             }
             let Some(schedule) = &dag.schedule else {
@@ -330,6 +358,9 @@ impl Scheduler {
         // share it), not by `now`, which drives the schedule.
         let stale_before = crate::store::stale_before(self.store.now().await?, self.lease);
         let unfinished = self.carry_out_cancels(unfinished, stale_before).await?;
+        if self.role == Role::Scheduler {
+            return Ok(());
+        }
         self.start_runs(unfinished, stale_before).await
     }
 

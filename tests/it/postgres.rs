@@ -512,3 +512,75 @@ async fn a_daemon_waits_for_postgres_and_rides_out_a_restart() {
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
     assert_eq!(daemon.wait().unwrap().code(), Some(0), "{}", logs());
 }
+
+/// One `--scheduler-only` daemon creates the runs, one `--worker-only` daemon executes them;
+/// `vigil daemons` shows who is which. On SQLite a role is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scheduler_only_and_a_worker_only_daemon_split_the_work() {
+    let Some(p) = project().await else { return };
+    let end = Utc::now().trunc_subsecs(0) - chrono::Duration::seconds(1);
+    let start = end - chrono::Duration::seconds(19);
+    p.write(
+        "dags/tick.toml",
+        &format!(
+            "schedule = \"* * * * * *\"\ntimezone = \"UTC\"\nstart_date = \"{}\"\nend_date = \"{}\"\ncatchup = true\n\n[tasks.t]\ntype = \"noop\"\n",
+            start.format("%Y-%m-%dT%H:%M:%SZ"),
+            end.format("%Y-%m-%dT%H:%M:%SZ"),
+        ),
+    );
+    p.vigil(&["db", "migrate"]).expect(0);
+    let worker = p.daemon(&["--worker-only"]);
+    // A worker alone makes no scheduled runs.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        p.runs_of("tick").is_empty(),
+        "a worker-only daemon scheduled runs"
+    );
+    let scheduler = p.daemon(&["--scheduler-only"]);
+    wait_for_secs("20 runs to succeed", 60, || {
+        let runs = p.runs_of("tick");
+        runs.len() == 20 && runs.iter().all(|r| r["state"] == "success")
+    });
+    let owners: BTreeSet<String> = p
+        .runs_of("tick")
+        .iter()
+        .map(|r| r["owner"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let worker_owner = format!("{}@", worker.pid());
+    assert!(
+        owners.iter().all(|o| o.starts_with(&worker_owner)),
+        "runs executed by {owners:?}, not only the worker {worker_owner}"
+    );
+    let listed = p.vigil(&["daemons", "--json"]).expect(0).json();
+    let roles: BTreeMap<String, String> = listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            (
+                d["pid"].to_string(),
+                d["role"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        roles.get(&worker.pid().to_string()).map(String::as_str),
+        Some("worker")
+    );
+    assert_eq!(
+        roles.get(&scheduler.pid().to_string()).map(String::as_str),
+        Some("scheduler")
+    );
+    assert_eq!(worker.terminate(), 0);
+    assert_eq!(scheduler.terminate(), 0);
+
+    let sqlite = Project::new();
+    let refused = sqlite.vigil(&["daemon", "--worker-only"]).expect(1);
+    assert!(
+        refused
+            .stderr()
+            .contains("needs a database other daemons share"),
+        "{}",
+        refused.stderr()
+    );
+}

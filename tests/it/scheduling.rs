@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Duration as ChronoDuration, DurationRound, TimeZone, Utc};
 use vigil::dag::DagSet;
 use vigil::run::{Executor, Limits};
-use vigil::schedule::{Scheduler, SchedulerSettings};
+use vigil::schedule::{Role, Scheduler, SchedulerSettings};
 use vigil::state::Wake;
 use vigil::store::{RunFilter, RunRecord, RunType};
 
@@ -16,6 +16,11 @@ use crate::util::Engine;
 
 /// A scheduler over the DAG files `dags` (name, source) in the engine's folder.
 fn scheduler(e: &Engine, dags: &[(&str, &str)]) -> Scheduler {
+    scheduler_as(e, dags, Role::Both)
+}
+
+/// [`scheduler`] in a given role.
+fn scheduler_as(e: &Engine, dags: &[(&str, &str)], role: Role) -> Scheduler {
     let folder = e.dir.path().join("dags");
     std::fs::create_dir_all(&folder).unwrap();
     for (name, src) in dags {
@@ -38,6 +43,7 @@ fn scheduler(e: &Engine, dags: &[(&str, &str)]) -> Scheduler {
             lease: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(1),
             notify: Default::default(),
+            role,
         },
         Wake::new(),
         set,
@@ -210,4 +216,41 @@ async fn after_downtime_catchup_creates_missed_ticks_oldest_first_within_max_act
     }
     let expected: Vec<_> = (1..=5).map(|h| last + ChronoDuration::hours(h)).collect();
     assert_eq!(dates(&runs_of(&e, "hourly").await), expected);
+}
+
+/// A scheduler-only daemon creates the due runs and starts none; a worker-only one creates no
+/// scheduled run and starts what others queued.
+#[tokio::test]
+async fn roles_split_creating_runs_from_executing_them() {
+    let e = Engine::new().await;
+    let mut sched = scheduler_as(&e, &[("tick", EVERY_SECOND)], Role::Scheduler);
+    sched.step(t0() + secs(2)).await.unwrap();
+    let runs = runs_of(&e, "tick").await;
+    assert_eq!(dates(&runs), [t0() + secs(2)]);
+    assert!(
+        runs.iter()
+            .all(|r| r.owner.is_none() && r.state == vigil::state::RunState::Queued),
+        "a scheduler-only daemon started a run: {runs:?}"
+    );
+
+    let worker_dir = Engine::new().await;
+    let mut worker = scheduler_as(&worker_dir, &[("tick", EVERY_SECOND)], Role::Worker);
+    worker.step(t0() + secs(2)).await.unwrap();
+    assert!(
+        runs_of(&worker_dir, "tick").await.is_empty(),
+        "a worker made a scheduled run"
+    );
+    // A worker on the scheduler's database starts the run the scheduler queued.
+    let mut worker = scheduler_as(&e, &[("tick", EVERY_SECOND)], Role::Worker);
+    worker.step(t0() + secs(2)).await.unwrap();
+    let run = e.store.run(runs[0].id).await.unwrap().unwrap();
+    assert_eq!(
+        run.owner.as_deref(),
+        Some(vigil::state::owner::current().as_str())
+    );
+    assert_eq!(
+        dates(&runs_of(&e, "tick").await),
+        [t0() + secs(2)],
+        "no new run"
+    );
 }
