@@ -343,6 +343,21 @@ mod tests {
         assert_eq!(p.to_vec(), vec![1.0, 6.0]);
     }
 
+    /// Least squares of `y` on `features` and `categorical`, holding out a seeded quarter.
+    fn linear(data: &Path, features: &[String], categorical: &[String]) -> RegressorModel {
+        train(&RegressOptions {
+            data,
+            target: "y",
+            features,
+            categorical,
+            algorithm: Algorithm::Linear,
+            tree: TreeRegressorParams::default(),
+            test_fraction: 0.25,
+            seed: 1,
+        })
+        .unwrap()
+    }
+
     #[test]
     fn linear_regression_recovers_a_line_and_scores_r2_one() {
         let dir = tempfile::tempdir().unwrap();
@@ -353,17 +368,7 @@ mod tests {
             s.push_str(&format!("{a},{b},{}\n", 3.0 + 2.0 * a - b));
         }
         std::fs::write(&p, s).unwrap();
-        let m = train(&RegressOptions {
-            data: &p,
-            target: "y",
-            features: &["a".into(), "b".into()],
-            categorical: &[],
-            algorithm: Algorithm::Linear,
-            tree: TreeRegressorParams::default(),
-            test_fraction: 0.25,
-            seed: 1,
-        })
-        .unwrap();
+        let m = linear(&p, &["a".into(), "b".into()], &[]);
         assert!((m.r2 - 1.0).abs() < 1e-9, "{}", m.r2);
         assert!(m.rmse < 1e-6);
         let Regressor::Linear {
@@ -387,17 +392,7 @@ mod tests {
             s.push_str(&format!("{i},{service},{}\n", offset + f64::from(i as u32)));
         }
         std::fs::write(&train_csv, s).unwrap();
-        let m = train(&RegressOptions {
-            data: &train_csv,
-            target: "y",
-            features: &["x".into()],
-            categorical: &["service".into()],
-            algorithm: Algorithm::Linear,
-            tree: TreeRegressorParams::default(),
-            test_fraction: 0.25,
-            seed: 1,
-        })
-        .unwrap();
+        let m = linear(&train_csv, &["x".into()], &["service".into()]);
         assert!((m.r2 - 1.0).abs() < 1e-9, "{}", m.r2);
         assert_eq!(m.categorical[0].levels, ["a", "b", "c"]);
         let Regressor::Linear { coefficients, .. } = &m.model else {

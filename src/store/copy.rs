@@ -232,7 +232,8 @@ enum Value {
 }
 
 impl Value {
-    fn read<R: Row>(row: &R, column: &str, ty: Ty) -> Result<Value, sqlx::Error>
+    /// One row of `t`, in its column order, from either database.
+    fn row<R: Row>(row: &R, t: &Table) -> Result<Vec<Value>, sqlx::Error>
     where
         for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
         for<'r> Option<f64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
@@ -242,14 +243,19 @@ impl Value {
         for<'r> Option<Vec<u8>>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
         for<'a> &'a str: sqlx::ColumnIndex<R>,
     {
-        Ok(match ty {
-            Int => Value::Int(row.try_get(column)?),
-            Real => Value::Real(row.try_get(column)?),
-            Text => Value::Text(row.try_get(column)?),
-            Time => Value::Time(row.try_get(column)?),
-            Bool => Value::Bool(row.try_get(column)?),
-            Bytes => Value::Bytes(row.try_get(column)?),
-        })
+        t.columns
+            .iter()
+            .map(|&(column, ty)| {
+                Ok(match ty {
+                    Int => Value::Int(row.try_get(column)?),
+                    Real => Value::Real(row.try_get(column)?),
+                    Text => Value::Text(row.try_get(column)?),
+                    Time => Value::Time(row.try_get(column)?),
+                    Bool => Value::Bool(row.try_get(column)?),
+                    Bytes => Value::Bytes(row.try_get(column)?),
+                })
+            })
+            .collect()
     }
 
     fn bind(self, args: &mut PgArguments) -> Result<(), StoreError> {
@@ -340,12 +346,7 @@ pub async fn sqlite_to_postgres(from: &SqliteStore, to: &PgStore) -> Result<Copi
             .doing("reading the source database")?;
         let values = rows
             .iter()
-            .map(|row| {
-                t.columns
-                    .iter()
-                    .map(|(c, ty)| Value::read(row, c, *ty))
-                    .collect::<Result<Vec<_>, _>>()
-            })
+            .map(|row| Value::row(row, t))
             .collect::<Result<Vec<_>, _>>()
             .doing("reading the source database")?;
         read.push(values);
@@ -403,12 +404,7 @@ pub async fn sqlite_to_postgres(from: &SqliteStore, to: &PgStore) -> Result<Copi
             .await
             .doing("verifying the copy")?
             .iter()
-            .map(|row| {
-                t.columns
-                    .iter()
-                    .map(|(c, ty)| Value::read(row, c, *ty))
-                    .collect::<Result<Vec<_>, _>>()
-            })
+            .map(|row| Value::row(row, t))
             .collect::<Result<Vec<_>, _>>()
             .doing("verifying the copy")?;
         let (want, got) = (digest(rows), digest(&back));

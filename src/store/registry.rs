@@ -99,6 +99,55 @@ pub enum NewArtifact {
     Bytes(Vec<u8>),
 }
 
+/// A version's artifact as the `model_versions` columns hold it: path, SHA-256, size, bytes.
+pub(crate) type ArtifactColumns = (Option<String>, Option<String>, Option<i64>, Option<Vec<u8>>);
+
+impl NewVersion {
+    /// The artifact as columns, the same for every backend.
+    pub(crate) fn artifact_columns(&self) -> ArtifactColumns {
+        match &self.artifact {
+            None => (None, None, None, None),
+            Some(NewArtifact::File { path, sha256, size }) => (
+                Some(path.clone()),
+                Some(sha256.clone()),
+                Some(*size as i64),
+                None,
+            ),
+            Some(NewArtifact::Bytes(b)) => (
+                None,
+                Some(crate::state::sha256_hex(b)),
+                Some(b.len() as i64),
+                Some(b.clone()),
+            ),
+        }
+    }
+
+    /// The version as registered under `version` at `created_at`.
+    pub(crate) fn registered(
+        &self,
+        version: String,
+        created_at: DateTime<Utc>,
+        (path, sha256, size, _): &ArtifactColumns,
+    ) -> ModelVersion {
+        ModelVersion {
+            model: self.model.clone(),
+            version,
+            metrics: self.metrics.clone(),
+            artifact: match (sha256, size) {
+                (Some(sha), Some(size)) => Some(Artifact {
+                    path: path.clone(),
+                    sha256: sha.clone(),
+                    size: *size as u64,
+                }),
+                _ => None,
+            },
+            source: self.source.clone(),
+            notes: self.notes.clone(),
+            created_at,
+        }
+    }
+}
+
 impl NewArtifact {
     /// A file artifact at `path` whose content is `bytes`.
     pub fn file(path: String, bytes: &[u8]) -> NewArtifact {

@@ -9,9 +9,8 @@ use chrono::{DateTime, Utc};
 use super::outbox::push_notification;
 use super::{Abort, PgStore, Tx, finish, guard, now};
 use crate::store::registry::{
-    Alert, Artifact, Deployment, ModelRecord, ModelStore, ModelVersion, NewAlert, NewArtifact,
-    NewPrediction, NewVersion, Notification, Prediction, ProductionChange,
-    describe_production_conflict, version_ids,
+    Alert, Deployment, ModelRecord, ModelStore, ModelVersion, NewAlert, NewPrediction, NewVersion,
+    Notification, Prediction, ProductionChange, describe_production_conflict, version_ids,
 };
 use crate::store::rows::{
     AlertRow, Decode, DeploymentRow, ModelRow, PredictionRow, VersionRow, corrupt, decode_all,
@@ -85,21 +84,8 @@ async fn change_production(
 #[async_trait]
 impl ModelStore for PgStore {
     async fn register_version(&self, new: &NewVersion) -> Result<ModelVersion, StoreError> {
-        let (path, sha256, size, bytes) = match &new.artifact {
-            None => (None, None, None, None),
-            Some(NewArtifact::File { path, sha256, size }) => (
-                Some(path.clone()),
-                Some(sha256.clone()),
-                Some(*size as i64),
-                None,
-            ),
-            Some(NewArtifact::Bytes(b)) => (
-                None,
-                Some(crate::state::sha256_hex(b)),
-                Some(b.len() as i64),
-                Some(b.clone()),
-            ),
-        };
+        let columns = new.artifact_columns();
+        let (path, sha256, size, bytes) = &columns;
         let metrics = serde_json::to_string(&new.metrics).map_err(|e| corrupt("metrics", e))?;
         let created_at: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
             .fetch_one(&self.pool)
@@ -129,10 +115,10 @@ impl ModelStore for PgStore {
                 .bind(&new.model)
                 .bind(&version)
                 .bind(&metrics)
-                .bind(&path)
-                .bind(&sha256)
+                .bind(path)
+                .bind(sha256)
                 .bind(size)
-                .bind(&bytes)
+                .bind(bytes)
                 .bind(&new.source)
                 .bind(&new.notes)
                 .bind(created_at)
@@ -143,22 +129,7 @@ impl ModelStore for PgStore {
             match inserted {
                 Ok(_) => {
                     tx.commit().await.doing("registering a model version")?;
-                    return Ok(ModelVersion {
-                        model: new.model.clone(),
-                        version,
-                        metrics: new.metrics.clone(),
-                        artifact: match (&sha256, size) {
-                            (Some(sha), Some(size)) => Some(Artifact {
-                                path: path.clone(),
-                                sha256: sha.clone(),
-                                size: size as u64,
-                            }),
-                            _ => None,
-                        },
-                        source: new.source.clone(),
-                        notes: new.notes.clone(),
-                        created_at,
-                    });
+                    return Ok(new.registered(version, created_at, &columns));
                 }
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() && i < last => continue,
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {

@@ -10,9 +10,8 @@ use super::SqliteStore;
 use super::outbox::push_notification;
 use super::script::{INSERT_CHUNK, Script, is_stale};
 use crate::store::registry::{
-    Alert, Artifact, Deployment, ModelRecord, ModelStore, ModelVersion, NewAlert, NewArtifact,
-    NewPrediction, NewVersion, Notification, Prediction, ProductionChange,
-    describe_production_conflict, version_ids,
+    Alert, Deployment, ModelRecord, ModelStore, ModelVersion, NewAlert, NewPrediction, NewVersion,
+    Notification, Prediction, ProductionChange, describe_production_conflict, version_ids,
 };
 use crate::store::rows::{
     AlertRow, Decode, DeploymentRow, ModelRow, PredictionRow, VersionRow, corrupt, decode_all,
@@ -49,21 +48,8 @@ impl ModelStore for SqliteStore {
     async fn register_version(&self, new: &NewVersion) -> Result<ModelVersion, StoreError> {
         let now = self.clock();
         let ids = version_ids(new.version.as_deref(), now);
-        let (path, sha256, size, bytes) = match &new.artifact {
-            None => (None, None, None, None),
-            Some(NewArtifact::File { path, sha256, size }) => (
-                Some(path.clone()),
-                Some(sha256.clone()),
-                Some(*size as i64),
-                None,
-            ),
-            Some(NewArtifact::Bytes(b)) => (
-                None,
-                Some(crate::state::sha256_hex(b)),
-                Some(b.len() as i64),
-                Some(b.clone()),
-            ),
-        };
+        let columns = new.artifact_columns();
+        let (path, sha256, size, bytes) = &columns;
         for id in &ids {
             crate::store::registry::check_version_id(id)?;
         }
@@ -96,22 +82,7 @@ impl ModelStore for SqliteStore {
                 .bind(now)?;
             match self.run_script(script).await {
                 Ok(_) => {
-                    return Ok(ModelVersion {
-                        model: new.model.clone(),
-                        version,
-                        metrics: new.metrics.clone(),
-                        artifact: match (&sha256, size) {
-                            (Some(sha), Some(size)) => Some(Artifact {
-                                path: path.clone(),
-                                sha256: sha.clone(),
-                                size: size as u64,
-                            }),
-                            _ => None,
-                        },
-                        source: new.source.clone(),
-                        notes: new.notes.clone(),
-                        created_at: now,
-                    });
+                    return Ok(new.registered(version, now, &columns));
                 }
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() && i < last => continue,
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
