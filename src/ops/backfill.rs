@@ -236,7 +236,7 @@ pub async fn backfill(
                 let outcome = async {
                     // A cleared run is queued: take it before executing it.
                     store
-                        .claim_run(id, &owner, std::time::Duration::ZERO)
+                        .claim_run(id, &owner, std::time::Duration::ZERO, None)
                         .await?;
                     let run = store.run(id).await?.ok_or(OpsError::NoSuchRun(id))?;
                     executor

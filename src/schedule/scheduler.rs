@@ -484,12 +484,14 @@ impl Scheduler {
                 }
                 *n += 1;
             }
-            // A dead owner on this host: take over now rather than after the lease.
-            let lease = match &run.owner {
-                Some(o) if owner::is_dead_here(o) => std::time::Duration::ZERO,
-                _ => self.lease,
-            };
-            if !self.store.claim_run(run.id, &self.owner, lease).await? {
+            // A dead owner on this host: take over now rather than after the lease — from that
+            // owner only, so another daemon that got there first keeps the run.
+            let dead = run.owner.as_deref().filter(|o| owner::is_dead_here(o));
+            if !self
+                .store
+                .claim_run(run.id, &self.owner, self.lease, dead)
+                .await?
+            {
                 continue;
             }
             match self.dag_of(&run) {

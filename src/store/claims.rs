@@ -18,14 +18,18 @@ pub trait ClaimStore: Send + Sync {
     async fn now(&self) -> Result<DateTime<Utc>, StoreError>;
 
     /// Makes `owner` the executor of a queued or running run, if nobody else holds it: its
-    /// owner is unset, is `owner` itself, or last heartbeat more than `lease` ago (by
-    /// [`ClaimStore::now`]; a zero lease takes over from any other owner, for one known dead).
-    /// Returns whether the claim succeeded.
+    /// owner is unset, is `owner` itself, is `dead` (a process known to be gone), or last
+    /// heartbeat more than `lease` ago (by [`ClaimStore::now`]; a zero lease takes over from
+    /// any other owner). Returns whether the claim succeeded.
+    ///
+    /// `dead` names the owner to replace rather than waiving the lease, so that two daemons
+    /// that both see a dead owner cannot both take its run: the second finds the first there.
     async fn claim_run(
         &self,
         run_id: RunId,
         owner: &str,
         lease: Duration,
+        dead: Option<&str>,
     ) -> Result<bool, StoreError>;
 
     /// Gives up ownership of a run (it stays as it is, for the next owner to resume).

@@ -11,14 +11,14 @@ use crate::util::{DaemonProcess, Project, wait_for};
 
 /// One message as the SMTP server received it.
 #[derive(Debug, Clone, Default)]
-struct Mail {
+pub(crate) struct Mail {
     from: String,
     to: Vec<String>,
     data: String,
 }
 
 impl Mail {
-    fn header(&self, name: &str) -> Option<String> {
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
         let prefix = format!("{}: ", name.to_ascii_lowercase());
         self.data
             .lines()
@@ -68,12 +68,12 @@ impl Handler for Recorder {
 }
 
 /// A real SMTP server on 127.0.0.1, serving on a background thread until the test ends.
-struct Smtp {
+pub(crate) struct Smtp {
     inbox: Arc<Mutex<Vec<Mail>>>,
 }
 
 impl Smtp {
-    fn start(port: u16) -> Smtp {
+    pub(crate) fn start(port: u16) -> Smtp {
         let recorder = Recorder::default();
         let inbox = recorder.inbox.clone();
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the SMTP port");
@@ -88,7 +88,7 @@ impl Smtp {
         Smtp { inbox }
     }
 
-    fn mails(&self) -> Vec<Mail> {
+    pub(crate) fn mails(&self) -> Vec<Mail> {
         self.inbox.lock().map(|m| m.clone()).unwrap_or_default()
     }
 }

@@ -120,21 +120,22 @@ async fn three_daemons_on_one_database_execute_every_task_exactly_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_daemon_killed_with_9_leaves_its_runs_to_the_others_and_only_its_running_tasks_run_again()
-{
+async fn a_daemon_killed_with_9_leaves_its_runs_to_the_two_others_and_only_its_running_tasks_run_again()
+ {
     let Some(p) = project().await else { return };
     fan_out(&p, 4, "1");
     p.vigil(&["db", "migrate"]).expect(0);
     // The victim alone takes the runs; the survivor joins while the victim's tasks run.
     let victim = p.daemon(&[]);
     let victim_pid = victim.pid().to_string();
-    backfill(&p, 8);
+    backfill(&p, 30);
     wait_for_secs("the victim to be running tasks", 60, || {
         ledger(&p)
             .iter()
             .any(|l| l[0] == "start" && l[4] == victim_pid)
     });
     let survivor = p.daemon(&[]);
+    let other = p.daemon(&[]);
     victim.kill9();
     let at_kill = ledger(&p);
     // Tasks the victim had started and not finished when it died.
@@ -148,13 +149,13 @@ async fn a_daemon_killed_with_9_leaves_its_runs_to_the_others_and_only_its_runni
                 .any(|l| l[0] == "end" && (l[1].clone(), l[2].clone()) == *k)
         })
         .collect();
-    wait_for_secs("every run to succeed", 120, || all_succeeded(&p, 8));
+    wait_for_secs("every run to succeed", 120, || all_succeeded(&p, 30));
     let lines = ledger(&p);
     let mut starts: BTreeMap<(String, String), usize> = BTreeMap::new();
     for l in lines.iter().filter(|l| l[0] == "start") {
         *starts.entry((l[1].clone(), l[2].clone())).or_default() += 1;
     }
-    assert_eq!(starts.len(), 8 * 4, "{lines:?}");
+    assert_eq!(starts.len(), 30 * 4, "{lines:?}");
     for (key, n) in &starts {
         let expected = if interrupted.contains(key) { 2 } else { 1 };
         assert_eq!(
@@ -167,6 +168,7 @@ async fn a_daemon_killed_with_9_leaves_its_runs_to_the_others_and_only_its_runni
         "the kill interrupted nothing: {at_kill:?}"
     );
     assert_eq!(survivor.terminate(), 0);
+    assert_eq!(other.terminate(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -583,4 +585,74 @@ async fn a_scheduler_only_and_a_worker_only_daemon_split_the_work() {
         "{}",
         refused.stderr()
     );
+}
+
+/// A daemon killed while it delivers a failure mail: once its claim's lease runs out another
+/// daemon sends it, and the mail server receives it once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_daemons_claimed_mail_is_sent_by_another_once() {
+    let Some(url) = crate::pg::fresh_database().await else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let p = Project::new();
+    // SMTP timeout 3 s, webhook timeout 1 s: a claimed delivery is held for 12 s.
+    p.write(
+        "config/vigil.toml",
+        &format!(
+            "[database]\nurl = \"{url}\"\n\n[daemon]\nheartbeat_interval = \"1s\"\nlease = \"3s\"\nshutdown_grace = \"1s\"\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"vigil <vigil@vigil.test>\"\ntimeout = \"3s\"\n\n[notify]\npoll_interval = \"200ms\"\nretry_delay = \"200ms\"\nwebhook_timeout = \"1s\"\n"
+        ),
+    );
+    p.write(
+        "dags/fails.toml",
+        "[notify]\nemail_on_failure = [\"oncall@example.com\"]\n\n[tasks.boom]\ntype = \"fail\"\n",
+    );
+    // A server that accepts and says nothing: the first daemon's delivery hangs in it.
+    let staller = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let first = p.daemon(&[]);
+    let first_pid = first.pid();
+    p.vigil(&["dags", "trigger", "fails"]).expect(0);
+    let (held, _) = staller.accept().unwrap();
+    first.kill9();
+    drop(held);
+    drop(staller);
+    // The dead daemon's claim stands until its lease runs out.
+    let raw = sqlx::PgPool::connect(&url).await.unwrap();
+    let holders: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT lease_owner FROM outbox WHERE state = 'pending'")
+            .fetch_all(&raw)
+            .await
+            .unwrap();
+    let victim = format!("{first_pid}@");
+    assert_eq!(holders.len(), 1, "{holders:?}");
+    assert!(
+        holders[0]
+            .as_deref()
+            .is_some_and(|h| h.starts_with(&victim)),
+        "not claimed by the dead daemon: {holders:?}"
+    );
+
+    let smtp = crate::notify::Smtp::start(port);
+    let second = p.daemon(&[]);
+    wait_for_secs("the mail to arrive from the second daemon", 60, || {
+        !smtp.mails().is_empty()
+    });
+    // Long enough for a second delivery, were there one.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1, "delivered {} times", mails.len());
+    assert!(
+        mails[0]
+            .header("Subject")
+            .unwrap_or_default()
+            .contains("fails"),
+        "{:?}",
+        mails[0].header("Subject")
+    );
+    let sent = p.vigil(&["notify", "list", "--json"]).expect(0).json();
+    assert_eq!(sent[0]["state"], "sent", "{sent}");
+    assert_eq!(second.terminate(), 0);
 }

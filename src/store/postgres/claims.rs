@@ -29,16 +29,18 @@ impl ClaimStore for PgStore {
         run_id: RunId,
         owner: &str,
         lease: Duration,
+        dead: Option<&str>,
     ) -> Result<bool, StoreError> {
         let changed = sqlx::query(
             "UPDATE dag_runs SET owner = $1, heartbeat_at = now()
              WHERE id = $2 AND state IN ('queued', 'running')
-               AND (owner IS NULL OR owner = $1 OR heartbeat_at IS NULL
+               AND (owner IS NULL OR owner = $1 OR owner = $4 OR heartbeat_at IS NULL
                     OR heartbeat_at < now() - $3::bigint * interval '1 microsecond')",
         )
         .bind(owner)
         .bind(run_id)
         .bind(micros(lease))
+        .bind(dead)
         .execute(&self.pool)
         .await
         .doing("claiming a run")?

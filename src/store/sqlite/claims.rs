@@ -22,18 +22,20 @@ impl ClaimStore for SqliteStore {
         run_id: RunId,
         owner: &str,
         lease: Duration,
+        dead: Option<&str>,
     ) -> Result<bool, StoreError> {
         let now = self.clock();
         let mut w = self.writer.lock().await;
         let changed = sqlx::query(
             "UPDATE dag_runs SET owner = ?1, heartbeat_at = ?2
              WHERE id = ?3 AND state IN ('queued', 'running')
-               AND (owner IS NULL OR owner = ?1 OR heartbeat_at IS NULL OR heartbeat_at < ?4)",
+               AND (owner IS NULL OR owner = ?1 OR owner = ?5 OR heartbeat_at IS NULL OR heartbeat_at < ?4)",
         )
         .bind(owner)
         .bind(now)
         .bind(run_id)
         .bind(stale_before(now, lease))
+        .bind(dead)
         .execute(&mut w.conn)
         .await
         .doing("claiming a run")?

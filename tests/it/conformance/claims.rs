@@ -13,10 +13,25 @@ pub async fn a_run_held_by_a_live_owner_cannot_be_claimed_until_its_lease_runs_o
     store: &dyn Store,
 ) {
     let run = create(store, "d", &["a"]).await;
-    assert!(store.claim_run(run.id, "a@host", LEASE).await.unwrap());
+    assert!(
+        store
+            .claim_run(run.id, "a@host", LEASE, None)
+            .await
+            .unwrap()
+    );
     // Claiming again is how an owner keeps what it has.
-    assert!(store.claim_run(run.id, "a@host", LEASE).await.unwrap());
-    assert!(!store.claim_run(run.id, "b@host", LEASE).await.unwrap());
+    assert!(
+        store
+            .claim_run(run.id, "a@host", LEASE, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_run(run.id, "b@host", LEASE, None)
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store.run(run.id).await.unwrap().unwrap().owner.as_deref(),
         Some("a@host")
@@ -24,7 +39,7 @@ pub async fn a_run_held_by_a_live_owner_cannot_be_claimed_until_its_lease_runs_o
     // A lease of zero: any heartbeat is already too old (the owner is known dead).
     assert!(
         store
-            .claim_run(run.id, "b@host", Duration::ZERO)
+            .claim_run(run.id, "b@host", Duration::ZERO, None)
             .await
             .unwrap()
     );
@@ -40,12 +55,45 @@ pub async fn a_run_held_by_a_live_owner_cannot_be_claimed_until_its_lease_runs_o
     );
     store.release_run(run.id, "b@host").await.unwrap();
     assert!(store.run(run.id).await.unwrap().unwrap().owner.is_none());
-    assert!(store.claim_run(run.id, "c@host", LEASE).await.unwrap());
+    assert!(
+        store
+            .claim_run(run.id, "c@host", LEASE, None)
+            .await
+            .unwrap()
+    );
+}
+
+/// Two daemons that both see a dead owner: the first replaces it, the second finds the first
+/// there and takes nothing.
+pub async fn a_dead_owner_is_replaced_once_not_by_every_daemon_that_sees_it(store: &dyn Store) {
+    let run = create(store, "d", &["a"]).await;
+    assert!(
+        store
+            .claim_run(run.id, "dead@host", LEASE, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_run(run.id, "first@host", LEASE, Some("dead@host"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_run(run.id, "second@host", LEASE, Some("dead@host"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.run(run.id).await.unwrap().unwrap().owner.as_deref(),
+        Some("first@host")
+    );
 }
 
 pub async fn a_stale_holder_writing_after_a_takeover_changes_nothing(store: &dyn Store) {
     let run = create(store, "d", &["a"]).await;
-    assert!(store.claim_run(run.id, "old", LEASE).await.unwrap());
+    assert!(store.claim_run(run.id, "old", LEASE, None).await.unwrap());
     let a0 = instance(store, run.id, "a").await;
     let mut start = Batch::new(run.id);
     start.tasks.push(transition(&a0, TaskState::Running, 1));
@@ -55,7 +103,7 @@ pub async fn a_stale_holder_writing_after_a_takeover_changes_nothing(store: &dyn
     // The old owner goes silent; a new one takes over and starts attempt 2.
     assert!(
         store
-            .claim_run(run.id, "new", Duration::ZERO)
+            .claim_run(run.id, "new", Duration::ZERO, None)
             .await
             .unwrap()
     );
@@ -80,7 +128,7 @@ pub async fn a_stale_holder_writing_after_a_takeover_changes_nothing(store: &dyn
 pub async fn heartbeats_stamp_runs_with_the_stores_clock(store: &dyn Store) {
     let run = create(store, "d", &["a"]).await;
     let other = create(store, "e", &["a"]).await;
-    assert!(store.claim_run(run.id, "me", LEASE).await.unwrap());
+    assert!(store.claim_run(run.id, "me", LEASE, None).await.unwrap());
     let before = store.now().await.unwrap();
     store.heartbeat("me").await.unwrap();
     let after = store.now().await.unwrap();

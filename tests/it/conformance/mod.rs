@@ -95,6 +95,7 @@ macro_rules! conformance {
                 retention_removes_old_finished_runs_with_everything_they_own,
                 a_run_held_by_a_live_owner_cannot_be_claimed_until_its_lease_runs_out,
                 a_stale_holder_writing_after_a_takeover_changes_nothing,
+                a_dead_owner_is_replaced_once_not_by_every_daemon_that_sees_it,
                 heartbeats_stamp_runs_with_the_stores_clock,
                 daemons_announce_report_and_leave_by_the_stores_clock,
                 a_dag_state_is_created_once_and_keeps_its_pause,
