@@ -2,7 +2,8 @@
 //! with their task instances, results and logs, the scheduler's DAG state, the model registry
 //! and the outbox — keeping ids and timestamps, in one PostgreSQL transaction (a failed copy
 //! leaves the target empty), then verified table by table: the same rows and the same
-//! contents, read back from both sides.
+//! contents, read back from both sides. Tables move a page at a time, so memory stays bounded
+//! by a page whatever the history's size.
 //!
 //! The daemons table is not copied: it describes the processes serving the old database.
 //! The column lists below are the schema's; a migration that adds a column adds it here, and
@@ -299,7 +300,8 @@ pub struct CopiedTable {
     pub sha256: String,
 }
 
-/// Rows per INSERT: well under PostgreSQL's 65,535 bound parameters at 17 columns.
+/// Rows per page read and per INSERT: well under PostgreSQL's 65,535 bound parameters at 17
+/// columns.
 const BATCH: usize = 1_000;
 
 fn select(t: &Table) -> String {
@@ -312,15 +314,67 @@ fn select(t: &Table) -> String {
     )
 }
 
-fn digest(rows: &[Vec<Value>]) -> String {
-    let mut text = String::new();
-    for row in rows {
+/// A running SHA-256 over rows in key order, the same on both sides.
+struct Digest {
+    hasher: sha2::Sha256,
+    rows: u64,
+}
+
+impl Digest {
+    fn new() -> Digest {
+        Digest {
+            hasher: <sha2::Sha256 as sha2::Digest>::new(),
+            rows: 0,
+        }
+    }
+
+    fn add(&mut self, row: &[Value]) {
+        let mut text = String::new();
         for v in row {
             v.canonical(&mut text);
         }
         text.push('\u{1e}');
+        sha2::Digest::update(&mut self.hasher, text.as_bytes());
+        self.rows += 1;
     }
-    crate::state::sha256_hex(text.as_bytes())
+
+    fn hex(self) -> String {
+        sha2::Digest::finalize(self.hasher)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// One page of `t` in key order: memory stays bounded by a page, whatever the history's size.
+fn page(t: &Table, offset: u64) -> String {
+    format!("{} LIMIT {BATCH} OFFSET {offset}", select(t))
+}
+
+/// Inserts `rows` of `t` as one statement.
+async fn insert(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    t: &Table,
+    rows: Vec<Vec<Value>>,
+) -> Result<(), StoreError> {
+    let columns: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
+    let mut sql = format!("INSERT INTO {} ({}) VALUES ", t.name, columns.join(", "));
+    let mut args = PgArguments::default();
+    let mut n = 0;
+    for (i, row) in rows.into_iter().enumerate() {
+        sql.push_str(if i == 0 { "(" } else { ", (" });
+        for (j, v) in row.into_iter().enumerate() {
+            n += 1;
+            let _ = write!(sql, "{}${n}", if j == 0 { "" } else { ", " });
+            v.bind(&mut args)?;
+        }
+        sql.push(')');
+    }
+    sqlx::query_with(AssertSqlSafe(sql), args)
+        .execute(&mut **tx)
+        .await
+        .doing("writing the target database")?;
+    Ok(())
 }
 
 /// Copies everything from `from` into `to`, which must hold no runs, models or messages yet.
@@ -338,19 +392,6 @@ pub async fn sqlite_to_postgres(from: &SqliteStore, to: &PgStore) -> Result<Copi
             "the target database already holds {held} run(s), model(s) or message(s); copy into an empty database"
         )));
     }
-    let mut read = Vec::new();
-    for t in TABLES {
-        let rows: Vec<SqliteRow> = sqlx::query(AssertSqlSafe(select(t)))
-            .fetch_all(source)
-            .await
-            .doing("reading the source database")?;
-        let values = rows
-            .iter()
-            .map(|row| Value::row(row, t))
-            .collect::<Result<Vec<_>, _>>()
-            .doing("reading the source database")?;
-        read.push(values);
-    }
     let production: Vec<(String, Option<String>)> =
         sqlx::query_as("SELECT name, production_version FROM models ORDER BY name")
             .fetch_all(source)
@@ -358,25 +399,24 @@ pub async fn sqlite_to_postgres(from: &SqliteStore, to: &PgStore) -> Result<Copi
             .doing("reading the source database")?;
 
     let mut tx = target.begin().await.doing("copying")?;
-    for (t, rows) in TABLES.iter().zip(&read) {
-        let columns: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
-        for chunk in rows.chunks(BATCH) {
-            let mut sql = format!("INSERT INTO {} ({}) VALUES ", t.name, columns.join(", "));
-            let mut args = PgArguments::default();
-            let mut n = 0;
-            for (i, row) in chunk.iter().enumerate() {
-                sql.push_str(if i == 0 { "(" } else { ", (" });
-                for (j, v) in row.iter().enumerate() {
-                    n += 1;
-                    let _ = write!(sql, "{}${n}", if j == 0 { "" } else { ", " });
-                    v.clone().bind(&mut args)?;
-                }
-                sql.push(')');
-            }
-            sqlx::query_with(AssertSqlSafe(sql), args)
-                .execute(&mut *tx)
+    let mut read = Vec::new();
+    for t in TABLES {
+        let mut digest = Digest::new();
+        loop {
+            let rows: Vec<SqliteRow> = sqlx::query(AssertSqlSafe(page(t, digest.rows)))
+                .fetch_all(source)
                 .await
-                .doing("writing the target database")?;
+                .doing("reading the source database")?;
+            if rows.is_empty() {
+                break;
+            }
+            let values = rows
+                .iter()
+                .map(|row| Value::row(row, t))
+                .collect::<Result<Vec<_>, _>>()
+                .doing("reading the source database")?;
+            values.iter().for_each(|row| digest.add(row));
+            insert(&mut tx, t, values).await?;
         }
         if t.serial {
             sqlx::query(AssertSqlSafe(format!(
@@ -387,6 +427,7 @@ pub async fn sqlite_to_postgres(from: &SqliteStore, to: &PgStore) -> Result<Copi
             .await
             .doing("writing the target database")?;
         }
+        read.push(digest);
     }
     for (name, version) in &production {
         sqlx::query("UPDATE models SET production_version = $1 WHERE name = $2")
@@ -398,27 +439,31 @@ pub async fn sqlite_to_postgres(from: &SqliteStore, to: &PgStore) -> Result<Copi
     }
     // Verify inside the transaction: a mismatch rolls everything back.
     let mut tables = Vec::new();
-    for (t, rows) in TABLES.iter().zip(&read) {
-        let back = sqlx::query(AssertSqlSafe(select(t)))
-            .fetch_all(&mut *tx)
-            .await
-            .doing("verifying the copy")?
-            .iter()
-            .map(|row| Value::row(row, t))
-            .collect::<Result<Vec<_>, _>>()
-            .doing("verifying the copy")?;
-        let (want, got) = (digest(rows), digest(&back));
-        if back.len() != rows.len() || want != got {
+    for (t, want) in TABLES.iter().zip(read) {
+        let mut back = Digest::new();
+        loop {
+            let rows = sqlx::query(AssertSqlSafe(page(t, back.rows)))
+                .fetch_all(&mut *tx)
+                .await
+                .doing("verifying the copy")?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                back.add(&Value::row(row, t).doing("verifying the copy")?);
+            }
+        }
+        let rows = want.rows;
+        let (written, want, got) = (back.rows, want.hex(), back.hex());
+        if written != rows || want != got {
             return Err(StoreError::Invalid(format!(
-                "the copy of table {} does not match its source ({} rows read, {} written); nothing was copied",
+                "the copy of table {} does not match its source ({rows} rows read, {written} written); nothing was copied",
                 t.name,
-                rows.len(),
-                back.len()
             )));
         }
         tables.push(CopiedTable {
             table: t.name,
-            rows: rows.len() as u64,
+            rows,
             sha256: want,
         });
     }

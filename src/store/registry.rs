@@ -220,22 +220,44 @@ pub fn version_ids(requested: Option<&str>, now: DateTime<Utc>) -> Vec<String> {
     }
 }
 
-/// Says why a compare-and-set of the production pointer matched nothing, given the model as it
-/// is now and whether the target version exists.
-pub fn describe_production_conflict(
-    change: &ProductionChange,
-    current: Option<&ModelRecord>,
-    target_exists: bool,
-) -> String {
-    match (current, target_exists) {
-        (None, _) => format!("there is no model `{}`", change.model),
-        (_, false) => format!("model `{}` has no version `{}`", change.model, change.to),
-        (Some(m), true) => format!(
-            "production of `{}` is {} now, not {}",
-            change.model,
-            m.production_version.as_deref().unwrap_or("(none)"),
-            change.expect.as_deref().unwrap_or("(none)")
-        ),
+impl ProductionChange {
+    /// The deployment event this change recorded as `id` at `at`.
+    pub(crate) fn recorded(&self, id: i64, at: DateTime<Utc>) -> Deployment {
+        Deployment {
+            id,
+            model: self.model.clone(),
+            from_version: self.expect.clone(),
+            to_version: self.to.clone(),
+            reason: self.reason.clone(),
+            actor: self.actor.clone(),
+            at,
+        }
+    }
+
+    /// The error for a compare-and-set of the production pointer that matched nothing, saying
+    /// why from the model as it is now (for every backend).
+    pub(crate) async fn conflict(&self, store: &(impl ModelStore + ?Sized)) -> StoreError {
+        let current = match store.model(&self.model).await {
+            Ok(m) => m,
+            Err(e) => return e,
+        };
+        let target_exists = match store.version(&self.model, &self.to).await {
+            Ok(v) => v.is_some(),
+            Err(e) => return e,
+        };
+        StoreError::Conflict {
+            run_id: 0,
+            what: match (current, target_exists) {
+                (None, _) => format!("there is no model `{}`", self.model),
+                (_, false) => format!("model `{}` has no version `{}`", self.model, self.to),
+                (Some(m), true) => format!(
+                    "production of `{}` is {} now, not {}",
+                    self.model,
+                    m.production_version.as_deref().unwrap_or("(none)"),
+                    self.expect.as_deref().unwrap_or("(none)")
+                ),
+            },
+        }
     }
 }
 

@@ -19,14 +19,19 @@ async fn project() -> Option<Project> {
 /// [`project`], and the database's URL.
 async fn project_with_url() -> Option<(Project, String)> {
     let url = crate::pg::fresh_database().await?;
+    Some((project_on(&url, ""), url))
+}
+
+/// A project on the database `url` with test-sized daemon timings, plus `extra` config.
+fn project_on(url: &str, extra: &str) -> Project {
     let p = Project::new();
     p.write(
         "config/vigil.toml",
         &format!(
-            "[database]\nurl = \"{url}\"\n\n[daemon]\nheartbeat_interval = \"1s\"\nlease = \"3s\"\nshutdown_grace = \"1s\"\n"
+            "[database]\nurl = \"{url}\"\n\n[daemon]\nheartbeat_interval = \"1s\"\nlease = \"3s\"\nshutdown_grace = \"1s\"\n{extra}"
         ),
     );
-    Some((p, url))
+    p
 }
 
 /// One line per side effect, written outside the database: `start|end RUN TASK ATTEMPT PID`
@@ -266,8 +271,9 @@ async fn db_copy_moves_a_sqlite_history_into_postgres_and_the_cli_shows_the_same
     );
     p.vigil(&["dags", "test", "mixed"]).expect(1);
     p.vigil(&["dags", "pause", "mixed"]).expect(0);
+    // 1,200 predictions in all: more than one page of the copy.
     let mut csv = String::from("row_key,predicted,actual\n");
-    for i in 0..40 {
+    for i in 0..600 {
         csv.push_str(&format!("r{i},{},{}\n", f64::from(i) + 0.5, i));
     }
     p.write("pred.csv", &csv);
@@ -322,7 +328,7 @@ async fn db_copy_moves_a_sqlite_history_into_postgres_and_the_cli_shows_the_same
     };
     assert_eq!(rows("dag_runs"), 1, "{copied}");
     assert_eq!(rows("task_instances"), 3, "{copied}");
-    assert_eq!(rows("model_predictions"), 80, "{copied}");
+    assert_eq!(rows("model_predictions"), 1200, "{copied}");
     assert!(rows("outbox") >= 1 && rows("task_logs") >= 1, "{copied}");
     assert_eq!(views(&url), before, "the copy reads differently");
 
@@ -454,14 +460,7 @@ async fn a_daemon_waits_for_postgres_and_rides_out_a_restart() {
     let Some(mut server) = crate::pg::OwnServer::new() else {
         return;
     };
-    let url = server.url();
-    let p = Project::new();
-    p.write(
-        "config/vigil.toml",
-        &format!(
-            "[database]\nurl = \"{url}\"\n\n[daemon]\nheartbeat_interval = \"1s\"\nlease = \"3s\"\nshutdown_grace = \"1s\"\n"
-        ),
-    );
+    let p = project_on(&server.url(), "");
     p.write(
         "dags/slow.toml",
         "[tasks.a]\ntype = \"command\"\n[tasks.a.config]\nshell = true\ncommand = \"echo start $VIGIL_RUN_ID >> ../ledger; sleep 2; echo '{\\\"run\\\": '$VIGIL_RUN_ID'}'\"\n\n[tasks.b]\ntype = \"noop\"\ndepends_on = [\"a\"]\n",
@@ -598,12 +597,11 @@ async fn a_dead_daemons_claimed_mail_is_sent_by_another_once() {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap();
-    let p = Project::new();
     // SMTP timeout 3 s, webhook timeout 1 s: a claimed delivery is held for 12 s.
-    p.write(
-        "config/vigil.toml",
+    let p = project_on(
+        &url,
         &format!(
-            "[database]\nurl = \"{url}\"\n\n[daemon]\nheartbeat_interval = \"1s\"\nlease = \"3s\"\nshutdown_grace = \"1s\"\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"vigil <vigil@vigil.test>\"\ntimeout = \"3s\"\n\n[notify]\npoll_interval = \"200ms\"\nretry_delay = \"200ms\"\nwebhook_timeout = \"1s\"\n"
+            "\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"vigil <vigil@vigil.test>\"\ntimeout = \"3s\"\n\n[notify]\npoll_interval = \"200ms\"\nretry_delay = \"200ms\"\nwebhook_timeout = \"1s\"\n"
         ),
     );
     p.write(

@@ -145,7 +145,7 @@ fn is_transient(e: &sqlx::Error) -> bool {
 
 /// Whether connecting failed because the server is not there (yet), as opposed to refusing us.
 fn is_unreachable(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)
+    matches!(e, sqlx::Error::Io(_))
         || matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("57P03"))
 }
 

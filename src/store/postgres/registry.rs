@@ -10,7 +10,7 @@ use super::outbox::push_notification;
 use super::{Abort, PgStore, Tx, finish, guard, now};
 use crate::store::registry::{
     Alert, Deployment, ModelRecord, ModelStore, ModelVersion, NewAlert, NewPrediction, NewVersion,
-    Notification, Prediction, ProductionChange, describe_production_conflict, version_ids,
+    Notification, Prediction, ProductionChange, version_ids,
 };
 use crate::store::rows::{
     AlertRow, Decode, DeploymentRow, ModelRow, PredictionRow, VersionRow, corrupt, decode_all,
@@ -201,23 +201,8 @@ impl ModelStore for PgStore {
             .doing("changing the production version")?;
         let result = change_production(&mut tx, change).await;
         match finish(tx, result, "changing the production version").await? {
-            Ok((id, at)) => Ok(Deployment {
-                id,
-                model: change.model.clone(),
-                from_version: change.expect.clone(),
-                to_version: change.to.clone(),
-                reason: change.reason.clone(),
-                actor: change.actor.clone(),
-                at,
-            }),
-            Err(()) => {
-                let now_prod = self.model(&change.model).await?;
-                let target = self.version(&change.model, &change.to).await?;
-                Err(StoreError::Conflict {
-                    run_id: 0,
-                    what: describe_production_conflict(change, now_prod.as_ref(), target.is_some()),
-                })
-            }
+            Ok((id, at)) => Ok(change.recorded(id, at)),
+            Err(()) => Err(change.conflict(self).await),
         }
     }
 

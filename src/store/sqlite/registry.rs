@@ -11,7 +11,7 @@ use super::outbox::push_notification;
 use super::script::{INSERT_CHUNK, Script, is_stale};
 use crate::store::registry::{
     Alert, Deployment, ModelRecord, ModelStore, ModelVersion, NewAlert, NewPrediction, NewVersion,
-    Notification, Prediction, ProductionChange, describe_production_conflict, version_ids,
+    Notification, Prediction, ProductionChange, version_ids,
 };
 use crate::store::rows::{
     AlertRow, Decode, DeploymentRow, ModelRow, PredictionRow, VersionRow, corrupt, decode_all,
@@ -186,24 +186,9 @@ impl ModelStore for SqliteStore {
                     .ok_or_else(|| corrupt("deployment id", "no row returned"))?
                     .try_get(0)
                     .doing("reading the deployment id")?;
-                Ok(Deployment {
-                    id,
-                    model: change.model.clone(),
-                    from_version: change.expect.clone(),
-                    to_version: change.to.clone(),
-                    reason: change.reason.clone(),
-                    actor: change.actor.clone(),
-                    at: now,
-                })
+                Ok(change.recorded(id, now))
             }
-            Err(e) if is_stale(&e) => {
-                let now_prod = self.model(&change.model).await?;
-                let target = self.version(&change.model, &change.to).await?;
-                Err(StoreError::Conflict {
-                    run_id: 0,
-                    what: describe_production_conflict(change, now_prod.as_ref(), target.is_some()),
-                })
-            }
+            Err(e) if is_stale(&e) => Err(change.conflict(self).await),
             Err(e) => Err(e).doing("changing the production version"),
         }
     }
