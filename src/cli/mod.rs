@@ -396,7 +396,7 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Db(DbCommand::Copy { from, to }) => {
-            let copied = crate::store::copy::copy(&from, &to).await?;
+            let copied = crate::ops::db::copy(&from, &to).await?;
             if ctx.json {
                 output::print_json(&copied)?;
             } else {

@@ -9,6 +9,7 @@
 //! - [`runs`]: list runs (filters, cursor paging), show one with its tasks, results, logs.
 //! - [`outbox`]: list (secrets cut off), retry, deliver what is due.
 //! - [`daemons`]: the daemons serving the database, live or silent.
+//! - [`db`]: copy a SQLite history into PostgreSQL.
 //!
 //! The records returned are the JSON shape of `--json` output and of the API: fields are
 //! added, never renamed or removed.
@@ -16,6 +17,7 @@
 pub mod backfill;
 pub mod daemons;
 pub mod dags;
+pub mod db;
 pub mod outbox;
 pub mod registry;
 pub mod risk;
