@@ -319,27 +319,34 @@ fn print_run(detail: &RunDetail) {
         span(run.started_at, run.ended_at)
     );
     println!();
+    // Which daemon ran each task matters only when several share the database.
+    let workers = detail.tasks.iter().any(|t| t.worker.is_some());
     let rows = detail
         .tasks
         .iter()
         .map(|t| {
-            vec![
+            let mut row = vec![
                 t.task_id.clone(),
                 t.state.as_str().to_string(),
                 format!("{}/{}", t.attempt, t.max_attempts),
                 time(t.started_at),
                 span(t.started_at, t.ended_at),
-                t.error.as_deref().map(gist).unwrap_or_default(),
-            ]
+            ];
+            if workers {
+                row.push(t.worker.clone().unwrap_or_default());
+            }
+            row.push(t.error.as_deref().map(gist).unwrap_or_default());
+            row
         })
         .collect();
-    println!(
-        "{}",
-        table(
-            &["TASK", "STATE", "ATTEMPT", "STARTED", "DURATION", "ERROR"],
-            rows
-        )
-    );
+    let header: &[&str] = if workers {
+        &[
+            "TASK", "STATE", "ATTEMPT", "STARTED", "DURATION", "WORKER", "ERROR",
+        ]
+    } else {
+        &["TASK", "STATE", "ATTEMPT", "STARTED", "DURATION", "ERROR"]
+    };
+    println!("{}", table(header, rows));
     for t in detail.tasks.iter().filter(|t| t.note.is_some()) {
         println!(
             "note on {}: {}",

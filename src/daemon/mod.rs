@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::dag::DagSet;
-use crate::run::{Executor, Limits, RunUpdate, UpdateObserver};
-use crate::schedule::{Scheduler, SchedulerSettings, load_in_background};
+use crate::run::{Dispatch, Executor, Limits, RunUpdate, Stop, UpdateObserver, Worker};
+use crate::schedule::{Role, Scheduler, SchedulerSettings, load_in_background};
 use crate::state::Wake;
 use crate::state::owner;
 use crate::store::{DaemonRecord, Presence, Store, StoreError};
@@ -246,7 +246,8 @@ impl Daemon {
     ) -> Result<(), DaemonError> {
         let url = &self.config.database.url;
         let role = self.config.daemon.role;
-        if role != crate::schedule::Role::Both && !crate::store::is_postgres(url) {
+        let shared = crate::store::is_postgres(url);
+        if role != Role::Both && !shared {
             return Err(DaemonError::RoleOnSqlite {
                 role: role.as_str(),
             });
@@ -289,6 +290,11 @@ impl Daemon {
             background.clone(),
         ));
         let limits = Arc::new(Limits::new(self.config.executor.parallelism));
+        // A scheduler-only daemon runs no task: it has no slots to show.
+        let slots = match role {
+            Role::Scheduler => 0,
+            _ => u32::try_from(limits.parallelism()).unwrap_or(u32::MAX),
+        };
         store
             .announce(&DaemonRecord {
                 owner: owner.clone(),
@@ -296,7 +302,7 @@ impl Daemon {
                 host: owner::hostname(),
                 pid: i64::from(std::process::id()),
                 version: env!("CARGO_PKG_VERSION").into(),
-                slots: u32::try_from(limits.parallelism()).unwrap_or(u32::MAX),
+                slots,
                 slots_in_use: 0,
                 started_at: Utc::now(),
                 heartbeat_at: Utc::now(),
@@ -315,22 +321,59 @@ impl Daemon {
             self.config.retention.interval,
             background.clone(),
         ));
+        // On a shared database every daemon's worker takes tasks from every run (see
+        // `run::dispatch`); on SQLite the one daemon runs its runs' tasks itself.
+        let dispatch = shared.then(|| {
+            Dispatch::new(
+                self.config.daemon.lease,
+                self.config.daemon.heartbeat_interval,
+            )
+        });
         {
             let wake = self.handle.wake.clone();
             let stop = background.clone();
+            let dispatch = dispatch.clone();
             services.spawn(async move {
                 loop {
                     tokio::select! {
                         _ = stop.cancelled() => return,
-                        _ = presence.woken() => wake.wake(),
+                        signal = presence.woken() => match &dispatch {
+                            Some(d) => d.route(signal, &wake),
+                            None => wake.wake(),
+                        },
                     }
                 }
             });
         }
 
-        let executor = Executor::new(store.clone(), self.registry.clone(), limits)
+        let mut executor = Executor::new(store.clone(), self.registry.clone(), limits)
             .with_notify(self.config.notify.clone())
             .with_output_limits(self.config.executor.output_limits());
+        if let Some(d) = &dispatch {
+            executor = executor.with_dispatch(d.clone());
+        }
+        // Draining starts when `shutdown` resolves, for the scheduler and the worker alike.
+        let drain = CancellationToken::new();
+        let worker = match &dispatch {
+            Some(d) if role != Role::Scheduler => {
+                let stop = Stop {
+                    drain: drain.clone(),
+                    grace: self.config.daemon.shutdown_grace,
+                    cancel: hurry.clone(),
+                };
+                Some(tokio::spawn(
+                    Worker::new(executor.clone(), owner.clone(), d.clone()).run(stop),
+                ))
+            }
+            _ => None,
+        };
+        let shutdown = {
+            let drain = drain.clone();
+            async move {
+                shutdown.await;
+                drain.cancel();
+            }
+        };
         let settings = SchedulerSettings {
             owner: owner.clone(),
             folder,
@@ -351,6 +394,13 @@ impl Daemon {
         .hurried_by(hurry)
         .run(shutdown, self.handle.wake.clone(), file_rx)
         .await;
+        // The scheduler returns once draining; the worker's attempts have the same grace.
+        drain.cancel();
+        if let Some(worker) = worker
+            && let Err(e) = worker.await
+        {
+            tracing::error!("the worker stopped unexpectedly: {e}");
+        }
         background.cancel();
         while services.join_next().await.is_some() {}
         if let Err(e) = store.leave(&owner).await {

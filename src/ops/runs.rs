@@ -73,6 +73,9 @@ pub struct TaskView {
     pub updated_at: DateTime<Utc>,
     /// Why a person set its state by hand, if one did.
     pub note: Option<String>,
+    /// The daemon that ran the attempt running or last run (`pid@host`), when several
+    /// daemons share the database; `null` when the run's own executor ran it.
+    pub worker: Option<String>,
 }
 
 impl From<TaskInstance> for TaskView {
@@ -89,6 +92,7 @@ impl From<TaskInstance> for TaskView {
             error: t.error,
             updated_at: t.updated_at,
             note: t.note,
+            worker: t.worker,
         }
     }
 }

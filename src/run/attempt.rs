@@ -7,12 +7,76 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use futures::FutureExt;
+use tokio_util::sync::CancellationToken;
 
-use crate::dag::{Dag, TaskSpec};
-use crate::state::{LogLine, TaskState};
+use crate::dag::{Dag, RetryPolicy, TaskSpec};
+use crate::run::executor::Executor;
+use crate::state::{Audience, LogLine, TaskState};
 use crate::task::template::{RenderContext, RunVars, TaskVars};
-use crate::task::{ErasedTask, TaskContext, TaskError};
+use crate::task::{ErasedTask, TaskContext, TaskError, process};
+
+/// What the end of an attempt makes of its task: the same rule whether the run's owner ran
+/// the attempt or a worker on another daemon did.
+pub(super) struct Outcome {
+    pub state: TaskState,
+    pub error: Option<String>,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    /// What a success returned (`null` included, which stores no result).
+    pub value: Option<serde_json::Value>,
+}
+
+impl Outcome {
+    /// Attempt `attempt` of `max_attempts` ended with `result` at `now`.
+    pub fn of(
+        retry: &RetryPolicy,
+        attempt: u32,
+        max_attempts: u32,
+        result: Result<serde_json::Value, TaskError>,
+        now: DateTime<Utc>,
+    ) -> Outcome {
+        let (state, error, next_retry_at, value) = match result {
+            Ok(value) => (TaskState::Success, None, None, Some(value)),
+            Err(TaskError::Skip(reason)) => (TaskState::Skipped, Some(reason), None, None),
+            Err(TaskError::Failed(message)) if attempt < max_attempts => {
+                let at = now
+                    + chrono::Duration::from_std(retry.delay_after(attempt))
+                        .unwrap_or(chrono::Duration::MAX);
+                (TaskState::UpForRetry, Some(message), Some(at), None)
+            }
+            Err(TaskError::Failed(message) | TaskError::Fatal(message)) => {
+                (TaskState::Failed, Some(message), None, None)
+            }
+        };
+        Outcome {
+            state,
+            error,
+            next_retry_at,
+            value,
+        }
+    }
+
+    /// The result to store: like Airflow, a task that returns nothing (null) stores none.
+    pub fn stored(&self) -> Option<serde_json::Value> {
+        self.value.clone().filter(|v| !v.is_null())
+    }
+}
+
+/// The run an attempt belongs to, as both the owner and a worker hold it.
+pub(super) struct RunScope<'a> {
+    pub dag: &'a Arc<Dag>,
+    pub run_id: i64,
+    pub logical_date: DateTime<Utc>,
+    pub params: &'a Arc<serde_json::Map<String, serde_json::Value>>,
+    pub run_vars: &'a Arc<RunVars>,
+}
+
+/// What an attempt sees of the other tasks of its run: their results and states.
+pub(super) trait Upstream {
+    fn output(&self, i: usize) -> Option<Arc<serde_json::Value>>;
+    fn state(&self, i: usize) -> TaskState;
+}
 
 /// The result of one attempt, sent back from its spawned future.
 pub(super) struct Finished {
@@ -39,6 +103,69 @@ pub(super) struct Attempt {
 }
 
 impl Attempt {
+    /// Attempt `attempt` of task `i` of `scope`'s run, with the results it may read from
+    /// `upstream`, ready to spawn.
+    pub fn prepare(
+        exec: &Executor,
+        scope: &RunScope<'_>,
+        (i, attempt): (usize, u32),
+        upstream: &dyn Upstream,
+        alerts: Audience,
+        cancel: CancellationToken,
+    ) -> Attempt {
+        let (dag, store) = (scope.dag, &exec.store);
+        let spec = &dag.tasks[i];
+        let graph = &dag.graph;
+        let results: BTreeMap<String, Arc<serde_json::Value>> = graph
+            .upstream(i)
+            .iter()
+            .filter_map(|&u| Some((graph.id(u).to_string(), upstream.output(u)?)))
+            .collect();
+        // Only the results this task's templates read are handed to the renderer.
+        let reads = spec
+            .config
+            .reads_tasks()
+            .iter()
+            .filter_map(|id| {
+                let u = graph.index_of(id)?;
+                Some((id.clone(), upstream.output(u), upstream.state(u)))
+            })
+            .collect();
+        let ctx = TaskContext::new(
+            dag.id.clone(),
+            scope.run_id,
+            spec.id.clone(),
+            attempt,
+            scope.logical_date,
+            dag.file
+                .parent()
+                .map(|p| p.to_path_buf())
+                .unwrap_or_default(),
+            scope.params.clone(),
+            results,
+            cancel,
+        )
+        .with_store(store.clone() as Arc<dyn crate::store::ModelStore>)
+        .with_alerts(alerts)
+        .with_limits(exec.output)
+        .with_attempt_key(process::attempt_key(
+            store.identity(),
+            scope.run_id,
+            &spec.id,
+            attempt,
+        ));
+        Attempt {
+            index: i,
+            attempt,
+            task: exec.registry.get(&spec.task_type).cloned(),
+            dag: dag.clone(),
+            ctx: Arc::new(ctx),
+            run_vars: scope.run_vars.clone(),
+            params: scope.params.clone(),
+            reads,
+        }
+    }
+
     pub async fn run(self) -> Finished {
         let started = Instant::now();
         let (index, attempt, ctx) = (self.index, self.attempt, self.ctx.clone());

@@ -11,7 +11,7 @@
 //! costs one commit per task (the success of one and the start of the next), and 10,000 tasks
 //! that become ready together are queued by one commit.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,17 +24,19 @@ use tracing::Instrument;
 use crate::dag::{Dag, resolve_params};
 use crate::notify::NotifyConfig;
 use crate::notify::message::TaskFailure;
-use crate::run::attempt::{Attempt, Finished};
+use crate::run::attempt::{Attempt, Finished, Outcome, RunScope, Upstream};
+use crate::run::dispatch::{Dispatch, Lent, Owned};
 use crate::run::limits::{Limits, Permits};
 use crate::run::messages::Messages;
 use crate::run::rules::{Decision, UpstreamCounts, evaluate};
 use crate::state::LogLine;
+use crate::state::owner;
 use crate::state::{RunState, TaskState};
 use crate::store::{
-    Batch, RunRecord, RunTransition, Store, StoreError, TaskInstance, TaskTransition,
+    Batch, RunRecord, RunTransition, Signal, Store, StoreError, TaskInstance, TaskTransition,
 };
 use crate::task::template::RunVars;
-use crate::task::{OutputLimits, Registry, TaskContext, TaskError, process};
+use crate::task::{OutputLimits, Registry, TaskError, process};
 
 /// What happened in a run, reported after it is committed. `vigil dags test` prints these.
 #[derive(Debug, Clone)]
@@ -131,9 +133,12 @@ impl Stop {
 pub struct Executor {
     pub(super) store: Arc<dyn Store>,
     pub(super) registry: Arc<Registry>,
-    limits: Arc<Limits>,
-    notify: Arc<NotifyConfig>,
+    pub(super) limits: Arc<Limits>,
+    pub(super) notify: Arc<NotifyConfig>,
     pub(super) output: OutputLimits,
+    /// Set on a shared database: runs queue their tasks for the daemons' workers instead of
+    /// running them here.
+    dispatch: Option<Dispatch>,
 }
 
 impl Executor {
@@ -144,7 +149,15 @@ impl Executor {
             limits,
             notify: Arc::new(NotifyConfig::default()),
             output: OutputLimits::default(),
+            dispatch: None,
         }
+    }
+
+    /// Hands the tasks of the runs this executor owns to the workers of every daemon on the
+    /// database (see `run::dispatch`), instead of running them in this process.
+    pub fn with_dispatch(mut self, dispatch: Dispatch) -> Self {
+        self.dispatch = Some(dispatch);
+        self
     }
 
     /// What each attempt may print and log, and how long its processes get after SIGTERM.
@@ -205,30 +218,73 @@ impl Executor {
         };
         let params = resolve_params(&dag, &run.conf).map_err(|e| mismatch(e.to_string()))?;
         let instances = self.store.task_instances(run.id).await?;
-        self.kill_leftovers(&run, &instances).await;
-        let outputs = self.store.outputs(run.id).await?;
+        // A fresh run has nothing running and no results: two reads saved on the path from a
+        // trigger to the first task.
+        let live = if instances.iter().any(|t| t.state == TaskState::Running) {
+            self.live_attempts(run.id).await?
+        } else {
+            HashSet::new()
+        };
+        self.kill_leftovers(&run, &instances, &live).await;
+        let outputs = if instances.iter().any(|t| t.state == TaskState::Success) {
+            self.store.outputs(run.id).await?
+        } else {
+            Vec::new()
+        };
         let mut state = RunExec::new(
             dag.clone(),
             &run,
             Arc::new(params),
-            instances,
-            outputs,
+            (instances, outputs),
             self,
+            &live,
         )
         .map_err(mismatch)?;
         state.run(self, observer, stop).await
     }
 
+    /// The running attempts of a run that a live worker still holds (on a shared database):
+    /// its new owner waits for them instead of retrying them.
+    async fn live_attempts(&self, run_id: i64) -> Result<HashSet<String>, StoreError> {
+        let Some(dispatch) = &self.dispatch else {
+            return Ok(HashSet::new());
+        };
+        Ok(self
+            .store
+            .task_leases(run_id, dispatch.lease)
+            .await?
+            .into_iter()
+            .filter(|l| !l.expired)
+            .filter(|l| l.worker.as_deref().is_some_and(|w| !owner::is_dead_here(w)))
+            .map(|l| l.task_id)
+            .collect())
+    }
+
     /// Kills what the interrupted attempts of a resumed run left running on this host (their
     /// daemon died with them running), so that a retry never runs beside its earlier attempt.
-    async fn kill_leftovers(&self, run: &RunRecord, instances: &[TaskInstance]) {
-        let keys: Vec<(String, u32, String)> = instances
+    /// Attempts in `live` belong to a worker that is still there and are left alone.
+    async fn kill_leftovers(
+        &self,
+        run: &RunRecord,
+        instances: &[TaskInstance],
+        live: &HashSet<String>,
+    ) {
+        let attempts = instances
             .iter()
-            .filter(|ti| ti.state == TaskState::Running)
-            .map(|ti| {
-                let key =
-                    process::attempt_key(self.store.identity(), run.id, &ti.task_id, ti.attempt);
-                (ti.task_id.clone(), ti.attempt, key)
+            .filter(|ti| ti.state == TaskState::Running && !live.contains(&ti.task_id))
+            .map(|ti| (ti.task_id.clone(), ti.attempt))
+            .collect();
+        self.kill_attempts(run.id, attempts).await;
+    }
+
+    /// Kills the processes that `attempts` (task id, attempt) of run `run_id` left on this
+    /// host.
+    async fn kill_attempts(&self, run_id: i64, attempts: Vec<(String, u32)>) {
+        let keys: Vec<(String, u32, String)> = attempts
+            .into_iter()
+            .map(|(task_id, attempt)| {
+                let key = process::attempt_key(self.store.identity(), run_id, &task_id, attempt);
+                (task_id, attempt, key)
             })
             .collect();
         if keys.is_empty() {
@@ -288,6 +344,17 @@ struct Slots {
     running: HashMap<tokio::task::Id, (usize, Permits, CancellationToken)>,
 }
 
+/// A run whose tasks the daemons' workers execute (see `run::dispatch`).
+struct Remote {
+    dispatch: Dispatch,
+    /// Registered as this run's owner, so a local worker wakes it directly.
+    owned: Owned,
+    /// Tasks handed to the workers: `queued` or `running` in the store, ended by a worker.
+    dispatched: BTreeSet<usize>,
+    /// This step queued tasks: wake the workers once it is committed.
+    queued_some: bool,
+}
+
 struct RunExec {
     dag: Arc<Dag>,
     run_id: i64,
@@ -312,16 +379,29 @@ struct RunExec {
     /// The permits this run waits for, holds and gives back.
     slots: Slots,
     started: Instant,
+    /// On a shared database: what the workers have of this run.
+    remote: Option<Remote>,
+}
+
+impl Upstream for RunExec {
+    fn output(&self, i: usize) -> Option<Arc<serde_json::Value>> {
+        self.outputs[i].clone()
+    }
+    fn state(&self, i: usize) -> TaskState {
+        self.tis[i].state
+    }
 }
 
 impl RunExec {
+    /// The run as stored (`instances` and `outputs`); `live` names its running attempts that
+    /// a live worker holds.
     fn new(
         dag: Arc<Dag>,
         run: &RunRecord,
         params: Arc<serde_json::Map<String, serde_json::Value>>,
-        instances: Vec<TaskInstance>,
-        outputs: Vec<crate::store::StoredOutput>,
+        (instances, outputs): (Vec<TaskInstance>, Vec<crate::store::StoredOutput>),
         exec: &Executor,
+        live: &HashSet<String>,
     ) -> Result<RunExec, String> {
         let dag_slots = exec.limits.dag(&dag.id, dag.max_active_tasks);
         let global_slots = exec.limits.global();
@@ -347,6 +427,14 @@ impl RunExec {
         }
         let ld = run.logical_date;
         let run_vars = RunVars::of(run);
+        let lent = exec.dispatch.as_ref().map(|d| {
+            let lent = Lent {
+                run: run.clone(),
+                dag: dag.clone(),
+                params: params.clone(),
+            };
+            (d.clone(), d.own(lent))
+        });
         let mut exec = RunExec {
             counts: (0..n)
                 .map(|i| UpstreamCounts::new(dag.graph.upstream(i).len()))
@@ -379,13 +467,19 @@ impl RunExec {
                 running: HashMap::new(),
             },
             started: Instant::now(),
+            remote: lent.map(|(dispatch, owned)| Remote {
+                dispatch,
+                owned,
+                dispatched: BTreeSet::new(),
+                queued_some: false,
+            }),
         };
-        exec.index_states();
+        exec.index_states(live);
         Ok(exec)
     }
 
     /// Builds the work sets from the stored states (fresh or resumed run).
-    fn index_states(&mut self) {
+    fn index_states(&mut self, live: &HashSet<String>) {
         let now = Utc::now();
         for i in 0..self.tis.len() {
             let (state, attempt, next_retry_at) = {
@@ -396,8 +490,19 @@ impl RunExec {
                 TaskState::Scheduled => {
                     self.to_evaluate.insert(i);
                 }
-                TaskState::Queued => {
-                    self.queued.insert(i);
+                TaskState::Queued => match self.remote.as_mut() {
+                    // Already in the workers' queue.
+                    Some(r) => {
+                        r.dispatched.insert(i);
+                    }
+                    None => {
+                        self.queued.insert(i);
+                    }
+                },
+                TaskState::Running if live.contains(&self.tis[i].task_id) => {
+                    if let Some(r) = self.remote.as_mut() {
+                        r.dispatched.insert(i);
+                    }
                 }
                 TaskState::UpForRetry => {
                     self.retry_at.insert((next_retry_at.unwrap_or(now), i));
@@ -481,6 +586,7 @@ impl RunExec {
             }
 
             self.commit(&exec.store).await?;
+            self.wake_workers(&exec.store).await;
             if let Some(obs) = &observer {
                 for e in &self.step.events {
                     obs(e);
@@ -526,7 +632,19 @@ impl RunExec {
                 acquiring = None;
                 self.slots.won = None;
             }
-            if running.is_empty() && next_retry.is_none() && !waiting_for_slot && !draining {
+            // Tasks the workers have: look when one ends, and now and then without being told.
+            let (remote, poll) = match &self.remote {
+                Some(r) if !r.dispatched.is_empty() && !draining => {
+                    (Some(r.owned.wake.clone()), r.dispatch.poll)
+                }
+                _ => (None, Duration::MAX),
+            };
+            if running.is_empty()
+                && next_retry.is_none()
+                && !waiting_for_slot
+                && !draining
+                && remote.is_none()
+            {
                 // Nothing can make progress; only a bug gets here. Fail what is left rather
                 // than hang.
                 self.fail_stuck(Utc::now());
@@ -544,6 +662,12 @@ impl RunExec {
                 permits = acquired(&mut acquiring), if waiting_for_slot => {
                     acquiring = None;
                     self.slots.won = permits;
+                }
+                _ = async { if let Some(w) = &remote { w.woken().await } }, if remote.is_some() => {
+                    self.refresh(exec, false).await?;
+                }
+                _ = tokio::time::sleep(poll), if remote.is_some() => {
+                    self.refresh(exec, true).await?;
                 }
                 _ = stop.drain.cancelled(), if !draining => {}
                 _ = stop.cancel.cancelled(), if !cancelled => {}
@@ -639,30 +763,26 @@ impl RunExec {
         duration: Duration,
         now: DateTime<Utc>,
     ) {
-        let retry = self.dag.tasks[i].retry;
-        let can_retry = attempt < self.tis[i].max_attempts;
-        let mut output = None;
-        let (state, error, next_retry_at) = match result {
-            Ok(value) => {
-                // Like Airflow, a task that returns nothing (null) stores no result.
-                if !value.is_null() {
-                    output = Some(value.clone());
-                }
-                self.outputs[i] = Some(Arc::new(value));
-                (TaskState::Success, None, None)
-            }
-            Err(TaskError::Skip(reason)) => (TaskState::Skipped, Some(reason), None),
-            Err(TaskError::Failed(message)) if can_retry => {
-                let at = now
-                    + chrono::Duration::from_std(retry.delay_after(attempt))
-                        .unwrap_or(chrono::Duration::MAX);
-                self.retry_at.insert((at, i));
-                (TaskState::UpForRetry, Some(message), Some(at))
-            }
-            Err(TaskError::Failed(message) | TaskError::Fatal(message)) => {
-                (TaskState::Failed, Some(message), None)
-            }
-        };
+        let end = Outcome::of(
+            &self.dag.tasks[i].retry,
+            attempt,
+            self.tis[i].max_attempts,
+            result,
+            now,
+        );
+        let output = end.stored();
+        let Outcome {
+            state,
+            error,
+            next_retry_at,
+            value,
+        } = end;
+        if let Some(value) = value {
+            self.outputs[i] = Some(Arc::new(value));
+        }
+        if let Some(at) = next_retry_at {
+            self.retry_at.insert((at, i));
+        }
         if let (TaskState::Failed | TaskState::UpForRetry, Some(e)) = (state, &error) {
             self.queue_failure(i, attempt, e, next_retry_at, &logs);
         }
@@ -778,8 +898,16 @@ impl RunExec {
         }
     }
 
-    /// Starts queued tasks, in topological order, while both limits have room.
+    /// Starts queued tasks, in topological order, while both limits have room. On a shared
+    /// database they stay queued for the workers instead.
     fn start_queued(&mut self, now: DateTime<Utc>) {
+        if let Some(r) = self.remote.as_mut() {
+            if !self.queued.is_empty() {
+                r.dispatched.append(&mut self.queued);
+                r.queued_some = true;
+            }
+            return;
+        }
         while let Some(&i) = self.queued.first() {
             let Some(permits) = self
                 .slots
@@ -796,6 +924,7 @@ impl RunExec {
                 self.outputs[i] = None;
             }
             self.transition(i, TaskState::Running, now, Change::default(), |ti| {
+                ti.worker = None;
                 ti.attempt += 1;
                 ti.started_at = Some(now);
                 ti.ended_at = None;
@@ -903,64 +1032,146 @@ impl RunExec {
         cancel: CancellationToken,
         running: &mut JoinSet<Finished>,
     ) -> tokio::task::Id {
-        let (registry, store, output) = (&exec.registry, &exec.store, exec.output);
-        let spec = &self.dag.tasks[i];
-        let ti = &self.tis[i];
-        let attempt = ti.attempt;
-        let graph = &self.dag.graph;
-        let upstream: BTreeMap<String, Arc<serde_json::Value>> = graph
-            .upstream(i)
-            .iter()
-            .filter_map(|&u| Some((graph.id(u).to_string(), self.outputs[u].clone()?)))
-            .collect();
-        // Only the results this task's templates read are handed to the renderer.
-        let reads: Vec<(String, Option<Arc<serde_json::Value>>, TaskState)> = spec
-            .config
-            .reads_tasks()
-            .iter()
-            .filter_map(|id| {
-                let u = graph.index_of(id)?;
-                Some((id.clone(), self.outputs[u].clone(), self.tis[u].state))
-            })
-            .collect();
-        let ctx = Arc::new(
-            TaskContext::new(
-                self.dag.id.clone(),
-                self.run_id,
-                spec.id.clone(),
-                attempt,
-                self.logical_date,
-                self.dag
-                    .file
-                    .parent()
-                    .map(|p| p.to_path_buf())
-                    .unwrap_or_default(),
-                self.params.clone(),
-                upstream,
-                cancel,
-            )
-            .with_store(store.clone() as Arc<dyn crate::store::ModelStore>)
-            .with_alerts(self.messages.alert_audience(i))
-            .with_limits(output)
-            .with_attempt_key(process::attempt_key(
-                store.identity(),
-                self.run_id,
-                &spec.id,
-                attempt,
-            )),
-        );
-        let attempt = Attempt {
-            index: i,
-            attempt,
-            task: registry.get(&spec.task_type).cloned(),
-            dag: self.dag.clone(),
-            ctx,
-            run_vars: self.run_vars.clone(),
-            params: self.params.clone(),
-            reads,
+        let scope = RunScope {
+            dag: &self.dag,
+            run_id: self.run_id,
+            logical_date: self.logical_date,
+            params: &self.params,
+            run_vars: &self.run_vars,
         };
-        let span = tracing::info_span!("task", task_id = %spec.id, attempt = attempt.attempt);
+        let attempt = Attempt::prepare(
+            exec,
+            &scope,
+            (i, self.tis[i].attempt),
+            self,
+            self.messages.alert_audience(i),
+            cancel,
+        );
+        let span =
+            tracing::info_span!("task", task_id = %self.dag.tasks[i].id, attempt = attempt.attempt);
         running.spawn(attempt.run().instrument(span)).id()
+    }
+
+    /// After a commit that queued tasks for the workers: wakes this process's worker and
+    /// signals the other daemons'.
+    async fn wake_workers(&mut self, store: &Arc<dyn Store>) {
+        let Some(r) = self.remote.as_mut() else {
+            return;
+        };
+        if !std::mem::take(&mut r.queued_some) {
+            return;
+        }
+        r.dispatch.work.wake();
+        if let Err(e) = store.signal(Signal::Queued).await {
+            // The other workers' poll finds the tasks anyway.
+            tracing::warn!(error = %crate::state::Chain(&e), "could not signal the workers");
+        }
+    }
+
+    /// Takes in what the workers did with this run's tasks: attempts that started and ended
+    /// (from the store), and, when `leases` is set, attempts whose worker stopped
+    /// heartbeating, which end as interrupted (and run again if retries are left).
+    async fn refresh(&mut self, exec: &Executor, leases: bool) -> Result<(), ExecError> {
+        let Some(remote) = self.remote.as_ref() else {
+            return Ok(());
+        };
+        let lease = remote.dispatch.lease;
+        let dispatched: Vec<usize> = remote.dispatched.iter().copied().collect();
+        let mut rows: Vec<Option<TaskInstance>> = vec![None; self.tis.len()];
+        for row in exec.store.task_instances(self.run_id).await? {
+            if let Some(i) = self.dag.graph.index_of(&row.task_id) {
+                rows[i] = Some(row);
+            }
+        }
+        let now = Utc::now();
+        for i in dispatched {
+            let Some(row) = rows[i].take() else { continue };
+            match row.state {
+                TaskState::Queued | TaskState::Scheduled => {}
+                TaskState::Running => {
+                    if (self.tis[i].state, self.tis[i].attempt) != (row.state, row.attempt) {
+                        self.step.events.push(RunEvent::TaskStarted {
+                            task_id: row.task_id.clone(),
+                            attempt: row.attempt,
+                            max_attempts: row.max_attempts,
+                        });
+                        self.tis[i] = row;
+                    }
+                }
+                state => self.ended_remotely(i, row, state, now),
+            }
+        }
+        if leases {
+            let mut taken = Vec::new();
+            for l in exec.store.task_leases(self.run_id, lease).await? {
+                let gone = l.expired || l.worker.as_deref().is_some_and(owner::is_dead_here);
+                let Some(i) = self.dag.graph.index_of(&l.task_id) else {
+                    continue;
+                };
+                let ours = self
+                    .remote
+                    .as_ref()
+                    .is_some_and(|r| r.dispatched.contains(&i));
+                let current =
+                    self.tis[i].state == TaskState::Running && self.tis[i].attempt == l.attempt;
+                if !gone || !ours || !current {
+                    continue;
+                }
+                if let Some(r) = self.remote.as_mut() {
+                    r.dispatched.remove(&i);
+                }
+                let worker = l.worker.as_deref().unwrap_or("its worker");
+                tracing::warn!(task_id = %l.task_id, attempt = l.attempt, %worker, "the worker running this attempt stopped heartbeating; taking it back");
+                let message = format!(
+                    "attempt {} was interrupted: the daemon running it ({worker}) stopped heartbeating",
+                    l.attempt
+                );
+                self.finish_attempt(
+                    i,
+                    l.attempt,
+                    Err(TaskError::failed(message)),
+                    Vec::new(),
+                    Duration::ZERO,
+                    now,
+                );
+                taken.push((l.task_id, l.attempt));
+            }
+            // A retry must not run beside what the taken attempt left on this host.
+            exec.kill_attempts(self.run_id, taken).await;
+        }
+        Ok(())
+    }
+
+    /// A worker ended task `i`'s attempt (`row` as it committed it, in `state`): count it as
+    /// this executor counts its own.
+    fn ended_remotely(
+        &mut self,
+        i: usize,
+        row: TaskInstance,
+        state: TaskState,
+        now: DateTime<Utc>,
+    ) {
+        if let Some(r) = self.remote.as_mut() {
+            r.dispatched.remove(&i);
+        }
+        let duration = match (row.started_at, row.ended_at) {
+            (Some(s), Some(e)) => (e - s).to_std().unwrap_or_default(),
+            _ => Duration::ZERO,
+        };
+        let retry_at = row.next_retry_at.unwrap_or(now);
+        self.tis[i] = row;
+        match state {
+            TaskState::UpForRetry => {
+                self.retry_at.insert((retry_at, i));
+            }
+            _ => {
+                if state == TaskState::Failed {
+                    self.messages.told_about(i);
+                }
+                self.mark_terminal(i, state);
+            }
+        }
+        self.report_end(i, duration);
     }
 }
 

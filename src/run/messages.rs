@@ -57,6 +57,14 @@ impl Messages {
         Some(message::task_failure(failure, to))
     }
 
+    /// Records that task `i`'s failure audience heard of its failure from elsewhere (a worker
+    /// on another daemon queued the message), as [`Messages::task_failure`] would have.
+    pub fn told_about(&mut self, i: usize) {
+        let to = self.task[i].alert_audience();
+        self.told
+            .extend(to.emails.iter().chain(&to.webhooks).cloned());
+    }
+
     /// The message that the run failed, to the DAG's failure audience, leaving out whoever
     /// already heard about a failed task of this run.
     pub fn run_failure(

@@ -4,16 +4,20 @@
 
 mod attempt;
 pub mod cancel;
+pub mod dispatch;
 mod executor;
 mod limits;
 mod messages;
 pub mod owner;
 pub mod rules;
 mod task_test;
+pub mod worker;
 
+pub use dispatch::Dispatch;
 pub use executor::{ExecError, Executor, Observer, RunEvent, RunUpdate, Stop, UpdateObserver};
 pub use limits::Limits;
 pub use task_test::TaskTest;
+pub use worker::Worker;
 
 use chrono::{DateTime, Utc};
 
@@ -52,6 +56,7 @@ pub fn plan_run(
             .iter()
             .map(|t| (t.id.clone(), t.retry.max_attempts()))
             .collect(),
+        max_active_tasks: dag.max_active_tasks,
         owner,
     })
 }

@@ -33,13 +33,13 @@ use crate::task::Registry;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// Creates the runs cron schedules and executes runs (the default).
+    /// Creates the runs cron schedules, owns runs and executes tasks (the default).
     #[default]
     Both,
-    /// Creates runs (cron ticks, catch-up) and carries out cancels of runs nobody executes;
-    /// executes nothing.
+    /// Creates runs (cron ticks, catch-up), owns them (decides what is ready, retries, ends
+    /// them) and carries out cancels; executes no task.
     Scheduler,
-    /// Executes runs others created or triggered; creates no scheduled runs.
+    /// Only executes the task instances it claims from any run; creates and owns no run.
     Worker,
 }
 
@@ -358,7 +358,7 @@ impl Scheduler {
         // share it), not by `now`, which drives the schedule.
         let stale_before = crate::store::stale_before(self.store.now().await?, self.lease);
         let unfinished = self.carry_out_cancels(unfinished, stale_before).await?;
-        if self.role == Role::Scheduler {
+        if self.role == Role::Worker {
             return Ok(());
         }
         self.start_runs(unfinished, stale_before).await
@@ -469,29 +469,36 @@ impl Scheduler {
                 continue;
             }
             let paused = self.states.get(&run.dag_id).is_some_and(|s| s.paused);
-            if run.state == RunState::Queued {
+            // A dead owner on this host: take over now rather than after the lease — from that
+            // owner only, so another daemon that got there first keeps the run.
+            let dead = run.owner.as_deref().filter(|o| owner::is_dead_here(o));
+            let claimed = if run.state == RunState::Queued {
                 if paused {
                     continue;
                 }
                 let max = self
                     .dags()
                     .get(run.dag_id.as_str())
-                    .map(|d| d.max_active_runs as usize)
-                    .unwrap_or(1);
+                    .map_or(1, |d| d.max_active_runs);
+                // What this daemon knows first; the store decides across daemons.
                 let n = running.entry(run.dag_id.clone()).or_default();
-                if *n >= max {
+                if *n >= max as usize {
                     continue;
                 }
-                *n += 1;
-            }
-            // A dead owner on this host: take over now rather than after the lease — from that
-            // owner only, so another daemon that got there first keeps the run.
-            let dead = run.owner.as_deref().filter(|o| owner::is_dead_here(o));
-            if !self
-                .store
-                .claim_run(run.id, &self.owner, self.lease, dead)
-                .await?
-            {
+                let claimed = self
+                    .store
+                    .claim_queued_run(run.id, &self.owner, self.lease, dead, max)
+                    .await?;
+                if claimed {
+                    *n += 1;
+                }
+                claimed
+            } else {
+                self.store
+                    .claim_run(run.id, &self.owner, self.lease, dead)
+                    .await?
+            };
+            if !claimed {
                 continue;
             }
             match self.dag_of(&run) {
@@ -665,17 +672,23 @@ impl Scheduler {
         }
         let hurry = self.hurry.clone();
         let mut hurried = hurry.is_cancelled();
+        let released = !self.active.is_empty();
         loop {
             tokio::select! {
                 joined = self.runs.join_next() => match joined {
                     Some(joined) => self.finished(joined).await,
-                    None => return,
+                    None => break,
                 },
                 _ = hurry.cancelled(), if !hurried => {
                     hurried = true;
                     tracing::info!("stopping running tasks now; they run again at the next start");
                 }
             }
+        }
+        // Other daemons on a shared database take the released runs over now, not at their
+        // next lease check.
+        if released && let Err(e) = self.store.signal(crate::store::Signal::Look).await {
+            tracing::warn!(error = %crate::state::Chain(&e), "could not tell the other daemons about the released runs");
         }
     }
 }

@@ -32,6 +32,19 @@ pub trait ClaimStore: Send + Sync {
         dead: Option<&str>,
     ) -> Result<bool, StoreError>;
 
+    /// [`ClaimStore::claim_run`] for a *queued* run, only while its DAG has fewer than
+    /// `max_active_runs` other active runs: running, or queued and held by an owner that
+    /// heartbeat within `lease` (about to start). Judged under a lock per DAG, so daemons
+    /// starting runs of one DAG at the same instant cannot pass the limit together.
+    async fn claim_queued_run(
+        &self,
+        run_id: RunId,
+        owner: &str,
+        lease: Duration,
+        dead: Option<&str>,
+        max_active_runs: u32,
+    ) -> Result<bool, StoreError>;
+
     /// Gives up ownership of a run (it stays as it is, for the next owner to resume).
     async fn release_run(&self, run_id: RunId, owner: &str) -> Result<(), StoreError>;
 

@@ -18,6 +18,7 @@ mod dags;
 pub mod outbox;
 pub(crate) mod postgres;
 mod presence;
+pub mod queue;
 mod records;
 pub mod registry;
 pub(crate) mod rows;
@@ -33,6 +34,7 @@ pub use dags::DagStore;
 pub use outbox::{Channel, Delivery, Notification, OutboxMessage, OutboxState, OutboxStore};
 pub use postgres::{PgStore, redact as redact_url};
 pub use presence::Presence;
+pub use queue::{Signal, TaskLease, TaskQueue};
 pub use records::{
     Batch, Cleanup, DaemonRecord, DagState, LogRecord, NewRun, RunFilter, RunRecord, RunTransition,
     RunType, StoredOutput, TaskInstance, TaskTransition,
@@ -147,7 +149,15 @@ impl<T> QueryContext<T> for Result<T, sqlx::Error> {
 /// can touch shows in its signature.
 #[async_trait]
 pub trait Store:
-    RunStore + ClaimStore + DagStore + ModelStore + OutboxStore + Send + Sync + std::fmt::Debug
+    RunStore
+    + ClaimStore
+    + TaskQueue
+    + DagStore
+    + ModelStore
+    + OutboxStore
+    + Send
+    + Sync
+    + std::fmt::Debug
 {
     /// Names this database uniquely among those on this host (SQLite: the canonical path of
     /// its file), so that what one database's runs leave behind (processes of a crashed

@@ -7,11 +7,11 @@
 //! number of daemons: no lock, and wake-ups travel through the database (`LISTEN`/`NOTIFY`,
 //! see `postgres::listen`).
 
-use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::store::postgres::listen::Listener;
 use crate::store::sqlite::lock::OwnerLock;
-use crate::store::{StoreError, is_postgres, sqlite_path};
+use crate::store::{Signal, StoreError, is_postgres, sqlite_path};
 
 /// Held for the daemon's lifetime: dropping it lets another daemon in.
 pub struct Presence {
@@ -20,7 +20,7 @@ pub struct Presence {
 }
 
 enum Wakeups {
-    Signal(Signal),
+    Signal(tokio::signal::unix::Signal),
     Listen(Box<Listener>),
     None,
 }
@@ -57,16 +57,18 @@ impl Presence {
         })
     }
 
-    /// Resolves when another process asks this daemon to look at the database now.
+    /// Resolves when another process signals this daemon: look at the database now, tasks
+    /// were queued, an attempt of a run ended.
     ///
     /// # Cancel safety
     /// Safe to use in `select!`: a wake-up that arrives while it is not polled is kept.
-    pub async fn woken(&mut self) {
+    pub async fn woken(&mut self) -> Signal {
         match &mut self.wakeups {
             Wakeups::Signal(s) => {
                 if s.recv().await.is_none() {
                     std::future::pending::<()>().await
                 }
+                Signal::Look
             }
             Wakeups::Listen(l) => l.woken().await,
             Wakeups::None => std::future::pending().await,

@@ -54,6 +54,9 @@ pub struct NewRun {
     pub dag_source: String,
     /// `(task id, max attempts)` for every task of the DAG.
     pub tasks: Vec<(String, u32)>,
+    /// The DAG's `max_active_tasks`: on PostgreSQL, daemons claiming its tasks count it
+    /// across every run of the DAG.
+    pub max_active_tasks: u32,
     /// The process that will execute the run, when it is created by the one executing it
     /// (`vigil dags test`); `None` leaves it for a daemon to claim.
     pub owner: Option<String>,
@@ -138,6 +141,9 @@ pub struct TaskInstance {
     pub updated_at: DateTime<Utc>,
     /// Why a person changed it by hand (`vigil tasks mark`), if one did.
     pub note: Option<String>,
+    /// The daemon whose worker claimed the attempt running or last run (`pid@host`), on a
+    /// shared database; `None` when the run's own executor ran it.
+    pub worker: Option<String>,
 }
 
 /// One conditional change of a task instance: applied only if the row still has

@@ -46,7 +46,7 @@ fn json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T, S
     serde_json::from_str(text).map_err(|e| corrupt(column, e))
 }
 
-fn count<T: TryFrom<i64>>(column: &str, n: i64) -> Result<T, StoreError> {
+pub(crate) fn count<T: TryFrom<i64>>(column: &str, n: i64) -> Result<T, StoreError> {
     T::try_from(n).map_err(|_| corrupt(column, format!("{n} is out of range")))
 }
 
@@ -109,6 +109,7 @@ pub(crate) struct TaskRow {
     error: Option<String>,
     updated_at: DateTime<Utc>,
     note: Option<String>,
+    worker: Option<String>,
 }
 
 impl Decode for TaskRow {
@@ -126,6 +127,7 @@ impl Decode for TaskRow {
             error: self.error,
             updated_at: self.updated_at,
             note: self.note,
+            worker: self.worker,
         })
     }
 }
@@ -428,6 +430,7 @@ mod tests {
             error: None,
             updated_at: Utc::now(),
             note: None,
+            worker: None,
         };
         assert!(
             row.decode()

@@ -514,6 +514,173 @@ async fn a_daemon_waits_for_postgres_and_rides_out_a_restart() {
     assert_eq!(daemon.wait().unwrap().code(), Some(0), "{}", logs());
 }
 
+/// One run's fan-out spreads over every daemon with free slots, and the DAG's
+/// `max_active_tasks` holds across them (judged from the attempts' stored start and end).
+#[tokio::test(flavor = "multi_thread")]
+async fn one_runs_fan_out_spreads_over_the_daemons_within_the_dags_limit() {
+    let Some(url) = crate::pg::fresh_database().await else {
+        return;
+    };
+    let p = project_on(&url, "\n[executor]\nparallelism = 4\n");
+    let (tasks, limit) = (30, 10);
+    fan_out(&p, tasks, "0.5");
+    let dag = std::fs::read_to_string(p.path().join("dags/fan.toml")).unwrap();
+    p.write(
+        "dags/fan.toml",
+        &dag.replacen(
+            "max_active_runs = 64\n",
+            &format!("max_active_runs = 64\nmax_active_tasks = {limit}\n"),
+            1,
+        ),
+    );
+    p.vigil(&["db", "migrate"]).expect(0);
+    let daemons: Vec<DaemonProcess> = (0..3).map(|_| p.daemon(&[])).collect();
+    p.vigil(&["dags", "trigger", "fan"]).expect(0);
+    wait_for_secs("the run to succeed", 120, || all_succeeded(&p, 1));
+    let shown = p.vigil(&["runs", "show", "1", "--json"]).expect(0).json();
+    let fan: Vec<&serde_json::Value> = shown["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["task_id"] != "start")
+        .collect();
+    assert_eq!(fan.len(), tasks);
+    // Who ran what: the ledger (outside the database) and the stored worker agree.
+    let by: BTreeSet<String> = ledger(&p)
+        .iter()
+        .filter(|l| l[0] == "start")
+        .map(|l| l[4].clone())
+        .collect();
+    let workers: BTreeSet<String> = fan
+        .iter()
+        .map(|t| t["worker"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let pids: BTreeSet<String> = daemons.iter().map(|d| d.pid().to_string()).collect();
+    assert_eq!(
+        by, pids,
+        "one run's tasks ran on {by:?}, not on all of {pids:?}"
+    );
+    assert_eq!(workers.len(), 3, "{workers:?}");
+    // The most attempts running at one instant, from the stored times.
+    let mut edges: Vec<(chrono::DateTime<Utc>, i32)> = Vec::new();
+    for t in &fan {
+        assert_eq!(t["attempt"], 1, "{t}");
+        let at = |k: &str| {
+            chrono::DateTime::parse_from_rfc3339(t[k].as_str().unwrap())
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        edges.push((at("started_at"), 1));
+        edges.push((at("ended_at"), -1));
+    }
+    edges.sort();
+    let (mut now, mut most) = (0, 0);
+    for (_, d) in edges {
+        now += d;
+        most = most.max(now);
+    }
+    assert!(
+        most <= limit,
+        "{most} attempts ran at once; the limit is {limit}"
+    );
+    assert!(
+        most > 4,
+        "only {most} at once: the daemons did not run the fan-out together"
+    );
+    for d in daemons {
+        assert_eq!(d.terminate(), 0);
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// The owner of a run and the worker running its task are different daemons: a cancel still
+/// kills the attempt's processes, and a worker stopped with SIGTERM hands its interrupted
+/// attempt to another worker (without using up a retry).
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_and_shutdown_reach_an_attempt_on_another_daemon() {
+    let Some(p) = project().await else { return };
+    let pid_file = p.path().join("child.pid");
+    p.write(
+        "dags/slow.toml",
+        &format!(
+            "[tasks.slow]\ntype = \"command\"\nconfig = {{ command = [\"sh\", \"-c\", \"sleep 300 & echo $! > '{}'; wait\"] }}\n[tasks.after]\ntype = \"noop\"\ndepends_on = [\"slow\"]\n",
+            pid_file.display()
+        ),
+    );
+    p.write(
+        "dags/short.toml",
+        "[tasks.work]\ntype = \"command\"\n[tasks.work.config]\nshell = true\ncommand = \"echo start $VIGIL_ATTEMPT $PPID >> ../ledger; sleep 4; echo end $VIGIL_ATTEMPT $PPID >> ../ledger\"\n",
+    );
+    p.vigil(&["db", "migrate"]).expect(0);
+    let scheduler = p.daemon(&["--scheduler-only"]);
+    let first = p.daemon(&["--worker-only"]);
+    p.vigil(&["dags", "trigger", "slow"]).expect(0);
+    wait_for_secs("the slow task's child to start", 30, || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|s| s.trim().parse::<i32>().is_ok())
+    });
+    let child: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(child));
+    p.vigil(&["runs", "cancel", "1"]).expect(0);
+    wait_for_secs("the run to end", 30, || {
+        p.vigil(&["runs", "show", "1", "--json"]).json()["run"]["state"] == "failed"
+    });
+    let shown = p.vigil(&["runs", "show", "1", "--json"]).expect(0).json();
+    let tasks = shown["tasks"].as_array().unwrap();
+    assert_eq!(tasks[0]["state"], "failed", "{shown}");
+    assert_eq!(tasks[1]["state"], "skipped", "{shown}");
+    wait_for_secs(
+        "the worker to kill the cancelled attempt's child",
+        30,
+        || !alive(child),
+    );
+
+    p.vigil(&["dags", "trigger", "short"]).expect(0);
+    wait_for_secs("the task to start on the first worker", 30, || {
+        ledger(&p).iter().any(|l| l[0] == "start")
+    });
+    let second = p.daemon(&["--worker-only"]);
+    assert_eq!(
+        first.terminate(),
+        0,
+        "the first worker stops within its grace"
+    );
+    wait_for_secs("the run to succeed on the second worker", 60, || {
+        p.runs_of("short")
+            .first()
+            .is_some_and(|r| r["state"] == "success")
+    });
+    let shown = p.vigil(&["runs", "show", "2", "--json"]).expect(0).json();
+    let work = &shown["tasks"][0];
+    assert_eq!(work["attempt"], 2, "{work}");
+    assert_eq!(
+        work["max_attempts"], 2,
+        "the interrupted attempt did not use up a retry"
+    );
+    assert!(
+        work["worker"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(&format!("{}@", second.pid())),
+        "{work}"
+    );
+    let starts: Vec<String> = ledger(&p)
+        .iter()
+        .filter(|l| l[0] == "start")
+        .map(|l| l[1].clone())
+        .collect();
+    assert_eq!(starts, ["1", "2"]);
+    assert_eq!(second.terminate(), 0);
+    assert_eq!(scheduler.terminate(), 0);
+}
+
 /// One `--scheduler-only` daemon creates the runs, one `--worker-only` daemon executes them;
 /// `vigil daemons` shows who is which. On SQLite a role is refused.
 #[tokio::test(flavor = "multi_thread")]
@@ -542,15 +709,34 @@ async fn a_scheduler_only_and_a_worker_only_daemon_split_the_work() {
         let runs = p.runs_of("tick");
         runs.len() == 20 && runs.iter().all(|r| r["state"] == "success")
     });
-    let owners: BTreeSet<String> = p
-        .runs_of("tick")
+    // The scheduler owns the runs (decides what is ready); the worker runs every task.
+    let runs = p.runs_of("tick");
+    let owners: BTreeSet<String> = runs
         .iter()
         .map(|r| r["owner"].as_str().unwrap_or_default().to_string())
         .collect();
-    let worker_owner = format!("{}@", worker.pid());
+    let (worker_name, scheduler_name) = (
+        format!("{}@", worker.pid()),
+        format!("{}@", scheduler.pid()),
+    );
     assert!(
-        owners.iter().all(|o| o.starts_with(&worker_owner)),
-        "runs executed by {owners:?}, not only the worker {worker_owner}"
+        owners.iter().all(|o| o.starts_with(&scheduler_name)),
+        "runs owned by {owners:?}, not only the scheduler {scheduler_name}"
+    );
+    let workers: BTreeSet<String> = runs
+        .iter()
+        .map(|r| {
+            let id = r["id"].to_string();
+            let shown = p.vigil(&["runs", "show", &id, "--json"]).expect(0).json();
+            shown["tasks"][0]["worker"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        workers.iter().all(|w| w.starts_with(&worker_name)),
+        "tasks run by {workers:?}, not only the worker {worker_name}"
     );
     let listed = p.vigil(&["daemons", "--json"]).expect(0).json();
     let roles: BTreeMap<String, String> = listed

@@ -1,5 +1,9 @@
 //! Claims and heartbeats on PostgreSQL, judged by the database server's clock, so daemons on
 //! hosts whose clocks disagree still agree on whose lease has run out.
+//!
+//! No lease runs out until the server has been up for a whole lease: while it was down nobody
+//! could heartbeat, and judging the silence of an outage as death would take every run and
+//! attempt away from daemons that are alive and reconnecting.
 
 use std::time::Duration;
 
@@ -35,7 +39,8 @@ impl ClaimStore for PgStore {
             "UPDATE dag_runs SET owner = $1, heartbeat_at = now()
              WHERE id = $2 AND state IN ('queued', 'running')
                AND (owner IS NULL OR owner = $1 OR owner = $4 OR heartbeat_at IS NULL
-                    OR heartbeat_at < now() - $3::bigint * interval '1 microsecond')",
+                    OR (heartbeat_at < now() - $3::bigint * interval '1 microsecond'
+                        AND pg_postmaster_start_time() < now() - $3::bigint * interval '1 microsecond'))",
         )
         .bind(owner)
         .bind(run_id)
@@ -45,6 +50,48 @@ impl ClaimStore for PgStore {
         .await
         .doing("claiming a run")?
         .rows_affected();
+        Ok(changed == 1)
+    }
+
+    async fn claim_queued_run(
+        &self,
+        run_id: RunId,
+        owner: &str,
+        lease: Duration,
+        dead: Option<&str>,
+        max_active_runs: u32,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await.doing("claiming a run")?;
+        // One claimer per DAG at a time; the next counts this one's run (committed before
+        // the lock is released).
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtextextended('vigil start ' || dag_id, 0))
+             FROM dag_runs WHERE id = $1",
+        )
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await
+        .doing("claiming a run")?;
+        let changed = sqlx::query(
+            "UPDATE dag_runs SET owner = $1, heartbeat_at = now()
+             WHERE id = $2 AND state = 'queued'
+               AND (owner IS NULL OR owner = $1 OR owner = $4 OR heartbeat_at IS NULL
+                    OR heartbeat_at < now() - $3::bigint * interval '1 microsecond')
+               AND (SELECT count(*) FROM dag_runs o WHERE o.dag_id = dag_runs.dag_id AND o.id <> $2
+                    AND (o.state = 'running'
+                         OR (o.state = 'queued' AND o.owner IS NOT NULL
+                             AND o.heartbeat_at >= now() - $3::bigint * interval '1 microsecond'))) < $5",
+        )
+        .bind(owner)
+        .bind(run_id)
+        .bind(micros(lease))
+        .bind(dead)
+        .bind(i64::from(max_active_runs))
+        .execute(&mut *tx)
+        .await
+        .doing("claiming a run")?
+        .rows_affected();
+        tx.commit().await.doing("claiming a run")?;
         Ok(changed == 1)
     }
 
@@ -75,7 +122,8 @@ impl ClaimStore for PgStore {
         sqlx::query(
             "UPDATE task_instances SET heartbeat_at = now() WHERE (run_id, task_id) IN (
                  SELECT run_id, task_id FROM task_instances
-                 WHERE state = 'running' AND run_id IN (SELECT id FROM dag_runs WHERE owner = $1)
+                 WHERE state = 'running' AND (worker = $1 OR (worker IS NULL
+                     AND run_id IN (SELECT id FROM dag_runs WHERE owner = $1)))
                  FOR UPDATE SKIP LOCKED)",
         )
         .bind(owner)

@@ -11,7 +11,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 
 use super::WAKE_CHANNEL;
-use crate::store::StoreError;
+use crate::store::{Signal, StoreError};
 
 /// Prefix of the listening connections' `application_name`.
 pub(crate) const DAEMON_APPLICATION: &str = "vigil daemon ";
@@ -51,9 +51,9 @@ impl Listener {
         Ok(listener)
     }
 
-    /// Resolves at the next `NOTIFY`. A lost connection is opened again (wake-ups sent
-    /// meanwhile are lost; the daemon's poll interval bounds the delay).
-    pub async fn woken(&mut self) {
+    /// Resolves at the next `NOTIFY`, with what it says. A lost connection is opened again
+    /// (signals sent meanwhile are lost; the daemon's poll intervals bound the delay).
+    pub async fn woken(&mut self) -> Signal {
         loop {
             let listener = match self.listener.as_mut() {
                 Some(l) => l,
@@ -76,7 +76,7 @@ impl Listener {
                 },
             };
             match listener.recv().await {
-                Ok(_) => return,
+                Ok(n) => return Signal::parse(n.payload()),
                 Err(e) => {
                     tracing::warn!(error = %e, "lost the wake-up connection to the database");
                     self.listener = None;

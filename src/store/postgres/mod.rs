@@ -25,6 +25,7 @@ mod claims;
 mod dags;
 pub(crate) mod listen;
 mod outbox;
+mod queue;
 mod registry;
 mod runs;
 
@@ -35,6 +36,10 @@ const MAX_CONNECTIONS: u32 = 8;
 /// The advisory lock held while retention sweeps, so one daemon sweeps at a time ("vigil"
 /// retention, as bytes).
 const RETENTION_LOCK: i64 = 0x7669_6769_6c5f_7274;
+
+/// The advisory lock held while claiming tasks, so that claims by several daemons count each
+/// other's ("vigil" claims, as bytes).
+const CLAIM_LOCK: i64 = 0x7669_6769_6c5f_636c;
 
 /// The channel `vigil` processes wake the daemons on (`LISTEN`/`NOTIFY`).
 pub const WAKE_CHANNEL: &str = "vigil_wake";

@@ -78,8 +78,8 @@ impl PgStore {
         let started_at = (new.state == RunState::Running).then_some(now);
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO dag_runs (dag_id, logical_date, data_interval_start, run_type, state, conf,
-                 dag_file, dag_sha256, queued_at, started_at, owner, heartbeat_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+                 dag_file, dag_sha256, queued_at, started_at, owner, heartbeat_at, max_active_tasks)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
         )
         .bind(&new.dag_id)
         .bind(new.logical_date)
@@ -93,6 +93,7 @@ impl PgStore {
         .bind(started_at)
         .bind(&new.owner)
         .bind(new.owner.as_ref().map(|_| now))
+        .bind(i64::from(new.max_active_tasks))
         .fetch_one(&mut **tx)
         .await?;
         let task_ids: Vec<&str> = new.tasks.iter().map(|(t, _)| t.as_str()).collect();
@@ -118,7 +119,8 @@ impl PgStore {
                 sqlx::query(
                     "UPDATE task_instances
                      SET state = $1, attempt = $2, max_attempts = $3, started_at = $4, ended_at = $5,
-                         next_retry_at = $6, error = $7, updated_at = $8, note = $9
+                         next_retry_at = $6, error = $7, updated_at = $8, note = $9,
+                         worker = $14
                      WHERE run_id = $10 AND task_id = $11 AND state = $12 AND attempt = $13",
                 )
                 .bind(to.state.as_str())
@@ -134,6 +136,7 @@ impl PgStore {
                 .bind(&to.task_id)
                 .bind(t.expect_state.as_str())
                 .bind(i64::from(t.expect_attempt))
+                .bind(&to.worker)
                 .execute(&mut **tx)
                 .await?,
             )?;

@@ -11,6 +11,16 @@ use crate::store::claims::stale_before;
 use crate::store::rows::{DaemonRow, decode_all};
 use crate::store::{ClaimStore, DaemonRecord, QueryContext, RunId, StoreError};
 
+/// A queued run's claim, while its DAG has room: `?1` owner, `?2` now, `?3` run, `?4` stale
+/// before, `?5` a dead owner to replace, `?6` max_active_runs.
+const CLAIM_QUEUED: &str = "
+UPDATE dag_runs SET owner = ?1, heartbeat_at = ?2
+WHERE id = ?3 AND state = 'queued'
+  AND (owner IS NULL OR owner = ?1 OR owner = ?5 OR heartbeat_at IS NULL OR heartbeat_at < ?4)
+  AND (SELECT count(*) FROM dag_runs o WHERE o.dag_id = dag_runs.dag_id AND o.id <> ?3
+       AND (o.state = 'running'
+            OR (o.state = 'queued' AND o.owner IS NOT NULL AND o.heartbeat_at >= ?4))) < ?6";
+
 #[async_trait]
 impl ClaimStore for SqliteStore {
     async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
@@ -42,6 +52,31 @@ impl ClaimStore for SqliteStore {
         .rows_affected();
         Ok(changed == 1)
     }
+    /// One statement on the one writer: the count and the claim cannot be split.
+    async fn claim_queued_run(
+        &self,
+        run_id: RunId,
+        owner: &str,
+        lease: Duration,
+        dead: Option<&str>,
+        max_active_runs: u32,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock();
+        let mut w = self.writer.lock().await;
+        let changed = sqlx::query(CLAIM_QUEUED)
+            .bind(owner)
+            .bind(now)
+            .bind(run_id)
+            .bind(stale_before(now, lease))
+            .bind(dead)
+            .bind(i64::from(max_active_runs))
+            .execute(&mut w.conn)
+            .await
+            .doing("claiming a run")?
+            .rows_affected();
+        Ok(changed == 1)
+    }
+
     async fn release_run(&self, run_id: RunId, owner: &str) -> Result<(), StoreError> {
         let mut w = self.writer.lock().await;
         sqlx::query("UPDATE dag_runs SET owner = NULL WHERE id = ? AND owner = ?")
@@ -64,9 +99,11 @@ impl ClaimStore for SqliteStore {
         script
             .stmt(
                 "UPDATE task_instances SET heartbeat_at = ?
-                 WHERE state = 'running' AND run_id IN (SELECT id FROM dag_runs WHERE owner = ?)",
+                 WHERE state = 'running' AND (worker = ? OR (worker IS NULL
+                     AND run_id IN (SELECT id FROM dag_runs WHERE owner = ?)))",
             )
             .bind(at)?
+            .bind(owner.to_string())?
             .bind(owner.to_string())?;
         self.run_script(script)
             .await

@@ -31,6 +31,7 @@ mod claims;
 mod dags;
 pub(crate) mod lock;
 mod outbox;
+mod queue;
 mod registry;
 mod runs;
 mod script;

@@ -72,8 +72,8 @@ impl RunStore for SqliteStore {
             .bind(new.dag_source.clone())?;
         script
             .stmt(
-                "INSERT INTO dag_runs (dag_id, logical_date, data_interval_start, run_type, state, conf, dag_file, dag_source, dag_sha256, queued_at, started_at, owner, heartbeat_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?)",
+                "INSERT INTO dag_runs (dag_id, logical_date, data_interval_start, run_type, state, conf, dag_file, dag_source, dag_sha256, queued_at, started_at, owner, heartbeat_at, max_active_tasks)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?)",
             )
             .bind(new.dag_id.clone())?
             .bind(new.logical_date)?
@@ -86,7 +86,8 @@ impl RunStore for SqliteStore {
             .bind(now)?
             .bind(started_at)?
             .bind(new.owner.clone())?
-            .bind(new.owner.as_ref().map(|_| now))?;
+            .bind(new.owner.as_ref().map(|_| now))?
+            .bind(new.max_active_tasks)?;
         // Task instances refer to the run by last_insert_rowid(), which inserts into the
         // WITHOUT ROWID task table leave unchanged.
         for chunk in new.tasks.chunks(INSERT_CHUNK) {
@@ -163,7 +164,8 @@ impl RunStore for SqliteStore {
                 .stmt(
                     "UPDATE task_instances
                      SET state = ?, attempt = ?, max_attempts = ?, started_at = ?, ended_at = ?,
-                         next_retry_at = ?, error = ?, updated_at = ?, note = ?
+                         next_retry_at = ?, error = ?, updated_at = ?, note = ?,
+                         worker = ?
                      WHERE run_id = ? AND task_id = ? AND state = ? AND attempt = ?",
                 )
                 .bind(to.state.as_str())?
@@ -175,6 +177,7 @@ impl RunStore for SqliteStore {
                 .bind(to.error.clone())?
                 .bind(to.updated_at)?
                 .bind(to.note.clone())?
+                .bind(to.worker.clone())?
                 .bind(batch.run_id)?
                 .bind(to.task_id.clone())?
                 .bind(t.expect_state.as_str())?

@@ -198,3 +198,62 @@ pub async fn daemons_announce_report_and_leave_by_the_stores_clock(store: &dyn S
     assert_eq!(store.forget_daemons(later).await.unwrap(), 1);
     assert!(store.daemons().await.unwrap().is_empty());
 }
+
+pub async fn queued_runs_are_claimed_within_max_active_runs_even_all_at_once(store: &dyn Store) {
+    let when = chrono::Utc::now();
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let new = super::new_run("d", when + chrono::Duration::seconds(i), &["a"]);
+        ids.push(store.create_run(&new).await.unwrap().id);
+    }
+    // Ten daemons, one run each, at the same instant: three may start.
+    let claims = ids.iter().enumerate().map(|(i, id)| async move {
+        store
+            .claim_queued_run(*id, &format!("d{i}@host"), LEASE, None, 3)
+            .await
+            .unwrap()
+    });
+    let won: Vec<bool> = futures::future::join_all(claims).await;
+    assert_eq!(won.iter().filter(|w| **w).count(), 3, "{won:?}");
+    let holders: Vec<i64> = ids
+        .iter()
+        .zip(&won)
+        .filter(|(_, w)| **w)
+        .map(|(id, _)| *id)
+        .collect();
+    let loser = *ids.iter().find(|id| !holders.contains(id)).unwrap();
+    assert!(
+        !store
+            .claim_queued_run(loser, "late@host", LEASE, None, 3)
+            .await
+            .unwrap()
+    );
+    // One of them finishes: a place frees up.
+    let mut batch = Batch::new(holders[0]);
+    batch.run = Some(vigil::store::RunTransition {
+        expect: vigil::state::RunState::Queued,
+        to: vigil::state::RunState::Failed,
+        at: chrono::Utc::now(),
+        note: None,
+    });
+    store.commit(&batch).await.unwrap();
+    assert!(
+        store
+            .claim_queued_run(loser, "late@host", LEASE, None, 3)
+            .await
+            .unwrap()
+    );
+    // A queued run whose owner went silent holds no place (a lease of zero: every heartbeat
+    // is old).
+    let another = *ids
+        .iter()
+        .rev()
+        .find(|id| !holders.contains(id) && **id != loser)
+        .unwrap();
+    assert!(
+        store
+            .claim_queued_run(another, "other@host", Duration::ZERO, None, 3)
+            .await
+            .unwrap()
+    );
+}

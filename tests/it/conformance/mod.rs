@@ -9,6 +9,7 @@
 mod claims;
 mod dags;
 pub mod outbox;
+mod queue;
 pub mod registry;
 mod runs;
 
@@ -42,6 +43,7 @@ pub async fn open_sqlite() -> Fixture {
 use claims::*;
 use dags::*;
 use outbox::*;
+use queue::*;
 use registry::*;
 use runs::*;
 
@@ -96,8 +98,12 @@ macro_rules! conformance {
                 a_run_held_by_a_live_owner_cannot_be_claimed_until_its_lease_runs_out,
                 a_stale_holder_writing_after_a_takeover_changes_nothing,
                 a_dead_owner_is_replaced_once_not_by_every_daemon_that_sees_it,
+                queued_runs_are_claimed_within_max_active_runs_even_all_at_once,
                 heartbeats_stamp_runs_with_the_stores_clock,
                 daemons_announce_report_and_leave_by_the_stores_clock,
+                queued_tasks_are_claimed_once_oldest_run_first_within_the_dags_limit,
+                a_claimed_attempt_is_held_under_lease_and_a_stale_worker_changes_nothing,
+                workers_claiming_at_once_never_share_a_task_or_pass_the_limit,
                 a_dag_state_is_created_once_and_keeps_its_pause,
                 the_last_tick_never_moves_backwards,
                 versions_get_timestamp_ids_checksums_and_are_never_replaced,
@@ -132,6 +138,7 @@ pub fn new_run(dag: &str, when: DateTime<Utc>, tasks: &[&str]) -> NewRun {
         dag_file: format!("dags/{dag}.toml"),
         dag_source: format!("# {dag}\n"),
         tasks: tasks.iter().map(|t| (t.to_string(), 3)).collect(),
+        max_active_tasks: 16,
         owner: None,
     }
 }
