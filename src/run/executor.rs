@@ -118,6 +118,23 @@ pub struct Stop {
 }
 
 impl Stop {
+    /// Whether a stop is asked for; if so, moves `deadline` to when running attempts must be
+    /// cancelled (a cancel ends the grace period of a drain already under way).
+    pub(super) fn draining(&self, deadline: &mut Option<tokio::time::Instant>) -> bool {
+        let cancelled = self.cancel.is_cancelled();
+        if !(cancelled || self.drain.is_cancelled()) {
+            return false;
+        }
+        let grace = if cancelled {
+            Duration::ZERO
+        } else {
+            self.grace
+        };
+        let end = tokio::time::Instant::now() + grace;
+        *deadline = Some(deadline.map_or(end, |d| d.min(end)));
+        true
+    }
+
     /// A stop that is never requested.
     pub fn never() -> Stop {
         Stop {
@@ -551,17 +568,7 @@ impl RunExec {
         loop {
             let now = Utc::now();
             let cancelled = stop.cancel.is_cancelled();
-            let draining = stop.drain.is_cancelled() || cancelled;
-            if draining {
-                // A cancel ends the grace period of a drain already under way.
-                let grace = if cancelled {
-                    Duration::ZERO
-                } else {
-                    stop.grace
-                };
-                let end = tokio::time::Instant::now() + grace;
-                deadline = Some(deadline.map_or(end, |d| d.min(end)));
-            }
+            let draining = stop.draining(&mut deadline);
             self.decide_scheduled(now);
             if !draining {
                 self.release_due_retries(now);
@@ -1175,7 +1182,7 @@ impl RunExec {
     }
 }
 
-async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+pub(super) async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,

@@ -23,7 +23,7 @@ use crate::dag::{Dag, parse_dag, resolve_params};
 use crate::notify::message::TaskFailure;
 use crate::run::attempt::{Attempt, Finished, Outcome, RunScope, Upstream};
 use crate::run::dispatch::Dispatch;
-use crate::run::executor::{Executor, Stop};
+use crate::run::executor::{Executor, Stop, sleep_until_opt};
 use crate::run::messages::Messages;
 use crate::state::{Chain, TaskState};
 use crate::store::{
@@ -120,16 +120,8 @@ impl Worker {
         let mut deadline: Option<tokio::time::Instant> = None;
         loop {
             let cancelled = stop.cancel.is_cancelled();
-            let draining = stop.drain.is_cancelled() || cancelled;
-            if draining {
-                let grace = if cancelled {
-                    Duration::ZERO
-                } else {
-                    stop.grace
-                };
-                let end = tokio::time::Instant::now() + grace;
-                deadline = Some(deadline.map_or(end, |d| d.min(end)));
-            } else {
+            let draining = stop.draining(&mut deadline);
+            if !draining {
                 self.claim().await;
             }
             if draining && self.running.is_empty() {
@@ -151,7 +143,7 @@ impl Worker {
                 }
                 _ = stop.drain.cancelled(), if !draining => {}
                 _ = stop.cancel.cancelled(), if !cancelled => {}
-                _ = sleep_until(deadline), if draining => {
+                _ = sleep_until_opt(deadline), if draining => {
                     self.interrupt_all().await;
                 }
             }
@@ -552,11 +544,4 @@ fn end_of(
         logs,
     };
     (t, message)
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }

@@ -46,7 +46,7 @@ fn json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T, S
     serde_json::from_str(text).map_err(|e| corrupt(column, e))
 }
 
-pub(crate) fn count<T: TryFrom<i64>>(column: &str, n: i64) -> Result<T, StoreError> {
+fn count<T: TryFrom<i64>>(column: &str, n: i64) -> Result<T, StoreError> {
     T::try_from(n).map_err(|_| corrupt(column, format!("{n} is out of range")))
 }
 
@@ -173,6 +173,46 @@ impl Decode for LogRow {
                 message: self.message,
             },
         })
+    }
+}
+
+/// A running attempt's lease, as `task_leases` selects it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct LeaseRow {
+    task_id: String,
+    attempt: i64,
+    worker: Option<String>,
+    expired: bool,
+}
+
+impl Decode for LeaseRow {
+    type Record = crate::store::TaskLease;
+    fn decode(self) -> Result<crate::store::TaskLease, StoreError> {
+        Ok(crate::store::TaskLease {
+            task_id: self.task_id,
+            attempt: count("task_instances.attempt", self.attempt)?,
+            worker: self.worker,
+            expired: self.expired,
+        })
+    }
+}
+
+/// An attempt a worker holds, as `held_by` selects it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct HeldRow {
+    run_id: i64,
+    task_id: String,
+    attempt: i64,
+}
+
+impl Decode for HeldRow {
+    type Record = crate::store::queue::Held;
+    fn decode(self) -> Result<crate::store::queue::Held, StoreError> {
+        Ok((
+            self.run_id,
+            self.task_id,
+            count("task_instances.attempt", self.attempt)?,
+        ))
     }
 }
 

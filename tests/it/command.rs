@@ -4,7 +4,7 @@
 use serde_json::json;
 use vigil::state::TaskState;
 
-use crate::util::Engine;
+use crate::util::{Engine, alive};
 
 #[tokio::test]
 async fn upstream_results_and_params_arrive_on_stdin_and_stdout_json_is_the_result() {
@@ -101,13 +101,6 @@ async fn exit_code_99_skips_and_shell_mode_runs_a_command_line() {
         .await;
     assert_eq!(out.state_of("nothing"), TaskState::Skipped);
     assert_eq!(out.state_of("piped"), TaskState::Success);
-}
-
-fn alive(pid: i32) -> bool {
-    // A zombie still has a /proc entry; count it as gone.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.contains(") Z "))
-        .unwrap_or(false)
 }
 
 #[tokio::test]

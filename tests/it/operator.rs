@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::util::{Project, wait_for};
+use crate::util::{Project, alive, wait_for};
 
 /// `b` fails until the file `ok` exists in the project; `c` comes after it.
 fn flaky(p: &Project) {
@@ -397,11 +397,6 @@ fn a_running_daemon_executes_a_backfill_and_failed_runs_can_be_run_again() {
         runs.len() == 3 && runs.iter().all(|r| r["state"] == "success")
     });
     assert_eq!(d.terminate(), 0);
-}
-
-fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
 }
 
 #[test]

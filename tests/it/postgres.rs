@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{SubsecRound, Utc};
 
-use crate::util::{DaemonProcess, Project, wait_for_secs};
+use crate::util::{DaemonProcess, Project, alive, wait_for_secs};
 
 /// A project whose config points at a fresh PostgreSQL database, with test-sized daemon
 /// timings (1 s heartbeats, 3 s lease).
@@ -590,11 +590,6 @@ async fn one_runs_fan_out_spreads_over_the_daemons_within_the_dags_limit() {
     for d in daemons {
         assert_eq!(d.terminate(), 0);
     }
-}
-
-fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
 }
 
 /// The owner of a run and the worker running its task are different daemons: a cancel still

@@ -311,3 +311,11 @@ impl Project {
             .collect()
     }
 }
+
+/// Whether process `pid` is running (a zombie counts as gone: it has ended, and only waits
+/// for its parent to reap it).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+}

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::{CLAIM_LOCK, PgStore, WAKE_CHANNEL};
 use crate::store::queue::{Held, Signal, TaskLease, TaskQueue};
-use crate::store::rows::{TaskRow, count, decode_all};
+use crate::store::rows::{HeldRow, LeaseRow, TaskRow, decode_all};
 use crate::store::{QueryContext, RunId, StoreError, TaskInstance};
 
 /// Picks the queued instances a claim of `$2` may take, oldest run first, each DAG within its
@@ -86,41 +86,33 @@ impl TaskQueue for PgStore {
         run_id: RunId,
         lease: Duration,
     ) -> Result<Vec<TaskLease>, StoreError> {
-        let rows: Vec<(String, i64, Option<String>, bool)> = sqlx::query_as(
-            "SELECT task_id, attempt, worker,
-                    coalesce(heartbeat_at < now() - $2::bigint * interval '1 microsecond', true)
-                    AND pg_postmaster_start_time() < now() - $2::bigint * interval '1 microsecond'
-             FROM task_instances WHERE run_id = $1 AND state = 'running' ORDER BY task_id",
+        decode_all(
+            sqlx::query_as::<_, LeaseRow>(
+                "SELECT task_id, attempt, worker,
+                        coalesce(heartbeat_at < now() - $2::bigint * interval '1 microsecond', true)
+                        AND pg_postmaster_start_time() < now() - $2::bigint * interval '1 microsecond'
+                        AS expired
+                 FROM task_instances WHERE run_id = $1 AND state = 'running' ORDER BY task_id",
+            )
+            .bind(run_id)
+            .bind(micros(lease))
+            .fetch_all(&self.pool)
+            .await
+            .doing("reading task leases")?,
         )
-        .bind(run_id)
-        .bind(micros(lease))
-        .fetch_all(&self.pool)
-        .await
-        .doing("reading task leases")?;
-        rows.into_iter()
-            .map(|(task_id, attempt, worker, expired)| {
-                Ok(TaskLease {
-                    task_id,
-                    attempt: count("task_instances.attempt", attempt)?,
-                    worker,
-                    expired,
-                })
-            })
-            .collect()
     }
 
     async fn held_by(&self, worker: &str) -> Result<Vec<Held>, StoreError> {
-        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
-            "SELECT run_id, task_id, attempt FROM task_instances
-             WHERE worker = $1 AND state = 'running'",
+        decode_all(
+            sqlx::query_as::<_, HeldRow>(
+                "SELECT run_id, task_id, attempt FROM task_instances
+                 WHERE worker = $1 AND state = 'running'",
+            )
+            .bind(worker)
+            .fetch_all(&self.pool)
+            .await
+            .doing("reading claimed tasks")?,
         )
-        .bind(worker)
-        .fetch_all(&self.pool)
-        .await
-        .doing("reading claimed tasks")?;
-        rows.into_iter()
-            .map(|(run, task, attempt)| Ok((run, task, count("task_instances.attempt", attempt)?)))
-            .collect()
     }
 
     async fn signal(&self, signal: Signal) -> Result<(), StoreError> {

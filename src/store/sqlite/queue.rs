@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use super::SqliteStore;
 use crate::store::claims::stale_before;
 use crate::store::queue::{Held, Signal, TaskLease, TaskQueue};
-use crate::store::rows::{TaskRow, count, decode_all};
+use crate::store::rows::{HeldRow, LeaseRow, TaskRow, decode_all};
 use crate::store::{QueryContext, RunId, StoreError, TaskInstance};
 
 /// As `postgres::queue::CLAIM` (SQLite has no `LATERAL`: a window takes each run's first
@@ -68,39 +68,30 @@ impl TaskQueue for SqliteStore {
         run_id: RunId,
         lease: Duration,
     ) -> Result<Vec<TaskLease>, StoreError> {
-        let rows: Vec<(String, i64, Option<String>, bool)> = sqlx::query_as(
-            "SELECT task_id, attempt, worker, coalesce(heartbeat_at < ?2, 1)
-             FROM task_instances WHERE run_id = ?1 AND state = 'running' ORDER BY task_id",
+        decode_all(
+            sqlx::query_as::<_, LeaseRow>(
+                "SELECT task_id, attempt, worker, coalesce(heartbeat_at < ?2, 1) AS expired
+                 FROM task_instances WHERE run_id = ?1 AND state = 'running' ORDER BY task_id",
+            )
+            .bind(run_id)
+            .bind(stale_before(self.clock(), lease))
+            .fetch_all(&self.pool)
+            .await
+            .doing("reading task leases")?,
         )
-        .bind(run_id)
-        .bind(stale_before(self.clock(), lease))
-        .fetch_all(&self.pool)
-        .await
-        .doing("reading task leases")?;
-        rows.into_iter()
-            .map(|(task_id, attempt, worker, expired)| {
-                Ok(TaskLease {
-                    task_id,
-                    attempt: count("task_instances.attempt", attempt)?,
-                    worker,
-                    expired,
-                })
-            })
-            .collect()
     }
 
     async fn held_by(&self, worker: &str) -> Result<Vec<Held>, StoreError> {
-        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
-            "SELECT run_id, task_id, attempt FROM task_instances
-             WHERE worker = ? AND state = 'running'",
+        decode_all(
+            sqlx::query_as::<_, HeldRow>(
+                "SELECT run_id, task_id, attempt FROM task_instances
+                 WHERE worker = ? AND state = 'running'",
+            )
+            .bind(worker)
+            .fetch_all(&self.pool)
+            .await
+            .doing("reading claimed tasks")?,
         )
-        .bind(worker)
-        .fetch_all(&self.pool)
-        .await
-        .doing("reading claimed tasks")?;
-        rows.into_iter()
-            .map(|(run, task, attempt)| Ok((run, task, count("task_instances.attempt", attempt)?)))
-            .collect()
     }
 
     /// One daemon serves a SQLite file and routes its own signals in process.
