@@ -24,6 +24,30 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub smtp: SmtpConfig,
     pub notify: NotifyConfig,
+    pub api: ApiConfig,
+}
+
+/// `[api]`: the HTTP API, metrics and web page the daemon (and `vigil api`) serve.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// `host:port` to listen on (port 0: any free one, printed at start), or `off`.
+    pub listen: String,
+    /// A file whose first line is the bearer token; `VIGIL_API_TOKEN` takes precedence. The
+    /// token itself is never part of the config, so it is never printed with it.
+    pub token_file: Option<PathBuf>,
+    /// Reads need the token too (changes always do).
+    pub read_requires_token: bool,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "127.0.0.1:8080".into(),
+            token_file: None,
+            read_requires_token: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -233,7 +257,7 @@ impl Config {
     }
 
     /// `VIGIL_DATABASE_URL`, `VIGIL_DATABASE_SYNCHRONOUS`, `VIGIL_DAGS_FOLDER`,
-    /// `VIGIL_PARALLELISM`.
+    /// `VIGIL_PARALLELISM`, `VIGIL_API_LISTEN`.
     pub fn apply_env(
         &mut self,
         var: impl Fn(&'static str) -> Option<String>,
@@ -253,6 +277,9 @@ impl Config {
                     });
                 }
             };
+        }
+        if let Some(listen) = var("VIGIL_API_LISTEN") {
+            self.api.listen = listen;
         }
         if let Some(folder) = var("VIGIL_DAGS_FOLDER") {
             self.dags.folder = folder.into();

@@ -29,6 +29,7 @@
 //!
 //! See `docs/ARCHITECTURE.md` for the codemap and its invariants.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;

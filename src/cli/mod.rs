@@ -69,6 +69,12 @@ pub enum Command {
         #[arg(long)]
         worker_only: bool,
     },
+    /// Serve the HTTP API alone (`[api]`), against the database the daemons use
+    Api {
+        /// Log lines as text for people or JSON for log collectors
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
     /// List, inspect, validate and test DAGs
     #[command(subcommand)]
     Dags(dags::DagsCommand),
@@ -193,7 +199,9 @@ pub fn main(registry: Registry) -> ExitCode {
         }
     }
     match &cli.command {
-        Command::Daemon { log_format, .. } => init_tracing("info", *log_format),
+        Command::Daemon { log_format, .. } | Command::Api { log_format } => {
+            init_tracing("info", *log_format)
+        }
         _ => init_tracing("warn", LogFormat::Text),
     }
     // One scheduler thread: the executor's steps are short and ordered, tasks are async or
@@ -329,6 +337,10 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
                 .registry(Registry::clone(&ctx.registry))
                 .run()
                 .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Api { .. } => {
+            crate::daemon::serve_api(&ctx.config, ctx.registry.clone()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Dags(cmd) => dags::run(&ctx, cmd).await,

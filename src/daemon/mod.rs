@@ -50,6 +50,8 @@ pub enum DaemonError {
     Load(String),
     #[error("cannot set up notifications")]
     Notify(#[from] crate::notify::NotifyError),
+    #[error(transparent)]
+    Api(#[from] crate::api::ServeError),
     #[error(
         "a {role} daemon needs a database other daemons share (postgres://...); on SQLite one daemon both schedules and executes: drop --scheduler-only/--worker-only (or [daemon] role)"
     )]
@@ -66,6 +68,7 @@ impl crate::state::Kind for DaemonError {
             DaemonError::Watch { .. } | DaemonError::Signals(_) => ErrorKind::Unavailable,
             DaemonError::Load(_) => ErrorKind::Internal,
             DaemonError::RoleOnSqlite { .. } => ErrorKind::Invalid,
+            DaemonError::Api(e) => e.kind(),
         }
     }
 }
@@ -259,6 +262,9 @@ impl Daemon {
         let set = load_in_background(folder.clone(), self.registry.clone())
             .await
             .map_err(|e| DaemonError::Load(e.to_string()))??;
+        // Bound before anything runs, so a port in use (or an exposed address without a
+        // token) stops the start.
+        let api = crate::api::bind(&self.config.api).await?;
         // Set up delivery before anything runs, so a wrong SMTP setting stops the start
         // rather than the first failure mail.
         let sender = crate::notify::Sender::new(
@@ -315,6 +321,26 @@ impl Daemon {
             background.clone(),
             Some(limits.clone()),
         ));
+        let (dag_feed, dags) = tokio::sync::watch::channel(Arc::new(set.clone()));
+        let pulse = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        if let Some(listener) = api {
+            tracing::info!(address = %format!("http://{}", listener.addr), "API listening");
+            let state = crate::api::ApiState {
+                store: store.clone(),
+                dags,
+                folder: folder.clone(),
+                registry: self.registry.clone(),
+                waker: crate::ops::Waker::InProcess(self.handle.wake.clone()),
+                pulse: Some(pulse.clone()),
+                // The loop steps at least once per lease (its lease check).
+                pulse_within: self.config.daemon.lease * 2 + Duration::from_secs(5),
+            };
+            services.spawn(crate::api::serve(
+                listener,
+                Arc::new(state),
+                background.clone(),
+            ));
+        }
         services.spawn(retention_loop(
             store.clone(),
             self.config.retention.max_age,
@@ -391,6 +417,8 @@ impl Daemon {
             set,
         )
         .with_observer(self.handle.observer())
+        .with_dag_feed(dag_feed)
+        .with_pulse(pulse)
         .hurried_by(hurry)
         .run(shutdown, self.handle.wake.clone(), file_rx)
         .await;
@@ -443,4 +471,59 @@ async fn retention_loop(
             _ = tokio::time::sleep(interval) => {}
         }
     }
+}
+
+/// `vigil api`: the API alone, against the database the daemons use (several may run on
+/// PostgreSQL). It reloads the DAG folder when it changes, and stops on SIGTERM or SIGINT.
+/// Triggers and pauses wake the daemons through the store.
+pub async fn serve_api(config: &Config, registry: Arc<Registry>) -> Result<(), DaemonError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let store = crate::store::open(&config.database.url, config.database.synchronous).await?;
+    let folder = config.dags.folder.clone();
+    let load = || load_in_background(folder.clone(), registry.clone());
+    let set = load()
+        .await
+        .map_err(|e| DaemonError::Load(e.to_string()))??;
+    let Some(listener) = crate::api::bind(&config.api).await? else {
+        tracing::warn!("`[api] listen` is `off`: nothing to serve");
+        return Ok(());
+    };
+    tracing::info!(address = %format!("http://{}", listener.addr), database = %crate::store::display_url(&config.database.url), "API listening");
+    let (feed, dags) = tokio::sync::watch::channel(Arc::new(set));
+    let state = crate::api::ApiState {
+        store,
+        dags,
+        folder: folder.clone(),
+        registry: registry.clone(),
+        waker: crate::ops::Waker::Daemons,
+        pulse: None,
+        pulse_within: Duration::ZERO,
+    };
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(crate::api::serve(listener, Arc::new(state), stop.clone()));
+    let (file_tx, mut file_rx) = mpsc::unbounded_channel();
+    let _watcher = watch::folder(&folder, file_tx)?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            Some(()) = file_rx.recv() => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                while file_rx.try_recv().is_ok() {}
+                match load().await {
+                    Ok(Ok(set)) => {
+                        feed.send_replace(Arc::new(set));
+                    }
+                    Ok(Err(e)) => tracing::error!("{}", crate::state::Chain(&e)),
+                    Err(e) => tracing::error!("reloading the DAG folder stopped: {e}"),
+                }
+            }
+        }
+    }
+    stop.cancel();
+    let _ = server.await;
+    tracing::info!("API stopped");
+    Ok(())
 }

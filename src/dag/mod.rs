@@ -20,7 +20,7 @@ pub use spec::{Backoff, Dag, RetryPolicy, Schedule, TaskSpec, TriggerRule};
 use crate::task::Registry;
 
 /// The DAGs of a folder (or a list of files): the good ones, and the errors of the others.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct DagSet {
     pub dags: BTreeMap<String, Arc<Dag>>,
     pub errors: Vec<FileErrors>,

@@ -14,7 +14,7 @@ use crate::ops::{OpsError, Waker};
 use crate::run::plan_run;
 use crate::schedule::cron::{next_after, previous_before};
 use crate::state::{NotifySpec, RunState};
-use crate::store::{RunFilter, RunRecord, RunType, Store};
+use crate::store::{NewRun, RunFilter, RunRecord, RunType, Store};
 use crate::task::Registry;
 
 /// A DAG as lists show it. This is the stable shape of `dags list --json` and of the API: add
@@ -340,6 +340,9 @@ impl RunRequest {
 #[derive(Debug, Clone, Serialize)]
 pub struct Triggered {
     pub run: RunRecord,
+    /// The run was created earlier by a request with the same idempotency key; nothing new
+    /// was queued.
+    pub existing: bool,
     /// The daemon told to start it (`None`: no daemon runs on this database).
     pub woke: Option<String>,
     /// The DAG is paused: the run waits until it is unpaused.
@@ -363,12 +366,70 @@ pub async fn trigger(
         None,
     )?;
     let run = store.create_run(&new).await?;
-    let woke = waker.wake(store).await;
+    triggered(store, dag, run, false, waker).await
+}
+
+/// [`trigger`], once per `key`: a retried request (same DAG, same key) gets the run the first
+/// one created, and queues nothing.
+pub async fn trigger_once(
+    store: &dyn Store,
+    dag: &Dag,
+    request: &RunRequest,
+    key: Option<String>,
+    waker: &Waker,
+) -> Result<Triggered, OpsError> {
+    let Some(key) = key else {
+        return trigger(store, dag, request, waker).await;
+    };
+    if let Some(run) = store.run_with_key(&dag.id, &key).await? {
+        return triggered(store, dag, run, true, waker).await;
+    }
+    let new = NewRun {
+        idempotency_key: Some(key.clone()),
+        ..plan_run(
+            dag,
+            request.conf.clone(),
+            RunType::Manual,
+            request.logical_date(),
+            RunState::Queued,
+            None,
+        )?
+    };
+    match store.create_run(&new).await {
+        Ok(run) => triggered(store, dag, run, false, waker).await,
+        // Two requests with one key at the same instant: the other one created it.
+        Err(e @ crate::store::StoreError::RunExists { .. }) => {
+            match store.run_with_key(&dag.id, &key).await? {
+                Some(run) => triggered(store, dag, run, true, waker).await,
+                None => Err(e.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn triggered(
+    store: &dyn Store,
+    dag: &Dag,
+    run: RunRecord,
+    existing: bool,
+    waker: &Waker,
+) -> Result<Triggered, OpsError> {
+    let woke = if existing {
+        None
+    } else {
+        waker.wake(store).await
+    };
     let paused = store
         .dag_state(&dag.id, Utc::now(), dag.paused)
         .await?
         .paused;
-    Ok(Triggered { run, woke, paused })
+    Ok(Triggered {
+        run,
+        existing,
+        woke,
+        paused,
+    })
 }
 
 /// A DAG paused or unpaused.

@@ -57,6 +57,7 @@ pub fn plan_run(
             .map(|t| (t.id.clone(), t.retry.max_attempts()))
             .collect(),
         max_active_tasks: dag.max_active_tasks,
+        idempotency_key: None,
         owner,
     })
 }

@@ -103,6 +103,10 @@ pub struct Scheduler {
     /// Files changed during the reload in progress: load again when it ends.
     reload_again: bool,
     stop: Stop,
+    /// Told of every folder (re)load, as loaded (the API lists DAGs and their load errors).
+    feed: Option<tokio::sync::watch::Sender<Arc<DagSet>>>,
+    /// Stamped with the time of every step (Unix seconds): `/readyz` reads it.
+    pulse: Option<Arc<std::sync::atomic::AtomicI64>>,
 }
 
 /// Loads the DAG folder on the blocking pool: parsing and template checks are CPU work that
@@ -149,6 +153,8 @@ impl Scheduler {
                 grace: settings.shutdown_grace,
                 cancel: CancellationToken::new(),
             },
+            feed: None,
+            pulse: None,
         };
         scheduler.adopt(dags);
         scheduler
@@ -158,6 +164,18 @@ impl Scheduler {
     /// grace period (the daemon does it on a second Ctrl-C).
     pub fn hurried_by(mut self, hurry: CancellationToken) -> Self {
         self.hurry = hurry;
+        self
+    }
+
+    /// Stamps `pulse` with the time of every step, so others can tell the loop is alive.
+    pub fn with_pulse(mut self, pulse: Arc<std::sync::atomic::AtomicI64>) -> Self {
+        self.pulse = Some(pulse);
+        self
+    }
+
+    /// Publishes every reload of the DAG folder to `feed`.
+    pub fn with_dag_feed(mut self, feed: tokio::sync::watch::Sender<Arc<DagSet>>) -> Self {
+        self.feed = Some(feed);
         self
     }
 
@@ -275,6 +293,9 @@ impl Scheduler {
 
     /// Adopts a reloaded DAG folder, saying what was added, changed and removed.
     fn reloaded(&mut self, set: DagSet) {
+        if let Some(feed) = &self.feed {
+            feed.send_replace(Arc::new(set.clone()));
+        }
         let before: BTreeMap<String, String> = self
             .dags()
             .iter()
@@ -304,6 +325,9 @@ impl Scheduler {
     /// One pass at `now`: create due scheduled runs, then start what may start. The loop
     /// calls it at every wake-up; tests call it with the time they mean.
     pub async fn step(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        if let Some(pulse) = &self.pulse {
+            pulse.store(Utc::now().timestamp(), std::sync::atomic::Ordering::Relaxed);
+        }
         self.states = self
             .store
             .dag_states()

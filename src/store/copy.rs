@@ -71,6 +71,7 @@ const TABLES: &[Table] = &[
             ("note", Text),
             ("cancel_requested", Text),
             ("max_active_tasks", Int),
+            ("idempotency_key", Text),
         ],
         serial: true,
     },

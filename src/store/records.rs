@@ -57,6 +57,9 @@ pub struct NewRun {
     /// The DAG's `max_active_tasks`: on PostgreSQL, daemons claiming its tasks count it
     /// across every run of the DAG.
     pub max_active_tasks: u32,
+    /// A client's key for this request (the API's `Idempotency-Key`): a second run with the
+    /// same DAG and key is refused like one at a taken logical date.
+    pub idempotency_key: Option<String>,
     /// The process that will execute the run, when it is created by the one executing it
     /// (`vigil dags test`); `None` leaves it for a daemon to claim.
     pub owner: Option<String>,

@@ -22,6 +22,9 @@ pub trait RunStore: Send + Sync {
 
     async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError>;
 
+    /// The run of `dag_id` created with idempotency key `key`, if any.
+    async fn run_with_key(&self, dag_id: &str, key: &str) -> Result<Option<RunRecord>, StoreError>;
+
     /// Newest first.
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError>;
 

@@ -517,6 +517,7 @@ fn a_run_whose_dag_version_no_longer_loads_is_failed_not_left_waiting() {
                 dag_source: "[tasks.a]\ntype = \"acme.only_in_another_binary\"\n".into(),
                 tasks: vec![("a".into(), 1)],
                 max_active_tasks: 16,
+                idempotency_key: None,
                 owner: None,
             })
             .await

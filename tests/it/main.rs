@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per feature. They use real SQLite files in
 //! temporary directories and drive the real `vigil` binary for end-to-end paths.
 
+mod api;
 mod architecture;
 mod cli;
 mod command;

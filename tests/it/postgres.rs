@@ -470,6 +470,7 @@ async fn a_daemon_waits_for_postgres_and_rides_out_a_restart() {
         .current_dir(p.path())
         .arg("daemon")
         .env_remove("VIGIL_DATABASE_URL")
+        .env("VIGIL_API_LISTEN", crate::util::FREE_PORT)
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()

@@ -245,6 +245,7 @@ async fn roles_split_creating_and_owning_runs_from_executing_tasks() {
             dag_source: "[tasks.t]\ntype = \"noop\"\n".into(),
             tasks: vec![("t".into(), 1)],
             max_active_tasks: 16,
+            idempotency_key: None,
             owner: None,
         })
         .await

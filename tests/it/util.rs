@@ -36,7 +36,8 @@ impl Project {
         p
     }
 
-    /// Runs `vigil ARGS` in the project directory with a clean VIGIL_* environment.
+    /// Runs `vigil ARGS` in the project directory with a clean VIGIL_* environment (and the
+    /// API, if it serves, on a free port: tests run side by side).
     pub fn vigil(&self, args: &[&str]) -> Run {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"));
         cmd.current_dir(self.path()).args(args);
@@ -45,6 +46,7 @@ impl Project {
                 cmd.env_remove(k);
             }
         }
+        cmd.env("VIGIL_API_LISTEN", FREE_PORT);
         Run(cmd.output().expect("run vigil"))
     }
 }
@@ -236,6 +238,7 @@ impl Project {
                 cmd.env_remove(k);
             }
         }
+        cmd.env("VIGIL_API_LISTEN", FREE_PORT);
         let child = cmd.spawn().expect("start daemon");
         let d = DaemonProcess { child, log };
         wait_for("the daemon to start", || {
@@ -319,3 +322,6 @@ pub fn alive(pid: i32) -> bool {
         .map(|s| !s.contains(") Z "))
         .unwrap_or(false)
 }
+
+/// `[api] listen` for test processes: any free port (the daemon logs the one it got).
+pub const FREE_PORT: &str = "127.0.0.1:0";

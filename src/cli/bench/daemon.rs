@@ -25,6 +25,8 @@ impl BenchDaemon {
             .arg("--dags")
             .arg(dir.join("dags"))
             .arg("daemon")
+            // Several bench daemons run at once: each serves its API on a free port.
+            .env("VIGIL_API_LISTEN", "127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()

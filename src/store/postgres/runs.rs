@@ -78,8 +78,9 @@ impl PgStore {
         let started_at = (new.state == RunState::Running).then_some(now);
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO dag_runs (dag_id, logical_date, data_interval_start, run_type, state, conf,
-                 dag_file, dag_sha256, queued_at, started_at, owner, heartbeat_at, max_active_tasks)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+                 dag_file, dag_sha256, queued_at, started_at, owner, heartbeat_at, max_active_tasks,
+                 idempotency_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
         )
         .bind(&new.dag_id)
         .bind(new.logical_date)
@@ -94,6 +95,7 @@ impl PgStore {
         .bind(&new.owner)
         .bind(new.owner.as_ref().map(|_| now))
         .bind(i64::from(new.max_active_tasks))
+        .bind(&new.idempotency_key)
         .fetch_one(&mut **tx)
         .await?;
         let task_ids: Vec<&str> = new.tasks.iter().map(|(t, _)| t.as_str()).collect();
@@ -205,10 +207,12 @@ impl RunStore for PgStore {
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 drop(tx);
                 let existing: i64 = sqlx::query_scalar(
-                    "SELECT id FROM dag_runs WHERE dag_id = $1 AND logical_date = $2",
+                    "SELECT id FROM dag_runs WHERE dag_id = $1 AND (logical_date = $2 OR idempotency_key = $3)
+                     ORDER BY id LIMIT 1",
                 )
                 .bind(&new.dag_id)
                 .bind(new.logical_date)
+                .bind(&new.idempotency_key)
                 .fetch_one(&self.pool)
                 .await
                 .doing("looking up an existing run")?;
@@ -274,6 +278,19 @@ impl RunStore for PgStore {
             "{SELECT_RUNS} WHERE dag_runs.id = $1"
         )))
         .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .doing("reading a run")?
+        .map(RunRow::decode)
+        .transpose()
+    }
+
+    async fn run_with_key(&self, dag_id: &str, key: &str) -> Result<Option<RunRecord>, StoreError> {
+        sqlx::query_as::<_, RunRow>(AssertSqlSafe(format!(
+            "{SELECT_RUNS} WHERE dag_runs.dag_id = $1 AND dag_runs.idempotency_key = $2"
+        )))
+        .bind(dag_id)
+        .bind(key)
         .fetch_optional(&self.pool)
         .await
         .doing("reading a run")?

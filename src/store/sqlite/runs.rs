@@ -72,8 +72,8 @@ impl RunStore for SqliteStore {
             .bind(new.dag_source.clone())?;
         script
             .stmt(
-                "INSERT INTO dag_runs (dag_id, logical_date, data_interval_start, run_type, state, conf, dag_file, dag_source, dag_sha256, queued_at, started_at, owner, heartbeat_at, max_active_tasks)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO dag_runs (dag_id, logical_date, data_interval_start, run_type, state, conf, dag_file, dag_source, dag_sha256, queued_at, started_at, owner, heartbeat_at, max_active_tasks, idempotency_key)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(new.dag_id.clone())?
             .bind(new.logical_date)?
@@ -87,7 +87,8 @@ impl RunStore for SqliteStore {
             .bind(started_at)?
             .bind(new.owner.clone())?
             .bind(new.owner.as_ref().map(|_| now))?
-            .bind(new.max_active_tasks)?;
+            .bind(new.max_active_tasks)?
+            .bind(new.idempotency_key.clone())?;
         // Task instances refer to the run by last_insert_rowid(), which inserts into the
         // WITHOUT ROWID task table leave unchanged.
         for chunk in new.tasks.chunks(INSERT_CHUNK) {
@@ -114,10 +115,12 @@ impl RunStore for SqliteStore {
             Ok(rows) => rows,
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 let existing: i64 = sqlx::query_scalar(
-                    "SELECT id FROM dag_runs WHERE dag_id = ? AND logical_date = ?",
+                    "SELECT id FROM dag_runs WHERE dag_id = ? AND (logical_date = ? OR idempotency_key = ?)
+                     ORDER BY id LIMIT 1",
                 )
                 .bind(&new.dag_id)
                 .bind(new.logical_date)
+                .bind(&new.idempotency_key)
                 .fetch_one(&self.pool)
                 .await
                 .doing("looking up an existing run")?;
@@ -250,6 +253,18 @@ impl RunStore for SqliteStore {
             "{SELECT_RUNS} WHERE dag_runs.id = ?"
         )))
         .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .doing("reading a run")?
+        .map(RunRow::decode)
+        .transpose()
+    }
+    async fn run_with_key(&self, dag_id: &str, key: &str) -> Result<Option<RunRecord>, StoreError> {
+        sqlx::query_as::<_, RunRow>(AssertSqlSafe(format!(
+            "{SELECT_RUNS} WHERE dag_runs.dag_id = ? AND dag_runs.idempotency_key = ?"
+        )))
+        .bind(dag_id)
+        .bind(key)
         .fetch_optional(&self.pool)
         .await
         .doing("reading a run")?

@@ -139,6 +139,7 @@ pub fn new_run(dag: &str, when: DateTime<Utc>, tasks: &[&str]) -> NewRun {
         dag_source: format!("# {dag}\n"),
         tasks: tasks.iter().map(|t| (t.to_string(), 3)).collect(),
         max_active_tasks: 16,
+        idempotency_key: None,
         owner: None,
     }
 }

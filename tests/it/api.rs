@@ -1,0 +1,432 @@
+//! The HTTP API through the real binary: every route, auth on and off, validation errors, the
+//! idempotency key, paging, errors that show no path or SQL, the OpenAPI document against the
+//! router, and `vigil api` serving the daemon's database on its own.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+
+use serde_json::{Value, json};
+
+use crate::util::{DaemonProcess, Project, wait_for};
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// `(status, body as JSON)` of one HTTP/1.1 request to `addr`.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, Value) {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the API");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        request.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() {
+        request.push_str("Content-Type: application/json\r\n");
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).expect("read the response");
+    let (head, rest) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let json = serde_json::from_str(rest).unwrap_or(Value::String(rest.to_string()));
+    (status, json)
+}
+
+/// The API address the daemon (or `vigil api`) logged at start.
+fn address(logs: &str) -> Option<String> {
+    let at = logs.find("API listening")?;
+    let rest = &logs[at..];
+    let start = rest.find("http://")? + "http://".len();
+    let addr: String = rest[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '"')
+        .collect();
+    Some(addr)
+}
+
+fn api_of(d: &DaemonProcess) -> String {
+    wait_for("the API address in the log", || {
+        address(&d.logs()).is_some()
+    });
+    address(&d.logs()).unwrap_or_default()
+}
+
+/// A project with a good DAG (`hello`, with a param), a broken file, and an API token file.
+fn project(extra: &str) -> Project {
+    let p = Project::new();
+    p.write(
+        "config/vigil.toml",
+        &format!(
+            "[daemon]\nheartbeat_interval = \"1s\"\nlease = \"3s\"\nshutdown_grace = \"1s\"\n\n[api]\ntoken_file = \"api.token\"\n{extra}"
+        ),
+    );
+    p.write("api.token", &format!("{TOKEN}\n"));
+    p.write(
+        "dags/hello.toml",
+        "[params]\nname = \"world\"\n\n[tasks.greet]\ntype = \"command\"\n[tasks.greet.config]\nshell = true\ncommand = \"echo hello {{ params.name }} >&2; echo '{\\\"greeted\\\": \\\"{{ params.name }}\\\"}'\"\n\n[tasks.after]\ntype = \"noop\"\ndepends_on = [\"greet\"]\n",
+    );
+    p.write("dags/broken.toml", "[tasks.a]\ntype = \"no_such_type\"\n");
+    p
+}
+
+/// No error body names the project's directory or speaks SQL.
+fn clean(p: &Project, body: &Value) {
+    let text = body.to_string();
+    let dir = p.path().display().to_string();
+    assert!(!text.contains(&dir), "a path leaked: {text}");
+    for word in ["SELECT", "INSERT", "sqlx", "sqlite"] {
+        assert!(!text.contains(word), "`{word}` leaked: {text}");
+    }
+}
+
+#[test]
+fn every_route_answers_and_changes_need_the_token() {
+    let p = project("");
+    let d = p.daemon(&[]);
+    let api = api_of(&d);
+    let get = |path: &str| http(&api, "GET", path, None, &[], None);
+
+    let (s, body) = get("/healthz");
+    assert_eq!((s, &body["status"]), (200, &json!("ok")));
+    let (s, body) = get("/readyz");
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["ready"], true);
+
+    // DAGs: the good one with its schedule fields, the broken file's errors.
+    let (s, body) = get("/api/v1/dags");
+    assert_eq!(s, 200, "{body}");
+    let ids: Vec<&str> = body["dags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["hello"]);
+    assert!(body["dags"][0].get("next_run").is_some());
+    assert!(
+        body["errors"].to_string().contains("no_such_type"),
+        "{body}"
+    );
+    let (s, body) = get("/api/v1/dags/hello");
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["tasks"].as_array().unwrap().len(), 2);
+    assert_eq!(body["edges"], json!([["greet", "after"]]));
+    let (s, body) = get("/api/v1/dags/nope");
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("hello"),
+        "{body}"
+    );
+    clean(&p, &body);
+
+    // Triggering: no token, a wrong one, a conf that does not fit, then the right request.
+    let trigger = |token: Option<&str>, headers: &[(&str, &str)], body: &str| {
+        http(
+            &api,
+            "POST",
+            "/api/v1/dags/hello/runs",
+            token,
+            headers,
+            Some(body),
+        )
+    };
+    let (s, body) = trigger(None, &[], "{}");
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (401, Some("unauthorized")),
+        "{body}"
+    );
+    let (s, _) = trigger(Some("not-the-token-at-all-0000"), &[], "{}");
+    assert_eq!(s, 401);
+    let (s, body) = trigger(Some(TOKEN), &[], r#"{"conf": {"nmae": "x"}}"#);
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (400, Some("invalid")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("nmae"),
+        "{body}"
+    );
+    let (s, body) = trigger(Some(TOKEN), &[], "{not json");
+    assert_eq!(s, 400, "{body}");
+    clean(&p, &body);
+    let key = [("Idempotency-Key", "order-42")];
+    let (s, first) = trigger(Some(TOKEN), &key, r#"{"conf": {"name": "api"}}"#);
+    assert_eq!(s, 201, "{first}");
+    let run = first["run"]["id"].as_i64().unwrap();
+    // A retried request with the same key: the same run, nothing new queued.
+    let (s, again) = trigger(Some(TOKEN), &key, r#"{"conf": {"name": "api"}}"#);
+    assert_eq!(s, 200, "{again}");
+    assert_eq!(again["run"]["id"].as_i64(), Some(run));
+    assert_eq!(again["existing"], true);
+
+    wait_for("the run to succeed", || {
+        get(&format!("/api/v1/runs/{run}")).1["run"]["state"] == "success"
+    });
+    let (s, shown) = get(&format!("/api/v1/runs/{run}"));
+    assert_eq!(s, 200);
+    let tasks: Vec<&str> = shown["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["task_id"].as_str())
+        .collect();
+    assert_eq!(tasks, ["greet", "after"]);
+    assert_eq!(shown["tasks"][0]["attempt"], 1);
+    let (s, logs) = get(&format!("/api/v1/runs/{run}/tasks/greet/logs"));
+    assert_eq!(s, 200, "{logs}");
+    assert!(logs.to_string().contains("hello api"), "{logs}");
+    let (s, result) = get(&format!("/api/v1/runs/{run}/tasks/greet/result"));
+    assert_eq!(s, 200, "{result}");
+    assert_eq!(result["value"]["greeted"], "api");
+    let (s, result) = get(&format!("/api/v1/runs/{run}/tasks/greet/result?attempt=1"));
+    assert_eq!((s, &result["value"]["greeted"]), (200, &json!("api")));
+    let (s, body) = get(&format!("/api/v1/runs/{run}/tasks/nope/logs"));
+    assert_eq!(s, 404, "{body}");
+    let (s, body) = get("/api/v1/runs/999999");
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let (s, body) = get("/api/v1/runs/abc");
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (400, Some("invalid")),
+        "{body}"
+    );
+
+    // Paging: three runs, two per page, newest first, cursor to the rest.
+    for date in ["2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"] {
+        let (s, body) = trigger(
+            Some(TOKEN),
+            &[],
+            &format!(r#"{{"logical_date": "{date}"}}"#),
+        );
+        assert_eq!(s, 201, "{body}");
+    }
+    let (s, page) = get("/api/v1/runs?dag_id=hello&limit=2");
+    assert_eq!(s, 200, "{page}");
+    assert_eq!(page["runs"].as_array().unwrap().len(), 2);
+    let next = page["next"].as_i64().expect("a next page");
+    let (_, rest) = get(&format!("/api/v1/runs?dag_id=hello&limit=2&before={next}"));
+    assert_eq!(rest["runs"].as_array().unwrap().len(), 1);
+    assert!(rest["next"].is_null());
+    let all: BTreeSet<i64> = page["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest["runs"].as_array().unwrap())
+        .filter_map(|r| r["id"].as_i64())
+        .collect();
+    assert_eq!(all.len(), 3);
+    let (s, body) = get("/api/v1/runs?state=bogus");
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (400, Some("invalid")),
+        "{body}"
+    );
+    let (s, body) = get("/api/v1/runs?limit=0");
+    assert_eq!(s, 400, "{body}");
+    let (s, body) = get("/api/v1/runs?what=1");
+    assert_eq!(s, 400, "{body}");
+
+    // Pause and unpause: token needed, state visible in the list.
+    let (s, _) = http(&api, "POST", "/api/v1/dags/hello/pause", None, &[], None);
+    assert_eq!(s, 401);
+    let (s, body) = http(
+        &api,
+        "POST",
+        "/api/v1/dags/hello/pause",
+        Some(TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!((s, &body["paused"]), (200, &json!(true)), "{body}");
+    assert_eq!(get("/api/v1/dags").1["dags"][0]["paused"], true);
+    let (s, body) = http(
+        &api,
+        "POST",
+        "/api/v1/dags/hello/unpause",
+        Some(TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!((s, &body["paused"]), (200, &json!(false)), "{body}");
+    let (s, body) = http(
+        &api,
+        "POST",
+        "/api/v1/dags/nope/pause",
+        Some(TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(s, 404, "{body}");
+    clean(&p, &body);
+
+    let (s, body) = get("/no/such/route");
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let (s, doc) = get("/api/v1/openapi.json");
+    assert_eq!(s, 200);
+    assert!(
+        doc["paths"]["/api/v1/dags/{dag_id}/runs"]["post"].is_object(),
+        "{doc}"
+    );
+    assert!(!d.logs().contains(TOKEN), "the token was logged");
+    assert_eq!(d.terminate(), 0);
+}
+
+#[test]
+fn reads_need_the_token_when_configured_and_health_does_not() {
+    let p = project("read_requires_token = true\n");
+    let d = p.daemon(&[]);
+    let api = api_of(&d);
+    let (s, body) = http(&api, "GET", "/api/v1/dags", None, &[], None);
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let (s, _) = http(&api, "GET", "/api/v1/dags", Some(TOKEN), &[], None);
+    assert_eq!(s, 200);
+    let (s, _) = http(&api, "GET", "/healthz", None, &[], None);
+    assert_eq!(s, 200);
+    assert_eq!(d.terminate(), 0);
+}
+
+#[test]
+fn an_address_others_can_reach_needs_a_token_and_a_taken_port_is_named() {
+    let p = Project::new();
+    p.write("dags/a.toml", "[tasks.a]\ntype = \"noop\"\n");
+    p.write("config/vigil.toml", "[api]\nlisten = \"0.0.0.0:0\"\n");
+    // Not `Project::vigil`, which points the API at a free loopback port: this is about the
+    // config's address.
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"));
+    cmd.current_dir(p.path())
+        .arg("daemon")
+        .env_remove("VIGIL_API_LISTEN")
+        .env_remove("VIGIL_API_TOKEN");
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("0.0.0.0:0") && stderr.contains("VIGIL_API_TOKEN"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("daemon started"), "{stderr}");
+
+    // A port another process holds: named, with what to do.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .current_dir(p.path())
+        .arg("daemon")
+        .env("VIGIL_API_LISTEN", &port)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&port) && stderr.contains("VIGIL_API_LISTEN"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn vigil_api_serves_the_daemons_database_on_its_own() {
+    let p = project("");
+    let d = p.daemon(&[]);
+    let log = p.path().join("api.log");
+    let mut api = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .current_dir(p.path())
+        .arg("api")
+        .env("VIGIL_API_LISTEN", crate::util::FREE_PORT)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for("vigil api to listen", || address(&logs()).is_some());
+    let addr = address(&logs()).unwrap();
+    let (s, body) = http(
+        &addr,
+        "POST",
+        "/api/v1/dags/hello/runs",
+        Some(TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(s, 201, "{body}");
+    let run = body["run"]["id"].as_i64().unwrap();
+    // The daemon, told through the database, runs it.
+    wait_for("the daemon to run it", || {
+        http(
+            &addr,
+            "GET",
+            &format!("/api/v1/runs/{run}"),
+            None,
+            &[],
+            None,
+        )
+        .1["run"]["state"]
+            == "success"
+    });
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(api.id() as i32, libc::SIGTERM) };
+    assert_eq!(api.wait().unwrap().code(), Some(0), "{}", logs());
+    assert_eq!(d.terminate(), 0);
+}
+
+/// Every route the router declares (its `.route(` lines) is in the OpenAPI document, with its
+/// methods.
+#[test]
+fn the_openapi_document_lists_every_route() {
+    use utoipa::OpenApi;
+    let doc = serde_json::to_value(vigil::api::ApiDoc::openapi()).unwrap();
+    let source =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/api/mod.rs")).unwrap();
+    let mut seen = 0;
+    // Each `.route(...)` call, however rustfmt wrapped it.
+    for call in source.split(".route(").skip(1) {
+        let call = call.split(".route_layer(").next().unwrap_or(call);
+        let call = call.split(".with_state(").next().unwrap_or(call);
+        // Only calls that start with a path literal (not a mention in a comment).
+        let Some(path) = call
+            .trim_start()
+            .strip_prefix('"')
+            .and_then(|c| c.split('"').next())
+        else {
+            continue;
+        };
+        for method in ["get", "post", "put", "delete", "patch"] {
+            if call.contains(&format!("{method}(")) {
+                assert!(
+                    doc["paths"][path][method].is_object(),
+                    "{method} {path} is routed but not in /api/v1/openapi.json; add it to api/openapi.rs"
+                );
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen >= 12, "only {seen} routes read from src/api/mod.rs");
+}
