@@ -8,6 +8,7 @@ mod dags;
 mod error;
 mod extract;
 mod health;
+mod metrics;
 mod openapi;
 mod runs;
 
@@ -26,6 +27,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use auth::{Auth, Token, TokenError};
+pub use metrics::Metrics;
 pub use openapi::ApiDoc;
 
 use crate::config::ApiConfig;
@@ -49,6 +51,8 @@ pub struct ApiState {
     pub pulse: Option<Arc<AtomicI64>>,
     /// How old that may be and the daemon still ready.
     pub pulse_within: Duration,
+    /// What this process saw happen (a daemon's attempts), for `/metrics`.
+    pub metrics: Option<Metrics>,
 }
 
 impl ApiState {
@@ -148,6 +152,7 @@ pub fn router(state: Arc<ApiState>, auth: Auth) -> Router {
             get(runs::result),
         )
         .route("/api/v1/openapi.json", get(openapi::openapi))
+        .route("/metrics", get(metrics::metrics))
         .route_layer(middleware::from_fn_with_state(Arc::new(auth), auth::check))
         .with_state(state.clone());
     Router::new()

@@ -10,6 +10,7 @@ use utoipa::OpenApi;
     paths(
         super::health::healthz,
         super::health::readyz,
+        super::metrics::metrics,
         super::dags::list,
         super::dags::show,
         super::dags::trigger,

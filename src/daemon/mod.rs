@@ -323,6 +323,12 @@ impl Daemon {
         ));
         let (dag_feed, dags) = tokio::sync::watch::channel(Arc::new(set.clone()));
         let pulse = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let metrics = crate::api::Metrics::default();
+        services.spawn(metrics.clone().record(
+            self.handle.events(),
+            dags.clone(),
+            background.clone(),
+        ));
         if let Some(listener) = api {
             tracing::info!(address = %format!("http://{}", listener.addr), "API listening");
             let state = crate::api::ApiState {
@@ -334,6 +340,7 @@ impl Daemon {
                 pulse: Some(pulse.clone()),
                 // The loop steps at least once per lease (its lease check).
                 pulse_within: self.config.daemon.lease * 2 + Duration::from_secs(5),
+                metrics: Some(metrics.clone()),
             };
             services.spawn(crate::api::serve(
                 listener,
@@ -500,6 +507,7 @@ pub async fn serve_api(config: &Config, registry: Arc<Registry>) -> Result<(), D
         waker: crate::ops::Waker::Daemons,
         pulse: None,
         pulse_within: Duration::ZERO,
+        metrics: None,
     };
     let stop = CancellationToken::new();
     let server = tokio::spawn(crate::api::serve(listener, Arc::new(state), stop.clone()));

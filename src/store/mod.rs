@@ -24,6 +24,7 @@ pub mod registry;
 pub(crate) mod rows;
 mod runs;
 mod sqlite;
+pub mod stats;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub use records::{
 pub use registry::ModelStore;
 pub use runs::{RunStore, describe_conflict};
 pub use sqlite::{SqliteStore, Synchronous};
+pub use stats::{StatsStore, Summary};
 
 pub type RunId = i64;
 
@@ -155,6 +157,7 @@ pub trait Store:
     + DagStore
     + ModelStore
     + OutboxStore
+    + StatsStore
     + Send
     + Sync
     + std::fmt::Debug

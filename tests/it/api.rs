@@ -430,3 +430,107 @@ fn the_openapi_document_lists_every_route() {
     }
     assert!(seen >= 12, "only {seen} routes read from src/api/mod.rs");
 }
+
+/// `/metrics` parses as Prometheus text, follows its naming conventions, and counts what
+/// happened: the run, its task instances, the attempts and their durations by task type.
+#[test]
+fn metrics_follow_prometheus_conventions_and_count_what_happened() {
+    let p = project("");
+    let d = p.daemon(&[]);
+    let api = api_of(&d);
+    let (s, body) = http(
+        &api,
+        "POST",
+        "/api/v1/dags/hello/runs",
+        Some(TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(s, 201, "{body}");
+    let run = body["run"]["id"].as_i64().unwrap();
+    wait_for("the run to succeed", || {
+        http(&api, "GET", &format!("/api/v1/runs/{run}"), None, &[], None).1["run"]["state"]
+            == "success"
+    });
+    let scrape = |api: &str| {
+        let (s, body) = http(api, "GET", "/metrics", None, &[], None);
+        assert_eq!(s, 200);
+        let text = body.as_str().unwrap_or_default().to_string();
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        (
+            prometheus_parse::Scrape::parse(lines).expect("Prometheus text"),
+            text,
+        )
+    };
+    // The attempt metrics are recorded as events arrive: wait for the last one.
+    wait_for("the attempts to be counted", || {
+        scrape(&api).1.contains(
+            "vigil_task_attempts_total{dag_id=\"hello\",task_type=\"noop\",state=\"success\"} 1",
+        )
+    });
+    let (scrape, text) = scrape(&api);
+    assert!(!scrape.samples.is_empty(), "{text}");
+    for sample in &scrape.samples {
+        assert!(
+            sample.metric.starts_with("vigil_"),
+            "{} has no vigil_ prefix",
+            sample.metric
+        );
+    }
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words[3] == "histogram" {
+            assert!(words[2].ends_with("_seconds"), "{line}");
+        }
+        if words[3] == "counter" {
+            assert!(text.contains(&format!("{}_total", words[2])), "{line}");
+        }
+    }
+    let value = |name: &str, labels: &[(&str, &str)]| -> Option<f64> {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+    };
+    assert_eq!(
+        value(
+            "vigil_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value("vigil_runs", &[("dag_id", "hello"), ("state", "success")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            "vigil_task_instances",
+            &[("dag_id", "hello"), ("state", "success")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(value("vigil_queue_depth", &[]), Some(0.0));
+    assert_eq!(value("vigil_outbox_failed_deliveries", &[]), Some(0.0));
+    let histogram = scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "vigil_task_duration_seconds"
+                && s.labels.get("task_type") == Some("command")
+        })
+        .expect("a duration histogram for the command task");
+    match &histogram.value {
+        prometheus_parse::Value::Histogram(buckets) => {
+            assert_eq!(buckets.last().map(|b| b.count), Some(1.0), "{buckets:?}");
+        }
+        other => panic!("not a histogram: {other:?}"),
+    }
+    assert_eq!(d.terminate(), 0);
+}

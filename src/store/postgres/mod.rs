@@ -28,6 +28,7 @@ mod outbox;
 mod queue;
 mod registry;
 mod runs;
+mod stats;
 
 /// Connections per process: enough for the executor's writes, the outbox sender and readers
 /// at once; several daemons on one server each open their own (see docs/deployment.md).

@@ -35,6 +35,7 @@ mod queue;
 mod registry;
 mod runs;
 mod script;
+mod stats;
 
 use script::{GUARD_SQL, Script, Writer};
 

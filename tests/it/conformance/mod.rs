@@ -95,6 +95,7 @@ macro_rules! conformance {
                 a_cancel_request_is_kept_only_for_an_unfinished_run,
                 log_lines_keep_their_attempt_and_order,
                 retention_removes_old_finished_runs_with_everything_they_own,
+                the_summary_counts_runs_tasks_and_lateness_by_dag,
                 a_run_held_by_a_live_owner_cannot_be_claimed_until_its_lease_runs_out,
                 a_stale_holder_writing_after_a_takeover_changes_nothing,
                 a_dead_owner_is_replaced_once_not_by_every_daemon_that_sees_it,

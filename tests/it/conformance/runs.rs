@@ -375,3 +375,56 @@ pub async fn a_cancel_request_is_kept_only_for_an_unfinished_run(store: &dyn Sto
     assert!(!store.request_cancel(run.id, "late").await.unwrap());
     assert!(!store.request_cancel(run.id + 100, "nobody").await.unwrap());
 }
+
+pub async fn the_summary_counts_runs_tasks_and_lateness_by_dag(store: &dyn Store) {
+    assert_eq!(
+        store.summary().await.unwrap(),
+        vigil::store::Summary::default()
+    );
+    let tick = Utc::now() - chrono::Duration::seconds(90);
+    let late = store
+        .create_run(&new_run("d", tick, &["a", "b"]))
+        .await
+        .unwrap();
+    create(store, "d", &["a", "b"]).await;
+    create(store, "e", &["x"]).await;
+    // The scheduled run starts now, 90 s after its tick.
+    let mut batch = Batch::new(late.id);
+    batch.run = Some(RunTransition {
+        expect: RunState::Queued,
+        to: RunState::Running,
+        at: Utc::now(),
+        note: None,
+    });
+    let a = instance(store, late.id, "a").await;
+    batch.tasks.push(transition(&a, TaskState::Queued, 0));
+    store.commit(&batch).await.unwrap();
+    let s = store.summary().await.unwrap();
+    assert_eq!(
+        s.runs,
+        [
+            ("d".to_string(), RunState::Queued, 1),
+            ("d".to_string(), RunState::Running, 1),
+            ("e".to_string(), RunState::Queued, 1)
+        ]
+    );
+    assert!(
+        s.tasks.contains(&("d".to_string(), TaskState::Queued, 1)),
+        "{s:?}"
+    );
+    assert!(
+        s.tasks
+            .contains(&("d".to_string(), TaskState::Scheduled, 3)),
+        "{s:?}"
+    );
+    assert!(
+        s.tasks
+            .contains(&("e".to_string(), TaskState::Scheduled, 1)),
+        "{s:?}"
+    );
+    assert_eq!(s.lateness.len(), 1, "{s:?}");
+    assert_eq!(s.lateness[0].0, "d");
+    assert!((89.0..200.0).contains(&s.lateness[0].1), "{s:?}");
+    assert!(s.outbox.is_empty());
+    assert_eq!(s.failed_deliveries, 0);
+}
