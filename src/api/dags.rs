@@ -74,15 +74,7 @@ pub async fn trigger(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<ops::dags::Triggered>), ApiError> {
     // An empty body is a run with no conf, as `dags trigger` without `--conf`.
-    let body: TriggerBody = if body.iter().all(u8::is_ascii_whitespace) {
-        TriggerBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::invalid(format!(
-                "the request body is not what this route takes: {e}"
-            ))
-        })?
-    };
+    let body: TriggerBody = json_or_default(&body)?;
     let key = idempotency_key(&headers)?;
     let set = s.dags();
     let dag = ops::dags::find(&set, &s.folder, &dag_id)?;
@@ -98,6 +90,25 @@ pub async fn trigger(
         StatusCode::CREATED
     };
     Ok((status, Json(triggered)))
+}
+
+/// A JSON body of type `T`; an empty body is `T`'s default.
+pub(super) fn json_or_default<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    json_body(body)
+}
+
+/// A JSON body of type `T`, or an `invalid` error that says what is wrong with it.
+pub(super) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::invalid(format!(
+            "the request body is not what this route takes: {e}"
+        ))
+    })
 }
 
 /// The `Idempotency-Key` header, if sent: printable ASCII, at most 200 characters.

@@ -99,6 +99,15 @@ impl From<OpsError> for ApiError {
     }
 }
 
+impl From<crate::ops::registry::ModelError> for ApiError {
+    fn from(e: crate::ops::registry::ModelError) -> ApiError {
+        match e {
+            crate::ops::registry::ModelError::Store(s) => OpsError::Store(s).into(),
+            other => ApiError::new(other.kind(), other.to_string()),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {

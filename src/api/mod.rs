@@ -9,6 +9,7 @@ mod error;
 mod extract;
 mod health;
 mod metrics;
+mod models;
 mod openapi;
 mod runs;
 
@@ -53,6 +54,8 @@ pub struct ApiState {
     pub pulse_within: Duration,
     /// What this process saw happen (a daemon's attempts), for `/metrics`.
     pub metrics: Option<Metrics>,
+    /// Who hears about model verdicts and rollbacks made through the API (`[notify]`).
+    pub audience: crate::state::Audience,
 }
 
 impl ApiState {
@@ -151,6 +154,20 @@ pub fn router(state: Arc<ApiState>, auth: Auth) -> Router {
             "/api/v1/runs/{run_id}/tasks/{task_id}/result",
             get(runs::result),
         )
+        .route("/api/v1/models", get(models::list))
+        .route("/api/v1/models/{model}", get(models::status))
+        .route("/api/v1/models/{model}/versions", get(models::versions))
+        .route(
+            "/api/v1/models/{model}/deployments",
+            get(models::deployments),
+        )
+        .route("/api/v1/models/{model}/alerts", get(models::alerts))
+        .route("/api/v1/models/{model}/compare", get(models::compare))
+        .route("/api/v1/models/{model}/check", post(models::check))
+        .route("/api/v1/models/{model}/rollback", post(models::rollback))
+        .route("/api/v1/models/{model}/promote", post(models::promote))
+        .route("/api/v1/outbox", get(models::outbox))
+        .route("/api/v1/outbox/{id}/retry", post(models::retry))
         .route("/api/v1/openapi.json", get(openapi::openapi))
         .route("/metrics", get(metrics::metrics))
         .route_layer(middleware::from_fn_with_state(Arc::new(auth), auth::check))

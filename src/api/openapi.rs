@@ -20,10 +20,28 @@ use utoipa::OpenApi;
         super::runs::show,
         super::runs::logs,
         super::runs::result,
+        super::models::list,
+        super::models::status,
+        super::models::versions,
+        super::models::deployments,
+        super::models::alerts,
+        super::models::compare,
+        super::models::check,
+        super::models::rollback,
+        super::models::promote,
+        super::models::outbox,
+        super::models::retry,
         openapi,
     ),
-    components(schemas(super::error::ErrorBody, super::error::ErrorDetail, super::dags::TriggerBody)),
-    tags((name = "dags"), (name = "runs"), (name = "health"), (name = "meta"))
+    components(schemas(
+        super::error::ErrorBody,
+        super::error::ErrorDetail,
+        super::dags::TriggerBody,
+        super::models::CheckBody,
+        super::models::RollbackBody,
+        super::models::PromoteBody
+    )),
+    tags((name = "dags"), (name = "runs"), (name = "models"), (name = "outbox"), (name = "health"), (name = "meta"))
 )]
 pub struct ApiDoc;
 

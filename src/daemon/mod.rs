@@ -341,6 +341,7 @@ impl Daemon {
                 // The loop steps at least once per lease (its lease check).
                 pulse_within: self.config.daemon.lease * 2 + Duration::from_secs(5),
                 metrics: Some(metrics.clone()),
+                audience: self.config.notify.defaults().alert_audience(),
             };
             services.spawn(crate::api::serve(
                 listener,
@@ -508,6 +509,7 @@ pub async fn serve_api(config: &Config, registry: Arc<Registry>) -> Result<(), D
         pulse: None,
         pulse_within: Duration::ZERO,
         metrics: None,
+        audience: config.notify.defaults().alert_audience(),
     };
     let stop = CancellationToken::new();
     let server = tokio::spawn(crate::api::serve(listener, Arc::new(state), stop.clone()));

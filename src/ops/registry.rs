@@ -202,6 +202,31 @@ pub async fn previous(
         .max_by_key(|v| v.created_at))
 }
 
+/// Every registered model.
+pub async fn models(store: &dyn ModelStore) -> Result<Vec<ModelRecord>, ModelError> {
+    Ok(store.models().await?)
+}
+
+/// A model's production changes, newest first.
+pub async fn deployments(
+    store: &dyn ModelStore,
+    name: &str,
+    limit: u32,
+) -> Result<Vec<Deployment>, ModelError> {
+    model(store, name).await?;
+    Ok(store.deployments(name, limit).await?)
+}
+
+/// A model's check verdicts, rollbacks and refused changes, newest first.
+pub async fn alerts(
+    store: &dyn ModelStore,
+    name: &str,
+    limit: u32,
+) -> Result<Vec<Alert>, ModelError> {
+    model(store, name).await?;
+    Ok(store.alerts(name, limit).await?)
+}
+
 pub async fn status(store: &dyn ModelStore, name: &str) -> Result<Status, ModelError> {
     let m = model(store, name).await?;
     let production = match &m.production_version {

@@ -12,7 +12,7 @@ use crate::util::{DaemonProcess, Project, wait_for};
 const TOKEN: &str = "test-token-0123456789abcdef";
 
 /// `(status, body as JSON)` of one HTTP/1.1 request to `addr`.
-fn http(
+pub fn http(
     addr: &str,
     method: &str,
     path: &str,
@@ -47,7 +47,7 @@ fn http(
 }
 
 /// The API address the daemon (or `vigil api`) logged at start.
-fn address(logs: &str) -> Option<String> {
+pub fn address(logs: &str) -> Option<String> {
     let at = logs.find("API listening")?;
     let rest = &logs[at..];
     let start = rest.find("http://")? + "http://".len();
@@ -58,7 +58,7 @@ fn address(logs: &str) -> Option<String> {
     Some(addr)
 }
 
-fn api_of(d: &DaemonProcess) -> String {
+pub fn api_of(d: &DaemonProcess) -> String {
     wait_for("the API address in the log", || {
         address(&d.logs()).is_some()
     });
@@ -532,5 +532,172 @@ fn metrics_follow_prometheus_conventions_and_count_what_happened() {
         }
         other => panic!("not a histogram: {other:?}"),
     }
+    assert_eq!(d.terminate(), 0);
+}
+
+/// The model registry and the outbox through the API: read, compare, check, roll back through
+/// the token, promote, and the outbox holds the rollback's message to retry.
+#[test]
+fn the_registry_and_the_outbox_answer_and_change_only_with_the_token() {
+    let p = project("\n[notify]\nemail_on_failure = [\"ops@example.com\"]\n");
+    for (v, rmse) in [("v1", "3.0"), ("v2", "3.6")] {
+        let metric = format!("rmse={rmse}");
+        p.vigil(&[
+            "model",
+            "register",
+            "churn",
+            "--version",
+            v,
+            "--metric",
+            &metric,
+        ])
+        .expect(0);
+        p.vigil(&["model", "promote", "churn", v]).expect(0);
+    }
+    let d = p.daemon(&[]);
+    let api = api_of(&d);
+    let get = |path: &str| http(&api, "GET", path, None, &[], None);
+    let post = |path: &str, token: Option<&str>, body: &str| {
+        http(&api, "POST", path, token, &[], Some(body))
+    };
+
+    let (s, models) = get("/api/v1/models");
+    assert_eq!(s, 200, "{models}");
+    assert_eq!(models[0]["name"], "churn");
+    assert_eq!(models[0]["production_version"], "v2");
+    let (s, status) = get("/api/v1/models/churn");
+    assert_eq!(s, 200, "{status}");
+    assert_eq!(status["previous"]["version"], "v1");
+    let (s, body) = get("/api/v1/models/nope");
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let (s, versions) = get("/api/v1/models/churn/versions");
+    assert_eq!(s, 200, "{versions}");
+    assert_eq!(versions.as_array().unwrap().len(), 2);
+    assert_eq!(versions[0]["version"]["metrics"]["rmse"], 3.6);
+    let (s, _) = get("/api/v1/models/churn/versions?limit=0");
+    assert_eq!(s, 400);
+    let (s, judged) = get("/api/v1/models/churn/compare?baseline=v1&candidate=v2");
+    assert_eq!(s, 200, "{judged}");
+    assert_eq!(judged["verdict"], "DEGRADED", "{judged}");
+    let (s, body) = get("/api/v1/models/churn/compare?baseline=v1");
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (400, Some("invalid")),
+        "{body}"
+    );
+
+    // A check: a change (it records its verdict), so it needs the token.
+    let (s, _) = post("/api/v1/models/churn/check", None, "{}");
+    assert_eq!(s, 401);
+    let (s, checked) = post(
+        "/api/v1/models/churn/check",
+        Some(TOKEN),
+        r#"{"dry_run": true}"#,
+    );
+    assert_eq!(s, 200, "{checked}");
+    assert_eq!(checked["judgement"]["verdict"], "DEGRADED", "{checked}");
+    let (_, alerts) = get("/api/v1/models/churn/alerts");
+    assert_eq!(alerts[0]["verdict"], "DEGRADED", "{alerts}");
+
+    // Rollback: a reason is required, an unknown target is named, then it happens once.
+    let (s, body) = post(
+        "/api/v1/models/churn/rollback",
+        Some(TOKEN),
+        r#"{"reason": " "}"#,
+    );
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (400, Some("invalid")),
+        "{body}"
+    );
+    let (s, body) = post(
+        "/api/v1/models/churn/rollback",
+        Some(TOKEN),
+        r#"{"reason": "worse", "to": "v9"}"#,
+    );
+    assert_eq!(s, 404, "{body}");
+    clean(&p, &body);
+    let (s, _) = post(
+        "/api/v1/models/churn/rollback",
+        None,
+        r#"{"reason": "worse"}"#,
+    );
+    assert_eq!(s, 401);
+    let (s, rolled) = post(
+        "/api/v1/models/churn/rollback",
+        Some(TOKEN),
+        r#"{"reason": "worse"}"#,
+    );
+    assert_eq!(s, 200, "{rolled}");
+    assert_eq!(
+        get("/api/v1/models/churn").1["model"]["production_version"],
+        "v1"
+    );
+    let (_, events) = get("/api/v1/models/churn/deployments?limit=1");
+    assert_eq!(events[0]["to_version"], "v1", "{events}");
+    assert!(events.to_string().contains("worse"), "{events}");
+    let (s, again) = post(
+        "/api/v1/models/churn/rollback",
+        Some(TOKEN),
+        r#"{"reason": "worse", "to": "v1"}"#,
+    );
+    assert_eq!(s, 200, "{again}");
+    assert_eq!(
+        get("/api/v1/models/churn").1["model"]["production_version"],
+        "v1"
+    );
+    let (s, promoted) = post(
+        "/api/v1/models/churn/promote",
+        Some(TOKEN),
+        r#"{"version": "v2", "reason": "fixed"}"#,
+    );
+    assert_eq!(s, 200, "{promoted}");
+    assert_eq!(
+        get("/api/v1/models/churn").1["model"]["production_version"],
+        "v2"
+    );
+    let (s, _) = post(
+        "/api/v1/models/churn/promote",
+        Some(TOKEN),
+        r#"{"version": "v2"}"#,
+    );
+    assert_eq!(s, 400, "a promotion without a reason");
+
+    // The rollback told ops@example.com: its message waits in the outbox (no SMTP here).
+    let (s, outbox) = get("/api/v1/outbox?state=pending");
+    assert_eq!(s, 200, "{outbox}");
+    let id = outbox
+        .as_array()
+        .and_then(|m| {
+            m.iter()
+                .find(|m| m["recipients"].to_string().contains("ops@example.com"))
+        })
+        .and_then(|m| m["id"].as_i64())
+        .expect("the rollback's message");
+    let (s, _) = post(&format!("/api/v1/outbox/{id}/retry"), None, "");
+    assert_eq!(s, 401);
+    let (s, body) = post(&format!("/api/v1/outbox/{id}/retry"), Some(TOKEN), "");
+    assert_eq!(s, 200, "{body}");
+    let (s, body) = post("/api/v1/outbox/999999/retry", Some(TOKEN), "");
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let (s, body) = get("/api/v1/outbox?state=lost");
+    assert_eq!(s, 400, "{body}");
+
+    let (_, metrics) = get("/metrics");
+    let text = metrics.as_str().unwrap_or_default();
+    assert!(
+        text.contains("vigil_model_production_info{model=\"churn\",version=\"v2\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("vigil_model_last_verdict_info{model=\"churn\",verdict=\"DEGRADED\"} 1"),
+        "{text}"
+    );
     assert_eq!(d.terminate(), 0);
 }

@@ -836,3 +836,59 @@ async fn a_dead_daemons_claimed_mail_is_sent_by_another_once() {
     assert_eq!(sent[0]["state"], "sent", "{sent}");
     assert_eq!(second.terminate(), 0);
 }
+
+/// The API on PostgreSQL: two daemons each serve it; a trigger through one runs on either,
+/// and both report the same database in `/metrics`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_serves_a_shared_database_from_every_daemon() {
+    use crate::api::{api_of, http};
+    let Some(url) = crate::pg::fresh_database().await else {
+        return;
+    };
+    let p = project_on(&url, "\n[api]\ntoken_file = \"api.token\"\n");
+    p.write("api.token", "pg-token-0123456789abcdef\n");
+    p.write("dags/hello.toml", "[tasks.a]\ntype = \"noop\"\n");
+    p.vigil(&["db", "migrate"]).expect(0);
+    let (first, second) = (p.daemon(&[]), p.daemon(&[]));
+    let (a, b) = (api_of(&first), api_of(&second));
+    let (s, body) = http(
+        &a,
+        "POST",
+        "/api/v1/dags/hello/runs",
+        Some("pg-token-0123456789abcdef"),
+        &[("Idempotency-Key", "k1")],
+        None,
+    );
+    assert_eq!(s, 201, "{body}");
+    let run = body["run"]["id"].as_i64().unwrap();
+    // The same key through the other daemon: the same run.
+    let (s, again) = http(
+        &b,
+        "POST",
+        "/api/v1/dags/hello/runs",
+        Some("pg-token-0123456789abcdef"),
+        &[("Idempotency-Key", "k1")],
+        None,
+    );
+    assert_eq!(
+        (s, again["run"]["id"].as_i64()),
+        (200, Some(run)),
+        "{again}"
+    );
+    crate::util::wait_for("the run to succeed", || {
+        http(&b, "GET", &format!("/api/v1/runs/{run}"), None, &[], None).1["run"]["state"]
+            == "success"
+    });
+    for api in [&a, &b] {
+        let (s, body) = http(api, "GET", "/readyz", None, &[], None);
+        assert_eq!(s, 200, "{body}");
+        let (_, metrics) = http(api, "GET", "/metrics", None, &[], None);
+        let text = metrics.as_str().unwrap_or_default();
+        assert!(
+            text.contains("vigil_runs{dag_id=\"hello\",state=\"success\"} 1"),
+            "{text}"
+        );
+    }
+    assert_eq!(first.terminate(), 0);
+    assert_eq!(second.terminate(), 0);
+}
