@@ -357,20 +357,11 @@ pub async fn trigger(
     request: &RunRequest,
     waker: &Waker,
 ) -> Result<Triggered, OpsError> {
-    let new = plan_run(
-        dag,
-        request.conf.clone(),
-        RunType::Manual,
-        request.logical_date(),
-        RunState::Queued,
-        None,
-    )?;
-    let run = store.create_run(&new).await?;
-    triggered(store, dag, run, false, waker).await
+    trigger_once(store, dag, request, None, waker).await
 }
 
-/// [`trigger`], once per `key`: a retried request (same DAG, same key) gets the run the first
-/// one created, and queues nothing.
+/// [`trigger`], once per `key` when one is given: a retried request (same DAG, same key) gets
+/// the run the first one created, and queues nothing.
 pub async fn trigger_once(
     store: &dyn Store,
     dag: &Dag,
@@ -378,14 +369,11 @@ pub async fn trigger_once(
     key: Option<String>,
     waker: &Waker,
 ) -> Result<Triggered, OpsError> {
-    let Some(key) = key else {
-        return trigger(store, dag, request, waker).await;
-    };
-    if let Some(run) = store.run_with_key(&dag.id, &key).await? {
+    if let Some(run) = run_with_key(store, &dag.id, key.as_deref()).await? {
         return triggered(store, dag, run, true, waker).await;
     }
     let new = NewRun {
-        idempotency_key: Some(key.clone()),
+        idempotency_key: key.clone(),
         ..plan_run(
             dag,
             request.conf.clone(),
@@ -399,12 +387,24 @@ pub async fn trigger_once(
         Ok(run) => triggered(store, dag, run, false, waker).await,
         // Two requests with one key at the same instant: the other one created it.
         Err(e @ crate::store::StoreError::RunExists { .. }) => {
-            match store.run_with_key(&dag.id, &key).await? {
+            match run_with_key(store, &dag.id, key.as_deref()).await? {
                 Some(run) => triggered(store, dag, run, true, waker).await,
                 None => Err(e.into()),
             }
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// The run created with `key`, if there is a key and such a run.
+async fn run_with_key(
+    store: &dyn Store,
+    dag_id: &str,
+    key: Option<&str>,
+) -> Result<Option<RunRecord>, OpsError> {
+    match key {
+        Some(k) => Ok(store.run_with_key(dag_id, k).await?),
+        None => Ok(None),
     }
 }
 
