@@ -38,6 +38,9 @@ pub struct ApiConfig {
     pub token_file: Option<PathBuf>,
     /// Reads need the token too (changes always do).
     pub read_requires_token: bool,
+    /// Web origins (`https://ops.example.com`) whose pages may call the API from a browser;
+    /// empty: none (no CORS headers are sent).
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -46,6 +49,7 @@ impl Default for ApiConfig {
             listen: "127.0.0.1:8080".into(),
             token_file: None,
             read_requires_token: false,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -250,6 +254,9 @@ impl Config {
         }
         address::check_url(&n.base_url).map_err(|e| format!("notify.base_url: {e}"))?;
         address::check_email(&self.smtp.from).map_err(|e| format!("smtp.from: {e}"))?;
+        for origin in &self.api.cors_origins {
+            check_origin(origin).map_err(|e| format!("api.cors_origins: {e}"))?;
+        }
         if self.smtp.password_env.is_some() && self.smtp.password_file.is_some() {
             return Err("smtp: set either password_env or password_file, not both".into());
         }
@@ -297,6 +304,24 @@ impl Config {
             };
         }
         Ok(())
+    }
+}
+
+/// A web origin as browsers send it: `scheme://host[:port]`, nothing after.
+pub fn check_origin(origin: &str) -> Result<(), String> {
+    let url = url::Url::parse(origin).map_err(|e| format!("`{origin}` is not an origin: {e}"))?;
+    let bare = matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some()
+        && url.path() == "/"
+        && !origin.ends_with('/')
+        && url.query().is_none()
+        && url.username().is_empty();
+    if bare {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{origin}` is not an origin; write it as a browser sends it, e.g. `https://ops.example.com` or `http://localhost:3000`"
+        ))
     }
 }
 

@@ -99,6 +99,7 @@ impl crate::state::Kind for ServeError {
 pub struct Listener {
     listener: tokio::net::TcpListener,
     auth: Auth,
+    cors: Vec<axum::http::HeaderValue>,
     pub addr: SocketAddr,
 }
 
@@ -125,14 +126,39 @@ pub async fn bind(config: &ApiConfig) -> Result<Option<Listener>, ServeError> {
     let addr = listener
         .local_addr()
         .map_err(|source| ServeError::Listen { addr, source })?;
+    // Checked with the config; a value that is no header is the one thing left to refuse.
+    let cors = config
+        .cors_origins
+        .iter()
+        .map(|o| axum::http::HeaderValue::from_str(o).map_err(|_| ServeError::Address(o.clone())))
+        .collect::<Result<_, _>>()?;
     Ok(Some(Listener {
         listener,
+        cors,
         auth: Auth {
             token,
             read_requires_token: config.read_requires_token,
         },
         addr,
     }))
+}
+
+/// Lets pages from `origins` call the API from a browser (none: no CORS headers at all).
+fn cors(origins: Vec<axum::http::HeaderValue>) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{Method, header};
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::HeaderName::from_static("idempotency-key"),
+            ]),
+    )
 }
 
 /// Every route. A test (`tests/it/api.rs`) reads the route calls below and fails when one is
@@ -190,7 +216,10 @@ async fn not_found() -> impl IntoResponse {
 
 /// Serves `listener` until `stop` is cancelled.
 pub async fn serve(listener: Listener, state: Arc<ApiState>, stop: CancellationToken) {
-    let app = router(state, listener.auth);
+    let mut app = router(state, listener.auth);
+    if let Some(layer) = cors(listener.cors) {
+        app = app.layer(layer);
+    }
     if let Err(e) = axum::serve(listener.listener, app)
         .with_graceful_shutdown(stop.cancelled_owned())
         .await

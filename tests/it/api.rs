@@ -20,6 +20,25 @@ pub fn http(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> (u16, Value) {
+    let (head, rest) = raw(addr, method, path, token, headers, body);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let json = serde_json::from_str(&rest).unwrap_or(Value::String(rest));
+    (status, json)
+}
+
+/// The head (status line and headers, lower-cased) and the body of one request.
+fn raw(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (String, String) {
     let mut stream = std::net::TcpStream::connect(addr).expect("connect to the API");
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(t) = token {
@@ -34,16 +53,12 @@ pub fn http(
     }
     request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     stream.write_all(request.as_bytes()).expect("send");
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).expect("read the response");
-    let (head, rest) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let json = serde_json::from_str(rest).unwrap_or(Value::String(rest.to_string()));
-    (status, json)
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("read the response");
+    let (head, rest) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (head.to_lowercase(), rest.to_string())
 }
 
 /// The API address the daemon (or `vigil api`) logged at start.
@@ -700,4 +715,63 @@ fn the_registry_and_the_outbox_answer_and_change_only_with_the_token() {
         "{text}"
     );
     assert_eq!(d.terminate(), 0);
+}
+
+/// No CORS headers unless origins are configured; then only for those origins, preflight
+/// included.
+#[test]
+fn cors_is_off_unless_configured_and_then_only_for_the_named_origins() {
+    let p = project("");
+    let d = p.daemon(&[]);
+    let api = api_of(&d);
+    let origin = [("Origin", "https://ops.example.com")];
+    let (head, _) = raw(&api, "GET", "/api/v1/dags", None, &origin, None);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("access-control-allow-origin"), "{head}");
+    assert_eq!(d.terminate(), 0);
+
+    let p = project("cors_origins = [\"https://ops.example.com\"]\n");
+    let d = p.daemon(&[]);
+    let api = api_of(&d);
+    let (head, _) = raw(&api, "GET", "/api/v1/dags", None, &origin, None);
+    assert!(
+        head.contains("access-control-allow-origin: https://ops.example.com"),
+        "{head}"
+    );
+    let preflight = [
+        ("Origin", "https://ops.example.com"),
+        ("Access-Control-Request-Method", "POST"),
+        (
+            "Access-Control-Request-Headers",
+            "authorization, idempotency-key",
+        ),
+    ];
+    let (head, _) = raw(
+        &api,
+        "OPTIONS",
+        "/api/v1/dags/hello/runs",
+        None,
+        &preflight,
+        None,
+    );
+    assert!(head.contains("access-control-allow-methods"), "{head}");
+    assert!(head.contains("idempotency-key"), "{head}");
+    let (head, _) = raw(
+        &api,
+        "GET",
+        "/api/v1/dags",
+        None,
+        &[("Origin", "https://evil.example")],
+        None,
+    );
+    assert!(!head.contains("access-control-allow-origin"), "{head}");
+    assert_eq!(d.terminate(), 0);
+
+    // An origin written as a URL with a path is refused at start, naming the key.
+    let p = project("cors_origins = [\"https://ops.example.com/app\"]\n");
+    let err = p.vigil(&["daemon"]).expect(1).stderr();
+    assert!(
+        err.contains("api.cors_origins") && err.contains("/app"),
+        "{err}"
+    );
 }
