@@ -892,3 +892,54 @@ async fn the_api_serves_a_shared_database_from_every_daemon() {
     assert_eq!(first.terminate(), 0);
     assert_eq!(second.terminate(), 0);
 }
+
+/// Every feature SQLite runs, on PostgreSQL: `vigil demo`, each shipped DAG in the foreground,
+/// and the model monitoring and risk DAGs under a daemon (their tasks claimed by its worker).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_and_every_shipped_dag_run_on_postgres() {
+    let Some(p) = project().await else { return };
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dags");
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(&shipped).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            p.write(
+                &format!("dags/{name}"),
+                &std::fs::read_to_string(&path).unwrap(),
+            );
+            ids.push(name.trim_end_matches(".toml").to_string());
+        }
+    }
+    if shipped.join("scripts").is_dir() {
+        for entry in std::fs::read_dir(shipped.join("scripts")).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            p.write(
+                &format!("dags/scripts/{name}"),
+                &std::fs::read_to_string(&path).unwrap(),
+            );
+        }
+    }
+    let out = p.vigil(&["demo"]).expect(0).stdout();
+    assert!(out.contains("action: rolled back to v2"), "{out}");
+    let status = p
+        .vigil(&["model", "status", "demo_churn", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(status["model"]["production_version"], "v2");
+    for id in &ids {
+        let run = p.vigil(&["dags", "test", id]);
+        assert_eq!(run.code(), 0, "{id}: {}{}", run.stdout(), run.stderr());
+    }
+    let d = p.daemon(&[]);
+    for id in ["model_performance_monitoring", "deployment_risk"] {
+        p.vigil(&["dags", "unpause", id]).expect(0);
+        let out = p
+            .vigil(&["dags", "trigger", id, "--wait", "--json"])
+            .expect(0)
+            .json();
+        assert_eq!(out["state"], "success", "{id}: {out}");
+    }
+    assert_eq!(d.terminate(), 0);
+}
