@@ -115,7 +115,11 @@ async fn three_daemons_on_one_database_execute_every_task_exactly_once() {
     for (key, attempts) in &executions {
         assert_eq!(attempts, &vec!["1".to_string()], "{key:?} ran {attempts:?}");
     }
-    assert!(by.is_subset(&pids), "{by:?} are not the daemons {pids:?}");
+    // Every daemon executed some, and nobody else did.
+    assert_eq!(
+        by, pids,
+        "tasks ran on {by:?}, not on each of the daemons {pids:?}"
+    );
     for d in daemons {
         assert_eq!(d.terminate(), 0);
     }
