@@ -76,6 +76,11 @@ impl From<OpsError> for ApiError {
                 format!("DAG `{id}` did not load; GET /api/v1/dags lists its file's errors")
             }
             OpsError::Folder(_) => "the DAG folder cannot be read; see the daemon's log".into(),
+            // Artifact errors name the file.
+            OpsError::Ml(crate::ml::MlError::Artifact { .. }) => {
+                tracing::error!(error = %Chain(&e), "API request failed");
+                "the model's artifact did not load; see the daemon's log".into()
+            }
             OpsError::Store(s) => match s.kind() {
                 // Conflicts and missing rows say what the caller asked about; anything else
                 // is the database's business, and its detail (SQL, a path) stays in the log.

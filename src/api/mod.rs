@@ -11,6 +11,7 @@ mod health;
 mod metrics;
 mod models;
 mod openapi;
+mod risk;
 mod runs;
 
 use std::net::SocketAddr;
@@ -56,6 +57,8 @@ pub struct ApiState {
     pub metrics: Option<Metrics>,
     /// Who hears about model verdicts and rollbacks made through the API (`[notify]`).
     pub audience: crate::state::Audience,
+    /// The risk model last loaded for `/api/v1/risk`.
+    pub risk: risk::Loaded,
 }
 
 impl ApiState {
@@ -192,6 +195,8 @@ pub fn router(state: Arc<ApiState>, auth: Auth) -> Router {
         .route("/api/v1/models/{model}/check", post(models::check))
         .route("/api/v1/models/{model}/rollback", post(models::rollback))
         .route("/api/v1/models/{model}/promote", post(models::promote))
+        .route("/api/v1/risk", get(risk::current))
+        .route("/api/v1/risk/score", post(risk::score))
         .route("/api/v1/outbox", get(models::outbox))
         .route("/api/v1/outbox/{id}/retry", post(models::retry))
         .route("/api/v1/openapi.json", get(openapi::openapi))

@@ -31,6 +31,8 @@ use utoipa::OpenApi;
         super::models::promote,
         super::models::outbox,
         super::models::retry,
+        super::risk::current,
+        super::risk::score,
         openapi,
     ),
     components(schemas(
@@ -39,9 +41,10 @@ use utoipa::OpenApi;
         super::dags::TriggerBody,
         super::models::CheckBody,
         super::models::RollbackBody,
-        super::models::PromoteBody
+        super::models::PromoteBody,
+        super::risk::ScoreBody
     )),
-    tags((name = "dags"), (name = "runs"), (name = "models"), (name = "outbox"), (name = "health"), (name = "meta"))
+    tags((name = "dags"), (name = "runs"), (name = "models"), (name = "outbox"), (name = "risk"), (name = "health"), (name = "meta"))
 )]
 pub struct ApiDoc;
 

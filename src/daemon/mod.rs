@@ -342,6 +342,7 @@ impl Daemon {
                 pulse_within: self.config.daemon.lease * 2 + Duration::from_secs(5),
                 metrics: Some(metrics.clone()),
                 audience: self.config.notify.defaults().alert_audience(),
+                risk: Default::default(),
             };
             services.spawn(crate::api::serve(
                 listener,
@@ -510,6 +511,7 @@ pub async fn serve_api(config: &Config, registry: Arc<Registry>) -> Result<(), D
         pulse_within: Duration::ZERO,
         metrics: None,
         audience: config.notify.defaults().alert_audience(),
+        risk: Default::default(),
     };
     let stop = CancellationToken::new();
     let server = tokio::spawn(crate::api::serve(listener, Arc::new(state), stop.clone()));

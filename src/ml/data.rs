@@ -216,24 +216,45 @@ impl Frame {
 
 /// A CSV file read a chunk of rows at a time, so a file of any size is processed in
 /// constant memory. The first chunk fails with [`DataError::Empty`] when there are no rows.
-pub struct FrameChunks {
+pub struct FrameChunks<R = std::fs::File> {
     path: PathBuf,
     headers: Vec<String>,
-    records: csv::StringRecordsIntoIter<std::fs::File>,
+    records: csv::StringRecordsIntoIter<R>,
     rows: usize,
     first: bool,
 }
 
 impl FrameChunks {
     pub fn open(path: &Path, rows: usize) -> Result<FrameChunks, DataError> {
+        let reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_path(path)
+            .map_err(|source| DataError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        FrameChunks::of(path, reader, rows)
+    }
+}
+
+impl<R: std::io::Read> FrameChunks<R> {
+    /// CSV from `input` (a request's body), named `name` in errors.
+    pub fn from_reader(name: &str, input: R, rows: usize) -> Result<FrameChunks<R>, DataError> {
+        let reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_reader(input);
+        FrameChunks::of(Path::new(name), reader, rows)
+    }
+
+    fn of(
+        path: &Path,
+        mut reader: csv::Reader<R>,
+        rows: usize,
+    ) -> Result<FrameChunks<R>, DataError> {
         let read_err = |source| DataError::Read {
             path: path.to_path_buf(),
             source,
         };
-        let mut reader = csv::ReaderBuilder::new()
-            .trim(csv::Trim::All)
-            .from_path(path)
-            .map_err(read_err)?;
         let headers = reader
             .headers()
             .map_err(read_err)?
@@ -250,7 +271,7 @@ impl FrameChunks {
     }
 }
 
-impl Iterator for FrameChunks {
+impl<R: std::io::Read> Iterator for FrameChunks<R> {
     type Item = Result<Frame, DataError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -313,6 +334,53 @@ impl Deployments {
     ) -> Result<impl Iterator<Item = Result<Deployments, DataError>>, DataError> {
         Ok(FrameChunks::open(path, rows)?
             .map(|frame| frame.and_then(|f| Deployments::from_frame(&f, false))))
+    }
+
+    /// Unlabelled deployments from CSV held in memory (a request's body), named `name` in
+    /// errors.
+    pub fn from_csv(name: &str, csv: &[u8]) -> Result<Deployments, DataError> {
+        let mut chunks = FrameChunks::from_reader(name, csv, usize::MAX)?;
+        let frame = chunks.next().unwrap_or_else(|| {
+            Err(DataError::Empty {
+                path: PathBuf::from(name),
+            })
+        })?;
+        Deployments::from_frame(&frame, false)
+    }
+
+    /// Unlabelled deployments from JSON objects (one per deployment, keyed by column), checked
+    /// as the same rows in CSV would be: row `n` is reported as line `n + 1`.
+    pub fn from_json_rows(
+        name: &str,
+        rows: &[serde_json::Map<String, serde_json::Value>],
+    ) -> Result<Deployments, DataError> {
+        let mut columns: Vec<&str> = Vec::new();
+        for row in rows {
+            for key in row.keys() {
+                if !columns.contains(&key.as_str()) {
+                    columns.push(key);
+                }
+            }
+        }
+        let mut out = csv::Writer::from_writer(Vec::new());
+        let write_err = |e| DataError::Read {
+            path: PathBuf::from(name),
+            source: e,
+        };
+        out.write_record(&columns).map_err(write_err)?;
+        for row in rows {
+            let record = columns.iter().map(|c| match row.get(*c) {
+                None | Some(serde_json::Value::Null) => String::new(),
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(serde_json::Value::Bool(b)) => u8::from(*b).to_string(),
+                Some(other) => other.to_string(),
+            });
+            out.write_record(record).map_err(write_err)?;
+        }
+        let text = out
+            .into_inner()
+            .map_err(|e| write_err(csv::Error::from(e.into_error())))?;
+        Deployments::from_csv(name, &text)
     }
 
     fn from_frame(frame: &Frame, labelled: bool) -> Result<Deployments, DataError> {

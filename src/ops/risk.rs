@@ -207,3 +207,68 @@ pub async fn load_any(
         Loaded::Risk(Box::new(RiskModel::from_bytes(&path, &bytes)?)),
     ))
 }
+
+/// The risk model in use as the API shows it: its version and what it was measured to do.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RiskSummary {
+    pub model: &'static str,
+    pub version: ModelVersion,
+    /// Probability above which a deployment is predicted to roll back.
+    pub threshold: f64,
+    pub features: Vec<String>,
+    pub training: risk::TrainingInfo,
+    pub holdout: crate::ml::metrics::Evaluation,
+    pub baseline: risk::BaselineScores,
+    pub importance: Vec<risk::Importance>,
+}
+
+impl RiskSummary {
+    pub fn of(version: ModelVersion, m: &RiskModel) -> RiskSummary {
+        RiskSummary {
+            model: MODEL_NAME,
+            version,
+            threshold: m.threshold,
+            features: m.features.clone(),
+            training: m.training.clone(),
+            holdout: m.holdout.clone(),
+            baseline: m.baseline.clone(),
+            importance: m.importance.clone(),
+        }
+    }
+}
+
+/// Deployments scored, as `risk score --json` prints them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScoredSet {
+    pub model: &'static str,
+    pub version: String,
+    pub block_above: f64,
+    pub review_above: f64,
+    pub deployments: Vec<risk::Scored>,
+    /// The highest band of any of them (what a gate acts on).
+    pub worst: risk::Band,
+}
+
+/// Scores `deployments` with `model` (version `version`) into `bands`.
+pub fn score(
+    version: &ModelVersion,
+    model: &RiskModel,
+    deployments: &crate::ml::data::Deployments,
+    bands: risk::Bands,
+) -> Result<ScoredSet, OpsError> {
+    bands.check()?;
+    let scored = model.score(deployments, &bands);
+    let worst = scored
+        .iter()
+        .map(|s| s.band)
+        .max()
+        .unwrap_or(risk::Band::Proceed);
+    Ok(ScoredSet {
+        model: MODEL_NAME,
+        version: version.version.clone(),
+        block_above: bands.block,
+        review_above: bands.review,
+        deployments: scored,
+        worst,
+    })
+}

@@ -775,3 +775,97 @@ fn cors_is_off_unless_configured_and_then_only_for_the_named_origins() {
         "{err}"
     );
 }
+
+/// The risk model through the API: none registered is a 404; trained, its version and
+/// hold-out metrics are shown, and posted deployments (CSV or JSON rows) are scored with bands
+/// and drivers as `risk score` scores the same file; a bad value names its line and column.
+#[test]
+fn the_risk_model_is_shown_and_scores_posted_deployments() {
+    let p = project("");
+    p.vigil(&["risk", "simulate", "--rows", "600", "--out", "data/risk"])
+        .expect(0);
+    let d = p.daemon(&[]);
+    let api = api_of(&d);
+    let (s, body) = http(&api, "GET", "/api/v1/risk", None, &[], None);
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    p.vigil(&[
+        "risk", "train", "--folds", "2", "--grid", "trees=10", "--grid", "depth=4",
+    ])
+    .expect(0);
+    let (s, model) = http(&api, "GET", "/api/v1/risk", None, &[], None);
+    assert_eq!(s, 200, "{model}");
+    assert!(model["holdout"]["roc_auc"].is_number(), "{model}");
+    assert!(model["version"]["version"].is_string(), "{model}");
+
+    let csv = std::fs::read_to_string(p.path().join("data/risk/new_deployments.csv")).unwrap();
+    let (head, body) = raw(
+        &api,
+        "POST",
+        "/api/v1/risk/score",
+        Some(TOKEN),
+        &[("Content-Type", "text/csv")],
+        Some(&csv),
+    );
+    assert!(head.starts_with("http/1.1 200"), "{head}\n{body}");
+    let scored: Value = serde_json::from_str(&body).unwrap();
+    let cli = p
+        .vigil(&["risk", "score", "data/risk/new_deployments.csv", "--json"])
+        .json();
+    assert_eq!(
+        scored["deployments"], cli["deployments"],
+        "the API and the CLI score alike"
+    );
+    assert_eq!(scored["worst"], cli["worst"]);
+    assert!(scored["deployments"][0]["drivers"].is_array());
+
+    let rows = r#"{"rows": [{"deployment_id": "d1", "service": "api", "timestamp": "2026-01-05T10:00:00Z",
+        "latency_ms": 950, "error_rate": 6.5, "cpu_pct": 93, "memory_pct": 90, "change_size": 2400,
+        "hour": 2, "recent_failures": 3}]}"#;
+    let (s, one) = http(
+        &api,
+        "POST",
+        "/api/v1/risk/score?block_above=0.9&review_above=0.1",
+        Some(TOKEN),
+        &[],
+        Some(rows),
+    );
+    assert_eq!(s, 200, "{one}");
+    assert_eq!(one["deployments"][0]["deployment_id"], "d1");
+    assert_eq!(one["block_above"], 0.9);
+    let bad = rows.replace("\"latency_ms\": 950", "\"latency_ms\": \"slow\"");
+    let (s, body) = http(
+        &api,
+        "POST",
+        "/api/v1/risk/score",
+        Some(TOKEN),
+        &[],
+        Some(&bad),
+    );
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (400, Some("invalid")),
+        "{body}"
+    );
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("line 2") && message.contains("latency_ms") && message.contains("slow"),
+        "{message}"
+    );
+    clean(&p, &body);
+    let (s, body) = http(
+        &api,
+        "POST",
+        "/api/v1/risk/score?block_above=0.1&review_above=0.9",
+        Some(TOKEN),
+        &[],
+        Some(rows),
+    );
+    assert_eq!(s, 400, "{body}");
+    let (s, _) = http(&api, "POST", "/api/v1/risk/score", None, &[], Some(rows));
+    assert_eq!(s, 401);
+    assert_eq!(d.terminate(), 0);
+}
