@@ -259,9 +259,15 @@ impl Daemon {
         let mut presence = Presence::enter(url, &owner)?;
         let store = crate::store::open(url, self.config.database.synchronous).await?;
         let folder = self.config.dags.folder.clone();
+        // Watch before the first load: a file written while the daemon starts is then either in
+        // that load or reported to the watcher, never in between and missed.
+        let (file_tx, file_rx) = mpsc::unbounded_channel();
+        let watcher = watch::folder(&folder, file_tx);
         let set = load_in_background(folder.clone(), self.registry.clone())
             .await
             .map_err(|e| DaemonError::Load(e.to_string()))??;
+        // A folder that cannot be read is reported by the load, which says more.
+        let _watcher = watcher?;
         // Bound before anything runs, so a port in use (or an exposed address without a
         // token) stops the start.
         let api = crate::api::bind(&self.config.api).await?;
@@ -285,8 +291,6 @@ impl Daemon {
         }
         warn_unsendable(&set, &self.config);
 
-        let (file_tx, file_rx) = mpsc::unbounded_channel();
-        let _watcher = watch::folder(&folder, file_tx)?;
         let background = CancellationToken::new();
         let mut services = JoinSet::new();
         let outbox = Wake::new();
@@ -492,9 +496,13 @@ pub async fn serve_api(config: &Config, registry: Arc<Registry>) -> Result<(), D
     let store = crate::store::open(&config.database.url, config.database.synchronous).await?;
     let folder = config.dags.folder.clone();
     let load = || load_in_background(folder.clone(), registry.clone());
+    // Watch before the first load, as the daemon does.
+    let (file_tx, mut file_rx) = mpsc::unbounded_channel();
+    let watcher = watch::folder(&folder, file_tx);
     let set = load()
         .await
         .map_err(|e| DaemonError::Load(e.to_string()))??;
+    let _watcher = watcher?;
     let Some(listener) = crate::api::bind(&config.api).await? else {
         tracing::warn!("`[api] listen` is `off`: nothing to serve");
         return Ok(());
@@ -515,8 +523,6 @@ pub async fn serve_api(config: &Config, registry: Arc<Registry>) -> Result<(), D
     };
     let stop = CancellationToken::new();
     let server = tokio::spawn(crate::api::serve(listener, Arc::new(state), stop.clone()));
-    let (file_tx, mut file_rx) = mpsc::unbounded_channel();
-    let _watcher = watch::folder(&folder, file_tx)?;
     loop {
         tokio::select! {
             _ = term.recv() => break,
