@@ -29,20 +29,10 @@ pub async fn list(State(s): State<Arc<ApiState>>) -> Result<Json<ops::dags::DagL
 pub async fn show(
     State(s): State<Arc<ApiState>>,
     Path(dag_id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ops::dags::DagDetail>, ApiError> {
     let set = s.dags();
     let dag = ops::dags::find(&set, &s.folder, &dag_id)?;
-    let detail = ops::dags::show(s.store.as_ref(), &dag).await?;
-    let next = ops::dags::next_runs(&dag, Utc::now(), 5);
-    let mut body = serde_json::to_value(&detail)
-        .map_err(|e| ApiError::new(crate::state::ErrorKind::Internal, e.to_string()))?;
-    if let Some(obj) = body.as_object_mut() {
-        obj.insert(
-            "next_runs".into(),
-            serde_json::to_value(next).unwrap_or_default(),
-        );
-    }
-    Ok(Json(body))
+    Ok(Json(ops::dags::show(s.store.as_ref(), &dag).await?))
 }
 
 /// What `POST /api/v1/dags/{dag_id}/runs` takes.

@@ -219,7 +219,12 @@ pub struct DagDetail {
     pub notify: NotifySpec,
     pub tasks: Vec<TaskDetail>,
     pub edges: Vec<(String, String)>,
+    /// Its next [`NEXT_RUNS`] fire times (none without a schedule).
+    pub next_runs: Vec<FireTime>,
 }
+
+/// How many coming fire times a DAG's detail lists.
+pub const NEXT_RUNS: usize = 5;
 
 /// The DAG `id` in detail.
 pub async fn show(store: &dyn Store, dag: &Dag) -> Result<DagDetail, OpsError> {
@@ -267,6 +272,7 @@ pub fn detail(dag: &Dag, paused: bool) -> DagDetail {
             .edges()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect(),
+        next_runs: next_runs(dag, Utc::now(), NEXT_RUNS),
     }
 }
 

@@ -22,7 +22,7 @@ use tracing::Instrument;
 use crate::dag::{Dag, parse_dag, resolve_params};
 use crate::notify::message::TaskFailure;
 use crate::run::attempt::{Attempt, Finished, Outcome, RunScope, Upstream};
-use crate::run::dispatch::Dispatch;
+use crate::run::dispatch::{Dispatch, Lent};
 use crate::run::executor::{Executor, Stop, sleep_until_opt};
 use crate::run::messages::Messages;
 use crate::state::{Chain, TaskState};
@@ -200,17 +200,24 @@ impl Worker {
         if let Some(ctx) = self.runs.get(&run_id) {
             return Ok(ctx.clone());
         }
-        if let Some(lent) = self.dispatch.lent(run_id) {
-            let ctx = Arc::new(RunCtx {
-                run_vars: Arc::new(RunVars::of(&lent.run)),
-                messages: Messages::new(&lent.dag, &self.exec.notify),
-                params: lent.params,
-                dag: lent.dag,
-                run: lent.run,
-            });
-            self.runs.insert(run_id, ctx.clone());
-            return Ok(ctx);
-        }
+        let lent = match self.dispatch.lent(run_id) {
+            Some(lent) => lent,
+            None => self.load(run_id).await?,
+        };
+        let ctx = Arc::new(RunCtx {
+            run_vars: Arc::new(RunVars::of(&lent.run)),
+            messages: Messages::new(&lent.dag, &self.exec.notify),
+            params: lent.params,
+            dag: lent.dag,
+            run: lent.run,
+        });
+        self.runs.insert(run_id, ctx.clone());
+        Ok(ctx)
+    }
+
+    /// Run `run_id` read from the store, its DAG version parsed (once per version) and its
+    /// params resolved: what an owner in another process has of it.
+    async fn load(&mut self, run_id: RunId) -> Result<Lent, String> {
         let run = match self.exec.store.run(run_id).await {
             Ok(Some(run)) => run,
             Ok(None) => return Err(format!("run {run_id} no longer exists")),
@@ -240,15 +247,11 @@ impl Worker {
             }
         };
         let params = resolve_params(&dag, &run.conf).map_err(|e| e.to_string())?;
-        let ctx = Arc::new(RunCtx {
-            run_vars: Arc::new(RunVars::of(&run)),
-            messages: Messages::new(&dag, &self.exec.notify),
-            params: Arc::new(params),
-            dag,
+        Ok(Lent {
             run,
-        });
-        self.runs.insert(run_id, ctx.clone());
-        Ok(ctx)
+            dag,
+            params: Arc::new(params),
+        })
     }
 
     /// Drops cached runs nothing here runs any more, once there are many.
