@@ -41,6 +41,9 @@ use crate::task::Registry;
 /// The largest request body the API reads (a trigger's conf is far smaller).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
+/// Log streams open at once (each polls the store twice a second); past it, clients poll.
+pub const MAX_STREAMS: usize = 64;
+
 /// What every handler reads.
 pub struct ApiState {
     pub store: Arc<dyn Store>,
@@ -59,6 +62,38 @@ pub struct ApiState {
     pub audience: crate::state::Audience,
     /// The risk model last loaded for `/api/v1/risk`.
     pub risk: risk::Loaded,
+    /// Slots for open log streams ([`MAX_STREAMS`]).
+    pub streams: Arc<tokio::sync::Semaphore>,
+    /// Cancelled when the server stops: it ends open streams, then the server.
+    pub stop: CancellationToken,
+}
+
+impl ApiState {
+    /// The state for `store` and the DAGs in `dags`; a daemon adds its pulse and metrics.
+    pub fn new(
+        store: Arc<dyn Store>,
+        dags: watch::Receiver<Arc<DagSet>>,
+        folder: PathBuf,
+        registry: Arc<Registry>,
+        waker: Waker,
+        audience: crate::state::Audience,
+        stop: CancellationToken,
+    ) -> ApiState {
+        ApiState {
+            store,
+            dags,
+            folder,
+            registry,
+            waker,
+            pulse: None,
+            pulse_within: Duration::ZERO,
+            metrics: None,
+            audience,
+            risk: Default::default(),
+            streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
+            stop,
+        }
+    }
 }
 
 impl ApiState {
@@ -180,6 +215,10 @@ pub fn router(state: Arc<ApiState>, auth: Auth) -> Router {
             get(runs::logs),
         )
         .route(
+            "/api/v1/runs/{run_id}/tasks/{task_id}/logs/stream",
+            get(runs::stream_logs),
+        )
+        .route(
             "/api/v1/runs/{run_id}/tasks/{task_id}/result",
             get(runs::result),
         )
@@ -219,8 +258,9 @@ async fn not_found() -> impl IntoResponse {
     )
 }
 
-/// Serves `listener` until `stop` is cancelled.
-pub async fn serve(listener: Listener, state: Arc<ApiState>, stop: CancellationToken) {
+/// Serves `listener` until `state.stop` is cancelled.
+pub async fn serve(listener: Listener, state: Arc<ApiState>) {
+    let stop = state.stop.clone();
     let mut app = router(state, listener.auth);
     if let Some(layer) = cors(listener.cors) {
         app = app.layer(layer);

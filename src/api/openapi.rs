@@ -19,6 +19,7 @@ use utoipa::OpenApi;
         super::runs::list,
         super::runs::show,
         super::runs::logs,
+        super::runs::stream_logs,
         super::runs::result,
         super::models::list,
         super::models::status,

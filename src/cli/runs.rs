@@ -135,6 +135,10 @@ pub enum TasksCommand {
         /// Only this attempt (1-based)
         #[arg(long)]
         attempt: Option<u32>,
+        /// Keep printing new lines while the attempt runs (the current attempt, or --attempt);
+        /// returns when it ends. With --json, one JSON line per log line
+        #[arg(long, short = 'f')]
+        follow: bool,
     },
 }
 
@@ -455,8 +459,36 @@ pub async fn run_tasks(ctx: &Ctx, cmd: TasksCommand) -> anyhow::Result<ExitCode>
             run_id,
             task_id,
             attempt,
+            follow: true,
         } => {
-            let logs = runs::logs(store.as_ref(), run_id, &task_id, attempt).await?;
+            let mut follow = runs::LogFollow::new(run_id, &task_id, attempt);
+            let mut first = true;
+            loop {
+                let poll = follow.poll(store.as_ref()).await?;
+                if first {
+                    eprintln!("--- attempt {} ---", poll.attempt);
+                    first = false;
+                }
+                for l in &poll.lines {
+                    if ctx.json {
+                        println!("{}", serde_json::to_string(l)?);
+                    } else {
+                        print_log_line(&l.line);
+                    }
+                }
+                if poll.ended {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+        TasksCommand::Logs {
+            run_id,
+            task_id,
+            attempt,
+            follow: false,
+        } => {
+            let logs = runs::logs(store.as_ref(), run_id, &task_id, attempt, None).await?;
             if ctx.json {
                 print_json(&logs)?;
             } else {
@@ -466,12 +498,7 @@ pub async fn run_tasks(ctx: &Ctx, cmd: TasksCommand) -> anyhow::Result<ExitCode>
                         println!("--- attempt {} ---", l.attempt);
                         current = Some(l.attempt);
                     }
-                    println!(
-                        "{} {:<5} {}",
-                        l.line.ts.format("%Y-%m-%d %H:%M:%S%.3f"),
-                        l.line.level.as_str(),
-                        l.line.message
-                    );
+                    print_log_line(&l.line);
                 }
                 if logs.is_empty() {
                     eprintln!("no log lines for task `{task_id}` in run {run_id}");
@@ -480,4 +507,13 @@ pub async fn run_tasks(ctx: &Ctx, cmd: TasksCommand) -> anyhow::Result<ExitCode>
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_log_line(line: &crate::state::LogLine) {
+    println!(
+        "{} {:<5} {}",
+        line.ts.format("%Y-%m-%d %H:%M:%S%.3f"),
+        line.level.as_str(),
+        line.message
+    );
 }

@@ -336,23 +336,21 @@ impl Daemon {
         if let Some(listener) = api {
             tracing::info!(address = %format!("http://{}", listener.addr), "API listening");
             let state = crate::api::ApiState {
-                store: store.clone(),
-                dags,
-                folder: folder.clone(),
-                registry: self.registry.clone(),
-                waker: crate::ops::Waker::InProcess(self.handle.wake.clone()),
                 pulse: Some(pulse.clone()),
                 // The loop steps at least once per lease (its lease check).
                 pulse_within: self.config.daemon.lease * 2 + Duration::from_secs(5),
                 metrics: Some(metrics.clone()),
-                audience: self.config.notify.defaults().alert_audience(),
-                risk: Default::default(),
+                ..crate::api::ApiState::new(
+                    store.clone(),
+                    dags,
+                    folder.clone(),
+                    self.registry.clone(),
+                    crate::ops::Waker::InProcess(self.handle.wake.clone()),
+                    self.config.notify.defaults().alert_audience(),
+                    background.clone(),
+                )
             };
-            services.spawn(crate::api::serve(
-                listener,
-                Arc::new(state),
-                background.clone(),
-            ));
+            services.spawn(crate::api::serve(listener, Arc::new(state)));
         }
         services.spawn(retention_loop(
             store.clone(),
@@ -509,20 +507,17 @@ pub async fn serve_api(config: &Config, registry: Arc<Registry>) -> Result<(), D
     };
     tracing::info!(address = %format!("http://{}", listener.addr), database = %crate::store::display_url(&config.database.url), "API listening");
     let (feed, dags) = tokio::sync::watch::channel(Arc::new(set));
-    let state = crate::api::ApiState {
+    let stop = CancellationToken::new();
+    let state = crate::api::ApiState::new(
         store,
         dags,
-        folder: folder.clone(),
-        registry: registry.clone(),
-        waker: crate::ops::Waker::Daemons,
-        pulse: None,
-        pulse_within: Duration::ZERO,
-        metrics: None,
-        audience: config.notify.defaults().alert_audience(),
-        risk: Default::default(),
-    };
-    let stop = CancellationToken::new();
-    let server = tokio::spawn(crate::api::serve(listener, Arc::new(state), stop.clone()));
+        folder.clone(),
+        registry.clone(),
+        crate::ops::Waker::Daemons,
+        config.notify.defaults().alert_audience(),
+        stop.clone(),
+    );
+    let server = tokio::spawn(crate::api::serve(listener, Arc::new(state)));
     loop {
         tokio::select! {
             _ = term.recv() => break,

@@ -210,16 +210,17 @@ pub struct LogView {
     pub line: LogLine,
 }
 
-/// A task's log in a run, of every attempt or of one.
+/// A task's log in a run, of every attempt or of one, after line `after` when given.
 pub async fn logs(
     store: &dyn RunStore,
     run_id: RunId,
     task_id: &str,
     attempt: Option<u32>,
+    after: Option<u64>,
 ) -> Result<Vec<LogView>, OpsError> {
     check_task(store, run_id, task_id).await?;
     Ok(store
-        .logs(run_id, task_id, attempt)
+        .logs(run_id, task_id, attempt, after)
         .await?
         .into_iter()
         .map(|l| LogView {
@@ -230,20 +231,78 @@ pub async fn logs(
         .collect())
 }
 
-/// Fails with what exists when the run or the task does not.
-async fn check_task(store: &dyn RunStore, run_id: RunId, task_id: &str) -> Result<(), OpsError> {
+/// The task's instance in the run; fails with what exists when the run or the task does not.
+async fn check_task(
+    store: &dyn RunStore,
+    run_id: RunId,
+    task_id: &str,
+) -> Result<TaskInstance, OpsError> {
     if store.run(run_id).await?.is_none() {
         return Err(OpsError::NoSuchRun(run_id));
     }
-    let tis = store.task_instances(run_id).await?;
-    if !tis.iter().any(|t| t.task_id == task_id) {
-        return Err(OpsError::NoSuchTask {
+    let mut tis = store.task_instances(run_id).await?;
+    match tis.iter().position(|t| t.task_id == task_id) {
+        Some(i) => Ok(tis.swap_remove(i)),
+        None => Err(OpsError::NoSuchTask {
             run_id,
             task_id: task_id.to_string(),
             known: tis.into_iter().map(|t| t.task_id).collect(),
-        });
+        }),
     }
-    Ok(())
+}
+
+/// Follows one attempt's log while it runs (`vigil tasks logs --follow`, the API's log stream):
+/// each [`LogFollow::poll`] returns the lines stored since the last. A running attempt's lines
+/// are stored every second; its end stores the rest together with its new state, so once a
+/// poll sees the attempt over, it has read every line and there are no more to wait for.
+#[derive(Debug, Clone)]
+pub struct LogFollow {
+    run_id: RunId,
+    task_id: String,
+    /// The attempt followed: the one asked for, or else the task's current (or first) attempt.
+    attempt: Option<u32>,
+    /// The last line returned.
+    after: Option<u64>,
+}
+
+/// What one poll of a followed log found.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogPoll {
+    pub attempt: u32,
+    pub lines: Vec<LogView>,
+    /// The attempt is over (or will never run): no line will follow these.
+    pub ended: bool,
+}
+
+impl LogFollow {
+    pub fn new(run_id: RunId, task_id: &str, attempt: Option<u32>) -> LogFollow {
+        LogFollow {
+            run_id,
+            task_id: task_id.to_string(),
+            attempt,
+            after: None,
+        }
+    }
+
+    pub async fn poll(&mut self, store: &dyn RunStore) -> Result<LogPoll, OpsError> {
+        // The state first: lines read after it are at least those it ended with.
+        let ti = check_task(store, self.run_id, &self.task_id).await?;
+        let attempt = *self.attempt.get_or_insert(ti.attempt.max(1));
+        let ended = match ti.attempt.cmp(&attempt) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Equal => ti.state != TaskState::Running,
+            std::cmp::Ordering::Less => ti.state.is_terminal(),
+        };
+        let lines = logs(store, self.run_id, &self.task_id, Some(attempt), self.after).await?;
+        if let Some(last) = lines.last() {
+            self.after = Some(u64::from(last.seq));
+        }
+        Ok(LogPoll {
+            attempt,
+            lines,
+            ended,
+        })
+    }
 }
 
 /// Which task instances of a run to clear.

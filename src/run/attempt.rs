@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::dag::{Dag, RetryPolicy, TaskSpec};
 use crate::run::executor::Executor;
 use crate::state::{Audience, LogLine, TaskState};
+use crate::store::RunStore;
 use crate::task::template::{RenderContext, RunVars, TaskVars};
 use crate::task::{ErasedTask, TaskContext, TaskError, process};
 
@@ -83,8 +84,32 @@ pub(super) struct Finished {
     pub index: usize,
     pub attempt: u32,
     pub result: Result<serde_json::Value, TaskError>,
+    /// The attempt's whole log (the failure mail quotes its tail) ...
     pub logs: Vec<LogLine>,
+    /// ... of which the first `logs_stored` lines were written while it ran.
+    pub logs_stored: usize,
     pub duration: Duration,
+}
+
+impl Finished {
+    /// Attempt `attempt` of task `index`, ended by the loss of whatever ran it.
+    pub fn interrupted(index: usize, attempt: u32, message: String) -> Finished {
+        Finished {
+            index,
+            attempt,
+            result: Err(TaskError::failed(message)),
+            logs: Vec::new(),
+            logs_stored: 0,
+            duration: Duration::ZERO,
+        }
+    }
+
+    /// The number of the first log line not yet stored, and the lines from it on: what the
+    /// attempt's end writes.
+    pub fn unstored_logs(&self) -> (usize, Vec<LogLine>) {
+        let from = self.logs_stored.min(self.logs.len());
+        (from, self.logs[from..].to_vec())
+    }
 }
 
 /// Everything an attempt needs, moved onto its tokio task.
@@ -100,7 +125,14 @@ pub(super) struct Attempt {
     pub params: Arc<serde_json::Map<String, serde_json::Value>>,
     /// The upstream results (and states) the config's templates read.
     pub reads: Vec<(String, Option<Arc<serde_json::Value>>, TaskState)>,
+    /// Where the log goes while the attempt runs (none for `vigil tasks test`, which has no run).
+    pub log_store: Option<Arc<dyn RunStore>>,
 }
+
+/// How often a running attempt's new log lines are written, so `vigil tasks logs`, the API and
+/// the web page can follow it. One small write per running task per interval, and none when
+/// it printed nothing.
+const LOG_WRITE_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Attempt {
     /// Attempt `attempt` of task `i` of `scope`'s run, with the results it may read from
@@ -163,6 +195,7 @@ impl Attempt {
             run_vars: scope.run_vars.clone(),
             params: scope.params.clone(),
             reads,
+            log_store: Some(store.clone() as Arc<dyn RunStore>),
         }
     }
 
@@ -170,21 +203,34 @@ impl Attempt {
         let started = Instant::now();
         let (index, attempt, ctx) = (self.index, self.attempt, self.ctx.clone());
         let timeout = self.dag.tasks[index].timeout;
+        let log_store = self.log_store.clone();
         let work = crate::task::capture::scope(ctx.log_sink(), self.work());
         let guarded = AssertUnwindSafe(work).catch_unwind();
-        let outcome = match timeout {
-            Some(limit) => match tokio::time::timeout(limit, guarded).await {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    ctx.cancellation_token().cancel();
-                    Ok(Err(TaskError::failed(format!(
-                        "timed out after {}",
-                        humantime::format_duration(limit)
-                    ))))
-                }
-            },
-            None => guarded.await,
+        let ended = CancellationToken::new();
+        let work = async {
+            let outcome = match timeout {
+                Some(limit) => match tokio::time::timeout(limit, guarded).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        ctx.cancellation_token().cancel();
+                        Ok(Err(TaskError::failed(format!(
+                            "timed out after {}",
+                            humantime::format_duration(limit)
+                        ))))
+                    }
+                },
+                None => guarded.await,
+            };
+            ended.cancel();
+            outcome
         };
+        let follow = async {
+            if let Some(store) = &log_store {
+                write_log_while(store.as_ref(), &ctx, &ended).await;
+            }
+        };
+        let (outcome, ()) = tokio::join!(work, follow);
+        let (logs, logs_stored) = ctx.take_log();
         let result = outcome.unwrap_or_else(|panic| {
             Err(TaskError::failed(format!(
                 "task panicked: {}",
@@ -195,7 +241,8 @@ impl Attempt {
             index,
             attempt,
             result,
-            logs: ctx.take_log(),
+            logs,
+            logs_stored,
             duration: started.elapsed(),
         }
     }
@@ -224,6 +271,32 @@ impl Attempt {
             .map_err(|e| TaskError::failed(format!("rendering the config stopped: {e}")))??
         };
         task.run_json(&self.ctx, config).await
+    }
+}
+
+/// Writes the attempt's new log lines every [`LOG_WRITE_INTERVAL`] until it has `ended`. A
+/// failed write is left to the attempt's end, which writes every line not yet stored.
+async fn write_log_while(store: &dyn RunStore, ctx: &TaskContext, ended: &CancellationToken) {
+    let mut tick = tokio::time::interval(LOG_WRITE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = ended.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let (first, lines) = ctx.unstored_log();
+        if lines.is_empty() {
+            continue;
+        }
+        let task = (ctx.run_id, ctx.task_id.as_str(), ctx.attempt);
+        match store.append_logs(task, first, &lines).await {
+            Ok(()) => ctx.mark_log_stored(first + lines.len()),
+            Err(e) => tracing::debug!(
+                error = %crate::state::Chain(&e),
+                "could not write a running attempt's log yet; its end writes it"
+            ),
+        }
     }
 }
 

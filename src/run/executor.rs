@@ -36,7 +36,7 @@ use crate::store::{
     Batch, RunRecord, RunTransition, Signal, Store, StoreError, TaskInstance, TaskTransition,
 };
 use crate::task::template::RunVars;
-use crate::task::{OutputLimits, Registry, TaskError, process};
+use crate::task::{OutputLimits, Registry, process};
 
 /// What happened in a run, reported after it is committed. `vigil dags test` prints these.
 #[derive(Debug, Clone)]
@@ -332,6 +332,7 @@ struct Change {
     output: Option<serde_json::Value>,
     logs: Vec<LogLine>,
     logs_attempt: u32,
+    logs_from: usize,
 }
 
 /// What one step writes and then reports: committed together, reported after the commit.
@@ -530,14 +531,7 @@ impl RunExec {
                     let message = format!(
                         "attempt {attempt} was interrupted: the process running it stopped before it finished"
                     );
-                    self.finish_attempt(
-                        i,
-                        attempt,
-                        Err(TaskError::failed(message)),
-                        Vec::new(),
-                        Duration::ZERO,
-                        now,
-                    );
+                    self.finish_attempt(Finished::interrupted(i, attempt, message), now);
                 }
                 TaskState::Success
                 | TaskState::Failed
@@ -743,7 +737,7 @@ impl RunExec {
     ) {
         match joined {
             Ok((id, f)) => {
-                self.finish_attempt(f.index, f.attempt, f.result, f.logs, f.duration, now);
+                self.finish_attempt(f, now);
                 // Held until the end is committed: another run must not start a task (and
                 // record it running) before this one is recorded as ended.
                 if let Some((_, permits, _)) = self.slots.running.remove(&id) {
@@ -761,20 +755,14 @@ impl RunExec {
     }
 
     /// Records the end of an attempt: success, retry or failure.
-    fn finish_attempt(
-        &mut self,
-        i: usize,
-        attempt: u32,
-        result: Result<serde_json::Value, TaskError>,
-        logs: Vec<LogLine>,
-        duration: Duration,
-        now: DateTime<Utc>,
-    ) {
+    fn finish_attempt(&mut self, f: Finished, now: DateTime<Utc>) {
+        let (i, attempt, duration) = (f.index, f.attempt, f.duration);
+        let (logs_from, logs) = f.unstored_logs();
         let end = Outcome::of(
             &self.dag.tasks[i].retry,
             attempt,
             self.tis[i].max_attempts,
-            result,
+            f.result,
             now,
         );
         let output = end.stored();
@@ -791,12 +779,13 @@ impl RunExec {
             self.retry_at.insert((at, i));
         }
         if let (TaskState::Failed | TaskState::UpForRetry, Some(e)) = (state, &error) {
-            self.queue_failure(i, attempt, e, next_retry_at, &logs);
+            self.queue_failure(i, attempt, e, next_retry_at, &f.logs);
         }
         let change = Change {
             output,
             logs,
             logs_attempt: attempt,
+            logs_from,
         };
         self.transition(i, state, now, change, |ti| {
             ti.ended_at = Some(now);
@@ -975,6 +964,7 @@ impl RunExec {
                 if !change.logs.is_empty() {
                     t.logs = change.logs;
                     t.logs_attempt = change.logs_attempt;
+                    t.logs_from = change.logs_from;
                 }
                 return;
             }
@@ -987,6 +977,7 @@ impl RunExec {
             output: change.output,
             logs: change.logs,
             logs_attempt: change.logs_attempt,
+            logs_from: change.logs_from,
         });
     }
 
@@ -1133,14 +1124,7 @@ impl RunExec {
                     "attempt {} was interrupted: the daemon running it ({worker}) stopped heartbeating",
                     l.attempt
                 );
-                self.finish_attempt(
-                    i,
-                    l.attempt,
-                    Err(TaskError::failed(message)),
-                    Vec::new(),
-                    Duration::ZERO,
-                    now,
-                );
+                self.finish_attempt(Finished::interrupted(i, l.attempt, message), now);
                 taken.push((l.task_id, l.attempt));
             }
             // A retry must not run beside what the taken attempt left on this host.

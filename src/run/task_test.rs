@@ -118,6 +118,7 @@ impl Executor {
             run_vars: Arc::new(run_vars),
             params,
             reads,
+            log_store: None,
         }
         .run()
         .await;

@@ -505,9 +505,10 @@ fn end_of(
                 "attempt {} was interrupted by shutdown; it runs again",
                 row.attempt
             ));
-            (None, Vec::new())
+            (None, (0, Vec::new()))
         }
         End::Ran(f) => {
+            let unstored = f.unstored_logs();
             let end = Outcome::of(
                 &ctx.dag.tasks[i].retry,
                 row.attempt,
@@ -535,16 +536,17 @@ fn end_of(
                 };
                 message = Messages::new(&ctx.dag, notify).task_failure(i, &failure);
             }
-            (end.stored(), f.logs)
+            (end.stored(), unstored)
         }
     };
     let t = TaskTransition {
         expect_state: TaskState::Running,
         expect_attempt: row.attempt,
         logs_attempt: row.attempt,
+        logs_from: logs.0,
         to,
         output,
-        logs,
+        logs: logs.1,
     };
     (t, message)
 }

@@ -160,10 +160,12 @@ pub struct TaskTransition {
     /// The result to store with a success, in the same transaction. Earlier attempts' results
     /// stay in history; only the current attempt's is read as the task's result.
     pub output: Option<serde_json::Value>,
-    /// Log lines of an attempt that just ended, and which attempt that was (a step can end
-    /// one attempt and start the next).
+    /// Log lines of an attempt that just ended, which attempt that was (a step can end one
+    /// attempt and start the next), and the number of the first line (the lines before it were
+    /// written while the attempt ran, see `RunStore::append_logs`).
     pub logs: Vec<LogLine>,
     pub logs_attempt: u32,
+    pub logs_from: usize,
 }
 
 impl TaskTransition {
@@ -176,6 +178,7 @@ impl TaskTransition {
             to,
             output: None,
             logs: Vec::new(),
+            logs_from: 0,
         }
     }
 }

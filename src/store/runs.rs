@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::state::RunState;
+use crate::state::{LogLine, RunState};
 use crate::store::{
     Batch, Cleanup, LogRecord, NewRun, RunFilter, RunId, RunRecord, StoreError, StoredOutput,
     TaskInstance,
@@ -55,12 +55,25 @@ pub trait RunStore: Send + Sync {
     /// run; `Ok(Some(state))`: the state it had — deleted only if that state is terminal.
     async fn delete_run(&self, run_id: RunId) -> Result<Option<RunState>, StoreError>;
 
-    /// Log lines of one task; of one attempt when `attempt` is given.
+    /// Appends lines of a running attempt's log, numbered from `first`, so the log can be
+    /// followed while the attempt runs. Written only while that attempt still holds the task
+    /// (running, at that attempt); otherwise nothing is written. The rest of the log comes
+    /// with the attempt's end (`TaskTransition::logs`).
+    async fn append_logs(
+        &self,
+        task: (RunId, &str, u32),
+        first: usize,
+        lines: &[LogLine],
+    ) -> Result<(), StoreError>;
+
+    /// Log lines of one task; of one attempt when `attempt` is given; only those numbered
+    /// after `after` when it is given (to follow a log).
     async fn logs(
         &self,
         run_id: RunId,
         task_id: &str,
         attempt: Option<u32>,
+        after: Option<u64>,
     ) -> Result<Vec<LogRecord>, StoreError>;
 
     /// Number of runs in `state`, for summaries and tests.

@@ -21,9 +21,13 @@ pub type AttemptLog = Arc<Mutex<LogBuffer>>;
 
 /// The lines of one attempt's log, within a byte budget: past it, lines are counted and
 /// dropped, so a task that prints without end costs neither memory nor database space.
+///
+/// Lines are written to the store while the attempt runs (so its log can be followed) and
+/// kept here until its end, for the failure mail's tail; `stored` counts those already written.
 #[derive(Debug)]
 pub struct LogBuffer {
     lines: Vec<LogLine>,
+    stored: usize,
     bytes: usize,
     cap: usize,
     dropped_lines: u64,
@@ -34,6 +38,7 @@ impl LogBuffer {
     pub fn new(cap: usize) -> LogBuffer {
         LogBuffer {
             lines: Vec::new(),
+            stored: 0,
             bytes: 0,
             cap,
             dropped_lines: 0,
@@ -52,8 +57,20 @@ impl LogBuffer {
         self.lines.push(line);
     }
 
-    /// The lines so far, ending with a note of what was dropped, if anything was.
-    pub fn take(&mut self) -> Vec<LogLine> {
+    /// The lines not yet written to the store, and the sequence number of the first.
+    pub fn unstored(&self) -> (usize, Vec<LogLine>) {
+        (self.stored, self.lines[self.stored..].to_vec())
+    }
+
+    /// Records that the lines before `upto` are in the store.
+    pub fn mark_stored(&mut self, upto: usize) {
+        self.stored = self.stored.max(upto.min(self.lines.len()));
+    }
+
+    /// The whole log, ending with a note of what was dropped (if anything was), and how many
+    /// of its first lines are already in the store.
+    pub fn take(&mut self) -> (Vec<LogLine>, usize) {
+        let stored = std::mem::take(&mut self.stored);
         let mut lines = std::mem::take(&mut self.lines);
         if self.dropped_lines > 0 {
             lines.push(LogLine {
@@ -70,7 +87,7 @@ impl LogBuffer {
         self.bytes = 0;
         self.dropped_lines = 0;
         self.dropped_bytes = 0;
-        lines
+        (lines, stored)
     }
 }
 

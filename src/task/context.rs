@@ -214,7 +214,23 @@ impl TaskContext {
         self.log.clone()
     }
 
-    pub(crate) fn take_log(&self) -> Vec<LogLine> {
+    /// The lines not yet in the store, and the number of the first.
+    pub(crate) fn unstored_log(&self) -> (usize, Vec<LogLine>) {
+        self.log
+            .lock()
+            .map(|l| l.unstored())
+            .unwrap_or_else(|_| (0, Vec::new()))
+    }
+
+    /// Records that the log's lines before `upto` are in the store.
+    pub(crate) fn mark_log_stored(&self, upto: usize) {
+        if let Ok(mut log) = self.log.lock() {
+            log.mark_stored(upto);
+        }
+    }
+
+    /// The attempt's whole log, and how many of its first lines were already stored.
+    pub(crate) fn take_log(&self) -> (Vec<LogLine>, usize) {
         self.log.lock().map(|mut l| l.take()).unwrap_or_default()
     }
 }

@@ -61,6 +61,53 @@ fn raw(
     (head.to_lowercase(), rest.to_string())
 }
 
+/// An open server-sent-event stream: its status and its body, read line by line.
+fn open_stream(addr: &str, path: &str) -> (u16, std::io::BufReader<std::net::TcpStream>) {
+    use std::io::BufRead;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the API");
+    // A liveness bound: a stream that stops sending fails the test instead of hanging it.
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .expect("read timeout");
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut reader = std::io::BufReader::new(stream);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).expect("status line");
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+    }
+    (status, reader)
+}
+
+/// Reads the stream's lines until one contains `want`, returning every line read.
+fn read_until(reader: &mut std::io::BufReader<std::net::TcpStream>, want: &str) -> Vec<String> {
+    use std::io::BufRead;
+    let mut seen = Vec::new();
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) => panic!("the stream ended before `{want}`: {seen:?}"),
+            Ok(_) => {}
+            Err(e) => panic!("reading the stream for `{want}`: {e}; read {seen:?}"),
+        }
+        let found = line.contains(want);
+        seen.push(line.trim_end().to_string());
+        if found {
+            return seen;
+        }
+    }
+}
+
 /// The API address the daemon (or `vigil api`) logged at start.
 pub fn address(logs: &str) -> Option<String> {
     let at = logs.find("API listening")?;
@@ -868,4 +915,153 @@ fn the_risk_model_is_shown_and_scores_posted_deployments() {
     let (s, _) = http(&api, "POST", "/api/v1/risk/score", None, &[], Some(rows));
     assert_eq!(s, 401);
     assert_eq!(d.terminate(), 0);
+}
+
+#[test]
+fn a_running_attempts_log_is_followed_while_it_runs_and_streams_are_bounded() {
+    let p = project("");
+    let go = p.path().join("go");
+    p.write(
+        "dags/live.toml",
+        &format!(
+            "[tasks.talk]\ntype = \"command\"\n[tasks.talk.config]\nshell = true\ncommand = \"echo first >&2; while [ ! -f '{}' ]; do sleep 0.1; done; echo second >&2\"\n",
+            go.display()
+        ),
+    );
+    let d = p.daemon(&[]);
+    let api = api_of(&d);
+    let (s, body) = http(
+        &api,
+        "POST",
+        "/api/v1/dags/live/runs",
+        Some(TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(s, 201, "{body}");
+    let run = body["run"]["id"].as_i64().unwrap();
+    let stream_path = format!("/api/v1/runs/{run}/tasks/talk/logs/stream");
+
+    // The stream opens before the attempt has printed anything and shows its first line
+    // while it still runs: it cannot print `second` before the test writes `go`.
+    let (status, mut events) = open_stream(&api, &stream_path);
+    assert_eq!(status, 200);
+    let seen = read_until(&mut events, "first");
+    assert!(
+        seen.iter().any(|l| l == "event: attempt"),
+        "the stream names its attempt first: {seen:?}"
+    );
+    let (_, logs) = http(
+        &api,
+        "GET",
+        &format!("/api/v1/runs/{run}/tasks/talk/logs?attempt=1"),
+        None,
+        &[],
+        None,
+    );
+    let first = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["message"] == "first")
+        .unwrap_or_else(|| panic!("`first` is stored while the attempt runs: {logs}"))
+        .clone();
+    assert!(
+        !logs.to_string().contains("\"message\":\"second\""),
+        "{logs}"
+    );
+    let (_, now) = http(&api, "GET", &format!("/api/v1/runs/{run}"), None, &[], None);
+    assert_eq!(now["run"]["state"], "running", "{now}");
+
+    // The CLI follows the same attempt.
+    let follower = p
+        .command(&["tasks", "logs", &run.to_string(), "talk", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start vigil tasks logs --follow");
+
+    // Streams are bounded: past the limit a clear 503 says to poll instead ...
+    let mut open = Vec::new();
+    loop {
+        let (status, reader) = open_stream(&api, &stream_path);
+        if status != 200 {
+            assert_eq!(status, 503, "a stream past the limit");
+            break;
+        }
+        open.push(reader);
+        assert!(open.len() <= 64, "more than 64 streams were let open");
+    }
+    assert_eq!(
+        open.len(),
+        63,
+        "64 streams in all (the first one is still open)"
+    );
+    let (s, refused) = http(&api, "GET", &stream_path, None, &[], None);
+    assert_eq!(s, 503, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("?after="),
+        "{refused}"
+    );
+    // ... and a slot freed by a client that left is given to the next one.
+    drop(open);
+    wait_for("a closed stream's slot to be free again", || {
+        let (status, _reader) = open_stream(&api, &stream_path);
+        status == 200
+    });
+
+    std::fs::write(&go, "").unwrap();
+    let rest = read_until(&mut events, "event: end");
+    assert!(
+        rest.iter().any(|l| l.contains("\"message\":\"second\"")),
+        "the stream shows the line printed after `first`: {rest:?}"
+    );
+    let out = follower
+        .wait_with_output()
+        .expect("the follower ends with the attempt");
+    assert_eq!(out.status.code(), Some(0));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let (a, b) = (printed.find(" first\n"), printed.find(" second\n"));
+    assert!(
+        matches!((a, b), (Some(a), Some(b)) if a < b),
+        "the follower printed both lines in order: {printed}"
+    );
+
+    // Polling after a line returns only the lines after it.
+    let after = first["seq"].as_u64().unwrap();
+    let (_, later) = http(
+        &api,
+        "GET",
+        &format!("/api/v1/runs/{run}/tasks/talk/logs?attempt=1&after={after}"),
+        None,
+        &[],
+        None,
+    );
+    let later = later.to_string();
+    assert!(
+        later.contains("second") && !later.contains("\"first\""),
+        "{later}"
+    );
+    // The whole log is stored once: each line once, numbered without gaps.
+    let (_, all) = http(
+        &api,
+        "GET",
+        &format!("/api/v1/runs/{run}/tasks/talk/logs"),
+        None,
+        &[],
+        None,
+    );
+    let seqs: Vec<u64> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["seq"].as_u64())
+        .collect();
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>(), "{all}");
+    // A missing task is a 404, not an empty stream.
+    let (status, _) = open_stream(&api, &format!("/api/v1/runs/{run}/tasks/nope/logs/stream"));
+    assert_eq!(status, 404);
 }

@@ -80,7 +80,11 @@ async fn a_failing_exit_fails_the_attempt_with_the_stderr_tail_and_logs_it() {
     assert!(err.contains("exited with code 3"), "{err}");
     assert!(err.contains("line 30") && err.contains("line 11"), "{err}");
     assert!(!err.contains("line 10\n"), "only the last 20 lines: {err}");
-    let logs = engine.store.logs(out.run_id, "bad", Some(1)).await.unwrap();
+    let logs = engine
+        .store
+        .logs(out.run_id, "bad", Some(1), None)
+        .await
+        .unwrap();
     assert!(logs.iter().any(|l| l.line.message == "line 1"), "{logs:?}");
 
     let nj = out.task("notjson");

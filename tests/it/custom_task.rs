@@ -132,7 +132,7 @@ async fn tracing_events_inside_a_task_go_to_its_attempt_log() {
     assert_eq!(out.state_of("talk"), TaskState::Success);
     let logs = engine
         .store
-        .logs(out.run_id, "talk", Some(1))
+        .logs(out.run_id, "talk", Some(1), None)
         .await
         .unwrap();
     let lines: Vec<(String, String)> = logs
@@ -197,7 +197,11 @@ async fn blocking_work_logs_progress_and_stops_with_its_attempt() {
         .run("[tasks.c]\ntype = \"acme.crunch\"\nconfig = { steps = 3 }\n")
         .await;
     assert_eq!(out.state_of("c"), TaskState::Success);
-    let logs = engine.store.logs(out.run_id, "c", None).await.unwrap();
+    let logs = engine
+        .store
+        .logs(out.run_id, "c", None, None)
+        .await
+        .unwrap();
     let lines: Vec<&str> = logs.iter().map(|l| l.line.message.as_str()).collect();
     assert!(lines.contains(&"step 3"), "{lines:?}");
     assert!(!stopped.load(std::sync::atomic::Ordering::SeqCst));

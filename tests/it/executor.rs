@@ -88,7 +88,11 @@ async fn retries_back_off_exponentially_and_a_later_attempt_can_succeed() {
     assert_eq!(t.attempt, 3);
     assert_eq!(t.max_attempts, 4);
     assert_eq!(out.state, RunState::Success);
-    let logs = engine.store.logs(out.run_id, "flaky", None).await.unwrap();
+    let logs = engine
+        .store
+        .logs(out.run_id, "flaky", None, None)
+        .await
+        .unwrap();
     let first_of = |a: u32| logs.iter().find(|l| l.attempt == a).unwrap().line.ts;
     let gap1 = (first_of(2) - first_of(1)).num_milliseconds();
     let gap2 = (first_of(3) - first_of(2)).num_milliseconds();
@@ -277,6 +281,7 @@ async fn a_run_interrupted_mid_attempt_resumes_and_retries_that_attempt() {
             output: None,
             logs: vec![],
             logs_attempt: 1,
+            logs_from: 0,
         });
     }
     engine.store.commit(&batch).await.unwrap();

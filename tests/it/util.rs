@@ -39,6 +39,12 @@ impl Project {
     /// Runs `vigil ARGS` in the project directory with a clean VIGIL_* environment (and the
     /// API, if it serves, on a free port: tests run side by side).
     pub fn vigil(&self, args: &[&str]) -> Run {
+        Run(self.command(args).output().expect("run vigil"))
+    }
+
+    /// `vigil ARGS` as [`Project::vigil`] runs it, for a test that starts it and reads it as
+    /// it goes.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"));
         cmd.current_dir(self.path()).args(args);
         for (k, _) in std::env::vars() {
@@ -47,7 +53,7 @@ impl Project {
             }
         }
         cmd.env("VIGIL_API_LISTEN", FREE_PORT);
-        Run(cmd.output().expect("run vigil"))
+        cmd
     }
 }
 

@@ -29,21 +29,27 @@ const DROP_UNUSED_SOURCES: &str = "DELETE FROM dag_sources WHERE sha256 IN ( \
      WHERE NOT EXISTS (SELECT 1 FROM dag_runs r WHERE r.dag_sha256 = s.sha256) \
      FOR UPDATE SKIP LOCKED)";
 
-async fn push_logs(
-    tx: &mut Tx,
-    run_id: RunId,
-    task_id: &str,
-    attempt: u32,
+/// Inserts an attempt's log lines numbered from `first`; see the SQLite store's `push_logs`
+/// for `guard` and why a line already stored is kept.
+async fn push_logs<'c, E: sqlx::PgExecutor<'c>>(
+    db: E,
+    (run_id, task_id, attempt): (RunId, &str, u32),
+    first: usize,
     lines: &[LogLine],
+    guard: bool,
 ) -> Result<(), sqlx::Error> {
-    let seq: Vec<i64> = (0..lines.len() as i64).collect();
+    let seq: Vec<i64> = (0..lines.len()).map(|i| (first + i) as i64).collect();
     let ts: Vec<DateTime<Utc>> = lines.iter().map(|l| l.ts).collect();
     let level: Vec<&str> = lines.iter().map(|l| l.level.as_str()).collect();
     let message: Vec<&str> = lines.iter().map(|l| l.message.as_str()).collect();
     sqlx::query(
         "INSERT INTO task_logs (run_id, task_id, attempt, seq, ts, level, message)
          SELECT $1, $2, $3, u.seq, u.ts, u.level, u.message
-         FROM UNNEST($4::bigint[], $5::timestamptz[], $6::text[], $7::text[]) AS u(seq, ts, level, message)",
+         FROM UNNEST($4::bigint[], $5::timestamptz[], $6::text[], $7::text[]) AS u(seq, ts, level, message)
+         WHERE NOT $8 OR EXISTS (SELECT 1 FROM task_instances t
+                                 WHERE t.run_id = $1 AND t.task_id = $2 AND t.attempt = $3
+                                   AND t.state = 'running')
+         ON CONFLICT DO NOTHING",
     )
     .bind(run_id)
     .bind(task_id)
@@ -52,7 +58,8 @@ async fn push_logs(
     .bind(ts)
     .bind(level)
     .bind(message)
-    .execute(&mut **tx)
+    .bind(guard)
+    .execute(db)
     .await?;
     Ok(())
 }
@@ -158,7 +165,14 @@ impl PgStore {
                 .await?;
             }
             if !t.logs.is_empty() {
-                push_logs(tx, batch.run_id, &to.task_id, t.logs_attempt, &t.logs).await?;
+                push_logs(
+                    &mut **tx,
+                    (batch.run_id, &to.task_id, t.logs_attempt),
+                    t.logs_from,
+                    &t.logs,
+                    false,
+                )
+                .await?;
             }
         }
         if let Some(run) = &batch.run {
@@ -407,21 +421,39 @@ impl RunStore for PgStore {
         Ok(Some(run.state))
     }
 
+    async fn append_logs(
+        &self,
+        (run_id, task_id, attempt): (RunId, &str, u32),
+        first: usize,
+        lines: &[LogLine],
+    ) -> Result<(), StoreError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        push_logs(&self.pool, (run_id, task_id, attempt), first, lines, true)
+            .await
+            .doing("writing a running attempt's log")?;
+        Ok(())
+    }
+
     async fn logs(
         &self,
         run_id: RunId,
         task_id: &str,
         attempt: Option<u32>,
+        after: Option<u64>,
     ) -> Result<Vec<LogRecord>, StoreError> {
         decode_all(
             sqlx::query_as::<_, LogRow>(
                 "SELECT * FROM task_logs
                  WHERE run_id = $1 AND task_id = $2 AND ($3::bigint IS NULL OR attempt = $3)
+                   AND ($4::bigint IS NULL OR seq > $4)
                  ORDER BY attempt, seq",
             )
             .bind(run_id)
             .bind(task_id)
             .bind(attempt.map(i64::from))
+            .bind(after.map(|a| a as i64))
             .fetch_all(&self.pool)
             .await
             .doing("reading task logs")?,

@@ -24,18 +24,20 @@ const CURRENT_OUTPUTS: &str = "SELECT x.* FROM xcoms x JOIN task_instances t \
 const SELECT_RUNS: &str = "SELECT dag_runs.*, COALESCE(dag_sources.source, dag_runs.dag_source) AS resolved_source \
      FROM dag_runs LEFT JOIN dag_sources ON dag_sources.sha256 = dag_runs.dag_sha256";
 
+/// Inserts an attempt's log lines numbered from `first`. With `guard`, only while the attempt
+/// still holds its task (running, at that attempt): lines written while it runs must not land
+/// after another attempt took the task over. A line already stored (a write retried after an
+/// unclear end) is kept, not an error.
 fn push_logs(
     script: &mut Script,
-    run_id: RunId,
-    task_id: &str,
-    attempt: u32,
+    (run_id, task_id, attempt): (RunId, &str, u32),
+    first: usize,
     lines: &[LogLine],
+    guard: bool,
 ) -> Result<(), StoreError> {
-    // TODO-correctness: seq restarts at 0 per write; fine while an attempt's log is written
-    // once, at its end.
     for (chunk_no, chunk) in lines.chunks(INSERT_CHUNK).enumerate() {
         let mut sql = String::from(
-            "INSERT INTO task_logs (run_id, task_id, attempt, seq, ts, level, message) VALUES ",
+            "INSERT OR IGNORE INTO task_logs (run_id, task_id, attempt, seq, ts, level, message) SELECT * FROM (VALUES ",
         );
         for i in 0..chunk.len() {
             sql.push_str(if i == 0 {
@@ -44,16 +46,28 @@ fn push_logs(
                 ", (?, ?, ?, ?, ?, ?, ?)"
             });
         }
+        sql.push(')');
+        if guard {
+            sql.push_str(
+                " WHERE EXISTS (SELECT 1 FROM task_instances WHERE run_id = ? AND task_id = ? AND attempt = ? AND state = 'running')",
+            );
+        }
         script.stmt(&sql);
         for (i, line) in chunk.iter().enumerate() {
             script
                 .bind(run_id)?
                 .bind(task_id.to_string())?
                 .bind(attempt)?
-                .bind((chunk_no * INSERT_CHUNK + i) as i64)?
+                .bind((first + chunk_no * INSERT_CHUNK + i) as i64)?
                 .bind(line.ts)?
                 .bind(line.level.as_str())?
                 .bind(line.message.clone())?;
+        }
+        if guard {
+            script
+                .bind(run_id)?
+                .bind(task_id.to_string())?
+                .bind(attempt)?;
         }
     }
     Ok(())
@@ -201,10 +215,10 @@ impl RunStore for SqliteStore {
             if !t.logs.is_empty() {
                 push_logs(
                     &mut script,
-                    batch.run_id,
-                    &to.task_id,
-                    t.logs_attempt,
+                    (batch.run_id, &to.task_id, t.logs_attempt),
+                    t.logs_from,
                     &t.logs,
+                    false,
                 )?;
             }
         }
@@ -373,20 +387,41 @@ impl RunStore for SqliteStore {
         Ok(Some(run.state))
     }
 
+    async fn append_logs(
+        &self,
+        (run_id, task_id, attempt): (RunId, &str, u32),
+        first: usize,
+        lines: &[LogLine],
+    ) -> Result<(), StoreError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let mut script = Script::new();
+        push_logs(&mut script, (run_id, task_id, attempt), first, lines, true)?;
+        self.run_script(script)
+            .await
+            .doing("writing a running attempt's log")?;
+        Ok(())
+    }
+
     async fn logs(
         &self,
         run_id: RunId,
         task_id: &str,
         attempt: Option<u32>,
+        after: Option<u64>,
     ) -> Result<Vec<LogRecord>, StoreError> {
         let rows = sqlx::query_as::<_, LogRow>(
             "SELECT * FROM task_logs WHERE run_id = ? AND task_id = ? AND (? IS NULL OR attempt = ?)
+             AND (? IS NULL OR seq > ?)
              ORDER BY attempt, seq",
         )
         .bind(run_id)
         .bind(task_id)
         .bind(attempt)
         .bind(attempt)
+        .bind(after.map(|a| a as i64))
+        .bind(after.map(|a| a as i64))
         .fetch_all(&self.pool)
         .await
         .doing("reading task logs")?;

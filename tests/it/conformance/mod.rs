@@ -94,6 +94,7 @@ macro_rules! conformance {
                 only_a_finished_run_is_deleted_with_everything_it_owns,
                 a_cancel_request_is_kept_only_for_an_unfinished_run,
                 log_lines_keep_their_attempt_and_order,
+                a_running_attempt_appends_its_log_only_while_it_holds_the_task,
                 retention_removes_old_finished_runs_with_everything_they_own,
                 the_summary_counts_runs_tasks_and_lateness_by_dag,
                 a_run_held_by_a_live_owner_cannot_be_claimed_until_its_lease_runs_out,
@@ -175,5 +176,6 @@ pub fn transition(from: &TaskInstance, state: TaskState, attempt: u32) -> TaskTr
         output: None,
         logs: vec![],
         logs_attempt: attempt,
+        logs_from: 0,
     }
 }

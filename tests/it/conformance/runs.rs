@@ -147,7 +147,13 @@ pub async fn a_stale_batch_changes_nothing_and_says_what_changed(store: &dyn Sto
         TaskState::Scheduled
     );
     assert!(store.output(run.id, "a").await.unwrap().is_none());
-    assert!(store.logs(run.id, "a", None).await.unwrap().is_empty());
+    assert!(
+        store
+            .logs(run.id, "a", None, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(store.outbox(None).await.unwrap().is_empty());
 }
 
@@ -286,7 +292,7 @@ pub async fn log_lines_keep_their_attempt_and_order(store: &dyn Store) {
     b.tasks.push(t);
     store.commit(&b).await.unwrap();
 
-    let all = store.logs(run.id, "a", None).await.unwrap();
+    let all = store.logs(run.id, "a", None, None).await.unwrap();
     assert_eq!(all.len(), 602);
     assert_eq!(
         (
@@ -296,13 +302,80 @@ pub async fn log_lines_keep_their_attempt_and_order(store: &dyn Store) {
         ),
         (1, "one", LogLevel::Error)
     );
-    let second = store.logs(run.id, "a", Some(2)).await.unwrap();
+    let second = store.logs(run.id, "a", Some(2), None).await.unwrap();
     let messages: Vec<_> = second.iter().map(|l| l.line.message.clone()).collect();
     let expected: Vec<_> = (0..600).map(|i| format!("l{i}")).collect();
     assert_eq!(
         messages, expected,
         "one attempt's lines in the order written"
     );
+}
+
+pub async fn a_running_attempt_appends_its_log_only_while_it_holds_the_task(store: &dyn Store) {
+    let run = create(store, "d", &["a"]).await;
+    let line = |m: &str| LogLine {
+        ts: Utc::now(),
+        level: LogLevel::Info,
+        message: m.into(),
+    };
+    let messages = |lines: Vec<vigil::store::LogRecord>| -> Vec<(u32, String)> {
+        lines.into_iter().map(|l| (l.seq, l.line.message)).collect()
+    };
+    // Not running yet: nothing is written.
+    store
+        .append_logs((run.id, "a", 1), 0, &[line("too early")])
+        .await
+        .unwrap();
+    assert!(
+        store
+            .logs(run.id, "a", None, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let a0 = instance(store, run.id, "a").await;
+    let mut b = Batch::new(run.id);
+    b.tasks.push(transition(&a0, TaskState::Running, 1));
+    store.commit(&b).await.unwrap();
+    store
+        .append_logs((run.id, "a", 1), 0, &[line("one"), line("two")])
+        .await
+        .unwrap();
+    // A write repeated after an unclear end changes nothing and is no error.
+    store
+        .append_logs((run.id, "a", 1), 0, &[line("one"), line("two")])
+        .await
+        .unwrap();
+    // Another attempt does not hold the task.
+    store
+        .append_logs((run.id, "a", 2), 0, &[line("stale")])
+        .await
+        .unwrap();
+    assert_eq!(
+        messages(store.logs(run.id, "a", None, None).await.unwrap()),
+        vec![(0, "one".to_string()), (1, "two".to_string())]
+    );
+
+    // The end writes the rest, numbered on from the lines already stored.
+    let a1 = instance(store, run.id, "a").await;
+    let mut t = transition(&a1, TaskState::Success, 1);
+    t.logs = vec![line("three")];
+    t.logs_from = 2;
+    let mut b = Batch::new(run.id);
+    b.tasks.push(t);
+    store.commit(&b).await.unwrap();
+    assert_eq!(
+        messages(store.logs(run.id, "a", Some(1), Some(0)).await.unwrap()),
+        vec![(1, "two".to_string()), (2, "three".to_string())],
+        "only the lines after the one asked for"
+    );
+    // Ended: a late write from the attempt is refused.
+    store
+        .append_logs((run.id, "a", 1), 3, &[line("late")])
+        .await
+        .unwrap();
+    assert_eq!(store.logs(run.id, "a", None, None).await.unwrap().len(), 3);
 }
 
 pub async fn retention_removes_old_finished_runs_with_everything_they_own(store: &dyn Store) {
@@ -340,7 +413,13 @@ pub async fn retention_removes_old_finished_runs_with_everything_they_own(store:
         (1, 1, 1, 1)
     );
     assert!(store.run(old.id).await.unwrap().is_none());
-    assert!(store.logs(old.id, "a", None).await.unwrap().is_empty());
+    assert!(
+        store
+            .logs(old.id, "a", None, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(store.run(unfinished.id).await.unwrap().is_some());
     let again = store
         .cleanup(Utc::now() + chrono::Duration::days(1))
