@@ -35,6 +35,32 @@ pub async fn show(
     Ok(Json(ops::dags::show(s.store.as_ref(), &dag).await?))
 }
 
+/// How many runs a grid shows.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct GridQuery {
+    /// The latest runs to show, 1 to 100 (25 by default).
+    pub limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/v1/dags/{dag_id}/grid", tag = "dags",
+    params(("dag_id" = String, Path, description = "The DAG's id"), GridQuery),
+    responses((status = 200, description = "The DAG's latest runs (oldest first) × its tasks: each cell the task instance's state, attempt, start and end"),
+              (status = 400, description = "The number of runs is out of range", body = super::error::ErrorBody),
+              (status = 404, description = "No such DAG", body = super::error::ErrorBody)))]
+pub async fn grid(
+    State(s): State<Arc<ApiState>>,
+    Path(dag_id): Path<String>,
+    super::extract::Query(q): super::extract::Query<GridQuery>,
+) -> Result<Json<ops::dags::Grid>, ApiError> {
+    let set = s.dags();
+    let dag = ops::dags::find(&set, &s.folder, &dag_id)?;
+    Ok(Json(
+        ops::dags::grid(s.store.as_ref(), &dag, q.limit).await?,
+    ))
+}
+
 /// What `POST /api/v1/dags/{dag_id}/runs` takes.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

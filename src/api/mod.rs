@@ -1,7 +1,8 @@
 //! The HTTP interface: a JSON API under `/api/v1`, `/healthz` and `/readyz`, served by
 //! `vigil daemon` and by `vigil api` from the same database. Handlers only translate HTTP to
 //! the `ops` functions the CLI calls and back (`extract.rs` and `error.rs` keep every error
-//! JSON); `auth.rs` decides who may change what.
+//! JSON); `auth.rs` decides who may change what; `web.rs` serves the web page, which reads and
+//! changes everything through this same API.
 
 mod auth;
 mod dags;
@@ -13,6 +14,7 @@ mod models;
 mod openapi;
 mod risk;
 mod runs;
+mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -206,6 +208,7 @@ pub fn router(state: Arc<ApiState>, auth: Auth) -> Router {
         .route("/api/v1/dags", get(dags::list))
         .route("/api/v1/dags/{dag_id}", get(dags::show))
         .route("/api/v1/dags/{dag_id}/runs", post(dags::trigger))
+        .route("/api/v1/dags/{dag_id}/grid", get(dags::grid))
         .route("/api/v1/dags/{dag_id}/pause", post(dags::pause))
         .route("/api/v1/dags/{dag_id}/unpause", post(dags::unpause))
         .route("/api/v1/runs", get(runs::list))
@@ -236,6 +239,7 @@ pub fn router(state: Arc<ApiState>, auth: Auth) -> Router {
         .route("/api/v1/models/{model}/promote", post(models::promote))
         .route("/api/v1/risk", get(risk::current))
         .route("/api/v1/risk/score", post(risk::score))
+        .route("/api/v1/risk/figures/{name}", get(risk::figure))
         .route("/api/v1/outbox", get(models::outbox))
         .route("/api/v1/outbox/{id}/retry", post(models::retry))
         .route("/api/v1/openapi.json", get(openapi::openapi))
@@ -247,6 +251,7 @@ pub fn router(state: Arc<ApiState>, auth: Auth) -> Router {
         .route("/readyz", get(health::readyz))
         .with_state(state)
         .merge(api)
+        .merge(web::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }

@@ -13,6 +13,7 @@ use utoipa::OpenApi;
         super::metrics::metrics,
         super::dags::list,
         super::dags::show,
+        super::dags::grid,
         super::dags::trigger,
         super::dags::pause,
         super::dags::unpause,
@@ -34,6 +35,7 @@ use utoipa::OpenApi;
         super::models::retry,
         super::risk::current,
         super::risk::score,
+        super::risk::figure,
         openapi,
     ),
     components(schemas(

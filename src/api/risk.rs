@@ -67,6 +67,30 @@ pub async fn current(
     Ok(Json(ops::risk::RiskSummary::of(v, &m)))
 }
 
+#[utoipa::path(get, path = "/api/v1/risk/figures/{name}", tag = "risk",
+    params(("name" = String, Path, description = "`confusion_matrix` or `feature_importance` (`.svg` may follow)"), VersionQuery),
+    responses((status = 200, description = "The figure, drawn from the hold-out the model recorded", content_type = "image/svg+xml"),
+              (status = 404, description = "No such figure, or no risk model registered", body = super::error::ErrorBody)))]
+pub async fn figure(
+    State(s): State<Arc<ApiState>>,
+    super::extract::Path(name): super::extract::Path<String>,
+    Query(q): Query<VersionQuery>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let name = name.strip_suffix(".svg").unwrap_or(&name).to_string();
+    let (_, m) = model(&s, q.version.as_deref()).await?;
+    // Drawing is CPU work: off the runtime.
+    let svg = tokio::task::spawn_blocking(move || ops::risk::figure(&m, &name))
+        .await
+        .map_err(|e| ApiError::new(crate::state::ErrorKind::Internal, e.to_string()))??;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        svg,
+    ))
+}
+
 /// The model and the bands of `POST /api/v1/risk/score`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

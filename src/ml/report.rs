@@ -60,12 +60,7 @@ fn figure(
 ) -> Result<(), MlError> {
     let svg_path = dir.join(format!("{name}.svg"));
     let png_path = dir.join(format!("{name}.png"));
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
-        draw(&root).map_err(|e| plot_error(&svg_path, e))?;
-        root.present().map_err(|e| plot_error(&svg_path, e))?;
-    }
+    let svg = svg_of(&svg_path, size, draw)?;
     let png = rasterize(&svg).map_err(|e| plot_error(&png_path, e))?;
     for (path, bytes) in [(&svg_path, svg.as_bytes()), (&png_path, png.as_slice())] {
         std::fs::write(path, bytes).map_err(|source| MlError::Write {
@@ -76,6 +71,37 @@ fn figure(
     files.push(png_path);
     files.push(svg_path);
     Ok(())
+}
+
+/// The figures that need only what the model recorded of its hold-out (no data files), as SVG:
+/// `confusion_matrix` and `feature_importance`, for the web page. `None` for another name.
+pub fn holdout_figure(model: &RiskModel, name: &str) -> Result<Option<String>, MlError> {
+    register_font();
+    let measured = Measured {
+        evaluation: model.holdout.clone(),
+        importance: model.importance.clone(),
+    };
+    let at = Path::new(name);
+    Ok(Some(match name {
+        "confusion_matrix" => svg_of(at, (640, 520), |r| confusion(r, &measured))?,
+        "feature_importance" => svg_of(at, (760, 460), |r| importance(r, &measured))?,
+        _ => return Ok(None),
+    }))
+}
+
+/// One figure drawn as SVG; `path` names it in an error.
+fn svg_of(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl for<'a> FnOnce(&DrawingArea<SVGBackend<'a>, Shift>) -> DrawResult<SVGBackend<'a>>,
+) -> Result<String, MlError> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        draw(&root).map_err(|e| plot_error(path, e))?;
+        root.present().map_err(|e| plot_error(path, e))?;
+    }
+    Ok(svg)
 }
 
 /// The fonts every figure uses, loaded once: no system font is looked up, so a fresh machine

@@ -165,6 +165,97 @@ async fn last_runs(store: &dyn Store, dag_id: &str) -> Result<Vec<RunState>, Ops
         .collect())
 }
 
+/// Runs a grid shows when the caller does not say, and the most it shows.
+pub const GRID_RUNS: u32 = 25;
+pub const MAX_GRID_RUNS: u32 = 100;
+
+/// A DAG's latest runs × its tasks, like Airflow's grid view: the web page's DAG view.
+#[derive(Debug, Clone, Serialize)]
+pub struct Grid {
+    pub dag_id: String,
+    /// The rows: the DAG's tasks in dependency order, then any task only older runs had.
+    pub tasks: Vec<String>,
+    /// The columns, oldest first.
+    pub runs: Vec<GridRun>,
+}
+
+/// One column of a [`Grid`]: a run and its cells, one per row (`None` where the run has no
+/// such task).
+#[derive(Debug, Clone, Serialize)]
+pub struct GridRun {
+    pub run: crate::ops::runs::RunView,
+    pub cells: Vec<Option<GridCell>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GridCell {
+    pub state: crate::state::TaskState,
+    pub attempt: u32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// The grid of `dag`'s latest `limit` runs (1 to [`MAX_GRID_RUNS`]).
+pub async fn grid(store: &dyn Store, dag: &Dag, limit: Option<u32>) -> Result<Grid, OpsError> {
+    let limit = limit.unwrap_or(GRID_RUNS);
+    if !(1..=MAX_GRID_RUNS).contains(&limit) {
+        return Err(OpsError::Invalid(format!(
+            "a grid shows 1 to {MAX_GRID_RUNS} runs, not {limit}"
+        )));
+    }
+    let mut runs = store
+        .runs(&RunFilter {
+            dag_id: Some(dag.id.clone()),
+            limit: Some(limit),
+            ..RunFilter::default()
+        })
+        .await?;
+    runs.reverse();
+    let mut tasks: Vec<String> = dag.tasks.iter().map(|t| t.id.clone()).collect();
+    let mut row: HashMap<String, usize> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i))
+        .collect();
+    let mut columns = Vec::with_capacity(runs.len());
+    for run in runs {
+        let instances = store.task_instances(run.id).await?;
+        let mut cells = Vec::with_capacity(instances.len());
+        for ti in instances {
+            let i = *row.entry(ti.task_id.clone()).or_insert_with(|| {
+                tasks.push(ti.task_id.clone());
+                tasks.len() - 1
+            });
+            let cell = GridCell {
+                state: ti.state,
+                attempt: ti.attempt,
+                started_at: ti.started_at,
+                ended_at: ti.ended_at,
+            };
+            cells.push((i, cell));
+        }
+        columns.push((run, cells));
+    }
+    let runs = columns
+        .into_iter()
+        .map(|(run, found)| {
+            let mut cells = vec![None; tasks.len()];
+            for (i, cell) in found {
+                cells[i] = Some(cell);
+            }
+            GridRun {
+                run: run.into(),
+                cells,
+            }
+        })
+        .collect();
+    Ok(Grid {
+        dag_id: dag.id.clone(),
+        tasks,
+        runs,
+    })
+}
+
 /// The DAG `id` of `set`, or an error that explains why it is not there: its file failed to
 /// load, or there is no such DAG (with the known ones, for a typo).
 pub fn find(set: &DagSet, folder: &Path, id: &str) -> Result<Arc<Dag>, OpsError> {

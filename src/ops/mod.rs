@@ -69,6 +69,12 @@ pub enum OpsError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error("no such {what} `{name}`; there are: {}", known.join(", "))]
+    NoSuchName {
+        what: &'static str,
+        name: String,
+        known: Vec<&'static str>,
+    },
     #[error("no run {0}")]
     NoSuchRun(crate::store::RunId),
     #[error("run {run_id} has no task `{task_id}`; its tasks: {}", known.join(", "))]
@@ -119,7 +125,8 @@ impl Kind for OpsError {
             | OpsError::NoSuchRun(_)
             | OpsError::NoSuchTask { .. }
             | OpsError::NoResult { .. }
-            | OpsError::NoSuchMessage(_) => ErrorKind::NotFound,
+            | OpsError::NoSuchMessage(_)
+            | OpsError::NoSuchName { .. } => ErrorKind::NotFound,
             OpsError::AlreadySent { .. } | OpsError::RunNotFinished { .. } => ErrorKind::Conflict,
             OpsError::Notify(e) => e.kind(),
             OpsError::Ml(e) => e.kind(),

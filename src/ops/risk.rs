@@ -249,6 +249,18 @@ pub struct ScoredSet {
     pub worst: risk::Band,
 }
 
+/// The figures drawn from a model alone (its recorded hold-out), by name.
+pub const FIGURES: [&str; 2] = ["confusion_matrix", "feature_importance"];
+
+/// Figure `name` of [`FIGURES`] for `model`, as SVG (the report draws the others from data).
+pub fn figure(model: &RiskModel, name: &str) -> Result<String, OpsError> {
+    crate::ml::report::holdout_figure(model, name)?.ok_or_else(|| OpsError::NoSuchName {
+        what: "figure",
+        name: name.to_string(),
+        known: FIGURES.to_vec(),
+    })
+}
+
 /// Scores `deployments` with `model` (version `version`) into `bands`.
 pub fn score(
     version: &ModelVersion,

@@ -373,7 +373,84 @@ fn reads_need_the_token_when_configured_and_health_does_not() {
     assert_eq!(s, 200);
     let (s, _) = http(&api, "GET", "/healthz", None, &[], None);
     assert_eq!(s, 200);
+    // The page itself holds no data: it loads, then asks for the token the API wants.
+    for path in ["/", "/ui/app.js", "/ui/app.css", "/ui/icon.svg"] {
+        let (head, body) = raw(&api, "GET", path, None, &[], None);
+        assert!(head.starts_with("http/1.1 200"), "{path}: {head}");
+        assert!(
+            head.contains("content-security-policy: default-src 'none'"),
+            "{path}: {head}"
+        );
+        assert!(!body.is_empty(), "{path}");
+    }
     assert_eq!(d.terminate(), 0);
+}
+
+#[test]
+fn a_dags_grid_has_its_runs_by_task_oldest_first() {
+    let p = project("");
+    let d = p.daemon(&[]);
+    let api = api_of(&d);
+    let (s, empty) = http(&api, "GET", "/api/v1/dags/hello/grid", None, &[], None);
+    assert_eq!(s, 200, "{empty}");
+    assert_eq!(empty["tasks"], json!(["greet", "after"]));
+    assert_eq!(empty["runs"], json!([]));
+    let mut ids = Vec::new();
+    for name in ["a", "b", "c"] {
+        let (s, body) = http(
+            &api,
+            "POST",
+            "/api/v1/dags/hello/runs",
+            Some(TOKEN),
+            &[],
+            Some(&format!("{{\"conf\": {{\"name\": \"{name}\"}}}}")),
+        );
+        assert_eq!(s, 201, "{body}");
+        ids.push(body["run"]["id"].as_i64().unwrap());
+    }
+    wait_for("the three runs to succeed", || {
+        let (_, g) = http(&api, "GET", "/api/v1/dags/hello/grid", None, &[], None);
+        g["runs"]
+            .as_array()
+            .is_some_and(|r| r.len() == 3 && r.iter().all(|c| c["run"]["state"] == "success"))
+    });
+    let (_, grid) = http(
+        &api,
+        "GET",
+        "/api/v1/dags/hello/grid?limit=2",
+        None,
+        &[],
+        None,
+    );
+    let columns: Vec<i64> = grid["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["run"]["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(columns, ids[1..], "the latest two, oldest first");
+    let cells = &grid["runs"][1]["cells"];
+    assert_eq!(cells[0]["state"], "success", "{grid}");
+    assert_eq!(cells[1]["attempt"], 1, "{grid}");
+    for bad in ["limit=0", "limit=101", "limit=x", "limits=3"] {
+        let (s, body) = http(
+            &api,
+            "GET",
+            &format!("/api/v1/dags/hello/grid?{bad}"),
+            None,
+            &[],
+            None,
+        );
+        assert_eq!(
+            (s, body["error"]["code"].as_str()),
+            (400, Some("invalid")),
+            "{bad}: {body}"
+        );
+        clean(&p, &body);
+    }
+    let (s, body) = http(&api, "GET", "/api/v1/dags/nope/grid", None, &[], None);
+    assert_eq!(s, 404, "{body}");
+    clean(&p, &body);
 }
 
 #[test]
@@ -847,6 +924,45 @@ fn the_risk_model_is_shown_and_scores_posted_deployments() {
     assert_eq!(s, 200, "{model}");
     assert!(model["holdout"]["roc_auc"].is_number(), "{model}");
     assert!(model["version"]["version"].is_string(), "{model}");
+    // The figures the web page shows, drawn from the model alone.
+    for name in ["confusion_matrix", "feature_importance.svg"] {
+        let (head, svg) = raw(
+            &api,
+            "GET",
+            &format!("/api/v1/risk/figures/{name}"),
+            None,
+            &[],
+            None,
+        );
+        assert!(head.starts_with("http/1.1 200"), "{head}\n{svg}");
+        assert!(head.contains("content-type: image/svg+xml"), "{head}");
+        assert!(svg.contains("<svg") && svg.contains("</svg>"), "{svg}");
+    }
+    let (s, body) = http(
+        &api,
+        "GET",
+        "/api/v1/risk/figures/../../etc/passwd",
+        None,
+        &[],
+        None,
+    );
+    assert_eq!(s, 404, "{body}");
+    let (s, body) = http(
+        &api,
+        "GET",
+        "/api/v1/risk/figures/roc_curve",
+        None,
+        &[],
+        None,
+    );
+    assert_eq!(s, 404, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("confusion_matrix"),
+        "{body}"
+    );
 
     let csv = std::fs::read_to_string(p.path().join("data/risk/new_deployments.csv")).unwrap();
     let (head, body) = raw(

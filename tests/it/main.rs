@@ -27,3 +27,4 @@ mod scheduling;
 mod store;
 mod util;
 mod validation;
+mod web;
