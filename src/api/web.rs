@@ -38,6 +38,19 @@ pub fn router() -> axum::Router {
         .route("/ui/app.js", get(script))
         .route("/ui/app.css", get(style))
         .route("/ui/icon.svg", get(icon))
+        .route("/dags/{dag_id}/runs/{run_id}", get(run_link))
+}
+
+/// The address of a run in mail (`notify::message::run_link`): sent to the page's view of it.
+/// Relative, so it also works under a reverse proxy's path prefix.
+async fn run_link(
+    axum::extract::Path((_dag, run)): axum::extract::Path<(String, String)>,
+) -> impl IntoResponse {
+    let run: String = run.chars().filter(char::is_ascii_digit).collect();
+    (
+        axum::http::StatusCode::SEE_OTHER,
+        [(header::LOCATION, format!("../../../#/runs/{run}"))],
+    )
 }
 
 pub async fn index() -> impl IntoResponse {

@@ -198,6 +198,9 @@ pub fn main(registry: Registry) -> ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
+    if matches!(cli.command, Command::Daemon { .. } | Command::Api { .. }) {
+        crate::daemon::map_code_on_demand();
+    }
     match &cli.command {
         Command::Daemon { log_format, .. } | Command::Api { log_format } => {
             init_tracing("info", *log_format)

@@ -7,7 +7,10 @@
 //! In-process callers reach the running daemon through its [`Handle`]: a wake-up that does not
 //! go through a signal, and the stream of run and task events (for a live UI).
 
+mod memory;
 mod watch;
+
+pub use memory::map_code_on_demand;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -352,6 +355,7 @@ impl Daemon {
             };
             services.spawn(crate::api::serve(listener, Arc::new(state)));
         }
+        services.spawn(memory::trim_loop(background.clone()));
         services.spawn(retention_loop(
             store.clone(),
             self.config.retention.max_age,

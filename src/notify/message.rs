@@ -68,8 +68,8 @@ pub fn human_date(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-/// The web page of a run. The page itself comes with the HTTP API; the address scheme is
-/// fixed here so links in mail sent today keep working.
+/// The web page of a run: the API serves this address (`api::web`) by sending the browser to
+/// the page's view of the run. Fixed, so links in mail already sent keep working.
 pub fn run_link(base_url: &str, dag_id: &str, run_id: i64) -> String {
     format!(
         "{}/dags/{dag_id}/runs/{run_id}",

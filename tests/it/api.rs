@@ -61,6 +61,20 @@ fn raw(
     (head.to_lowercase(), rest.to_string())
 }
 
+/// Triggers a run of `dag` with no conf; its id.
+pub fn trigger(api: &str, dag: &str) -> i64 {
+    let (s, body) = http(
+        api,
+        "POST",
+        &format!("/api/v1/dags/{dag}/runs"),
+        Some(TOKEN),
+        &[],
+        None,
+    );
+    assert_eq!(s, 201, "{body}");
+    body["run"]["id"].as_i64().expect("the run's id")
+}
+
 /// An open server-sent-event stream: its status and its body, read line by line.
 fn open_stream(addr: &str, path: &str) -> (u16, std::io::BufReader<std::net::TcpStream>) {
     use std::io::BufRead;
@@ -383,6 +397,10 @@ fn reads_need_the_token_when_configured_and_health_does_not() {
         );
         assert!(!body.is_empty(), "{path}");
     }
+    // The run link in mail leads to the page's view of the run, relative to any path prefix.
+    let (head, _) = raw(&api, "GET", "/dags/hello/runs/42", None, &[], None);
+    assert!(head.starts_with("http/1.1 303"), "{head}");
+    assert!(head.contains("location: ../../../#/runs/42"), "{head}");
     assert_eq!(d.terminate(), 0);
 }
 
@@ -507,16 +525,7 @@ fn vigil_api_serves_the_daemons_database_on_its_own() {
     let logs = || std::fs::read_to_string(&log).unwrap_or_default();
     wait_for("vigil api to listen", || address(&logs()).is_some());
     let addr = address(&logs()).unwrap();
-    let (s, body) = http(
-        &addr,
-        "POST",
-        "/api/v1/dags/hello/runs",
-        Some(TOKEN),
-        &[],
-        None,
-    );
-    assert_eq!(s, 201, "{body}");
-    let run = body["run"]["id"].as_i64().unwrap();
+    let run = trigger(&addr, "hello");
     // The daemon, told through the database, runs it.
     wait_for("the daemon to run it", || {
         http(
@@ -577,16 +586,7 @@ fn metrics_follow_prometheus_conventions_and_count_what_happened() {
     let p = project("");
     let d = p.daemon(&[]);
     let api = api_of(&d);
-    let (s, body) = http(
-        &api,
-        "POST",
-        "/api/v1/dags/hello/runs",
-        Some(TOKEN),
-        &[],
-        None,
-    );
-    assert_eq!(s, 201, "{body}");
-    let run = body["run"]["id"].as_i64().unwrap();
+    let run = trigger(&api, "hello");
     wait_for("the run to succeed", || {
         http(&api, "GET", &format!("/api/v1/runs/{run}"), None, &[], None).1["run"]["state"]
             == "success"
@@ -1046,16 +1046,7 @@ fn a_running_attempts_log_is_followed_while_it_runs_and_streams_are_bounded() {
     );
     let d = p.daemon(&[]);
     let api = api_of(&d);
-    let (s, body) = http(
-        &api,
-        "POST",
-        "/api/v1/dags/live/runs",
-        Some(TOKEN),
-        &[],
-        None,
-    );
-    assert_eq!(s, 201, "{body}");
-    let run = body["run"]["id"].as_i64().unwrap();
+    let run = trigger(&api, "live");
     let stream_path = format!("/api/v1/runs/{run}/tasks/talk/logs/stream");
 
     // The stream opens before the attempt has printed anything and shows its first line

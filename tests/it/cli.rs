@@ -276,6 +276,7 @@ fn the_benchmark_runs_every_scenario() {
             "load",
             "trigger",
             "daemon_memory",
+            "web",
             "risk_search",
             "risk_score"
         ]

@@ -2,7 +2,8 @@
 // text nodes only (no innerHTML), so nothing read from the server becomes markup.
 'use strict';
 
-const API = '/api/v1';
+// Relative to the page, so the page also works under a reverse proxy's path prefix.
+const API = 'api/v1';
 const REFRESH_MS = 3000;
 const STATES = ['success', 'running', 'failed', 'up_for_retry', 'upstream_failed', 'queued',
   'scheduled', 'skipped'];

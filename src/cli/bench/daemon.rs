@@ -9,6 +9,7 @@ use super::*;
 pub(super) struct BenchDaemon {
     child: std::process::Child,
     url: String,
+    log: PathBuf,
 }
 
 impl BenchDaemon {
@@ -41,6 +42,7 @@ impl BenchDaemon {
         Ok(BenchDaemon {
             child,
             url: url.to_string(),
+            log,
         })
     }
 
@@ -51,6 +53,19 @@ impl BenchDaemon {
     /// Current resident memory (VmRSS) in MiB.
     fn rss_mib(&self) -> f64 {
         status_field(&format!("/proc/{}/status", self.pid()), "VmRSS:")
+    }
+
+    /// The API address the daemon logged.
+    fn api_address(&self) -> anyhow::Result<String> {
+        let log = std::fs::read_to_string(&self.log)?;
+        log.split("API listening address=http://")
+            .nth(1)
+            .map(|rest| {
+                rest.chars()
+                    .take_while(|c| !c.is_whitespace() && *c != '"')
+                    .collect::<String>()
+            })
+            .context("the daemon did not log its API address")
     }
 
     async fn store(&self) -> anyhow::Result<Arc<dyn crate::store::Store>> {
@@ -137,6 +152,13 @@ pub(super) async fn daemon_memory(dir: &Path, n: usize) -> anyhow::Result<(Durat
     let start = Instant::now();
     let daemon = BenchDaemon::start(dir).await?;
     let started = start.elapsed();
+    // Settled (start-up over, its code pages trimmed: `daemon::memory`), then serving the
+    // page, the DAG list and a scrape, as a daemon with people and Prometheus watching does.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let addr = daemon.api_address()?;
+    for path in ["/", "/ui/app.js", "/api/v1/dags", "/metrics"] {
+        http_get(&addr, path).await?;
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     Ok((started, daemon.rss_mib()))
 }
@@ -396,4 +418,134 @@ pub(super) async fn throughput(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     Ok(start.elapsed())
+}
+
+/// The web page with `n` finished runs of 100 DAGs in the database: for each page, the median
+/// and slowest time to load it as a browser does — the HTML, then its script and style at
+/// once, then the API calls the page makes (each step's requests at once). Returns the slowest
+/// page's median, the slowest load of any page, and the daemon's resident memory.
+pub(super) async fn web_pages(dir: &Path, n: usize) -> anyhow::Result<(Duration, Duration, f64)> {
+    const DAGS: usize = 100;
+    const LOADS: usize = 20;
+    std::fs::create_dir_all(dir.join("dags"))?;
+    let registry = crate::tasks::builtin();
+    let mut dags = Vec::with_capacity(DAGS);
+    for i in 0..DAGS {
+        let path = dir.join(format!("dags/dag_{i:03}.toml"));
+        let text = generated_dag(i);
+        std::fs::write(&path, &text)?;
+        dags.push(parse_dag(&path, &text, &registry).map_err(|e| anyhow::anyhow!("{e}"))?);
+    }
+    // The runs are written before the daemon starts: finished, each task a success.
+    let url = format!("sqlite://{}", dir.join("daemon.db").display());
+    let mut last = None;
+    {
+        let store = crate::store::open(&url, Synchronous::Normal).await?;
+        let now = Utc::now();
+        for k in 0..n {
+            let dag = &dags[k % DAGS];
+            let at = now - chrono::Duration::minutes((n - k) as i64);
+            let new = plan_run(
+                dag,
+                serde_json::Value::Null,
+                RunType::Manual,
+                at,
+                RunState::Running,
+                None,
+            )?;
+            let run = store.create_run(&new).await?;
+            let mut batch = crate::store::Batch::new(run.id);
+            for ti in store.task_instances(run.id).await? {
+                let mut to = ti.clone();
+                to.state = crate::state::TaskState::Success;
+                to.attempt = 1;
+                to.started_at = Some(at);
+                to.ended_at = Some(at + chrono::Duration::milliseconds(40));
+                batch
+                    .tasks
+                    .push(crate::store::TaskTransition::change(&ti, to));
+            }
+            batch.run = Some(crate::store::RunTransition {
+                expect: RunState::Running,
+                to: RunState::Success,
+                at: at + chrono::Duration::seconds(1),
+                note: None,
+            });
+            store.commit(&batch).await?;
+            last = Some((run.id, dag.id.clone(), dag.tasks[0].id.clone()));
+        }
+    }
+    let Some((run, dag, task)) = last else {
+        bail!("the web scenario needs at least one run");
+    };
+    let daemon = BenchDaemon::start(dir).await?;
+    let addr = daemon.api_address()?;
+    let shell: [&[&str]; 2] = [&["/"], &["/ui/app.js", "/ui/app.css"]];
+    let dag_detail = format!("/api/v1/dags/{dag}");
+    let grid = format!("/api/v1/dags/{dag}/grid");
+    let run_detail = format!("/api/v1/runs/{run}");
+    let log_stream = format!("/api/v1/runs/{run}/tasks/{task}/logs/stream?attempt=1");
+    let result = format!("/api/v1/runs/{run}/tasks/{task}/result?attempt=1");
+    let pages: [(&str, Vec<Vec<&str>>); 4] = [
+        ("DAG list", vec![vec!["/api/v1/dags"]]),
+        ("DAG grid and graph", vec![vec![&dag_detail, &grid]]),
+        (
+            "run with a task's log",
+            vec![vec![&run_detail], vec![&log_stream, &result]],
+        ),
+        (
+            "alerts and outbox",
+            vec![vec!["/api/v1/models"], vec!["/api/v1/outbox"]],
+        ),
+    ];
+    let mut slowest_median = Duration::ZERO;
+    let mut slowest = Duration::ZERO;
+    for (name, calls) in &pages {
+        let steps: Vec<Vec<&str>> = shell
+            .iter()
+            .map(|s| s.to_vec())
+            .chain(calls.iter().cloned())
+            .collect();
+        let mut loads = Vec::with_capacity(LOADS);
+        for _ in 0..LOADS {
+            let start = Instant::now();
+            for step in &steps {
+                let fetched =
+                    futures::future::join_all(step.iter().map(|path| http_get(&addr, path))).await;
+                for f in fetched {
+                    f?;
+                }
+            }
+            loads.push(start.elapsed());
+        }
+        loads.sort();
+        let median = loads[loads.len() / 2];
+        let max = loads[loads.len() - 1];
+        eprintln!(
+            "  web: {name}: median {:.1} ms, slowest {:.1} ms ({n} runs)",
+            ms(median),
+            ms(max)
+        );
+        slowest_median = slowest_median.max(median);
+        slowest = slowest.max(max);
+    }
+    Ok((slowest_median, slowest, daemon.rss_mib()))
+}
+
+/// One `GET` to the API over a new connection, read to its end; a 5xx is an error.
+async fn http_get(addr: &str, path: &str) -> anyhow::Result<usize> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let status = String::from_utf8_lossy(&response[..response.len().min(12)]).to_string();
+    if !status.starts_with("HTTP/1.1 2") && !status.starts_with("HTTP/1.1 4") {
+        bail!("GET {path} answered {status}");
+    }
+    Ok(response.len())
 }

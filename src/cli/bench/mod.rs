@@ -78,6 +78,9 @@ pub enum Scenario {
     /// scored)
     #[value(name = "risk_score")]
     RiskScore,
+    /// The web page with 10,000 finished runs of 100 DAGs in the database: each page's load
+    /// (HTML, script and style, then its API calls), median and slowest (size = runs)
+    Web,
     /// `--daemons N` daemons executing 100 runs of 100 noop tasks: task instances per second
     /// (not in the default set; size = tasks)
     Throughput,
@@ -91,13 +94,14 @@ enum SyncArg {
 
 impl Scenario {
     /// What `vigil bench` runs by default.
-    const DEFAULT: [Scenario; 8] = [
+    const DEFAULT: [Scenario; 9] = [
         Scenario::Chain,
         Scenario::Fanout,
         Scenario::Process,
         Scenario::Load,
         Scenario::Trigger,
         Scenario::DaemonMemory,
+        Scenario::Web,
         Scenario::RiskSearch,
         Scenario::RiskScore,
     ];
@@ -115,6 +119,7 @@ impl Scenario {
             Scenario::RiskSearch => "risk_search",
             Scenario::RiskScore => "risk_score",
             Scenario::Throughput => "throughput",
+            Scenario::Web => "web",
         }
     }
 
@@ -142,6 +147,8 @@ impl Scenario {
             (Scenario::RiskSearch, true) => 300,
             (Scenario::RiskScore, false) => 1_000_000,
             (Scenario::RiskScore, true) => 10_000,
+            (Scenario::Web, false) => 10_000,
+            (Scenario::Web, true) => 200,
             (Scenario::Throughput, false) => 10_000,
             (Scenario::Throughput, true) => 400,
         }
@@ -337,6 +344,11 @@ async fn run_scenario(
         }
         Scenario::RiskSearch => (risk_search(dir, n)?, None, None),
         Scenario::RiskScore => (risk_score(dir, n)?, None, None),
+        Scenario::Web => {
+            let (median, max, rss) = web_pages(dir, n).await?;
+            peak = Some(rss);
+            (median, Some(max), None)
+        }
         Scenario::Throughput => (
             throughput(dir, n, daemons, bench_database(ctx)).await?,
             None,
@@ -368,6 +380,10 @@ async fn run_scenario(
         Scenario::RiskScore => (
             "≥ 1,000,000 rows/s",
             n as f64 / total.as_secs_f64().max(1e-9) >= 1e6,
+        ),
+        Scenario::Web => (
+            "every page < 100 ms (median)",
+            total < Duration::from_millis(100),
         ),
         Scenario::Throughput => (
             "≥ 3,000 task instances/s in all",
