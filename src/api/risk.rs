@@ -127,11 +127,13 @@ pub async fn score(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("text/csv"));
+    // The model first: its spec says which columns the rows must have.
+    let (v, m) = model(&s, q.version.as_deref()).await?;
     let deployments = if csv {
-        Deployments::from_csv("the posted CSV", &body)
+        Deployments::from_csv("the posted CSV", &m.spec, &body)
     } else {
         let body: ScoreBody = super::dags::json_body(&body)?;
-        Deployments::from_json_rows("the posted rows (row 1 is line 2)", &body.rows)
+        Deployments::from_json_rows("the posted rows (row 1 is line 2)", &m.spec, &body.rows)
     }
     .map_err(|e| ApiError::invalid(e.to_string()))?;
     let defaults = Bands::default();
@@ -139,6 +141,5 @@ pub async fn score(
         block: q.block_above.unwrap_or(defaults.block),
         review: q.review_above.unwrap_or(defaults.review),
     };
-    let (v, m) = model(&s, q.version.as_deref()).await?;
     Ok(Json(ops::risk::score(&v, &m, &deployments, bands)?))
 }

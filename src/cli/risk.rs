@@ -59,6 +59,8 @@ pub enum RiskCommand {
         /// Folder for the model artifact [default: `models` beside the data]
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        columns: SpecArgs,
     },
     /// Measure a registered model on labelled deployments it did not learn from
     Evaluate {
@@ -131,19 +133,29 @@ pub async fn run(ctx: &Ctx, cmd: RiskCommand) -> anyhow::Result<ExitCode> {
             seed,
             holdout,
             out,
+            columns,
         } => {
             let out = out.unwrap_or_else(|| {
                 data.parent()
                     .unwrap_or(std::path::Path::new("."))
                     .join("models")
             });
-            train(ctx, data, folds, grid, seed, holdout, out).await
+            let request = TrainRequest {
+                data,
+                folds,
+                grid,
+                seed,
+                holdout,
+                threads: forest::threads(),
+                spec: columns.spec(),
+            };
+            train(ctx, request, out).await
         }
         RiskCommand::Evaluate { data, all, version } => {
             let store = ctx.store().await?;
             let (v, model) = risk_ops::load_registered(&*store, version.as_deref()).await?;
             let data = data.unwrap_or_else(|| trained_on(&model));
-            let d = model.unseen(&Deployments::load(&data, true)?, &data, all)?;
+            let d = model.unseen(&Deployments::load(&data, &model.spec, true)?, &data, all)?;
             let e = risk::evaluate(&model, &d);
             if ctx.json {
                 print_json(&serde_json::json!({
@@ -209,7 +221,7 @@ pub async fn run(ctx: &Ctx, cmd: RiskCommand) -> anyhow::Result<ExitCode> {
                 )?;
             }
             let mut first = true;
-            for chunk in Deployments::chunks(&file, SCORE_CHUNK)? {
+            for chunk in Deployments::chunks(&file, &model.spec, SCORE_CHUNK)? {
                 let scored = model.score(&chunk?, &bands);
                 worst = scored.iter().map(|s| s.band).fold(worst, Band::max);
                 if ctx.json {
@@ -261,8 +273,8 @@ pub async fn run(ctx: &Ctx, cmd: RiskCommand) -> anyhow::Result<ExitCode> {
             let beside = data.parent().unwrap_or(std::path::Path::new("."));
             let candidates = candidates.unwrap_or_else(|| beside.join("new_deployments.csv"));
             let out = out.unwrap_or_else(|| beside.join("report"));
-            let history = Deployments::load(&data, true)?;
-            let new = Deployments::load(&candidates, false)?;
+            let history = Deployments::load(&data, &model.spec, true)?;
+            let new = Deployments::load(&candidates, &model.spec, false)?;
             let written = tokio::task::spawn_blocking(move || {
                 report::write(
                     &out,
@@ -288,23 +300,52 @@ pub async fn run(ctx: &Ctx, cmd: RiskCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn train(
-    ctx: &Ctx,
-    data: PathBuf,
-    folds: usize,
-    grid: Vec<String>,
-    seed: u64,
-    holdout: f64,
-    out: PathBuf,
-) -> anyhow::Result<ExitCode> {
-    let request = TrainRequest {
-        data: data.clone(),
-        folds,
-        grid,
-        seed,
-        holdout,
-        threads: forest::threads(),
-    };
+/// Which columns of the history `risk train` reads (the simulator's by default).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SpecArgs {
+    /// Feature columns, comma-separated (numbers) [default: latency_ms, error_rate, cpu_pct,
+    /// memory_pct, change_size, hour, recent_failures]
+    #[arg(long, value_delimiter = ',', value_name = "COLUMNS")]
+    features: Vec<String>,
+    /// The outcome column [default: rolled_back]
+    #[arg(long, value_name = "COLUMN")]
+    label: Option<String>,
+    /// The label's value that means "rolled back"; any other means kept [default: 1, which
+    /// also reads true/false]
+    #[arg(long, value_name = "VALUE")]
+    positive: Option<String>,
+    /// Each deployment's id [default: deployment_id]
+    #[arg(long, value_name = "COLUMN")]
+    id_column: Option<String>,
+    /// When each deployment happened, RFC 3339 [default: timestamp]
+    #[arg(long, value_name = "COLUMN")]
+    time_column: Option<String>,
+    /// A column shown beside each score, such as the service [default: service]
+    #[arg(long, value_name = "COLUMN")]
+    group_column: Option<String>,
+}
+
+impl SpecArgs {
+    fn spec(self) -> crate::ml::spec::ModelSpec {
+        let d = crate::ml::spec::ModelSpec::default();
+        crate::ml::spec::ModelSpec {
+            features: if self.features.is_empty() {
+                d.features
+            } else {
+                self.features
+            },
+            label: self.label.unwrap_or(d.label),
+            positive: self.positive.unwrap_or(d.positive),
+            id: self.id_column.unwrap_or(d.id),
+            time: self.time_column.unwrap_or(d.time),
+            group: self.group_column.or(d.group),
+        }
+    }
+}
+
+async fn train(ctx: &Ctx, request: TrainRequest, out: PathBuf) -> anyhow::Result<ExitCode> {
+    let data = request.data.clone();
+    let folds = request.folds;
     let points = request.check()?.points();
     let store = ctx.store().await?;
     // Progress goes to stderr, so `--json` output stays parseable.

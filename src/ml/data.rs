@@ -7,19 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use ndarray::Array2;
 
-/// The signals the risk model uses, in the order of the feature matrix's columns.
-pub const FEATURES: [&str; 7] = [
-    "latency_ms",
-    "error_rate",
-    "cpu_pct",
-    "memory_pct",
-    "change_size",
-    "hour",
-    "recent_failures",
-];
-
-/// The label column of `deployments.csv`.
-pub const LABEL: &str = "rolled_back";
+use crate::ml::spec::ModelSpec;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -48,12 +36,13 @@ pub enum DataError {
         column: String,
         value: String,
     },
-    #[error("{path}: line {line}, column `{column}`: `{value}` is not 0 or 1")]
+    #[error("{path}: line {line}, column `{column}`: `{value}` is not {expected}")]
     NotLabel {
         path: PathBuf,
         line: u64,
         column: String,
         value: String,
+        expected: String,
     },
     #[error(
         "{path}: line {line}, column `{column}`: `{value}` is not a timestamp; write RFC 3339, e.g. 2026-03-01T14:00:00Z"
@@ -64,11 +53,14 @@ pub enum DataError {
         column: String,
         value: String,
     },
-    #[error("{path}: every row has {column} = {class}; training needs examples of both 0 and 1")]
+    #[error(
+        "{path}: every row of `{column}` is {}; training needs deployments that were rolled back and deployments that were kept",
+        if *rolled_back { "rolled back" } else { "kept" }
+    )]
     SingleClass {
         path: PathBuf,
         column: String,
-        class: u8,
+        rolled_back: bool,
     },
 }
 
@@ -141,28 +133,37 @@ impl Frame {
         )
     }
 
-    /// The column's values as 0/1 labels; both must occur.
-    pub fn labels(&self, name: &str) -> Result<Vec<bool>, DataError> {
-        let labels = self.parse(
-            name,
-            |v| match v {
-                "0" | "false" => Some(false),
-                "1" | "true" => Some(true),
-                _ => None,
-            },
-            |path, line, column, value| DataError::NotLabel {
-                path,
-                line,
-                column,
-                value,
-            },
-        )?;
+    /// The label column of `spec` as rolled back (true) or kept; both must occur.
+    pub fn labels(&self, spec: &ModelSpec) -> Result<Vec<bool>, DataError> {
+        let c = self.column(&spec.label)?;
+        let expected = if spec.positive == "1" {
+            "0 or 1 (or false or true)".to_string()
+        } else {
+            format!(
+                "a value (`{}` means rolled back, any other kept)",
+                spec.positive
+            )
+        };
+        let labels = self
+            .rows
+            .iter()
+            .map(|(line, r)| {
+                let v = r.get(c).unwrap_or_default();
+                spec.label_of(v).ok_or_else(|| DataError::NotLabel {
+                    path: self.path.clone(),
+                    line: *line,
+                    column: spec.label.clone(),
+                    value: v.to_string(),
+                    expected: expected.clone(),
+                })
+            })
+            .collect::<Result<Vec<bool>, DataError>>()?;
         let positives = labels.iter().filter(|&&l| l).count();
         if positives == 0 || positives == labels.len() {
             return Err(DataError::SingleClass {
                 path: self.path.clone(),
-                column: name.to_string(),
-                class: u8::from(positives > 0),
+                column: spec.label.clone(),
+                rolled_back: positives > 0,
             });
         }
         Ok(labels)
@@ -186,7 +187,7 @@ impl Frame {
     }
 
     /// Columns as a row-major matrix, one column per name.
-    pub fn matrix(&self, names: &[&str]) -> Result<Array2<f64>, DataError> {
+    pub fn matrix(&self, names: &[String]) -> Result<Array2<f64>, DataError> {
         let mut x = Array2::zeros((self.len(), names.len()));
         for (j, name) in names.iter().enumerate() {
             for (i, v) in self.numbers(name)?.into_iter().enumerate() {
@@ -308,50 +309,57 @@ impl<R: std::io::Read> Iterator for FrameChunks<R> {
     }
 }
 
-/// Deployments read from `deployments.csv` (labelled) or `new_deployments.csv` (not).
+/// Deployments read through a [`ModelSpec`] from a history (labelled) or a file of
+/// candidates (not).
 #[derive(Debug, Clone)]
 pub struct Deployments {
     pub ids: Vec<String>,
+    /// The spec's `group` column (the service), empty where the file has none.
     pub services: Vec<String>,
     pub timestamps: Vec<DateTime<Utc>>,
-    /// One row per deployment, columns in [`FEATURES`] order.
+    /// One row per deployment, columns in the spec's feature order.
     pub x: Array2<f64>,
-    /// `rolled_back`, when the file has it.
+    /// Rolled back or kept, when the file is read as labelled.
     pub y: Option<Vec<bool>>,
+    /// The file's columns the spec does not read, in file order (reported, not an error).
+    pub unused: Vec<String>,
 }
 
 impl Deployments {
-    /// Reads a file; `labelled` requires the `rolled_back` column with both classes present.
-    pub fn load(path: &Path, labelled: bool) -> Result<Deployments, DataError> {
-        Deployments::from_frame(&Frame::read(path)?, labelled)
+    /// Reads a file through `spec`; `labelled` requires its label column with both classes
+    /// present.
+    pub fn load(path: &Path, spec: &ModelSpec, labelled: bool) -> Result<Deployments, DataError> {
+        Deployments::from_frame(&Frame::read(path)?, spec, labelled)
     }
 
     /// Reads an unlabelled file `rows` deployments at a time, for scoring files of any size in
     /// constant memory.
-    pub fn chunks(
+    pub fn chunks<'a>(
         path: &Path,
+        spec: &'a ModelSpec,
         rows: usize,
-    ) -> Result<impl Iterator<Item = Result<Deployments, DataError>>, DataError> {
+    ) -> Result<impl Iterator<Item = Result<Deployments, DataError>> + 'a, DataError> {
         Ok(FrameChunks::open(path, rows)?
-            .map(|frame| frame.and_then(|f| Deployments::from_frame(&f, false))))
+            .map(move |frame| frame.and_then(|f| Deployments::from_frame(&f, spec, false))))
     }
 
     /// Unlabelled deployments from CSV held in memory (a request's body), named `name` in
     /// errors.
-    pub fn from_csv(name: &str, csv: &[u8]) -> Result<Deployments, DataError> {
+    pub fn from_csv(name: &str, spec: &ModelSpec, csv: &[u8]) -> Result<Deployments, DataError> {
         let mut chunks = FrameChunks::from_reader(name, csv, usize::MAX)?;
         let frame = chunks.next().unwrap_or_else(|| {
             Err(DataError::Empty {
                 path: PathBuf::from(name),
             })
         })?;
-        Deployments::from_frame(&frame, false)
+        Deployments::from_frame(&frame, spec, false)
     }
 
     /// Unlabelled deployments from JSON objects (one per deployment, keyed by column), checked
     /// as the same rows in CSV would be: row `n` is reported as line `n + 1`.
     pub fn from_json_rows(
         name: &str,
+        spec: &ModelSpec,
         rows: &[serde_json::Map<String, serde_json::Value>],
     ) -> Result<Deployments, DataError> {
         let mut columns: Vec<&str> = Vec::new();
@@ -380,34 +388,39 @@ impl Deployments {
         let text = out
             .into_inner()
             .map_err(|e| write_err(csv::Error::from(e.into_error())))?;
-        Deployments::from_csv(name, &text)
+        Deployments::from_csv(name, spec, &text)
     }
 
-    fn from_frame(frame: &Frame, labelled: bool) -> Result<Deployments, DataError> {
+    fn from_frame(
+        frame: &Frame,
+        spec: &ModelSpec,
+        labelled: bool,
+    ) -> Result<Deployments, DataError> {
         // Missing columns first, all at once in header order, before any value is read: the
         // first error then is the one the file's author most likely needs.
-        for name in ["deployment_id", "timestamp"]
-            .into_iter()
-            .chain(FEATURES)
-            .chain(labelled.then_some(LABEL))
-        {
+        for name in spec.required(labelled) {
             frame.column(name)?;
         }
-        let services = if frame.headers.iter().any(|h| h == "service") {
-            frame.text("service")?
-        } else {
-            vec![String::new(); frame.len()]
+        let services = match &spec.group {
+            Some(g) if frame.headers.iter().any(|h| h == g) => frame.text(g)?,
+            _ => vec![String::new(); frame.len()],
         };
         Ok(Deployments {
-            ids: frame.text("deployment_id")?,
+            ids: frame.text(&spec.id)?,
             services,
-            timestamps: frame.timestamps("timestamp")?,
-            x: frame.matrix(&FEATURES)?,
+            timestamps: frame.timestamps(&spec.time)?,
+            x: frame.matrix(&spec.features)?,
             y: if labelled {
-                Some(frame.labels(LABEL)?)
+                Some(frame.labels(spec)?)
             } else {
                 None
             },
+            unused: frame
+                .headers
+                .iter()
+                .filter(|h| !spec.reads(h))
+                .cloned()
+                .collect(),
         })
     }
 
@@ -427,6 +440,7 @@ impl Deployments {
             timestamps: idx.iter().map(|&i| self.timestamps[i]).collect(),
             x: self.x.select(ndarray::Axis(0), idx),
             y: self.y.as_ref().map(|y| idx.iter().map(|&i| y[i]).collect()),
+            unused: self.unused.clone(),
         }
     }
 
@@ -457,13 +471,59 @@ mod tests {
                 "{HEADER}a,s,2026-01-01T00:00:00Z,100,0.5,40,50,120,14,0,0\nb,s,2026-01-02T00:00:00Z,300,4,90,80,900,2,3,1\n"
             ),
         );
-        let d = Deployments::load(&p, true).unwrap();
+        let d = Deployments::load(&p, &ModelSpec::default(), true).unwrap();
         assert_eq!(d.len(), 2);
         assert_eq!(
             d.x.row(1).to_vec(),
             vec![300.0, 4.0, 90.0, 80.0, 900.0, 2.0, 3.0]
         );
         assert_eq!(d.labels(), &[false, true]);
+    }
+
+    /// Another team's export: its own column names, a `yes`/`no` label, extra columns.
+    #[test]
+    fn a_spec_reads_a_teams_own_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            &dir,
+            "id,svc,when,latency_ms,error_rate,cpu_usage,memory_usage,owner,rollback\n\
+             a,api,2026-01-01T00:00:00Z,120,0.5,40,50,ann,no\n\
+             b,web,2026-01-02T00:00:00Z,900,6,95,90,bob,yes\n",
+        );
+        let spec = ModelSpec {
+            features: ["latency_ms", "error_rate", "cpu_usage", "memory_usage"]
+                .map(String::from)
+                .to_vec(),
+            label: "rollback".into(),
+            positive: "yes".into(),
+            id: "id".into(),
+            time: "when".into(),
+            group: Some("svc".into()),
+        };
+        let d = Deployments::load(&p, &spec, true).unwrap();
+        assert_eq!(d.x.row(1).to_vec(), vec![900.0, 6.0, 95.0, 90.0]);
+        assert_eq!(d.labels(), &[false, true]);
+        assert_eq!(d.services, ["api", "web"]);
+        assert_eq!(d.unused, ["owner"]);
+        // The default spec names the first column it misses, and what the file has.
+        let e = Deployments::load(&p, &ModelSpec::default(), true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no column `deployment_id`") && e.contains("cpu_usage"),
+            "{e}"
+        );
+        // An empty label is named with its line.
+        let q = write(
+            &dir,
+            "id,svc,when,latency_ms,error_rate,cpu_usage,memory_usage,rollback\n\
+             a,api,2026-01-01T00:00:00Z,120,0.5,40,50,\n",
+        );
+        let e = Deployments::load(&q, &spec, true).unwrap_err().to_string();
+        assert!(
+            e.contains("line 2, column `rollback`") && e.contains("`yes` means rolled back"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -475,7 +535,9 @@ mod tests {
                 "{HEADER}a,s,2026-01-01T00:00:00Z,100,0.5,40,50,120,14,0,0\nb,s,2026-01-02T00:00:00Z,300,high,90,80,900,2,3,1\n"
             ),
         );
-        let e = Deployments::load(&p, true).unwrap_err().to_string();
+        let e = Deployments::load(&p, &ModelSpec::default(), true)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("line 3, column `error_rate`: `high` is not a number"),
             "{e}"

@@ -13,6 +13,7 @@ pub mod report;
 pub mod risk;
 pub mod search;
 pub mod simulate;
+pub mod spec;
 pub mod tree;
 
 use std::path::PathBuf;

@@ -201,8 +201,7 @@ pub fn read_design(
         )));
     }
     let frame = Frame::read(data)?;
-    let names: Vec<&str> = features.iter().map(String::as_str).collect();
-    let numeric = frame.matrix(&names)?;
+    let numeric = frame.matrix(features)?;
     let mut encodings = Vec::new();
     let mut columns = Vec::new();
     let mut unseen = Vec::new();

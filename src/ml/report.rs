@@ -14,7 +14,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Serialize;
 
 use crate::ml::MlError;
-use crate::ml::data::{Deployments, FEATURES};
+use crate::ml::data::Deployments;
 use crate::ml::risk::{self, Band, Bands, Measured, RiskModel, Scored};
 use crate::state::plain;
 
@@ -261,6 +261,7 @@ fn importance<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, m: &Measured) -
 /// Correct and incorrect hold-out predictions over the two most important features.
 fn scatter<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
+    names: &[String],
     hold: &Deployments,
     probs: &[f64],
     threshold: f64,
@@ -277,10 +278,7 @@ fn scatter<DB: DrawingBackend>(
     };
     let mut chart = ChartBuilder::on(root)
         .caption(
-            format!(
-                "Hold-out predictions over {} and {}",
-                FEATURES[fx], FEATURES[fy]
-            ),
+            format!("Hold-out predictions over {} and {}", names[fx], names[fy]),
             ("sans-serif", 20),
         )
         .margin(15)
@@ -289,8 +287,8 @@ fn scatter<DB: DrawingBackend>(
         .build_cartesian_2d(range(&xs), range(&ys))?;
     chart
         .configure_mesh()
-        .x_desc(FEATURES[fx])
-        .y_desc(FEATURES[fy])
+        .x_desc(names[fx].as_str())
+        .y_desc(names[fy].as_str())
         .x_label_formatter(&tick)
         .y_label_formatter(&tick)
         .draw()?;
@@ -324,6 +322,7 @@ fn scatter<DB: DrawingBackend>(
 /// Each candidate's value of each feature against the history's distribution.
 fn candidates<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
+    names: &[String],
     history: &Deployments,
     scored: &[Scored],
     new: &Deployments,
@@ -335,8 +334,9 @@ fn candidates<DB: DrawingBackend>(
         (15, 10),
         ("sans-serif", 20),
     ))?;
-    let panels = body.split_evenly((3, 3));
-    for (f, panel) in panels.iter().enumerate().take(FEATURES.len()) {
+    // One panel per feature and one for the key, three to a row.
+    let panels = body.split_evenly(((names.len() + 1).div_ceil(3), 3));
+    for (f, panel) in panels.iter().enumerate().take(names.len()) {
         let values: Vec<f64> = history.x.column(f).to_vec();
         let cand: Vec<f64> = new.x.column(f).to_vec();
         let lo = values
@@ -358,7 +358,7 @@ fn candidates<DB: DrawingBackend>(
         // Headroom above the tallest bar for three lanes of candidate markers.
         let top = f64::from(counts.iter().copied().max().unwrap_or(1)).max(1.0) * 1.5;
         let mut chart = ChartBuilder::on(panel)
-            .caption(FEATURES[f], ("sans-serif", 15))
+            .caption(names[f].as_str(), ("sans-serif", 15))
             .margin(8)
             .x_label_area_size(25)
             .y_label_area_size(40)
@@ -395,7 +395,7 @@ fn candidates<DB: DrawingBackend>(
         }
     }
     // The key: each marker's number is the candidate's row in the scored file.
-    let key: Vec<&DrawingArea<DB, Shift>> = panels.iter().skip(FEATURES.len()).collect();
+    let key: Vec<&DrawingArea<DB, Shift>> = panels.iter().skip(names.len()).collect();
     let per_column = 16;
     for (column, area) in key.iter().enumerate() {
         let rows = scored
@@ -575,9 +575,10 @@ pub fn write(
     let hold_probs = model.forest.predict_proba(hold.x.view()).to_vec();
     let scored = model.score(new, bands);
     let top2 = {
-        let idx = |name: &str| FEATURES.iter().position(|f| *f == name);
+        let idx = |name: &str| model.features.iter().position(|f| f == name);
         let mut it = measured.importance.iter().filter_map(|i| idx(&i.feature));
-        (it.next().unwrap_or(0), it.next().unwrap_or(1))
+        let last = model.features.len().saturating_sub(1);
+        (it.next().unwrap_or(0), it.next().unwrap_or(1).min(last))
     };
     let (weeks, start, cutoff_day) = weekly(model, history);
 
@@ -589,10 +590,17 @@ pub fn write(
         importance(r, &measured)
     })?;
     figure(dir, &mut plots, "predictions_scatter", (800, 600), |r| {
-        scatter(r, &hold, &hold_probs, model.threshold, top2)
+        scatter(
+            r,
+            &model.features,
+            &hold,
+            &hold_probs,
+            model.threshold,
+            top2,
+        )
     })?;
     figure(dir, &mut plots, "new_deployments", (1000, 820), |r| {
-        candidates(r, history, &scored, new)
+        candidates(r, &model.features, history, &scored, new)
     })?;
     figure(dir, &mut plots, "risk_over_time", (1000, 480), |r| {
         over_time(r, &weeks, start, cutoff_day)
@@ -632,8 +640,8 @@ pub fn write(
                 importance => minijinja::Value::from(minijinja::value::Serde(&measured.importance)),
                 scored => minijinja::Value::from(minijinja::value::Serde(&scored)),
                 bands => minijinja::Value::from(minijinja::value::Serde(bands)),
-                top1 => FEATURES[top2.0],
-                top2 => FEATURES[top2.1],
+                top1 => model.features.get(top2.0).cloned().unwrap_or_default(),
+                top2 => model.features.get(top2.1).cloned().unwrap_or_default(),
                 svg_confusion => svg("confusion_matrix"),
                 svg_importance => svg("feature_importance"),
                 svg_scatter => svg("predictions_scatter"),

@@ -11,10 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::ml::baseline::Baseline;
 use crate::ml::bins::{Binned, MAX_BINS};
-use crate::ml::data::{Deployments, FEATURES};
+use crate::ml::data::Deployments;
 use crate::ml::forest::{Forest, ForestParams};
 use crate::ml::metrics::{Evaluation, roc_auc};
 use crate::ml::search::{Grid, Progress, SearchOptions, SearchResult, search};
+use crate::ml::spec::ModelSpec;
 use crate::ml::{MlError, artifact};
 
 /// The registry name of the model.
@@ -68,7 +69,12 @@ pub struct BaselineScores {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RiskModel {
     pub format: u32,
+    /// The feature columns, in the forest's order (the spec's features).
     pub features: Vec<String>,
+    /// The columns the model reads; artifacts from before it was recorded read the
+    /// simulator's columns.
+    #[serde(default)]
+    pub spec: ModelSpec,
     pub forest: Forest,
     pub threshold: f64,
     pub training: TrainingInfo,
@@ -95,6 +101,8 @@ pub struct HoldoutPrediction {
 
 pub struct TrainOptions<'a> {
     pub data: &'a Path,
+    /// The columns to read (checked by `ModelSpec::check` first).
+    pub spec: &'a ModelSpec,
     pub folds: usize,
     pub grid: Grid,
     pub seed: u64,
@@ -114,8 +122,8 @@ pub fn time_split(d: &Deployments, holdout: f64) -> (Vec<usize>, Vec<usize>) {
     (order, later)
 }
 
-fn summaries(x: ArrayView2<f64>) -> Vec<FeatureSummary> {
-    FEATURES
+fn summaries(names: &[String], x: ArrayView2<f64>) -> Vec<FeatureSummary> {
+    names
         .iter()
         .zip(x.columns())
         .map(|(name, col)| {
@@ -123,7 +131,7 @@ fn summaries(x: ArrayView2<f64>) -> Vec<FeatureSummary> {
             v.sort_by(f64::total_cmp);
             let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
             FeatureSummary {
-                name: (*name).into(),
+                name: name.clone(),
                 p05: q(0.05),
                 median: q(0.5),
                 p95: q(0.95),
@@ -140,6 +148,7 @@ pub const IMPORTANCE_ROWS: usize = 10_000;
 /// each feature's column shuffled `repeats` times.
 pub fn permutation_importance(
     forest: &Forest,
+    names: &[String],
     x: ArrayView2<f64>,
     y: &[bool],
     repeats: usize,
@@ -155,7 +164,14 @@ pub fn permutation_importance(
         idx.truncate(IMPORTANCE_ROWS);
         idx.sort_unstable();
         let ys: Vec<bool> = idx.iter().map(|&i| y[i]).collect();
-        return permutation_importance(forest, x.select(Axis(0), &idx).view(), &ys, repeats, seed);
+        return permutation_importance(
+            forest,
+            names,
+            x.select(Axis(0), &idx).view(),
+            &ys,
+            repeats,
+            seed,
+        );
     }
     let base = roc_auc(forest.predict_proba(x).as_slice().unwrap_or_default(), y).unwrap_or(0.5);
     let mut out: Vec<Importance> = (0..x.ncols())
@@ -175,7 +191,7 @@ pub fn permutation_importance(
             let mean = drops.iter().sum::<f64>() / repeats.max(1) as f64;
             let var = drops.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / repeats.max(1) as f64;
             Importance {
-                feature: FEATURES.get(f).copied().unwrap_or("?").into(),
+                feature: names.get(f).cloned().unwrap_or_else(|| "?".into()),
                 auc_drop: mean,
                 std: var.sqrt(),
             }
@@ -192,7 +208,10 @@ pub fn train(o: &TrainOptions) -> Result<RiskModel, MlError> {
         path: o.data.to_path_buf(),
         source,
     })?;
-    let d = Deployments::load(o.data, true)?;
+    o.spec
+        .check()
+        .map_err(|e| MlError::Invalid(e.to_string()))?;
+    let d = Deployments::load(o.data, o.spec, true)?;
     let (early, late) = time_split(&d, o.holdout);
     let train = d.select(&early);
     let hold = d.select(&late);
@@ -243,11 +262,15 @@ pub fn train(o: &TrainOptions) -> Result<RiskModel, MlError> {
         f1: Evaluation::new(bp, hold.labels(), threshold).report.classes[1].f1,
         roc_auc: roc_auc(bp, hold.labels()),
     };
-    let importance = permutation_importance(&forest, hold.x.view(), hold.labels(), 5, o.seed);
+    let features = o.spec.features.clone();
+    let importance =
+        permutation_importance(&forest, &features, hold.x.view(), hold.labels(), 5, o.seed);
     let positives = d.labels().iter().filter(|&&l| l).count();
     Ok(RiskModel {
         format: FORMAT,
-        features: FEATURES.iter().map(|s| (*s).into()).collect(),
+        summaries: summaries(&features, train.x.view()),
+        features,
+        spec: o.spec.clone(),
         forest,
         threshold,
         training: TrainingInfo {
@@ -267,7 +290,6 @@ pub fn train(o: &TrainOptions) -> Result<RiskModel, MlError> {
             trained_at: Utc::now(),
             train_seconds: start.elapsed().as_secs_f64(),
         },
-        summaries: summaries(train.x.view()),
         search: result,
         holdout,
         baseline,
@@ -305,6 +327,7 @@ pub fn evaluate(model: &RiskModel, d: &Deployments) -> Measured {
         ),
         importance: permutation_importance(
             &model.forest,
+            &model.features,
             d.x.view(),
             d.labels(),
             5,
@@ -337,8 +360,11 @@ impl RiskModel {
                 model.format
             )));
         }
-        if model.features.len() != FEATURES.len() || model.forest.n_features != FEATURES.len() {
-            return Err(bad("the feature list does not match this vigil's".into()));
+        if model.spec.features != model.features || model.forest.n_features != model.features.len()
+        {
+            return Err(bad(
+                "its feature list, its spec and its forest do not agree".into(),
+            ));
         }
         model.forest.check().map_err(bad)?;
         Ok(model)
@@ -511,6 +537,7 @@ mod tests {
         ])
         .unwrap();
         let model = train(&TrainOptions {
+            spec: &ModelSpec::default(),
             data: Path::new(&sim.history),
             folds: 3,
             grid,
@@ -524,8 +551,8 @@ mod tests {
         let (path, sha, size) = model.save(&dir.path().join("models")).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
         let back = RiskModel::load(&path, Some(&sha)).unwrap();
-        let new = Deployments::load(Path::new(&sim.candidates), false).unwrap();
-        let history = Deployments::load(Path::new(&sim.history), true).unwrap();
+        let new = Deployments::load(Path::new(&sim.candidates), &model.spec, false).unwrap();
+        let history = Deployments::load(Path::new(&sim.history), &model.spec, true).unwrap();
         assert_eq!(
             back.forest.predict_proba(history.x.view()),
             model.forest.predict_proba(history.x.view())

@@ -28,12 +28,17 @@ pub struct TrainRequest {
     /// Share of the latest deployments held out, 0.05 to 0.5.
     pub holdout: f64,
     pub threads: usize,
+    /// The columns to read (the simulator's by default).
+    pub spec: crate::ml::spec::ModelSpec,
 }
 
 impl TrainRequest {
     /// Checks the settings before any work starts (so a typo fails at once, not after the
     /// data is read).
     pub fn check(&self) -> Result<Grid, OpsError> {
+        self.spec
+            .check()
+            .map_err(|e| OpsError::Invalid(e.to_string()))?;
         if !(0.05..=0.5).contains(&self.holdout) {
             return Err(OpsError::Invalid(format!(
                 "holdout must be between 0.05 and 0.5, got {}",
@@ -55,6 +60,7 @@ pub fn train(
     let grid = request.check()?;
     Ok(risk::train(&TrainOptions {
         data: &request.data,
+        spec: &request.spec,
         folds: request.folds,
         grid,
         seed: request.seed,

@@ -102,6 +102,10 @@ pub struct TrainConfig {
     pub holdout: f64,
     /// Folder for the artifact [default: `models` next to the data file].
     pub out: Option<PathBuf>,
+    /// Which columns to read (`features`, `label`, `positive`, `id`, `time`, `group`); each
+    /// one left out is the simulator's.
+    #[serde(default)]
+    pub columns: crate::ml::spec::ModelSpec,
 }
 
 fn default_folds() -> usize {
@@ -127,6 +131,9 @@ impl Task for RiskTrain {
     type Output = Trained;
 
     fn check(&self, c: &TrainConfig) -> Result<(), ConfigError> {
+        c.columns
+            .check()
+            .map_err(|e| ConfigError::at("columns", e.to_string()))?;
         share("holdout", c.holdout)
     }
 
@@ -140,6 +147,7 @@ impl Task for RiskTrain {
             seed: c.seed,
             holdout: c.holdout,
             threads: forest::threads(),
+            spec: c.columns.clone(),
         };
         let points = request.check().by_kind("settings")?.points();
         ctx.info(format!(
@@ -254,7 +262,7 @@ impl Task for RiskScore {
         let data = ctx.resolve(&c.data);
         let scored = ctx
             .run_blocking(move |_| {
-                let d = Deployments::load(&data, false)?;
+                let d = Deployments::load(&data, &model.spec, false)?;
                 Ok::<_, MlError>(model.score(&d, &bands))
             })
             .await?
@@ -540,7 +548,7 @@ fn measure(
 ) -> Result<(usize, BTreeMap<String, f64>), MlError> {
     match loaded {
         Loaded::Risk(model) => {
-            let d = model.unseen(&Deployments::load(data, true)?, data, all)?;
+            let d = model.unseen(&Deployments::load(data, &model.spec, true)?, data, all)?;
             let p = model.forest.predict_proba(d.x.view());
             let e = Evaluation::new(
                 p.as_slice().unwrap_or_default(),

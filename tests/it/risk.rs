@@ -346,7 +346,7 @@ fn bad_csv_files_get_errors_naming_the_line_and_column() {
                 row("a", "0.5", "0"),
                 row("b", "0.7", "0")
             ),
-            "every row has rolled_back = 0",
+            "every row of `rolled_back` is kept",
         ),
         (
             "label.csv",
@@ -605,5 +605,159 @@ fn training_says_when_the_simpler_baseline_does_as_well() {
             "note: on the hold-out the simpler logistic baseline does as well as the forest"
         ),
         "{out}"
+    );
+}
+
+/// Rewrites a simulated file into the seeds' shape: `id, service, timestamp, latency_ms,
+/// error_rate, cpu_usage, memory_usage` and `rollback` as `yes`/`no` (when labelled), plus a
+/// column the model does not read.
+fn seed_shaped(p: &Project, from: &str, to: &str) {
+    let mut reader = csv::Reader::from_path(p.path().join(from)).expect("read the simulated file");
+    let headers = reader.headers().expect("headers").clone();
+    let at = |name: &str| headers.iter().position(|h| h == name);
+    let labelled = at("rolled_back").is_some();
+    let mut writer = csv::Writer::from_path(p.path().join(to)).expect("write");
+    let mut head = vec![
+        "id",
+        "service",
+        "timestamp",
+        "latency_ms",
+        "error_rate",
+        "cpu_usage",
+        "memory_usage",
+        "owner",
+    ];
+    if labelled {
+        head.push("rollback");
+    }
+    writer.write_record(&head).unwrap();
+    for row in reader.records() {
+        let row = row.unwrap();
+        let get = |name: &str| at(name).and_then(|i| row.get(i)).unwrap_or("").to_string();
+        let mut out = vec![
+            get("deployment_id"),
+            get("service"),
+            get("timestamp"),
+            get("latency_ms"),
+            get("error_rate"),
+            get("cpu_pct"),
+            get("memory_pct"),
+            "team-a".to_string(),
+        ];
+        if labelled {
+            out.push(
+                if get("rolled_back") == "1" {
+                    "yes"
+                } else {
+                    "no"
+                }
+                .to_string(),
+            );
+        }
+        writer.write_record(&out).unwrap();
+    }
+    writer.flush().unwrap();
+}
+
+#[test]
+fn a_teams_own_columns_train_and_score_through_the_spec() {
+    let p = Project::new();
+    p.vigil(&["risk", "simulate", "--rows", "600", "--out", "data/risk"])
+        .expect(0);
+    seed_shaped(&p, "data/risk/deployments.csv", "history.csv");
+    seed_shaped(&p, "data/risk/new_deployments.csv", "candidates.csv");
+
+    // The simulator's columns are not there: the first missing one is named with what is.
+    let wrong = p.vigil(&["risk", "train", "--data", "history.csv", "--folds", "2"]);
+    assert_eq!(wrong.code(), 1, "{}", wrong.stderr());
+    assert!(
+        wrong.stderr().contains("no column `deployment_id`")
+            && wrong.stderr().contains("cpu_usage"),
+        "{}",
+        wrong.stderr()
+    );
+    // A spec that reads a column twice is refused before any data is read.
+    let twice = p.vigil(&[
+        "risk",
+        "train",
+        "--data",
+        "history.csv",
+        "--features",
+        "latency_ms,latency_ms",
+    ]);
+    assert_eq!(twice.code(), 1, "{}", twice.stderr());
+    assert!(
+        twice.stderr().contains("listed twice"),
+        "{}",
+        twice.stderr()
+    );
+
+    let spec = [
+        "--features",
+        "latency_ms,error_rate,cpu_usage,memory_usage",
+        "--label",
+        "rollback",
+        "--positive",
+        "yes",
+        "--id-column",
+        "id",
+    ];
+    let mut train = vec!["risk", "train", "--data", "history.csv"];
+    train.extend(spec);
+    train.extend([
+        "--folds",
+        "2",
+        "--grid",
+        "trees=20",
+        "--grid",
+        "depth=none,6",
+        "--json",
+    ]);
+    let trained = p.vigil(&train).expect(0).json();
+    assert!(
+        trained["metrics"]["roc_auc"].as_f64().unwrap_or(0.0) > 0.6,
+        "{trained}"
+    );
+
+    // The model keeps its spec: scoring reads the team's file with no flags.
+    let summary = p.vigil(&["risk", "evaluate", "--json"]).expect(0).json();
+    let importance: Vec<&str> = summary["importance"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["feature"].as_str())
+        .collect();
+    assert_eq!(importance.len(), 4, "{summary}");
+    assert!(importance.contains(&"cpu_usage"), "{summary}");
+    let scored = p.vigil(&["risk", "score", "candidates.csv", "--json"]);
+    assert!(matches!(scored.code(), 0 | 3 | 4), "{}", scored.stderr());
+    let scored = scored.json();
+    let rows = scored["deployments"].as_array().unwrap();
+    assert_eq!(rows.len(), 10);
+    assert!(
+        rows.iter().any(|r| r["deployment_id"] == "new_risky"),
+        "{scored}"
+    );
+    assert!(rows.iter().all(|r| r["service"].is_string()), "{scored}");
+    let risky = rows
+        .iter()
+        .find(|r| r["deployment_id"] == "new_risky")
+        .unwrap();
+    let safe = rows
+        .iter()
+        .find(|r| r["deployment_id"] == "new_safe")
+        .unwrap();
+    assert!(
+        risky["probability"].as_f64() > safe["probability"].as_f64(),
+        "{scored}"
+    );
+    // A candidate file the spec cannot read is named with the column it lacks.
+    p.write("bad.csv", "id,service,timestamp,latency_ms,error_rate,memory_usage\nx,api,2026-01-01T00:00:00Z,1,2,3\n");
+    let bad = p.vigil(&["risk", "score", "bad.csv"]);
+    assert_eq!(bad.code(), 1, "{}", bad.stderr());
+    assert!(
+        bad.stderr().contains("no column `cpu_usage`"),
+        "{}",
+        bad.stderr()
     );
 }

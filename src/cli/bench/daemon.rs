@@ -55,17 +55,25 @@ impl BenchDaemon {
         status_field(&format!("/proc/{}/status", self.pid()), "VmRSS:")
     }
 
-    /// The API address the daemon logged.
-    fn api_address(&self) -> anyhow::Result<String> {
-        let log = std::fs::read_to_string(&self.log)?;
-        log.split("API listening address=http://")
-            .nth(1)
-            .map(|rest| {
-                rest.chars()
+    /// The API address the daemon logged (it may log it just after it says it started).
+    async fn api_address(&self) -> anyhow::Result<String> {
+        let started = Instant::now();
+        loop {
+            let log = std::fs::read_to_string(&self.log)?;
+            if let Some(rest) = log.split("API listening address=http://").nth(1) {
+                return Ok(rest
+                    .chars()
                     .take_while(|c| !c.is_whitespace() && *c != '"')
-                    .collect::<String>()
-            })
-            .context("the daemon did not log its API address")
+                    .collect());
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!(
+                    "the daemon did not log its API address; see {}",
+                    self.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     async fn store(&self) -> anyhow::Result<Arc<dyn crate::store::Store>> {
@@ -155,7 +163,7 @@ pub(super) async fn daemon_memory(dir: &Path, n: usize) -> anyhow::Result<(Durat
     // Settled (start-up over, its code pages trimmed: `daemon::memory`), then serving the
     // page, the DAG list and a scrape, as a daemon with people and Prometheus watching does.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let addr = daemon.api_address()?;
+    let addr = daemon.api_address().await?;
     for path in ["/", "/ui/app.js", "/api/v1/dags", "/metrics"] {
         http_get(&addr, path).await?;
     }
@@ -479,7 +487,7 @@ pub(super) async fn web_pages(dir: &Path, n: usize) -> anyhow::Result<(Duration,
         bail!("the web scenario needs at least one run");
     };
     let daemon = BenchDaemon::start(dir).await?;
-    let addr = daemon.api_address()?;
+    let addr = daemon.api_address().await?;
     let shell: [&[&str]; 2] = [&["/"], &["/ui/app.js", "/ui/app.css"]];
     let dag_detail = format!("/api/v1/dags/{dag}");
     let grid = format!("/api/v1/dags/{dag}/grid");

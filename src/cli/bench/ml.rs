@@ -12,6 +12,7 @@ pub(super) fn risk_history(
     let s = crate::ml::simulate::write(dir, rows, 42)?;
     Ok(crate::ml::data::Deployments::load(
         Path::new(&s.history),
+        &crate::ml::spec::ModelSpec::default(),
         true,
     )?)
 }
