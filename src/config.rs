@@ -25,6 +25,8 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub notify: NotifyConfig,
     pub api: ApiConfig,
+    /// `[risk]`: the columns `vigil risk train` reads by default (flags override each one).
+    pub risk: crate::ml::spec::ModelSpec,
 }
 
 /// `[api]`: the HTTP API, metrics and web page the daemon (and `vigil api`) serve.
@@ -257,6 +259,7 @@ impl Config {
         for origin in &self.api.cors_origins {
             check_origin(origin).map_err(|e| format!("api.cors_origins: {e}"))?;
         }
+        self.risk.check().map_err(|e| format!("risk: {e}"))?;
         if self.smtp.password_env.is_some() && self.smtp.password_file.is_some() {
             return Err("smtp: set either password_env or password_file, not both".into());
         }
@@ -374,6 +377,39 @@ mod tests {
         assert_eq!(c.notify.retry_delay, d.notify.retry_delay);
         assert_eq!(c.notify.max_retry_delay, d.notify.max_retry_delay);
         assert_eq!(c.retention.max_age, d.retention.max_age);
+        assert_eq!(c.risk, d.risk);
+    }
+
+    #[test]
+    fn the_risk_columns_come_from_the_config_and_are_checked_at_load() {
+        let c = Config::parse(
+            Path::new("c.toml"),
+            "[risk]\nfeatures = [\"latency_ms\", \"cpu_usage\"]\nlabel = \"rollback\"\npositive = \"yes\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.risk.features, ["latency_ms", "cpu_usage"]);
+        assert_eq!(
+            (c.risk.label.as_str(), c.risk.positive.as_str()),
+            ("rollback", "yes")
+        );
+        assert_eq!(
+            c.risk.id, "deployment_id",
+            "a column left out is the simulator's"
+        );
+        let err = Config::parse(
+            Path::new("c.toml"),
+            "[risk]\nfeatures = [\"rollback\"]\nlabel = \"rollback\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("c.toml") && err.contains("risk") && err.contains("`rollback`"),
+            "{err}"
+        );
+        let err = Config::parse(Path::new("c.toml"), "[risk]\nfeature = [\"a\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("feature"), "{err}");
     }
 
     #[test]

@@ -12,7 +12,6 @@ use serde::Deserialize;
 use super::ApiState;
 use super::error::ApiError;
 use super::extract::Query;
-use crate::ml::data::Deployments;
 use crate::ml::risk::{Bands, MODEL_NAME, RiskModel};
 use crate::ops;
 use crate::store::registry::ModelVersion;
@@ -130,10 +129,10 @@ pub async fn score(
     // The model first: its spec says which columns the rows must have.
     let (v, m) = model(&s, q.version.as_deref()).await?;
     let deployments = if csv {
-        Deployments::from_csv("the posted CSV", &m.spec, &body)
+        m.read_csv("the posted CSV", &body)
     } else {
         let body: ScoreBody = super::dags::json_body(&body)?;
-        Deployments::from_json_rows("the posted rows (row 1 is line 2)", &m.spec, &body.rows)
+        m.read_json("the posted rows (row 1 is line 2)", &body.rows)
     }
     .map_err(|e| ApiError::invalid(e.to_string()))?;
     let defaults = Bands::default();

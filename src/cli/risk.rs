@@ -10,7 +10,6 @@ use clap::Subcommand;
 
 use crate::cli::Ctx;
 use crate::cli::output::{print_json, table};
-use crate::ml::data::Deployments;
 use crate::ml::metrics::Evaluation;
 use crate::ml::risk::{self, Band, Bands, Importance, RiskModel};
 use crate::ml::search::Progress;
@@ -147,7 +146,7 @@ pub async fn run(ctx: &Ctx, cmd: RiskCommand) -> anyhow::Result<ExitCode> {
                 seed,
                 holdout,
                 threads: forest::threads(),
-                spec: columns.spec(),
+                spec: columns.spec(&ctx.config.risk),
             };
             train(ctx, request, out).await
         }
@@ -155,7 +154,7 @@ pub async fn run(ctx: &Ctx, cmd: RiskCommand) -> anyhow::Result<ExitCode> {
             let store = ctx.store().await?;
             let (v, model) = risk_ops::load_registered(&*store, version.as_deref()).await?;
             let data = data.unwrap_or_else(|| trained_on(&model));
-            let d = model.unseen(&Deployments::load(&data, &model.spec, true)?, &data, all)?;
+            let d = model.unseen(&model.read(&data, true)?, &data, all)?;
             let e = risk::evaluate(&model, &d);
             if ctx.json {
                 print_json(&serde_json::json!({
@@ -221,7 +220,7 @@ pub async fn run(ctx: &Ctx, cmd: RiskCommand) -> anyhow::Result<ExitCode> {
                 )?;
             }
             let mut first = true;
-            for chunk in Deployments::chunks(&file, &model.spec, SCORE_CHUNK)? {
+            for chunk in model.read_chunks(&file, SCORE_CHUNK)? {
                 let scored = model.score(&chunk?, &bands);
                 worst = scored.iter().map(|s| s.band).fold(worst, Band::max);
                 if ctx.json {
@@ -236,7 +235,14 @@ pub async fn run(ctx: &Ctx, cmd: RiskCommand) -> anyhow::Result<ExitCode> {
                 }
                 let rows = scored.iter().map(score_row).collect();
                 let header: &[&str] = if std::mem::take(&mut first) {
-                    &["DEPLOYMENT", "SERVICE", "RISK", "BAND", "PUSHED UP BY"]
+                    &[
+                        "DEPLOYMENT",
+                        "SERVICE",
+                        "RISK",
+                        "BAND",
+                        "PUSHED UP BY",
+                        "UNFAMILIAR",
+                    ]
                 } else {
                     &[]
                 };
@@ -273,8 +279,8 @@ pub async fn run(ctx: &Ctx, cmd: RiskCommand) -> anyhow::Result<ExitCode> {
             let beside = data.parent().unwrap_or(std::path::Path::new("."));
             let candidates = candidates.unwrap_or_else(|| beside.join("new_deployments.csv"));
             let out = out.unwrap_or_else(|| beside.join("report"));
-            let history = Deployments::load(&data, &model.spec, true)?;
-            let new = Deployments::load(&candidates, &model.spec, false)?;
+            let history = model.read(&data, true)?;
+            let new = model.read(&candidates, false)?;
             let written = tokio::task::spawn_blocking(move || {
                 report::write(
                     &out,
@@ -303,10 +309,14 @@ pub async fn run(ctx: &Ctx, cmd: RiskCommand) -> anyhow::Result<ExitCode> {
 /// Which columns of the history `risk train` reads (the simulator's by default).
 #[derive(Debug, Clone, clap::Args)]
 pub struct SpecArgs {
-    /// Feature columns, comma-separated (numbers) [default: latency_ms, error_rate, cpu_pct,
-    /// memory_pct, change_size, hour, recent_failures]
+    /// Feature columns, comma-separated (numbers) [default: `[risk] features`, else
+    /// latency_ms, error_rate, cpu_pct, memory_pct, change_size, hour, recent_failures]
     #[arg(long, value_delimiter = ',', value_name = "COLUMNS")]
     features: Vec<String>,
+    /// Text feature columns, comma-separated (service, team, region), each encoded by its
+    /// levels' share of rollbacks [default: `[risk] categorical`, else none]
+    #[arg(long, value_delimiter = ',', value_name = "COLUMNS")]
+    categorical: Vec<String>,
     /// The outcome column [default: rolled_back]
     #[arg(long, value_name = "COLUMN")]
     label: Option<String>,
@@ -326,13 +336,19 @@ pub struct SpecArgs {
 }
 
 impl SpecArgs {
-    fn spec(self) -> crate::ml::spec::ModelSpec {
-        let d = crate::ml::spec::ModelSpec::default();
+    /// `base` (the config's `[risk]`) with each column given on the command line replaced.
+    fn spec(self, base: &crate::ml::spec::ModelSpec) -> crate::ml::spec::ModelSpec {
+        let d = base.clone();
         crate::ml::spec::ModelSpec {
             features: if self.features.is_empty() {
                 d.features
             } else {
                 self.features
+            },
+            categorical: if self.categorical.is_empty() {
+                d.categorical
+            } else {
+                self.categorical
             },
             label: self.label.unwrap_or(d.label),
             positive: self.positive.unwrap_or(d.positive),
@@ -440,7 +456,12 @@ fn score_row(s: &risk::Scored) -> Vec<String> {
         s.deployment_id.clone(),
         s.service.clone(),
         format!("{:.0}%", 100.0 * s.probability),
-        s.band.as_str().to_uppercase(),
+        // `?`: the model has no basis for this score (see UNFAMILIAR).
+        format!(
+            "{}{}",
+            s.band.as_str().to_uppercase(),
+            if s.unfamiliar.is_empty() { "" } else { " ?" }
+        ),
         s.drivers
             .iter()
             .take(3)
@@ -455,6 +476,7 @@ fn score_row(s: &risk::Scored) -> Vec<String> {
             })
             .collect::<Vec<_>>()
             .join("; "),
+        s.unfamiliar.join("; "),
     ]
 }
 

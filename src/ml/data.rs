@@ -323,6 +323,13 @@ pub struct Deployments {
     pub y: Option<Vec<bool>>,
     /// The file's columns the spec does not read, in file order (reported, not an error).
     pub unused: Vec<String>,
+    /// Each categorical column's text, row by row; [`Deployments::encode`] appends them to
+    /// `x` as numbers.
+    pub categories: Vec<Vec<String>>,
+    /// Per row, the categorical values training never saw (`service = payments`), once
+    /// encoded.
+    pub unseen: Vec<Vec<String>>,
+    encoded: bool,
 }
 
 impl Deployments {
@@ -421,7 +428,38 @@ impl Deployments {
                 .filter(|h| !spec.reads(h))
                 .cloned()
                 .collect(),
+            categories: spec
+                .categorical
+                .iter()
+                .map(|c| frame.text(c))
+                .collect::<Result<_, _>>()?,
+            unseen: vec![Vec::new(); frame.len()],
+            encoded: spec.categorical.is_empty(),
         })
+    }
+
+    /// Appends one column per categorical feature to `x`, each value replaced by its learned
+    /// encoding (a value training never saw gets the overall share and is noted in
+    /// `unseen`). Done once; `encodings` are in the spec's categorical order.
+    pub fn encode(&mut self, encodings: &[crate::ml::category::CategoryEncoding]) {
+        if self.encoded || encodings.is_empty() {
+            self.encoded = true;
+            return;
+        }
+        let (rows, numeric) = self.x.dim();
+        let mut x = Array2::zeros((rows, numeric + encodings.len()));
+        x.slice_mut(ndarray::s![.., ..numeric]).assign(&self.x);
+        for (k, (enc, values)) in encodings.iter().zip(&self.categories).enumerate() {
+            for (i, v) in values.iter().enumerate() {
+                let (code, seen) = enc.encode(v);
+                x[[i, numeric + k]] = code;
+                if !seen {
+                    self.unseen[i].push(format!("{} = {v}", enc.column));
+                }
+            }
+        }
+        self.x = x;
+        self.encoded = true;
     }
 
     pub fn len(&self) -> usize {
@@ -441,6 +479,13 @@ impl Deployments {
             x: self.x.select(ndarray::Axis(0), idx),
             y: self.y.as_ref().map(|y| idx.iter().map(|&i| y[i]).collect()),
             unused: self.unused.clone(),
+            categories: self
+                .categories
+                .iter()
+                .map(|c| idx.iter().map(|&i| c[i].clone()).collect())
+                .collect(),
+            unseen: idx.iter().map(|&i| self.unseen[i].clone()).collect(),
+            encoded: self.encoded,
         }
     }
 
@@ -494,6 +539,7 @@ mod tests {
             features: ["latency_ms", "error_rate", "cpu_usage", "memory_usage"]
                 .map(String::from)
                 .to_vec(),
+            categorical: Vec::new(),
             label: "rollback".into(),
             positive: "yes".into(),
             id: "id".into(),

@@ -5,6 +5,7 @@
 pub mod artifact;
 pub mod baseline;
 pub mod bins;
+pub mod category;
 pub mod data;
 pub mod forest;
 pub mod metrics;

@@ -701,6 +701,7 @@ mod tests {
                 probability: 0.5,
                 band,
                 drivers: Vec::new(),
+                unfamiliar: Vec::new(),
             })
             .collect()
     }

@@ -31,6 +31,12 @@ pub struct FeatureSummary {
     pub p05: f64,
     pub median: f64,
     pub p95: f64,
+    /// The smallest and largest training values: outside them a score is an extrapolation.
+    /// Absent in artifacts from before they were recorded.
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
 }
 
 /// A feature's permutation importance: how much the hold-out ROC AUC drops when its values
@@ -75,6 +81,9 @@ pub struct RiskModel {
     /// simulator's columns.
     #[serde(default)]
     pub spec: ModelSpec,
+    /// The learned encoding of each categorical feature, in the spec's order.
+    #[serde(default)]
+    pub encodings: Vec<crate::ml::category::CategoryEncoding>,
     pub forest: Forest,
     pub threshold: f64,
     pub training: TrainingInfo,
@@ -135,6 +144,8 @@ fn summaries(names: &[String], x: ArrayView2<f64>) -> Vec<FeatureSummary> {
                 p05: q(0.05),
                 median: q(0.5),
                 p95: q(0.95),
+                min: v.first().copied(),
+                max: v.last().copied(),
             }
         })
         .collect()
@@ -211,8 +222,23 @@ pub fn train(o: &TrainOptions) -> Result<RiskModel, MlError> {
     o.spec
         .check()
         .map_err(|e| MlError::Invalid(e.to_string()))?;
-    let d = Deployments::load(o.data, o.spec, true)?;
+    let mut d = Deployments::load(o.data, o.spec, true)?;
     let (early, late) = time_split(&d, o.holdout);
+    // Categorical levels are encoded from the earlier rows only: the hold-out's outcomes must
+    // not leak into the model that is measured on them.
+    let encodings: Vec<crate::ml::category::CategoryEncoding> = {
+        let labels: Vec<bool> = early.iter().map(|&i| d.labels()[i]).collect();
+        o.spec
+            .categorical
+            .iter()
+            .zip(&d.categories)
+            .map(|(column, values)| {
+                let values: Vec<String> = early.iter().map(|&i| values[i].clone()).collect();
+                crate::ml::category::CategoryEncoding::fit(column, &values, &labels)
+            })
+            .collect()
+    };
+    d.encode(&encodings);
     let train = d.select(&early);
     let hold = d.select(&late);
     if hold.labels().iter().all(|&l| l) || hold.labels().iter().all(|&l| !l) {
@@ -262,7 +288,7 @@ pub fn train(o: &TrainOptions) -> Result<RiskModel, MlError> {
         f1: Evaluation::new(bp, hold.labels(), threshold).report.classes[1].f1,
         roc_auc: roc_auc(bp, hold.labels()),
     };
-    let features = o.spec.features.clone();
+    let features = o.spec.all_features();
     let importance =
         permutation_importance(&forest, &features, hold.x.view(), hold.labels(), 5, o.seed);
     let positives = d.labels().iter().filter(|&&l| l).count();
@@ -271,6 +297,7 @@ pub fn train(o: &TrainOptions) -> Result<RiskModel, MlError> {
         summaries: summaries(&features, train.x.view()),
         features,
         spec: o.spec.clone(),
+        encodings,
         forest,
         threshold,
         training: TrainingInfo {
@@ -360,7 +387,9 @@ impl RiskModel {
                 model.format
             )));
         }
-        if model.spec.features != model.features || model.forest.n_features != model.features.len()
+        if model.spec.all_features() != model.features
+            || model.forest.n_features != model.features.len()
+            || model.encodings.len() != model.spec.categorical.len()
         {
             return Err(bad(
                 "its feature list, its spec and its forest do not agree".into(),
@@ -368,6 +397,46 @@ impl RiskModel {
         }
         model.forest.check().map_err(bad)?;
         Ok(model)
+    }
+
+    /// Reads a file the way the model was trained to: its columns, its categorical encodings.
+    pub fn read(&self, path: &Path, labelled: bool) -> Result<Deployments, MlError> {
+        let mut d = Deployments::load(path, &self.spec, labelled)?;
+        d.encode(&self.encodings);
+        Ok(d)
+    }
+
+    /// [`RiskModel::read`] of CSV held in memory (a request's body), named `name` in errors.
+    pub fn read_csv(&self, name: &str, csv: &[u8]) -> Result<Deployments, MlError> {
+        let mut d = Deployments::from_csv(name, &self.spec, csv)?;
+        d.encode(&self.encodings);
+        Ok(d)
+    }
+
+    /// [`RiskModel::read`] of JSON rows keyed by column.
+    pub fn read_json(
+        &self,
+        name: &str,
+        rows: &[serde_json::Map<String, serde_json::Value>],
+    ) -> Result<Deployments, MlError> {
+        let mut d = Deployments::from_json_rows(name, &self.spec, rows)?;
+        d.encode(&self.encodings);
+        Ok(d)
+    }
+
+    /// [`RiskModel::read`] `rows` deployments at a time, for files of any size.
+    pub fn read_chunks<'a>(
+        &'a self,
+        path: &Path,
+        rows: usize,
+    ) -> Result<impl Iterator<Item = Result<Deployments, MlError>> + 'a, MlError> {
+        Ok(
+            Deployments::chunks(path, &self.spec, rows)?.map(move |chunk| {
+                let mut d = chunk?;
+                d.encode(&self.encodings);
+                Ok(d)
+            }),
+        )
     }
 
     /// The deployments of `d` (read from `file`) the model never learned from: those at or
@@ -416,6 +485,7 @@ impl RiskModel {
                         prob,
                         changed.as_slice().unwrap_or_default(),
                     ),
+                    unfamiliar: self.unfamiliar(d, i),
                 }
             })
             .collect()
@@ -425,6 +495,37 @@ impl RiskModel {
     /// training median (`changed[f]`), everything else unchanged. The difference is how much
     /// that one value adds. Only features that add at least one percentage point are listed,
     /// largest first.
+    /// What row `i` of `d` has that training never saw: numeric values beyond the training
+    /// range, categorical values never met.
+    fn unfamiliar(&self, d: &Deployments, i: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        for (f, s) in self
+            .summaries
+            .iter()
+            .enumerate()
+            .take(self.spec.features.len())
+        {
+            let v = d.x[[i, f]];
+            if let Some(max) = s.max.filter(|&m| v > m) {
+                out.push(format!(
+                    "{} = {v} is above every training value (max {max})",
+                    s.name
+                ));
+            } else if let Some(min) = s.min.filter(|&m| v < m) {
+                out.push(format!(
+                    "{} = {v} is below every training value (min {min})",
+                    s.name
+                ));
+            }
+        }
+        out.extend(
+            d.unseen[i]
+                .iter()
+                .map(|u| format!("{u} was never seen in training")),
+        );
+        out
+    }
+
     fn drivers_from(&self, row: &[f64], prob: f64, changed: &[f64]) -> Vec<Driver> {
         let mut out: Vec<Driver> = self
             .summaries
@@ -520,6 +621,10 @@ pub struct Scored {
     pub probability: f64,
     pub band: Band,
     pub drivers: Vec<Driver>,
+    /// Why the model has no basis for this score, if it has none: a value outside every
+    /// training value, a category training never saw. A gate should not trust such a score.
+    #[serde(default)]
+    pub unfamiliar: Vec<String>,
 }
 
 #[cfg(test)]
@@ -551,8 +656,8 @@ mod tests {
         let (path, sha, size) = model.save(&dir.path().join("models")).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
         let back = RiskModel::load(&path, Some(&sha)).unwrap();
-        let new = Deployments::load(Path::new(&sim.candidates), &model.spec, false).unwrap();
-        let history = Deployments::load(Path::new(&sim.history), &model.spec, true).unwrap();
+        let new = model.read(Path::new(&sim.candidates), false).unwrap();
+        let history = model.read(Path::new(&sim.history), true).unwrap();
         assert_eq!(
             back.forest.predict_proba(history.x.view()),
             model.forest.predict_proba(history.x.view())

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 pub struct ModelSpec {
     /// Numeric columns the model learns from, in the order of its feature matrix.
     pub features: Vec<String>,
+    /// Text columns the model learns from (service, team, region), after the numeric ones;
+    /// see `ml::category` for how they are encoded.
+    pub categorical: Vec<String>,
     /// The outcome column (training and evaluation only).
     pub label: String,
     /// The label's value that means the deployment was rolled back; any other value means it
@@ -46,6 +49,7 @@ impl Default for ModelSpec {
             ]
             .map(String::from)
             .to_vec(),
+            categorical: Vec::new(),
             label: "rolled_back".into(),
             positive: default_positive(),
             id: "deployment_id".into(),
@@ -92,7 +96,7 @@ impl ModelSpec {
             if column.trim().is_empty() {
                 return Err(SpecError::Unnamed { role });
             }
-            if self.features.contains(column) {
+            if self.features.contains(column) || self.categorical.contains(column) {
                 return Err(SpecError::Overlap {
                     column: column.clone(),
                     role,
@@ -103,7 +107,7 @@ impl ModelSpec {
             return Err(SpecError::NoPositive);
         }
         let mut seen = std::collections::HashSet::new();
-        for f in &self.features {
+        for f in self.features.iter().chain(&self.categorical) {
             if f.trim().is_empty() {
                 return Err(SpecError::Unnamed { role: "feature" });
             }
@@ -137,7 +141,17 @@ impl ModelSpec {
         [self.id.as_str(), self.time.as_str()]
             .into_iter()
             .chain(self.features.iter().map(String::as_str))
+            .chain(self.categorical.iter().map(String::as_str))
             .chain(labelled.then_some(self.label.as_str()))
+            .collect()
+    }
+
+    /// Every feature, numeric then categorical: the columns of the model's matrix.
+    pub fn all_features(&self) -> Vec<String> {
+        self.features
+            .iter()
+            .chain(&self.categorical)
+            .cloned()
             .collect()
     }
 
@@ -148,6 +162,7 @@ impl ModelSpec {
             || column == self.label
             || self.group.as_deref() == Some(column)
             || self.features.iter().any(|f| f == column)
+            || self.categorical.iter().any(|f| f == column)
     }
 }
 

@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::ml::MlError;
 use crate::ml::artifact;
-use crate::ml::data::Deployments;
 use crate::ml::metrics::Evaluation;
 use crate::ml::regress::{self, Algorithm, RegressOptions, TreeRegressorParams};
 use crate::ml::risk::{self, Band, Bands, Scored};
@@ -262,7 +261,7 @@ impl Task for RiskScore {
         let data = ctx.resolve(&c.data);
         let scored = ctx
             .run_blocking(move |_| {
-                let d = Deployments::load(&data, &model.spec, false)?;
+                let d = model.read(&data, false)?;
                 Ok::<_, MlError>(model.score(&d, &bands))
             })
             .await?
@@ -548,7 +547,7 @@ fn measure(
 ) -> Result<(usize, BTreeMap<String, f64>), MlError> {
     match loaded {
         Loaded::Risk(model) => {
-            let d = model.unseen(&Deployments::load(data, &model.spec, true)?, data, all)?;
+            let d = model.unseen(&model.read(data, true)?, data, all)?;
             let p = model.forest.predict_proba(d.x.view());
             let e = Evaluation::new(
                 p.as_slice().unwrap_or_default(),

@@ -816,10 +816,12 @@ async function pageRisk(view) {
       const out = await post('/risk/score', csv.value, { 'Content-Type': 'text/csv' });
       clear(scored);
       put(scored, h('p', {}, 'Worst band: ', badge(out.worst)),
-        h('table', {}, h('thead', {}, h('tr', {}, ['Deployment', 'Service', 'Probability', 'Band', 'Drivers'].map((c) => h('th', { scope: 'col', text: c })))),
+        h('table', {}, h('thead', {}, h('tr', {}, ['Deployment', 'Service', 'Probability', 'Band', 'Drivers', 'Unfamiliar'].map((c) => h('th', { scope: 'col', text: c })))),
           h('tbody', {}, out.deployments.map((d) => h('tr', {}, h('td', { text: d.deployment_id }), h('td', { text: d.service }),
             h('td', { class: 'num', text: (100 * d.probability).toFixed(1) + '%' }), h('td', {}, badge(d.band)),
-            h('td', { text: d.drivers.map((x) => x.feature + ' ' + num(x.value, 2) + ' (typical ' + num(x.typical, 2) + ', +' + (100 * x.adds).toFixed(0) + ' pts)').join('; ') }))))));
+            h('td', { text: d.drivers.map((x) => x.feature + ' ' + num(x.value, 2) + ' (typical ' + num(x.typical, 2) + ', +' + (100 * x.adds).toFixed(0) + ' pts)').join('; ') }),
+            // The model has no basis for such a score: say so beside it.
+            h('td', { class: (d.unfamiliar || []).length ? 'error' : '', text: (d.unfamiliar || []).join('; ') }))))));
     } catch (err) {
       problem.textContent = err.message;
     } finally { submit.disabled = false; }
