@@ -333,6 +333,16 @@ pub struct SpecArgs {
     /// A column shown beside each score, such as the service [default: service]
     #[arg(long, value_name = "COLUMN")]
     group_column: Option<String>,
+    /// Empty feature cells: refuse the file (naming line and column), or impute the training
+    /// median (numeric) or most common value (categorical), in scoring too [default: refuse]
+    #[arg(long, value_enum)]
+    missing: Option<MissingArg>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum MissingArg {
+    Refuse,
+    Impute,
 }
 
 impl SpecArgs {
@@ -355,6 +365,11 @@ impl SpecArgs {
             id: self.id_column.unwrap_or(d.id),
             time: self.time_column.unwrap_or(d.time),
             group: self.group_column.or(d.group),
+            missing: match self.missing {
+                Some(MissingArg::Refuse) => crate::ml::spec::Missing::Refuse,
+                Some(MissingArg::Impute) => crate::ml::spec::Missing::Impute,
+                None => d.missing,
+            },
         }
     }
 }

@@ -21,6 +21,9 @@ pub struct CategoryEncoding {
     pub levels: BTreeMap<String, f64>,
     /// The overall share: the value of a level never seen.
     pub prior: f64,
+    /// The most common level in training: an empty cell's under `missing = "impute"`.
+    #[serde(default)]
+    pub mode: String,
 }
 
 impl CategoryEncoding {
@@ -35,6 +38,7 @@ impl CategoryEncoding {
             c.1 += f64::from(u8::from(b));
         }
         CategoryEncoding {
+            mode: most_common(values.iter().map(String::as_str)),
             column: column.to_string(),
             levels: counts
                 .into_iter()
@@ -58,6 +62,19 @@ impl CategoryEncoding {
     }
 }
 
+/// The most common non-empty value (the first in order among equals); empty when none.
+pub fn most_common<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for v in values.into_iter().filter(|v| !v.is_empty()) {
+        *counts.entry(v).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+        .map(|(level, _)| level.to_string())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +94,6 @@ mod tests {
         assert!((api - 7.0 / 13.0).abs() < 1e-12 && (web - 5.0 / 12.0).abs() < 1e-12);
         assert!(api > web);
         assert_eq!(e.encode("payments"), (0.5, false));
+        assert_eq!(e.mode, "api");
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use ndarray::Array2;
 
-use crate::ml::spec::ModelSpec;
+use crate::ml::spec::{Missing, ModelSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -35,6 +35,14 @@ pub enum DataError {
         line: u64,
         column: String,
         value: String,
+    },
+    #[error(
+        "{path}: line {line}, column `{column}` is empty; fill it, or train with `--missing impute` to use the training median (or most common value) in training and scoring alike"
+    )]
+    MissingValue {
+        path: PathBuf,
+        line: u64,
+        column: String,
     },
     #[error("{path}: line {line}, column `{column}`: `{value}` is not {expected}")]
     NotLabel {
@@ -188,13 +196,58 @@ impl Frame {
 
     /// Columns as a row-major matrix, one column per name.
     pub fn matrix(&self, names: &[String]) -> Result<Array2<f64>, DataError> {
+        self.matrix_with(names, Missing::Refuse)
+    }
+
+    /// [`Frame::matrix`] where an empty cell is refused, or read as NaN to be imputed.
+    pub fn matrix_with(
+        &self,
+        names: &[String],
+        missing: Missing,
+    ) -> Result<Array2<f64>, DataError> {
         let mut x = Array2::zeros((self.len(), names.len()));
         for (j, name) in names.iter().enumerate() {
-            for (i, v) in self.numbers(name)?.into_iter().enumerate() {
+            self.check_filled(name, missing)?;
+            let values = self.parse(
+                name,
+                |v| {
+                    if v.is_empty() {
+                        return Some(f64::NAN);
+                    }
+                    v.parse::<f64>().ok().filter(|x| x.is_finite())
+                },
+                |path, line, column, value| DataError::NotNumber {
+                    path,
+                    line,
+                    column,
+                    value,
+                },
+            )?;
+            for (i, v) in values.into_iter().enumerate() {
                 x[[i, j]] = v;
             }
         }
         Ok(x)
+    }
+
+    /// Under [`Missing::Refuse`], the first empty cell of `name` is an error.
+    fn check_filled(&self, name: &str, missing: Missing) -> Result<(), DataError> {
+        if missing == Missing::Impute {
+            return Ok(());
+        }
+        let c = self.column(name)?;
+        match self
+            .rows
+            .iter()
+            .find(|(_, r)| r.get(c).unwrap_or_default().is_empty())
+        {
+            Some((line, _)) => Err(DataError::MissingValue {
+                path: self.path.clone(),
+                line: *line,
+                column: name.to_string(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Parses every value of a column; `bad` builds the error for the first value `f` rejects.
@@ -416,7 +469,7 @@ impl Deployments {
             ids: frame.text(&spec.id)?,
             services,
             timestamps: frame.timestamps(&spec.time)?,
-            x: frame.matrix(&spec.features)?,
+            x: frame.matrix_with(&spec.features, spec.missing)?,
             y: if labelled {
                 Some(frame.labels(spec)?)
             } else {
@@ -431,11 +484,29 @@ impl Deployments {
             categories: spec
                 .categorical
                 .iter()
-                .map(|c| frame.text(c))
+                .map(|c| {
+                    frame.check_filled(c, spec.missing)?;
+                    frame.text(c)
+                })
                 .collect::<Result<_, _>>()?,
             unseen: vec![Vec::new(); frame.len()],
             encoded: spec.categorical.is_empty(),
         })
+    }
+
+    /// Fills the empty cells read under [`Missing::Impute`]: each numeric feature's with
+    /// `medians[f]`, each categorical one's with `modes[k]`.
+    pub fn impute(&mut self, medians: &[f64], modes: &[String]) {
+        for (f, &m) in medians.iter().enumerate().take(self.x.ncols()) {
+            self.x
+                .column_mut(f)
+                .mapv_inplace(|v| if v.is_nan() { m } else { v });
+        }
+        for (values, mode) in self.categories.iter_mut().zip(modes) {
+            for v in values.iter_mut().filter(|v| v.is_empty()) {
+                v.clone_from(mode);
+            }
+        }
     }
 
     /// Appends one column per categorical feature to `x`, each value replaced by its learned
@@ -540,6 +611,7 @@ mod tests {
                 .map(String::from)
                 .to_vec(),
             categorical: Vec::new(),
+            missing: Missing::Refuse,
             label: "rollback".into(),
             positive: "yes".into(),
             id: "id".into(),

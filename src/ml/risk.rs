@@ -224,6 +224,25 @@ pub fn train(o: &TrainOptions) -> Result<RiskModel, MlError> {
         .map_err(|e| MlError::Invalid(e.to_string()))?;
     let mut d = Deployments::load(o.data, o.spec, true)?;
     let (early, late) = time_split(&d, o.holdout);
+    // Empty cells (under `missing = "impute"`) take the earlier rows' median or most common
+    // value; the model keeps them (summaries, encodings) to fill a scored file alike.
+    let medians: Vec<f64> = (0..o.spec.features.len())
+        .map(|f| {
+            let mut v: Vec<f64> = early
+                .iter()
+                .map(|&i| d.x[[i, f]])
+                .filter(|v| !v.is_nan())
+                .collect();
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(0.0)
+        })
+        .collect();
+    let modes: Vec<String> = d
+        .categories
+        .iter()
+        .map(|values| crate::ml::category::most_common(early.iter().map(|&i| values[i].as_str())))
+        .collect();
+    d.impute(&medians, &modes);
     // Categorical levels are encoded from the earlier rows only: the hold-out's outcomes must
     // not leak into the model that is measured on them.
     let encodings: Vec<crate::ml::category::CategoryEncoding> = {
@@ -399,17 +418,31 @@ impl RiskModel {
         Ok(model)
     }
 
-    /// Reads a file the way the model was trained to: its columns, its categorical encodings.
+    /// Reads a file the way the model was trained to: its columns, its policy for empty
+    /// cells, its categorical encodings.
     pub fn read(&self, path: &Path, labelled: bool) -> Result<Deployments, MlError> {
         let mut d = Deployments::load(path, &self.spec, labelled)?;
-        d.encode(&self.encodings);
+        self.prepare(&mut d);
         Ok(d)
+    }
+
+    /// Fills empty cells (training medians and modes) and encodes the categorical features.
+    fn prepare(&self, d: &mut Deployments) {
+        let medians: Vec<f64> = self
+            .summaries
+            .iter()
+            .take(self.spec.features.len())
+            .map(|s| s.median)
+            .collect();
+        let modes: Vec<String> = self.encodings.iter().map(|e| e.mode.clone()).collect();
+        d.impute(&medians, &modes);
+        d.encode(&self.encodings);
     }
 
     /// [`RiskModel::read`] of CSV held in memory (a request's body), named `name` in errors.
     pub fn read_csv(&self, name: &str, csv: &[u8]) -> Result<Deployments, MlError> {
         let mut d = Deployments::from_csv(name, &self.spec, csv)?;
-        d.encode(&self.encodings);
+        self.prepare(&mut d);
         Ok(d)
     }
 
@@ -420,7 +453,7 @@ impl RiskModel {
         rows: &[serde_json::Map<String, serde_json::Value>],
     ) -> Result<Deployments, MlError> {
         let mut d = Deployments::from_json_rows(name, &self.spec, rows)?;
-        d.encode(&self.encodings);
+        self.prepare(&mut d);
         Ok(d)
     }
 

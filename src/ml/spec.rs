@@ -28,6 +28,19 @@ pub struct ModelSpec {
     pub time: String,
     /// A column shown beside each score (the service), when the file has it.
     pub group: Option<String>,
+    /// What an empty feature cell means.
+    pub missing: Missing,
+}
+
+/// The policy for empty feature cells, the same in training and scoring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Missing {
+    /// Refuse the file, naming the line and the column.
+    #[default]
+    Refuse,
+    /// Use the training rows' median (numeric) or most common value (categorical).
+    Impute,
 }
 
 fn default_positive() -> String {
@@ -55,6 +68,7 @@ impl Default for ModelSpec {
             id: "deployment_id".into(),
             time: "timestamp".into(),
             group: Some("service".into()),
+            missing: Missing::Refuse,
         }
     }
 }

@@ -761,3 +761,85 @@ fn a_teams_own_columns_train_and_score_through_the_spec() {
         bad.stderr()
     );
 }
+
+#[test]
+fn an_empty_cell_is_refused_with_its_line_or_imputed_when_asked() {
+    let p = Project::new();
+    p.vigil(&["risk", "simulate", "--rows", "600", "--out", "data/risk"])
+        .expect(0);
+    seed_shaped(&p, "data/risk/deployments.csv", "history.csv");
+    seed_shaped(&p, "data/risk/new_deployments.csv", "candidates.csv");
+    // Empty the cpu_usage of every tenth row and the service of every seventh.
+    let text = std::fs::read_to_string(p.path().join("history.csv")).unwrap();
+    let gappy: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(n, line)| {
+            let mut cells: Vec<&str> = line.split(',').collect();
+            if n > 0 && n % 10 == 0 {
+                cells[5] = "";
+            }
+            if n > 0 && n % 7 == 0 {
+                cells[1] = "";
+            }
+            cells.join(",")
+        })
+        .collect();
+    p.write("gappy.csv", &(gappy.join("\n") + "\n"));
+    let columns = [
+        "--features",
+        "latency_ms,error_rate,cpu_usage,memory_usage",
+        "--categorical",
+        "service",
+        "--label",
+        "rollback",
+        "--positive",
+        "yes",
+        "--id-column",
+        "id",
+        "--folds",
+        "2",
+        "--grid",
+        "trees=10",
+        "--grid",
+        "depth=4",
+    ];
+    let mut refuse = vec!["risk", "train", "--data", "gappy.csv"];
+    refuse.extend(columns);
+    let refused = p.vigil(&refuse);
+    assert_eq!(refused.code(), 1, "{}", refused.stderr());
+    assert!(
+        refused
+            .stderr()
+            .contains("line 8, column `service` is empty")
+            || refused
+                .stderr()
+                .contains("line 11, column `cpu_usage` is empty"),
+        "{}",
+        refused.stderr()
+    );
+    assert!(
+        refused.stderr().contains("--missing impute"),
+        "{}",
+        refused.stderr()
+    );
+
+    let mut impute = refuse.clone();
+    impute.extend(["--missing", "impute"]);
+    p.vigil(&impute).expect(0);
+    // The model imputes in scoring too: a candidate with empty cells is scored.
+    let mut cand = std::fs::read_to_string(p.path().join("candidates.csv")).unwrap();
+    cand.push_str("gap,,2030-01-01T00:00:00Z,,1,50,50,team-a\n");
+    p.write("gap.csv", &cand);
+    let scored = p.vigil(&["risk", "score", "gap.csv", "--json"]);
+    assert!(matches!(scored.code(), 0 | 3 | 4), "{}", scored.stderr());
+    let scored = scored.json();
+    let gap = scored["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["deployment_id"] == "gap")
+        .cloned()
+        .unwrap_or_default();
+    assert!(gap["probability"].is_number(), "{scored}");
+}
