@@ -100,6 +100,10 @@ pub struct ScoreQuery {
     pub block_above: Option<f64>,
     /// Above this it needs a person (0.3 by default).
     pub review_above: Option<f64>,
+    /// Which deployments get drivers: `flagged` (review, block or unfamiliar; the default),
+    /// `all` or `none`.
+    #[param(value_type = Option<String>)]
+    pub drivers: Option<crate::ml::risk::Drivers>,
 }
 
 /// JSON body of `POST /api/v1/risk/score`: one object per deployment, keyed by column.
@@ -140,5 +144,11 @@ pub async fn score(
         block: q.block_above.unwrap_or(defaults.block),
         review: q.review_above.unwrap_or(defaults.review),
     };
-    Ok(Json(ops::risk::score(&v, &m, &deployments, bands)?))
+    Ok(Json(ops::risk::score(
+        &v,
+        &m,
+        &deployments,
+        bands,
+        q.drivers.unwrap_or(crate::ml::risk::Drivers::Flagged),
+    )?))
 }

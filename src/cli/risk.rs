@@ -88,6 +88,10 @@ pub enum RiskCommand {
         /// Model version [default: production, else the newest]
         #[arg(long)]
         version: Option<String>,
+        /// Which deployments get "pushed up by" drivers: those in the review or block band or
+        /// unfamiliar (`flagged`), `all`, or `none` (fastest on large files)
+        #[arg(long, value_enum, default_value_t = DriversArg::Flagged)]
+        drivers: DriversArg,
     },
     /// Write plots (PNG and SVG) and an HTML report explaining the model
     Report {
@@ -197,7 +201,13 @@ pub async fn run(ctx: &Ctx, cmd: RiskCommand) -> anyhow::Result<ExitCode> {
             block_above,
             review_above,
             version,
+            drivers,
         } => {
+            let drivers = match drivers {
+                DriversArg::Flagged => risk::Drivers::Flagged,
+                DriversArg::All => risk::Drivers::All,
+                DriversArg::None => risk::Drivers::None,
+            };
             let bands = Bands {
                 block: block_above,
                 review: review_above,
@@ -221,7 +231,7 @@ pub async fn run(ctx: &Ctx, cmd: RiskCommand) -> anyhow::Result<ExitCode> {
             }
             let mut first = true;
             for chunk in model.read_chunks(&file, SCORE_CHUNK)? {
-                let scored = model.score(&chunk?, &bands);
+                let scored = model.score_with(&chunk?, &bands, drivers);
                 worst = scored.iter().map(|s| s.band).fold(worst, Band::max);
                 if ctx.json {
                     for s in &scored {
@@ -337,6 +347,13 @@ pub struct SpecArgs {
     /// median (numeric) or most common value (categorical), in scoring too [default: refuse]
     #[arg(long, value_enum)]
     missing: Option<MissingArg>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum DriversArg {
+    Flagged,
+    All,
+    None,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

@@ -489,45 +489,63 @@ impl RiskModel {
     }
 
     /// Scores deployments into bands.
+    /// Scores every deployment of `d`, with the drivers of each (see [`Drivers`] to limit
+    /// them to the rows that need them).
     pub fn score(&self, d: &Deployments, bands: &Bands) -> Vec<Scored> {
+        self.score_with(d, bands, Drivers::All)
+    }
+
+    /// Scores every deployment of `d`; computes drivers for the rows `drivers` says. A row's
+    /// drivers cost one prediction per feature, so for a large file most of the time goes to
+    /// them: `Flagged` spends it only where a person will look.
+    pub fn score_with(&self, d: &Deployments, bands: &Bands, drivers: Drivers) -> Vec<Scored> {
         let (rows, width) = d.x.dim();
-        // Every row and, after them, each row with one feature at a time set to its training
-        // median: one scoring pass over all of them (on all cores) instead of one small pass
-        // per row.
-        let mut all = Array2::zeros((rows * (1 + width), width));
-        all.slice_mut(ndarray::s![..rows, ..]).assign(&d.x);
-        for i in 0..rows {
+        let p = self.forest.predict_proba(d.x.view());
+        let mut scored: Vec<Scored> = (0..rows)
+            .map(|i| Scored {
+                deployment_id: d.ids[i].clone(),
+                service: d.services[i].clone(),
+                probability: p[i],
+                band: bands.band(p[i]),
+                drivers: Vec::new(),
+                unfamiliar: self.unfamiliar(d, i),
+            })
+            .collect();
+        let explain: Vec<usize> = scored
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| match drivers {
+                Drivers::All => true,
+                Drivers::None => false,
+                Drivers::Flagged => s.band != Band::Proceed || !s.unfamiliar.is_empty(),
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if explain.is_empty() {
+            return scored;
+        }
+        // Each row to explain with one feature at a time set to its training median: one
+        // scoring pass over all of them (on all cores) instead of one small pass per row.
+        let mut all = Array2::zeros((explain.len() * width, width));
+        for (k, &i) in explain.iter().enumerate() {
             for f in 0..width {
-                let mut r = all.row_mut(rows + i * width + f);
+                let mut r = all.row_mut(k * width + f);
                 r.assign(&d.x.row(i));
                 r[f] = self.summaries.get(f).map_or(f64::NAN, |s| s.median);
             }
         }
-        let p = self.forest.predict_proba(all.view());
-        (0..rows)
-            .map(|i| {
-                let prob = p[i];
-                let changed = p.slice(ndarray::s![rows + i * width..rows + (i + 1) * width]);
-                Scored {
-                    deployment_id: d.ids[i].clone(),
-                    service: d.services[i].clone(),
-                    probability: prob,
-                    band: bands.band(prob),
-                    drivers: self.drivers_from(
-                        d.x.row(i).as_slice().unwrap_or_default(),
-                        prob,
-                        changed.as_slice().unwrap_or_default(),
-                    ),
-                    unfamiliar: self.unfamiliar(d, i),
-                }
-            })
-            .collect()
+        let changed = self.forest.predict_proba(all.view());
+        for (k, &i) in explain.iter().enumerate() {
+            let variants = changed.slice(ndarray::s![k * width..(k + 1) * width]);
+            scored[i].drivers = self.drivers_from(
+                d.x.row(i).as_slice().unwrap_or_default(),
+                p[i],
+                variants.as_slice().unwrap_or_default(),
+            );
+        }
+        scored
     }
 
-    /// The features pushing a score up: for each, the risk with that feature set to its
-    /// training median (`changed[f]`), everything else unchanged. The difference is how much
-    /// that one value adds. Only features that add at least one percentage point are listed,
-    /// largest first.
     /// What row `i` of `d` has that training never saw: numeric values beyond the training
     /// range, categorical values never met.
     fn unfamiliar(&self, d: &Deployments, i: usize) -> Vec<String> {
@@ -576,6 +594,19 @@ impl RiskModel {
         out.sort_by(|a, b| b.adds.total_cmp(&a.adds));
         out
     }
+}
+
+/// Which scored rows get their drivers computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Drivers {
+    /// Every row.
+    #[default]
+    All,
+    /// Rows in the review or block band, or with a value the model has no basis for.
+    Flagged,
+    /// None (the fastest: one prediction per row).
+    None,
 }
 
 /// Where a probability puts a deployment.

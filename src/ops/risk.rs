@@ -273,9 +273,10 @@ pub fn score(
     model: &RiskModel,
     deployments: &crate::ml::data::Deployments,
     bands: risk::Bands,
+    drivers: risk::Drivers,
 ) -> Result<ScoredSet, OpsError> {
     bands.check()?;
-    let scored = model.score(deployments, &bands);
+    let scored = model.score_with(deployments, &bands, drivers);
     let worst = scored
         .iter()
         .map(|s| s.band)

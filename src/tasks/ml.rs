@@ -223,6 +223,13 @@ pub struct ScoreConfig {
     pub review_above: f64,
     #[serde(default = "default_fail_on")]
     pub fail_on: FailOn,
+    /// Which deployments get drivers: `flagged` (review, block or unfamiliar), `all`, `none`.
+    #[serde(default = "default_drivers")]
+    pub drivers: crate::ml::risk::Drivers,
+}
+
+fn default_drivers() -> crate::ml::risk::Drivers {
+    crate::ml::risk::Drivers::Flagged
 }
 
 fn default_block() -> f64 {
@@ -259,10 +266,11 @@ impl Task for RiskScore {
             .await
             .by_kind("loading the model")?;
         let data = ctx.resolve(&c.data);
+        let drivers = c.drivers;
         let scored = ctx
             .run_blocking(move |_| {
                 let d = model.read(&data, false)?;
-                Ok::<_, MlError>(model.score(&d, &bands))
+                Ok::<_, MlError>(model.score_with(&d, &bands, drivers))
             })
             .await?
             .by_kind("scoring")?;

@@ -164,6 +164,40 @@ fn evaluate_reports_the_matrix_report_and_importance() {
 #[test]
 fn score_exit_codes_gate_a_pipeline() {
     let p = trained();
+    // Drivers only where a person will look (the default), everywhere, or nowhere.
+    let file = "data/risk/new_deployments.csv";
+    let drivers_of = |mode: &str| -> Vec<(String, String, usize)> {
+        p.vigil(&["risk", "score", file, "--json", "--drivers", mode])
+            .json()["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["deployment_id"].as_str().unwrap_or("").to_string(),
+                    r["band"].as_str().unwrap_or("").to_string(),
+                    r["drivers"].as_array().map_or(0, Vec::len),
+                )
+            })
+            .collect()
+    };
+    let flagged = drivers_of("flagged");
+    assert!(
+        flagged
+            .iter()
+            .all(|(_, band, n)| band != "proceed" || *n == 0),
+        "{flagged:?}"
+    );
+    assert!(
+        flagged.iter().any(|(id, _, n)| id == "new_risky" && *n > 0),
+        "{flagged:?}"
+    );
+    assert!(drivers_of("none").iter().all(|(_, _, n)| *n == 0));
+    let all = drivers_of("all");
+    assert!(
+        all.iter().map(|(_, _, n)| n).sum::<usize>()
+            >= flagged.iter().map(|(_, _, n)| n).sum::<usize>()
+    );
     let file = "data/risk/new_deployments.csv";
     let block = p.vigil(&["risk", "score", file]);
     assert_eq!(block.code(), 4, "{}{}", block.stdout(), block.stderr());
