@@ -623,6 +623,31 @@ fn print_evaluation(e: &Evaluation) {
         e.brier,
         opt(e.recall_at_10pct)
     );
+    if let Some(c) = &e.calibration {
+        println!(
+            "\ncalibration: expected calibration error {:.3} (0 is perfect; a probability of 0.3 should roll back about 30% of the time)",
+            c.ece
+        );
+        let rows = c
+            .bins
+            .iter()
+            .map(|b| {
+                vec![
+                    format!("{:.1}–{:.1}", b.from, b.to),
+                    b.rows.to_string(),
+                    format!("{:.3}", b.mean_predicted),
+                    format!("{:.3}", b.observed),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            table(
+                &["PREDICTED", "ROWS", "MEAN PREDICTED", "ROLLED BACK"],
+                rows
+            )
+        );
+    }
 }
 
 fn print_importance(imp: &[Importance]) {

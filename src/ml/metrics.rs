@@ -239,6 +239,62 @@ pub struct Evaluation {
     pub brier: f64,
     /// Share of the rollbacks among the riskiest 10 % of deployments.
     pub recall_at_10pct: Option<f64>,
+    /// Whether the probabilities mean what they say (absent in artifacts from before it was
+    /// recorded).
+    #[serde(default)]
+    pub calibration: Option<Calibration>,
+}
+
+/// Predicted probabilities against what happened, in ten equal-width bins: a calibrated model's
+/// deployments scored 0.3 roll back about 30 % of the time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Expected calibration error: the gap between mean predicted and observed rate in each
+    /// bin, weighted by the bin's share of rows (0 is perfect).
+    pub ece: f64,
+    /// The bins that hold rows, lowest first.
+    pub bins: Vec<CalibrationBin>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationBin {
+    pub from: f64,
+    pub to: f64,
+    pub rows: usize,
+    pub mean_predicted: f64,
+    /// Share of them that rolled back.
+    pub observed: f64,
+}
+
+/// The reliability table and ECE of `probs` against `actual` in `bins` equal-width bins.
+pub fn calibration(probs: &[f64], actual: &[bool], bins: usize) -> Calibration {
+    let bins = bins.max(1);
+    let mut sums = vec![(0usize, 0.0f64, 0usize); bins];
+    for (&p, &a) in probs.iter().zip(actual) {
+        let b = ((p * bins as f64) as usize).min(bins - 1);
+        sums[b].0 += 1;
+        sums[b].1 += p;
+        sums[b].2 += usize::from(a);
+    }
+    let n = probs.len().max(1) as f64;
+    let mut ece = 0.0;
+    let mut out = Vec::new();
+    for (b, &(rows, total, positives)) in sums.iter().enumerate() {
+        if rows == 0 {
+            continue;
+        }
+        let mean_predicted = total / rows as f64;
+        let observed = positives as f64 / rows as f64;
+        ece += rows as f64 / n * (mean_predicted - observed).abs();
+        out.push(CalibrationBin {
+            from: b as f64 / bins as f64,
+            to: (b + 1) as f64 / bins as f64,
+            rows,
+            mean_predicted,
+            observed,
+        });
+    }
+    Calibration { ece, bins: out }
 }
 
 impl Evaluation {
@@ -255,6 +311,7 @@ impl Evaluation {
             pr_auc: average_precision(probs, actual),
             brier: brier(probs, actual),
             recall_at_10pct: recall_at_top(probs, actual, 0.1),
+            calibration: Some(calibration(probs, actual, 10)),
         }
     }
 
@@ -284,6 +341,23 @@ impl Evaluation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calibration_by_hand() {
+        // Bin [0.1, 0.2): two rows predicted 0.1 and 0.15, one rolled back: gap |0.125 - 0.5|.
+        // Bin [0.9, 1.0]: two rows predicted 0.9 and 1.0, both rolled back: gap 0.05.
+        let c = calibration(&[0.1, 0.15, 0.9, 1.0], &[true, false, true, true], 10);
+        assert_eq!(c.bins.len(), 2);
+        assert_eq!((c.bins[0].rows, c.bins[1].rows), (2, 2));
+        assert!((c.bins[0].observed - 0.5).abs() < 1e-12);
+        assert!(
+            (c.ece - (0.5 * 0.375 + 0.5 * 0.05)).abs() < 1e-12,
+            "{}",
+            c.ece
+        );
+        let perfect = calibration(&[0.0, 1.0], &[false, true], 10);
+        assert_eq!(perfect.ece, 0.0);
+    }
 
     const T: bool = true;
     const F: bool = false;

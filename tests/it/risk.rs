@@ -140,6 +140,8 @@ fn evaluate_reports_the_matrix_report_and_importance() {
         "Brier",
         "recall in riskiest 10%",
         "error_rate",
+        "expected calibration error",
+        "MEAN PREDICTED",
     ] {
         assert!(out.contains(want), "{want} missing from:\n{out}");
     }
@@ -153,6 +155,17 @@ fn evaluate_reports_the_matrix_report_and_importance() {
         .sum();
     assert_eq!(total, 120);
     assert_eq!(j["importance"].as_array().map(Vec::len), Some(7));
+    // The reliability table covers every row, and its ECE is a weighted gap in [0, 1].
+    let cal = &e["calibration"];
+    let binned: u64 = cal["bins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["rows"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(binned, 120, "{cal}");
+    let ece = cal["ece"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&ece), "{cal}");
     // --all uses the training rows too.
     let all = p
         .vigil(&["risk", "evaluate", "--all", "--json"])
