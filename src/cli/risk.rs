@@ -60,6 +60,10 @@ pub enum RiskCommand {
         out: Option<PathBuf>,
         #[command(flatten)]
         columns: SpecArgs,
+        /// Which model to keep: the forest, the logistic baseline, or `best` — the baseline
+        /// when it is as good on the hold-out (within 0.01 F1 and 0.005 ROC AUC)
+        #[arg(long, value_enum, default_value_t = ModelArg::Forest)]
+        model: ModelArg,
     },
     /// Measure a registered model on labelled deployments it did not learn from
     Evaluate {
@@ -137,6 +141,7 @@ pub async fn run(ctx: &Ctx, cmd: RiskCommand) -> anyhow::Result<ExitCode> {
             holdout,
             out,
             columns,
+            model,
         } => {
             let out = out.unwrap_or_else(|| {
                 data.parent()
@@ -151,6 +156,11 @@ pub async fn run(ctx: &Ctx, cmd: RiskCommand) -> anyhow::Result<ExitCode> {
                 holdout,
                 threads: forest::threads(),
                 spec: columns.spec(&ctx.config.risk),
+                choice: match model {
+                    ModelArg::Forest => risk::ModelChoice::Forest,
+                    ModelArg::Logistic => risk::ModelChoice::Logistic,
+                    ModelArg::Best => risk::ModelChoice::Best,
+                },
             };
             train(ctx, request, out).await
         }
@@ -350,6 +360,13 @@ pub struct SpecArgs {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ModelArg {
+    Forest,
+    Logistic,
+    Best,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum DriversArg {
     Flagged,
     All,
@@ -443,6 +460,7 @@ async fn train(ctx: &Ctx, request: TrainRequest, out: PathBuf) -> anyhow::Result
             "version": version.version,
             "artifact": artifact,
             "metrics": version.metrics,
+            "kept": model.kind,
             "search": model.search,
             "holdout": model.holdout,
             "baseline": model.baseline,
@@ -560,17 +578,24 @@ fn print_training(m: &RiskModel) {
         t.rows,
         t.cutoff.format("%Y-%m-%d %H:%M UTC")
     );
+    let kept = match m.kind {
+        risk::ModelKind::Forest => "the forest",
+        risk::ModelKind::Logistic => "the logistic baseline",
+    };
+    println!("model kept: {kept}");
     print_evaluation(&m.holdout);
     println!(
         "logistic baseline on the hold-out: F1 {:.3}, ROC AUC {}",
         m.baseline.f1,
         opt(m.baseline.roc_auc)
     );
-    let forest_f1 = m.holdout.report.classes[1].f1;
-    if m.baseline.f1 >= forest_f1 {
+    if m.kind == risk::ModelKind::Forest && risk::as_good(&m.baseline, &m.holdout) {
         println!(
-            "note: on the hold-out the simpler logistic baseline does as well as the forest (F1 {:.3} vs {:.3}); the forest is what was registered",
-            m.baseline.f1, forest_f1
+            "note: on the hold-out the simpler logistic baseline is as good as the forest (F1 {:.3} vs {:.3}, ROC AUC {} vs {}); `--model best` (or `logistic`) keeps it instead",
+            m.baseline.f1,
+            m.holdout.report.classes[1].f1,
+            opt(m.baseline.roc_auc),
+            opt(m.holdout.roc_auc)
         );
     }
     println!("\npermutation importance on the hold-out:");

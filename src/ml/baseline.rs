@@ -7,6 +7,7 @@ use linfa::traits::{Fit, Transformer};
 use linfa_logistic::{FittedLogisticRegression, LogisticRegression};
 use linfa_preprocessing::linear_scaling::LinearScaler;
 use ndarray::{Array1, ArrayView2};
+use serde::{Deserialize, Serialize};
 
 use crate::ml::MlError;
 
@@ -43,6 +44,72 @@ impl Baseline {
     }
 }
 
+/// A fitted baseline as the artifact keeps it: the scaler's offsets and scales and the
+/// regression's weights, enough to score without linfa's types.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredLogistic {
+    pub offsets: Vec<f64>,
+    pub scales: Vec<f64>,
+    pub weights: Vec<f64>,
+    pub intercept: f64,
+    /// The regression's positive class is "kept": its probabilities are flipped.
+    pub flip: bool,
+}
+
+impl Baseline {
+    /// The fitted scaler and regression as plain numbers.
+    pub fn stored(&self) -> StoredLogistic {
+        StoredLogistic {
+            offsets: self.scaler.offsets().to_vec(),
+            scales: self.scaler.scales().to_vec(),
+            weights: self.model.params().to_vec(),
+            intercept: self.model.intercept(),
+            flip: !self.model.labels().pos.class,
+        }
+    }
+}
+
+impl StoredLogistic {
+    /// The probability of a rollback for each row of `x` (as [`Baseline::predict_proba`]).
+    pub fn predict_proba(&self, x: ArrayView2<f64>) -> Array1<f64> {
+        x.rows()
+            .into_iter()
+            .map(|row| {
+                let z = row
+                    .iter()
+                    .zip(&self.offsets)
+                    .zip(&self.scales)
+                    .zip(&self.weights)
+                    .map(|(((v, o), s), w)| (v - o) * s * w)
+                    .sum::<f64>()
+                    + self.intercept;
+                let p = 1.0 / (1.0 + (-z).exp());
+                if self.flip { 1.0 - p } else { p }
+            })
+            .collect()
+    }
+
+    /// Whether it fits `features` columns and holds finite numbers.
+    pub fn check(&self, features: usize) -> Result<(), String> {
+        let lengths = [self.offsets.len(), self.scales.len(), self.weights.len()];
+        if lengths.iter().any(|&n| n != features) {
+            return Err(format!(
+                "the logistic model has {lengths:?} coefficients for {features} features"
+            ));
+        }
+        let all = self
+            .offsets
+            .iter()
+            .chain(&self.scales)
+            .chain(&self.weights)
+            .chain(std::iter::once(&self.intercept));
+        if all.into_iter().any(|v| !v.is_finite()) {
+            return Err("the logistic model holds a value that is not a finite number".into());
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +131,14 @@ mod tests {
         let p = b.predict_proba(x.view());
         assert!(p[4] > p[0], "{p}");
         assert!(p[4] > 0.5 && p[0] < 0.5, "{p}");
+        // Stored as plain numbers, it scores the same.
+        let stored = b.stored();
+        assert!(stored.flip);
+        let q = stored.predict_proba(x.view());
+        for (a, b) in p.iter().zip(&q) {
+            assert!((a - b).abs() < 1e-12, "{p} vs {q}");
+        }
+        assert!(stored.check(2).is_ok() && stored.check(3).is_err());
     }
 
     #[test]

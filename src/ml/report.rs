@@ -572,7 +572,7 @@ pub fn write(
     })?;
     let hold = model.unseen(history, history_file, false)?;
     let measured = risk::evaluate(model, &hold);
-    let hold_probs = model.forest.predict_proba(hold.x.view()).to_vec();
+    let hold_probs = model.predict_proba(hold.x.view()).to_vec();
     let scored = model.score(new, bands);
     let top2 = {
         let idx = |name: &str| model.features.iter().position(|f| f == name);
@@ -669,7 +669,7 @@ fn weekly(model: &RiskModel, history: &Deployments) -> (Vec<(f64, f64, f64)>, Da
         .min()
         .copied()
         .unwrap_or_else(Utc::now);
-    let probs = model.forest.predict_proba(history.x.view());
+    let probs = model.predict_proba(history.x.view());
     let labels = history.labels();
     let mut weeks: std::collections::BTreeMap<i64, (f64, f64, f64)> = Default::default();
     for (i, t) in history.timestamps.iter().enumerate() {

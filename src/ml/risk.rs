@@ -64,6 +64,37 @@ pub struct TrainingInfo {
     pub train_seconds: f64,
 }
 
+/// Which of the two models trained a version scores with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    #[default]
+    Forest,
+    Logistic,
+}
+
+/// What `risk train --model` keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ModelChoice {
+    #[default]
+    Forest,
+    Logistic,
+    /// The logistic baseline when it is as good on the hold-out (see [`as_good`]), else the
+    /// forest.
+    Best,
+}
+
+/// The baseline is "as good" as the forest when it is within noise of it on both hold-out
+/// measures: 0.01 of F1 and 0.005 of ROC AUC.
+pub fn as_good(baseline: &BaselineScores, forest: &Evaluation) -> bool {
+    let f1 = forest.report.classes[1].f1;
+    let auc_ok = match (baseline.roc_auc, forest.roc_auc) {
+        (Some(b), Some(f)) => b >= f - 0.005,
+        _ => false,
+    };
+    baseline.f1 >= f1 - 0.01 && auc_ok
+}
+
 /// The logistic baseline's scores on the same hold-out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BaselineScores {
@@ -84,6 +115,12 @@ pub struct RiskModel {
     /// The learned encoding of each categorical feature, in the spec's order.
     #[serde(default)]
     pub encodings: Vec<crate::ml::category::CategoryEncoding>,
+    /// Which model scores: the forest, or the logistic baseline when it was as good.
+    #[serde(default)]
+    pub kind: ModelKind,
+    /// The logistic baseline fitted on the same rows (absent in older artifacts).
+    #[serde(default)]
+    pub logistic: Option<crate::ml::baseline::StoredLogistic>,
     pub forest: Forest,
     pub threshold: f64,
     pub training: TrainingInfo,
@@ -112,6 +149,8 @@ pub struct TrainOptions<'a> {
     pub data: &'a Path,
     /// The columns to read (checked by `ModelSpec::check` first).
     pub spec: &'a ModelSpec,
+    /// Which model to keep.
+    pub choice: ModelChoice,
     pub folds: usize,
     pub grid: Grid,
     pub seed: u64,
@@ -158,7 +197,7 @@ pub const IMPORTANCE_ROWS: usize = 10_000;
 /// Permutation importance on `x`, `y` (a seeded sample of [`IMPORTANCE_ROWS`] if larger):
 /// each feature's column shuffled `repeats` times.
 pub fn permutation_importance(
-    forest: &Forest,
+    predict: &dyn Fn(ArrayView2<f64>) -> ndarray::Array1<f64>,
     names: &[String],
     x: ArrayView2<f64>,
     y: &[bool],
@@ -176,7 +215,7 @@ pub fn permutation_importance(
         idx.sort_unstable();
         let ys: Vec<bool> = idx.iter().map(|&i| y[i]).collect();
         return permutation_importance(
-            forest,
+            predict,
             names,
             x.select(Axis(0), &idx).view(),
             &ys,
@@ -184,7 +223,7 @@ pub fn permutation_importance(
             seed,
         );
     }
-    let base = roc_auc(forest.predict_proba(x).as_slice().unwrap_or_default(), y).unwrap_or(0.5);
+    let base = roc_auc(predict(x).as_slice().unwrap_or_default(), y).unwrap_or(0.5);
     let mut out: Vec<Importance> = (0..x.ncols())
         .map(|f| {
             let drops: Vec<f64> = (0..repeats)
@@ -195,7 +234,7 @@ pub fn permutation_importance(
                         col.swap(i, rng.random_range(0..=i));
                     }
                     shuffled.column_mut(f).assign(&ndarray::Array1::from(col));
-                    let p = forest.predict_proba(shuffled.view());
+                    let p = predict(shuffled.view());
                     base - roc_auc(p.as_slice().unwrap_or_default(), y).unwrap_or(0.5)
                 })
                 .collect();
@@ -298,18 +337,38 @@ pub fn train(o: &TrainOptions) -> Result<RiskModel, MlError> {
         o.stop,
     )?;
     let threshold = 0.5;
-    let p = forest.predict_proba(hold.x.view());
-    let holdout = Evaluation::new(p.as_slice().unwrap_or_default(), hold.labels(), threshold);
-    let baseline = Baseline::fit(train.x.view(), y_tr)?;
-    let bp = baseline.predict_proba(hold.x.view());
-    let bp = bp.as_slice().unwrap_or_default();
+    let forest_p = forest.predict_proba(hold.x.view());
+    let forest_eval = Evaluation::new(
+        forest_p.as_slice().unwrap_or_default(),
+        hold.labels(),
+        threshold,
+    );
+    let fitted = Baseline::fit(train.x.view(), y_tr)?;
+    let logistic = fitted.stored();
+    let bp = logistic.predict_proba(hold.x.view());
+    let baseline_eval =
+        Evaluation::new(bp.as_slice().unwrap_or_default(), hold.labels(), threshold);
     let baseline = BaselineScores {
-        f1: Evaluation::new(bp, hold.labels(), threshold).report.classes[1].f1,
-        roc_auc: roc_auc(bp, hold.labels()),
+        f1: baseline_eval.report.classes[1].f1,
+        roc_auc: baseline_eval.roc_auc,
+    };
+    let kind = match o.choice {
+        ModelChoice::Forest => ModelKind::Forest,
+        ModelChoice::Logistic => ModelKind::Logistic,
+        ModelChoice::Best if as_good(&baseline, &forest_eval) => ModelKind::Logistic,
+        ModelChoice::Best => ModelKind::Forest,
+    };
+    let (p, holdout) = match kind {
+        ModelKind::Forest => (forest_p, forest_eval),
+        ModelKind::Logistic => (bp, baseline_eval),
     };
     let features = o.spec.all_features();
+    let predict = |x: ArrayView2<f64>| match kind {
+        ModelKind::Forest => forest.predict_proba(x),
+        ModelKind::Logistic => logistic.predict_proba(x),
+    };
     let importance =
-        permutation_importance(&forest, &features, hold.x.view(), hold.labels(), 5, o.seed);
+        permutation_importance(&predict, &features, hold.x.view(), hold.labels(), 5, o.seed);
     let positives = d.labels().iter().filter(|&&l| l).count();
     Ok(RiskModel {
         format: FORMAT,
@@ -317,6 +376,8 @@ pub fn train(o: &TrainOptions) -> Result<RiskModel, MlError> {
         features,
         spec: o.spec.clone(),
         encodings,
+        kind,
+        logistic: Some(logistic),
         forest,
         threshold,
         training: TrainingInfo {
@@ -364,7 +425,7 @@ pub struct Measured {
 }
 
 pub fn evaluate(model: &RiskModel, d: &Deployments) -> Measured {
-    let p = model.forest.predict_proba(d.x.view());
+    let p = model.predict_proba(d.x.view());
     Measured {
         evaluation: Evaluation::new(
             p.as_slice().unwrap_or_default(),
@@ -372,7 +433,7 @@ pub fn evaluate(model: &RiskModel, d: &Deployments) -> Measured {
             model.threshold,
         ),
         importance: permutation_importance(
-            &model.forest,
+            &|x| model.predict_proba(x),
             &model.features,
             d.x.view(),
             d.labels(),
@@ -415,7 +476,22 @@ impl RiskModel {
             ));
         }
         model.forest.check().map_err(bad)?;
+        match (&model.logistic, model.kind) {
+            (Some(l), _) => l.check(model.features.len()).map_err(bad)?,
+            (None, ModelKind::Logistic) => {
+                return Err(bad("it keeps the logistic model but holds none".into()));
+            }
+            (None, ModelKind::Forest) => {}
+        }
         Ok(model)
+    }
+
+    /// Each row's probability of a rollback, by the model this version keeps.
+    pub fn predict_proba(&self, x: ArrayView2<f64>) -> ndarray::Array1<f64> {
+        match (self.kind, &self.logistic) {
+            (ModelKind::Logistic, Some(l)) => l.predict_proba(x),
+            _ => self.forest.predict_proba(x),
+        }
     }
 
     /// Reads a file the way the model was trained to: its columns, its policy for empty
@@ -500,7 +576,7 @@ impl RiskModel {
     /// them: `Flagged` spends it only where a person will look.
     pub fn score_with(&self, d: &Deployments, bands: &Bands, drivers: Drivers) -> Vec<Scored> {
         let (rows, width) = d.x.dim();
-        let p = self.forest.predict_proba(d.x.view());
+        let p = self.predict_proba(d.x.view());
         let mut scored: Vec<Scored> = (0..rows)
             .map(|i| Scored {
                 deployment_id: d.ids[i].clone(),
@@ -534,7 +610,7 @@ impl RiskModel {
                 r[f] = self.summaries.get(f).map_or(f64::NAN, |s| s.median);
             }
         }
-        let changed = self.forest.predict_proba(all.view());
+        let changed = self.predict_proba(all.view());
         for (k, &i) in explain.iter().enumerate() {
             let variants = changed.slice(ndarray::s![k * width..(k + 1) * width]);
             scored[i].drivers = self.drivers_from(
@@ -707,6 +783,7 @@ mod tests {
         .unwrap();
         let model = train(&TrainOptions {
             spec: &ModelSpec::default(),
+            choice: ModelChoice::Forest,
             data: Path::new(&sim.history),
             folds: 3,
             grid,
@@ -723,8 +800,8 @@ mod tests {
         let new = model.read(Path::new(&sim.candidates), false).unwrap();
         let history = model.read(Path::new(&sim.history), true).unwrap();
         assert_eq!(
-            back.forest.predict_proba(history.x.view()),
-            model.forest.predict_proba(history.x.view())
+            back.predict_proba(history.x.view()),
+            model.predict_proba(history.x.view())
         );
         assert_eq!(
             back.score(&new, &Bands::default()),

@@ -30,6 +30,9 @@ pub struct TrainRequest {
     pub threads: usize,
     /// The columns to read (the simulator's by default).
     pub spec: crate::ml::spec::ModelSpec,
+    /// Which model to keep: the forest, the logistic baseline, or the baseline when it is as
+    /// good.
+    pub choice: risk::ModelChoice,
 }
 
 impl TrainRequest {
@@ -61,6 +64,7 @@ pub fn train(
     Ok(risk::train(&TrainOptions {
         data: &request.data,
         spec: &request.spec,
+        choice: request.choice,
         folds: request.folds,
         grid,
         seed: request.seed,
@@ -226,6 +230,8 @@ pub struct RiskSummary {
     pub holdout: crate::ml::metrics::Evaluation,
     pub baseline: risk::BaselineScores,
     pub importance: Vec<risk::Importance>,
+    /// The model that scores: `forest` or `logistic`.
+    pub kept: risk::ModelKind,
 }
 
 impl RiskSummary {
@@ -239,6 +245,7 @@ impl RiskSummary {
             holdout: m.holdout.clone(),
             baseline: m.baseline.clone(),
             importance: m.importance.clone(),
+            kept: m.kind,
         }
     }
 }

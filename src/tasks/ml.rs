@@ -105,6 +105,19 @@ pub struct TrainConfig {
     /// one left out is the simulator's.
     #[serde(default)]
     pub columns: crate::ml::spec::ModelSpec,
+    /// `forest` (default), `logistic`, or `best`: the logistic baseline when it is as good.
+    #[serde(default)]
+    pub model: ModelArg,
+}
+
+/// The `model` of a `risk.train` task.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelArg {
+    #[default]
+    Forest,
+    Logistic,
+    Best,
 }
 
 fn default_folds() -> usize {
@@ -147,6 +160,11 @@ impl Task for RiskTrain {
             holdout: c.holdout,
             threads: forest::threads(),
             spec: c.columns.clone(),
+            choice: match c.model {
+                ModelArg::Forest => crate::ml::risk::ModelChoice::Forest,
+                ModelArg::Logistic => crate::ml::risk::ModelChoice::Logistic,
+                ModelArg::Best => crate::ml::risk::ModelChoice::Best,
+            },
         };
         let points = request.check().by_kind("settings")?.points();
         ctx.info(format!(
@@ -556,7 +574,7 @@ fn measure(
     match loaded {
         Loaded::Risk(model) => {
             let d = model.unseen(&model.read(data, true)?, data, all)?;
-            let p = model.forest.predict_proba(d.x.view());
+            let p = model.predict_proba(d.x.view());
             let e = Evaluation::new(
                 p.as_slice().unwrap_or_default(),
                 d.labels(),

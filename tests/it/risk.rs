@@ -630,28 +630,39 @@ fn training_says_when_the_simpler_baseline_does_as_well() {
         writer.write_record(&fields).unwrap();
     }
     writer.flush().unwrap();
-    let out = p
-        .vigil(&[
-            "risk",
-            "train",
-            "--data",
-            "data/risk/linear.csv",
-            "--grid",
-            "trees=5",
-            "--grid",
-            "depth=2",
-            "--grid",
-            "min_samples=2",
-            "--folds",
-            "3",
-        ])
-        .expect(0)
-        .stdout();
+    let args = [
+        "risk",
+        "train",
+        "--data",
+        "data/risk/linear.csv",
+        "--grid",
+        "trees=5",
+        "--grid",
+        "depth=2",
+        "--grid",
+        "min_samples=2",
+        "--folds",
+        "3",
+    ];
+    let out = p.vigil(&args).expect(0).stdout();
     assert!(
-        out.contains(
-            "note: on the hold-out the simpler logistic baseline does as well as the forest"
-        ),
+        out.contains("model kept: the forest")
+            && out.contains(
+                "note: on the hold-out the simpler logistic baseline is as good as the forest"
+            )
+            && out.contains("`--model best`"),
         "{out}"
+    );
+    // Asked for the best, training keeps the simpler one, and says so.
+    let mut best = args.to_vec();
+    best.extend(["--model", "best"]);
+    let out = p.vigil(&best).expect(0).stdout();
+    assert!(out.contains("model kept: the logistic baseline"), "{out}");
+    assert!(!out.contains("note: on the hold-out"), "{out}");
+    let summary = p.vigil(&["risk", "evaluate", "--json"]).expect(0).json();
+    assert!(
+        summary["evaluation"]["roc_auc"].as_f64().unwrap_or(0.0) > 0.9,
+        "{summary}"
     );
 }
 
