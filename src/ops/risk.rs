@@ -232,6 +232,8 @@ pub struct RiskSummary {
     pub importance: Vec<risk::Importance>,
     /// The model that scores: `forest` or `logistic`.
     pub kept: risk::ModelKind,
+    /// The columns it reads.
+    pub spec: crate::ml::spec::ModelSpec,
 }
 
 impl RiskSummary {
@@ -246,6 +248,7 @@ impl RiskSummary {
             baseline: m.baseline.clone(),
             importance: m.importance.clone(),
             kept: m.kind,
+            spec: m.spec.clone(),
         }
     }
 }

@@ -717,13 +717,20 @@ fn seed_shaped(p: &Project, from: &str, to: &str) {
     writer.flush().unwrap();
 }
 
-#[test]
-fn a_teams_own_columns_train_and_score_through_the_spec() {
+/// A project with simulated history and candidates rewritten into the seeds' shape:
+/// `history.csv` and `candidates.csv`.
+fn seed_shaped_project() -> Project {
     let p = Project::new();
     p.vigil(&["risk", "simulate", "--rows", "600", "--out", "data/risk"])
         .expect(0);
     seed_shaped(&p, "data/risk/deployments.csv", "history.csv");
     seed_shaped(&p, "data/risk/new_deployments.csv", "candidates.csv");
+    p
+}
+
+#[test]
+fn a_teams_own_columns_train_and_score_through_the_spec() {
+    let p = seed_shaped_project();
 
     // The simulator's columns are not there: the first missing one is named with what is.
     let wrong = p.vigil(&["risk", "train", "--data", "history.csv", "--folds", "2"]);
@@ -822,11 +829,7 @@ fn a_teams_own_columns_train_and_score_through_the_spec() {
 
 #[test]
 fn an_empty_cell_is_refused_with_its_line_or_imputed_when_asked() {
-    let p = Project::new();
-    p.vigil(&["risk", "simulate", "--rows", "600", "--out", "data/risk"])
-        .expect(0);
-    seed_shaped(&p, "data/risk/deployments.csv", "history.csv");
-    seed_shaped(&p, "data/risk/new_deployments.csv", "candidates.csv");
+    let p = seed_shaped_project();
     // Empty the cpu_usage of every tenth row and the service of every seventh.
     let text = std::fs::read_to_string(p.path().join("history.csv")).unwrap();
     let gappy: Vec<String> = text

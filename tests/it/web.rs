@@ -222,6 +222,13 @@ fn the_web_page_triggers_follows_a_run_and_rolls_a_model_back() {
     // the page has verdicts, deployment events and a version to roll back to (v3).
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/dags");
     p.vigil(&["demo", "--dags", shipped]).expect(0);
+    // A small rollback-risk model, for the risk page.
+    p.vigil(&["risk", "simulate", "--rows", "300", "--out", "data/risk"])
+        .expect(0);
+    p.vigil(&[
+        "risk", "train", "--folds", "2", "--grid", "trees=10", "--grid", "depth=4",
+    ])
+    .expect(0);
     let d = p.daemon(&[]);
     let api = api_of(&d);
     let page = Page::open(&chromium, format!("http://{api}"));
@@ -420,11 +427,33 @@ fn the_web_page_triggers_follows_a_run_and_rolls_a_model_back() {
     page.wait("#outbox");
     page.accessible("alerts and outbox");
     page.shot("09-alerts-outbox");
+    // The risk page: hold-out metrics, both figures drawn, and candidates scored from the form.
     page.go("#/risk");
+    page.wait("#holdout");
     page.until(
-        "the risk page",
-        "document.querySelector('main h1')?.innerText.includes('rollback risk') === true",
+        "the figures to load",
+        "[...document.querySelectorAll('.figures img')].every(i => i.complete && i.naturalWidth > 0)",
     );
+    let candidates = std::fs::read_to_string(p.path().join("data/risk/new_deployments.csv"))
+        .expect("the simulated candidates");
+    page.eval(&format!(
+        "document.querySelector('#score-csv').value = {}",
+        Value::String(candidates)
+    ));
+    page.click("#score-submit");
+    page.until(
+        "the scored candidates",
+        "document.querySelectorAll('#scored tbody tr').length === 10",
+    );
+    let risky = page.eval(
+        "[...document.querySelectorAll('#scored tbody tr')].find(r => r.innerText.includes('new_risky'))?.innerText",
+    );
+    assert!(
+        risky.as_str().unwrap_or("").contains("block"),
+        "the riskiest candidate is blocked: {risky}"
+    );
+    page.accessible("the risk page");
+    page.shot("12-risk");
 
     // At a phone's width the list and the run still fit, their tables scrolling in place.
     page.viewport(390, 844, true);

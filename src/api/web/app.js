@@ -800,7 +800,8 @@ async function pageRisk(view) {
   const e = summary.holdout, b = summary.baseline, pos = e.report.classes[1];
   const figures = h('div', { class: 'figures' });
   const csv = h('textarea', { id: 'score-csv', spellcheck: 'false', 'aria-describedby': 'score-hint' });
-  csv.value = ['deployment_id', 'service', 'timestamp', ...summary.features].join(',') + '\n';
+  const spec = summary.spec || { id: 'deployment_id', time: 'timestamp', group: 'service' };
+  csv.value = [spec.id, spec.group, spec.time, ...summary.features].filter(Boolean).join(',') + '\n';
   const problem = h('p', { class: 'error', role: 'alert' });
   const scored = h('div', { class: 'scroll', id: 'scored' });
   const submit = h('button', { type: 'submit', id: 'score-submit', text: 'Score' });
@@ -831,13 +832,13 @@ async function pageRisk(view) {
     h('p', { class: 'muted', text: 'A deployment whose predicted probability of rollback is above ' + summary.threshold.toFixed(2) + ' is flagged. Trained on ' + (summary.training.rows || '?') + ' deployments.' }),
     h('h2', { text: 'Hold-out metrics' }),
     h('div', { class: 'scroll' }, h('table', { id: 'holdout' },
-      h('thead', {}, h('tr', {}, h('th', { scope: 'col', text: 'Metric' }), h('th', { scope: 'col', class: 'num', text: 'Forest' }), h('th', { scope: 'col', class: 'num', text: 'Logistic baseline' }))),
-      h('tbody', {}, metric('F1 (rolled back)', pos.f1, b.f1), metric('ROC AUC', e.roc_auc, b.roc_auc), metric('PR AUC', e.pr_auc),
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col', text: 'Metric' }), h('th', { scope: 'col', class: 'num', text: summary.kept === 'logistic' ? 'Kept: logistic' : 'Kept: forest' }), h('th', { scope: 'col', class: 'num', text: 'Logistic baseline' }))),
+      h('tbody', {}, metric('F1 (rolled back)', pos.f1, b.f1), metric('Calibration error (ECE)', e.calibration ? e.calibration.ece : null), metric('ROC AUC', e.roc_auc, b.roc_auc), metric('PR AUC', e.pr_auc),
         metric('Precision', pos.precision), metric('Recall', pos.recall), metric('Accuracy', e.report.accuracy), metric('Brier score', e.brier),
         metric('Hold-out rows', e.rows), metric('Rolled back in hold-out', e.positives)))),
     h('h2', { text: 'Figures' }), figures,
     h('h2', { text: 'Feature importance' }),
-    h('div', { class: 'scroll' }, h('table', {}, h('thead', {}, h('tr', {}, ['Feature', 'ROC AUC drop when shuffled', '±'].map((c) => h('th', { scope: 'col', text: c })))),
+    h('div', { class: 'scroll' }, h('table', {}, h('thead', {}, h('tr', {}, h('th', { scope: 'col', text: 'Feature' }), ['ROC AUC drop when shuffled', '±'].map((c) => h('th', { scope: 'col', class: 'num', text: c })))),
       h('tbody', {}, summary.importance.map((i) => h('tr', {}, h('td', {}, h('code', { text: i.feature })), h('td', { class: 'num', text: num(i.auc_drop, 4) }), h('td', { class: 'num', text: num(i.std, 4) })))))),
     h('h2', { text: 'Score candidates' }), form, scored);
   for (const [name, alt] of [['confusion_matrix', 'Confusion matrix of the hold-out'], ['feature_importance', 'Feature importance on the hold-out']]) {
