@@ -73,8 +73,9 @@ pub enum ModelKind {
     Logistic,
 }
 
-/// What `risk train --model` keeps.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What `risk train --model` (and the `risk.train` task's `model`) keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ModelChoice {
     #[default]
     Forest,
@@ -170,6 +171,11 @@ pub fn time_split(d: &Deployments, holdout: f64) -> (Vec<usize>, Vec<usize>) {
     (order, later)
 }
 
+/// The `p` quantile of sorted, non-empty `v` (the nearest rank).
+fn quantile(v: &[f64], p: f64) -> f64 {
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
 fn summaries(names: &[String], x: ArrayView2<f64>) -> Vec<FeatureSummary> {
     names
         .iter()
@@ -177,7 +183,7 @@ fn summaries(names: &[String], x: ArrayView2<f64>) -> Vec<FeatureSummary> {
         .map(|(name, col)| {
             let mut v = col.to_vec();
             v.sort_by(f64::total_cmp);
-            let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+            let q = |p: f64| quantile(&v, p);
             FeatureSummary {
                 name: name.clone(),
                 p05: q(0.05),
@@ -264,7 +270,8 @@ pub fn train(o: &TrainOptions) -> Result<RiskModel, MlError> {
     let mut d = Deployments::load(o.data, o.spec, true)?;
     let (early, late) = time_split(&d, o.holdout);
     // Empty cells (under `missing = "impute"`) take the earlier rows' median or most common
-    // value; the model keeps them (summaries, encodings) to fill a scored file alike.
+    // value; the model keeps them (summaries, encodings) to fill a scored file alike. The
+    // median is the summaries' quantile: adding copies of it leaves it the summaries' median.
     let medians: Vec<f64> = (0..o.spec.features.len())
         .map(|f| {
             let mut v: Vec<f64> = early
@@ -273,7 +280,7 @@ pub fn train(o: &TrainOptions) -> Result<RiskModel, MlError> {
                 .filter(|v| !v.is_nan())
                 .collect();
             v.sort_by(f64::total_cmp);
-            v.get(v.len() / 2).copied().unwrap_or(0.0)
+            if v.is_empty() { 0.0 } else { quantile(&v, 0.5) }
         })
         .collect();
     let modes: Vec<String> = d

@@ -219,6 +219,17 @@ pub async fn logs(
     after: Option<u64>,
 ) -> Result<Vec<LogView>, OpsError> {
     check_task(store, run_id, task_id).await?;
+    read_logs(store, run_id, task_id, attempt, after).await
+}
+
+/// The stored lines as [`LogView`]s, for a task known to exist.
+async fn read_logs(
+    store: &dyn RunStore,
+    run_id: RunId,
+    task_id: &str,
+    attempt: Option<u32>,
+    after: Option<u64>,
+) -> Result<Vec<LogView>, OpsError> {
     Ok(store
         .logs(run_id, task_id, attempt, after)
         .await?
@@ -293,7 +304,8 @@ impl LogFollow {
             std::cmp::Ordering::Equal => ti.state != TaskState::Running,
             std::cmp::Ordering::Less => ti.state.is_terminal(),
         };
-        let lines = logs(store, self.run_id, &self.task_id, Some(attempt), self.after).await?;
+        // `check_task` above found the task: the lines are read without asking again.
+        let lines = read_logs(store, self.run_id, &self.task_id, Some(attempt), self.after).await?;
         if let Some(last) = lines.last() {
             self.after = Some(u64::from(last.seq));
         }

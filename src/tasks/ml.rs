@@ -107,17 +107,7 @@ pub struct TrainConfig {
     pub columns: crate::ml::spec::ModelSpec,
     /// `forest` (default), `logistic`, or `best`: the logistic baseline when it is as good.
     #[serde(default)]
-    pub model: ModelArg,
-}
-
-/// The `model` of a `risk.train` task.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelArg {
-    #[default]
-    Forest,
-    Logistic,
-    Best,
+    pub model: crate::ml::risk::ModelChoice,
 }
 
 fn default_folds() -> usize {
@@ -160,11 +150,7 @@ impl Task for RiskTrain {
             holdout: c.holdout,
             threads: forest::threads(),
             spec: c.columns.clone(),
-            choice: match c.model {
-                ModelArg::Forest => crate::ml::risk::ModelChoice::Forest,
-                ModelArg::Logistic => crate::ml::risk::ModelChoice::Logistic,
-                ModelArg::Best => crate::ml::risk::ModelChoice::Best,
-            },
+            choice: c.model,
         };
         let points = request.check().by_kind("settings")?.points();
         ctx.info(format!(
