@@ -136,6 +136,9 @@ pub struct CheckBody {
     pub auto_rollback: bool,
     /// Record what would be done without changing production.
     pub dry_run: bool,
+    /// Which labelled predictions: `since-change` (the default), `all`, or a duration such as
+    /// `24h`.
+    pub window: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/models/{model}/check", tag = "models",
@@ -151,9 +154,16 @@ pub async fn check(
     body: axum::body::Bytes,
 ) -> Result<Json<reg::CheckOutcome>, ApiError> {
     let body: CheckBody = super::dags::json_or_default(&body)?;
+    let window = match &body.window {
+        Some(w) => w
+            .parse()
+            .map_err(|e: String| ApiError::invalid(format!("window: {e}")))?,
+        None => reg::Window::default(),
+    };
     let opts = reg::CheckOptions {
         auto_rollback: body.auto_rollback,
         dry_run: body.dry_run,
+        window,
         notify: s.audience.clone(),
         ..reg::CheckOptions::default()
     };

@@ -16,7 +16,8 @@ use clap::Subcommand;
 use crate::cli::Ctx;
 use crate::cli::output::{print_json, table, time};
 use crate::ops::registry::{self as ops, Action, CheckOptions, Rollback};
-use crate::quality::verdict::{Rules, Verdict};
+use crate::quality::metrics::Metric;
+use crate::quality::verdict::{IntervalMethod, Rules, Verdict};
 use crate::state::Audience;
 use crate::store::Store;
 use crate::store::registry::{NewArtifact, NewPrediction, NewVersion};
@@ -59,6 +60,10 @@ pub enum ModelCommand {
         /// Record what would be done, change nothing
         #[arg(long)]
         dry_run: bool,
+        /// Which labelled predictions: `since-change` (since production last changed), `all`,
+        /// or a duration such as 24h
+        #[arg(long, default_value = "since-change")]
+        window: ops::Window,
     },
     /// Make an earlier version production again
     Rollback {
@@ -141,6 +146,13 @@ pub struct RuleArgs {
     /// Labelled predictions needed for a verdict from predictions
     #[arg(long, default_value_t = 30)]
     min_samples: usize,
+    /// The metric to judge [default: accuracy for classes, else rmse]
+    #[arg(long, value_parser = ["rmse", "mae", "r2", "accuracy"])]
+    metric: Option<String>,
+    /// The interval: `t` (paired t or Welch, on per-row terms) or `bootstrap` (percentile;
+    /// under-covers below ~200 rows, kept for comparison)
+    #[arg(long, default_value = "t", value_parser = ["t", "bootstrap"])]
+    interval: String,
 }
 
 impl RuleArgs {
@@ -154,6 +166,12 @@ impl RuleArgs {
         Ok(Rules {
             threshold_percent: self.threshold,
             min_samples: self.min_samples.max(1),
+            metric: self.metric.as_deref().and_then(Metric::parse),
+            interval: if self.interval == "bootstrap" {
+                IntervalMethod::Bootstrap
+            } else {
+                IntervalMethod::T
+            },
             ..Rules::default()
         })
     }
@@ -206,11 +224,13 @@ pub async fn run(ctx: &Ctx, cmd: ModelCommand) -> anyhow::Result<ExitCode> {
             rules,
             auto_rollback,
             dry_run,
+            window,
         } => {
             let opts = CheckOptions {
                 rules: rules.rules()?,
                 auto_rollback,
                 dry_run,
+                window,
                 notify: audience.clone(),
                 ..CheckOptions::default()
             };
@@ -503,6 +523,29 @@ fn print_history(h: &[ops::HistoryEntry]) {
 fn print_judgement(j: &crate::quality::verdict::Judgement, v1: &str, v2: &str) {
     println!("{} ({v2} vs {v1}): {}", j.verdict.as_str(), j.reason);
     println!("test: {}, n = {}", j.test.describe(), j.n);
+    print_evidence(j);
+}
+
+/// The sequential test's state and, for INCONCLUSIVE, the rows still needed.
+fn print_evidence(j: &crate::quality::verdict::Judgement) {
+    if let Some(s) = j.sequential {
+        // Rows that differ by exactly the same amount make Λ astronomically large.
+        let statistic = if s.statistic.abs() < 1e4 {
+            format!("{:.2}", s.statistic)
+        } else {
+            format!("{:.2e}", s.statistic)
+        };
+        println!(
+            "sequential test (valid at every look): worsening between {:.4} and {:.4}; ln Λ = {statistic}, {:.2} establishes it{}",
+            s.lower,
+            s.upper,
+            s.threshold,
+            if s.crossed() { " — established" } else { "" }
+        );
+    }
+    if let Some(more) = j.more_rows_needed {
+        println!("about {more} more labelled rows would settle it");
+    }
 }
 
 fn print_check(out: &ops::CheckOutcome, dry_run: bool) {
@@ -513,6 +556,7 @@ fn print_check(out: &ops::CheckOutcome, dry_run: bool) {
         out.baseline.as_deref().unwrap_or("(no earlier version)")
     );
     println!("{}", out.judgement.reason);
+    print_evidence(&out.judgement);
     match &out.action {
         Action::None => {}
         Action::RolledBack { to } => println!("rolled back to {to}"),

@@ -476,12 +476,18 @@ async fn train(ctx: &Ctx, request: TrainRequest, out: PathBuf) -> anyhow::Result
         version.version,
         artifact
     );
+    // The simulator's candidates when they are there; a team's own file otherwise.
+    let candidates = data
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join("new_deployments.csv");
+    let candidates = if candidates.is_file() {
+        candidates.display().to_string()
+    } else {
+        "CANDIDATES.csv".to_string()
+    };
     println!(
-        "next: `vigil risk evaluate`, `vigil risk score {}`, `vigil risk report`, `vigil model promote {} {}`",
-        data.parent()
-            .unwrap_or(std::path::Path::new("."))
-            .join("new_deployments.csv")
-            .display(),
+        "next: `vigil risk evaluate`, `vigil risk score {candidates}`, `vigil risk report`, `vigil model promote {} {}`",
         risk::MODEL_NAME,
         version.version
     );

@@ -53,7 +53,11 @@ impl Default for ForestParams {
 }
 
 /// A trained forest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Stored two ways, by the format's own say (serde's `is_human_readable`; the impls are in
+/// `ml::packed`): in JSON (the artifacts before the binary one) its trees are base64 node
+/// arrays; in the binary artifact it is packed, a twentieth of the size.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Forest {
     pub params: ForestParams,
     pub n_features: usize,

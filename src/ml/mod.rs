@@ -9,6 +9,7 @@ pub mod category;
 pub mod data;
 pub mod forest;
 pub mod metrics;
+pub mod packed;
 pub mod regress;
 pub mod report;
 pub mod risk;

@@ -451,9 +451,9 @@ pub fn evaluate(model: &RiskModel, d: &Deployments) -> Measured {
 }
 
 impl RiskModel {
-    /// Writes the artifact (see [`artifact::save_json`]).
+    /// Writes the artifact, binary (see [`artifact`]).
     pub fn save(&self, dir: &Path) -> Result<(PathBuf, String, u64), MlError> {
-        artifact::save_json(self, dir, MODEL_NAME)
+        artifact::save_binary(self, dir, MODEL_NAME)
     }
 
     /// Reads an artifact, checking its checksum when the registry gave one.
@@ -466,8 +466,7 @@ impl RiskModel {
             path: path.to_path_buf(),
             reason,
         };
-        let model: RiskModel = serde_json::from_slice(bytes)
-            .map_err(|e| bad(format!("not a vigil risk model: {e}")))?;
+        let model: RiskModel = artifact::decode(path, bytes, "a vigil risk model")?;
         if model.format != FORMAT {
             return Err(bad(format!(
                 "artifact format {} but this vigil reads {FORMAT}; train the model again",

@@ -33,7 +33,7 @@ pub struct Node {
 }
 
 impl Node {
-    fn leaf(index: usize, n_features: usize) -> Node {
+    pub(crate) fn leaf(index: usize, n_features: usize) -> Node {
         Node {
             threshold: 0.0,
             feature: n_features as u32,
@@ -44,9 +44,9 @@ impl Node {
 
 /// A grown tree: nodes for prediction, and per node the training weight and mean it saw.
 ///
-/// Saved as its nodes only, 16 little-endian bytes each, base64 in the JSON artifact: a
-/// full-depth forest on 160,000 rows has millions of nodes, and as JSON objects it took
-/// 400 MB. A leaf's value (the class-1 share of its rows) is in the nodes; `weight` and
+/// In a JSON artifact (format 1, still read) saved as its nodes only, 16 little-endian bytes
+/// each, base64: a full-depth forest on 160,000 rows has millions of nodes, and as JSON
+/// objects it took 400 MB. The binary artifact packs it far smaller ([`crate::ml::packed`]). A leaf's value (the class-1 share of its rows) is in the nodes; `weight` and
 /// `value` of a loaded tree are empty.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tree {
@@ -115,14 +115,7 @@ impl<'de> Deserialize<'de> for Tree {
                 }
             })
             .collect();
-        let mut tree = Tree {
-            nodes,
-            depth: 0,
-            weight: Vec::new(),
-            value: Vec::new(),
-        };
-        tree.depth = tree.measure_depth();
-        Ok(tree)
+        Ok(Tree::from_nodes(nodes))
     }
 }
 
@@ -254,6 +247,18 @@ impl Tree {
                 depth: p.depth + 1,
             });
         }
+        tree
+    }
+
+    /// A tree read from a file: its nodes, without the training statistics.
+    pub fn from_nodes(nodes: Vec<Node>) -> Tree {
+        let mut tree = Tree {
+            nodes,
+            depth: 0,
+            weight: Vec::new(),
+            value: Vec::new(),
+        };
+        tree.depth = tree.measure_depth();
         tree
     }
 

@@ -71,14 +71,56 @@ pub struct CheckOptions {
     pub auto_rollback: bool,
     /// Record what would be done without changing production.
     pub dry_run: bool,
-    /// Roll back only after this many DEGRADED checks in a row (this one included)…
+    /// Roll back only when the sequential test has established the worsening: the evidence
+    /// accumulated since the production change, valid however often the check looks…
+    pub sequential: bool,
+    /// …and after this many DEGRADED checks in a row (this one included; 1 by default, the
+    /// sequential test already guards against noise)…
     pub consecutive: usize,
     /// …unless the worsening is at least this many times the floor, and established.
     pub critical_factor: f64,
     /// No automatic rollback within this long of the model's last production change.
     pub cooldown: Duration,
-    /// Only predictions since then (`None`: all).
-    pub since: Option<DateTime<Utc>>,
+    /// Which predictions are judged.
+    pub window: Window,
+}
+
+/// Which labelled predictions a check judges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Window {
+    /// Those since production last changed: the evidence about the current production
+    /// period, and the stream the sequential test accumulates.
+    #[default]
+    SinceChange,
+    /// Those of the last so long (never before the production change).
+    Last(Duration),
+    /// Every labelled prediction ever logged.
+    All,
+}
+
+impl std::str::FromStr for Window {
+    type Err = String;
+
+    /// `since-change`, `all`, or a duration such as `24h`.
+    fn from_str(s: &str) -> Result<Window, String> {
+        match s {
+            "since-change" | "since_change" => Ok(Window::SinceChange),
+            "all" => Ok(Window::All),
+            _ => crate::state::duration::parse_duration(s)
+                .map(Window::Last)
+                .map_err(|e| {
+                    format!("`{s}` is not a window: use since-change, all, or a duration such as 24h ({e})")
+                }),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Window {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Window, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 impl Default for CheckOptions {
@@ -88,10 +130,11 @@ impl Default for CheckOptions {
             rules: Rules::default(),
             auto_rollback: false,
             dry_run: false,
-            consecutive: 2,
+            sequential: true,
+            consecutive: 1,
             critical_factor: 5.0,
             cooldown: Duration::from_secs(3600),
-            since: None,
+            window: Window::SinceChange,
         }
     }
 }
@@ -290,6 +333,30 @@ async fn labelled(
         .collect())
 }
 
+/// When the window of a check of `production` starts (`None`: the beginning).
+async fn window_start(
+    store: &dyn ModelStore,
+    name: &str,
+    production: &str,
+    window: Window,
+) -> Result<Option<DateTime<Utc>>, ModelError> {
+    let changed = store
+        .deployments(name, 1)
+        .await?
+        .into_iter()
+        .next()
+        .filter(|d| d.to_version == production)
+        .map(|d| d.at);
+    Ok(match window {
+        Window::All => None,
+        Window::SinceChange => changed,
+        Window::Last(d) => {
+            let from = Utc::now() - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+            Some(changed.map_or(from, |c| c.max(from)))
+        }
+    })
+}
+
 /// Judges `candidate` against `baseline`.
 pub async fn compare(
     store: &dyn ModelStore,
@@ -336,17 +403,27 @@ pub async fn assess(
 ) -> Result<CheckOutcome, ModelError> {
     let (m, production) = with_production(store, name).await?;
     let baseline = previous(store, &m).await?;
+    let since = window_start(store, name, &production, opts.window).await?;
     let judgement = match &baseline {
         Some(b) => {
-            compare(
-                store,
-                name,
-                &b.version,
-                &production,
+            let bv = version(store, name, &b.version).await?;
+            let cv = version(store, name, &production).await?;
+            let cp = labelled(store, name, &production, since).await?;
+            // The baseline's rows in the same window when it scored them too (shadow scoring,
+            // paired); otherwise every row it scored, from when it was in production.
+            let mut bp = labelled(store, name, &b.version, since).await?;
+            if bp.is_empty() && since.is_some() {
+                bp = labelled(store, name, &b.version, None).await?;
+            }
+            judge(
+                &Evidence {
+                    baseline: &bp,
+                    candidate: &cp,
+                    baseline_metrics: &bv.metrics,
+                    candidate_metrics: &cv.metrics,
+                },
                 &opts.rules,
-                opts.since,
             )
-            .await?
         }
         None => crate::quality::verdict::judge(
             &Evidence {
@@ -486,7 +563,24 @@ async fn guard(
         (Some(e), Some(f), Some((lo, _))) => f > 0.0 && e >= opts.critical_factor * f && lo > f,
         _ => false,
     };
-    if !critical {
+    if !critical && opts.sequential {
+        match j.sequential {
+            Some(s) if s.crossed() => {}
+            Some(s) => {
+                return Ok(Some(format!(
+                    "the evidence since the production change has not yet established the worsening across repeated checks (sequential test: ln Λ = {:.2} of {:.2} needed, worsening between {:.4} and {:.4}); automatic rollback waits for it (or a critical breach of {}× the threshold)",
+                    s.statistic, s.threshold, s.lower, s.upper, opts.critical_factor
+                )));
+            }
+            None => {
+                return Ok(Some(format!(
+                    "no sequential evidence (the verdict did not come from labelled predictions); automatic rollback waits for it (or a critical breach of {}× the threshold)",
+                    opts.critical_factor
+                )));
+            }
+        }
+    }
+    if !critical && opts.consecutive > 1 {
         // This check is DEGRADED; count the real (not dry-run) checks before it that were too.
         // A real check was just recorded as the newest one, so skip it.
         let earlier = store

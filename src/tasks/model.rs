@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::ops::registry::{self as ops, Action, CheckOptions, CheckOutcome, ModelError};
+use crate::quality::metrics::Metric;
 use crate::quality::verdict::{Judgement, Rules};
 use crate::state::duration;
 use crate::store::registry::ModelVersion;
@@ -63,13 +64,13 @@ pub struct CheckConfig {
     pub threshold_percent: f64,
     #[serde(default = "default_min_samples")]
     pub min_samples: usize,
-    /// Only predictions this recent, e.g. "24h" (default: all).
-    #[serde(default, deserialize_with = "optional_duration")]
-    pub window: Option<Duration>,
-}
-
-fn optional_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    duration::deserialize(d).map(Some)
+    /// Which predictions: "since-change" (the default), "all", or a duration such as "24h".
+    #[serde(default)]
+    pub window: ops::Window,
+    /// The metric to judge: rmse, mae, r2 or accuracy (default: accuracy for classes, else
+    /// rmse).
+    #[serde(default)]
+    pub metric: Option<Metric>,
 }
 
 #[async_trait]
@@ -83,11 +84,11 @@ impl Task for CheckPerformance {
 
     async fn run(&self, ctx: &TaskContext, c: CheckConfig) -> Result<CheckOutcome, TaskError> {
         let opts = CheckOptions {
-            rules: rules(c.threshold_percent, c.min_samples),
-            since: c
-                .window
-                .and_then(|w| chrono::Duration::from_std(w).ok())
-                .map(|w| chrono::Utc::now() - w),
+            rules: Rules {
+                metric: c.metric,
+                ..rules(c.threshold_percent, c.min_samples)
+            },
+            window: c.window,
             notify: ctx.alert_audience().clone(),
             ..CheckOptions::default()
         };
@@ -168,9 +169,13 @@ pub struct HandleConfig {
     pub auto_rollback: bool,
     #[serde(default)]
     pub dry_run: bool,
-    /// DEGRADED checks in a row before an automatic rollback.
+    /// DEGRADED checks in a row before an automatic rollback (the sequential test already
+    /// guards against noise; more than 1 adds hours).
     #[serde(default = "default_consecutive")]
     pub consecutive: usize,
+    /// Wait for the sequential test to establish the worsening (on by default).
+    #[serde(default = "default_true")]
+    pub sequential: bool,
     #[serde(
         default = "default_cooldown",
         deserialize_with = "duration::deserialize"
@@ -179,7 +184,11 @@ pub struct HandleConfig {
 }
 
 fn default_consecutive() -> usize {
-    2
+    1
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_cooldown() -> Duration {
@@ -197,6 +206,7 @@ impl Task for HandleAlert {
             auto_rollback: c.auto_rollback,
             dry_run: c.dry_run,
             consecutive: c.consecutive.max(1),
+            sequential: c.sequential,
             cooldown: c.cooldown,
             notify: ctx.alert_audience().clone(),
             ..CheckOptions::default()
@@ -212,6 +222,10 @@ impl Task for HandleAlert {
         tracing::info!(model = %c.check.model, ?action, "handled the check");
         Ok(action)
     }
+}
+
+fn optional_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration::deserialize(d).map(Some)
 }
 
 /// Metrics of a version over its labelled predictions (optionally only recent ones).

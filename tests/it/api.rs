@@ -738,6 +738,32 @@ fn the_registry_and_the_outbox_answer_and_change_only_with_the_token() {
     );
     assert_eq!(s, 200, "{checked}");
     assert_eq!(checked["judgement"]["verdict"], "DEGRADED", "{checked}");
+    // From recorded metrics (this model logged no predictions): no sequential evidence.
+    assert!(
+        checked["judgement"]
+            .as_object()
+            .is_some_and(|j| j.contains_key("sequential")),
+        "{checked}"
+    );
+    let (s, body) = post(
+        "/api/v1/models/churn/check",
+        Some(TOKEN),
+        r#"{"dry_run": true, "window": "fortnight"}"#,
+    );
+    assert_eq!(s, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("window"),
+        "{body}"
+    );
+    let (s, checked) = post(
+        "/api/v1/models/churn/check",
+        Some(TOKEN),
+        r#"{"dry_run": true, "window": "all"}"#,
+    );
+    assert_eq!(s, 200, "{checked}");
     let (_, alerts) = get("/api/v1/models/churn/alerts");
     assert_eq!(alerts[0]["verdict"], "DEGRADED", "{alerts}");
 

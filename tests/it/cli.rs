@@ -278,7 +278,9 @@ fn the_benchmark_runs_every_scenario() {
             "daemon_memory",
             "web",
             "risk_search",
-            "risk_score"
+            "risk_score",
+            "risk_artifact",
+            "verdicts"
         ]
     );
     for r in out.as_array().unwrap() {

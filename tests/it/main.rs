@@ -27,4 +27,5 @@ mod scheduling;
 mod store;
 mod util;
 mod validation;
+mod verdicts;
 mod web;

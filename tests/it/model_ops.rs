@@ -29,13 +29,27 @@ async fn register(store: &dyn Store, model: &str, v: &str, rmse: f64) {
 
 /// `n` labelled predictions of `v` on rows r0.., with absolute error `err` (alternating sign).
 async fn scored(store: &dyn Store, model: &str, v: &str, n: usize, err: f64) {
-    let rows: Vec<NewPrediction> = (0..n)
+    logged(store, model, v, 0..n, |i| {
+        err * (1.0 + (i % 5) as f64 / 10.0) * if i % 2 == 0 { 1.0 } else { -1.0 }
+    })
+    .await;
+}
+
+/// Labelled predictions of `v` on rows `r{i}` for `i` in `rows`, erring by `error(i)`, logged
+/// now.
+async fn logged(
+    store: &dyn Store,
+    model: &str,
+    v: &str,
+    rows: std::ops::Range<usize>,
+    error: impl Fn(usize) -> f64,
+) {
+    let rows: Vec<NewPrediction> = rows
         .map(|i| {
             let actual = 10.0 + (i % 13) as f64;
-            let e = err * (1.0 + (i % 5) as f64 / 10.0) * if i % 2 == 0 { 1.0 } else { -1.0 };
             NewPrediction {
                 row_key: Some(format!("r{i}")),
-                predicted: actual + e,
+                predicted: actual + error(i),
                 actual: Some(actual),
                 at: Utc::now(),
             }
@@ -44,13 +58,38 @@ async fn scored(store: &dyn Store, model: &str, v: &str, n: usize, err: f64) {
     store.add_predictions(model, v, &rows).await.unwrap();
 }
 
-/// v1 then v2 in production; v2 errs `v2_err` where v1 errs 1.0, on the same 200 rows.
+/// v1 then v2 in production; then, live, v2 errs `v2_err` where v1 errs 1.0, on the same
+/// 200 rows.
 async fn two_versions(e: &Engine, v2_err: f64) {
     let s = &*e.store;
     register(s, "m", "v1", 1.0).await;
     register(s, "m", "v2", 1.0).await;
+    ops::promote(s, "m", "v1", "first", "test").await.unwrap();
+    ops::promote(s, "m", "v2", "retrained", "test")
+        .await
+        .unwrap();
     scored(s, "m", "v1", 200, 1.0).await;
     scored(s, "m", "v2", 200, v2_err).await;
+}
+
+/// Live rows `rows` of a 15 % RMSE worsening with spread: v1 errs ±1 on every row, v2
+/// alternately 1.435 and 0.765 (RMSE 1.15). Forty rows make a DEGRADED verdict the
+/// sequential test cannot yet back; eighty establish it.
+async fn spread_worsening(e: &Engine, rows: std::ops::Range<usize>) {
+    let s = &*e.store;
+    let sign = |i: usize| if i % 4 < 2 { 1.0 } else { -1.0 };
+    logged(s, "m", "v1", rows.clone(), sign).await;
+    logged(s, "m", "v2", rows, |i| {
+        sign(i) * if i % 2 == 0 { 1.435 } else { 0.765 }
+    })
+    .await;
+}
+
+/// v1 then v2 in production, with no live rows yet.
+async fn promoted(e: &Engine) {
+    let s = &*e.store;
+    register(s, "m", "v1", 1.0).await;
+    register(s, "m", "v2", 1.0).await;
     ops::promote(s, "m", "v1", "first", "test").await.unwrap();
     ops::promote(s, "m", "v2", "retrained", "test")
         .await
@@ -192,19 +231,33 @@ async fn a_rollback_to_a_worse_version_is_refused() {
 }
 
 #[tokio::test]
-async fn automatic_rollback_waits_for_two_degraded_checks_in_a_row() {
+async fn automatic_rollback_waits_for_the_sequential_test_then_acts_on_one_check() {
     let e = Engine::new().await;
-    // 20 % worse: established and above the 5 % floor, below the 25 % critical breach.
-    two_versions(&e, 1.2).await;
+    promoted(&e).await;
     let s = &*e.store;
+    spread_worsening(&e, 0..40).await;
+    // 15 % worse on 40 rows: DEGRADED by the interval, below the 25 % critical breach, and
+    // not yet established across repeated looks.
     let first = ops::check(s, "m", &opts(), "daemon").await.unwrap();
-    assert_eq!(first.judgement.verdict, Verdict::Degraded);
+    assert_eq!(
+        first.judgement.verdict,
+        Verdict::Degraded,
+        "{}",
+        first.judgement.reason
+    );
+    let seq = first.judgement.sequential.unwrap();
+    assert!(!seq.crossed() && seq.statistic < seq.threshold, "{seq:?}");
     assert!(
-        matches!(&first.action, Action::Refused { why } if why.contains("1 DEGRADED check(s) in a row")),
+        matches!(&first.action, Action::Refused { why } if why.contains("not yet established")),
         "{:?}",
         first.action
     );
+    assert_eq!(production(&e).await.as_deref(), Some("v2"));
+    // Forty more rows: the same worsening, now established; one check rolls back.
+    spread_worsening(&e, 40..80).await;
     let second = ops::check(s, "m", &opts(), "daemon").await.unwrap();
+    assert_eq!(second.judgement.n, 80);
+    assert!(second.judgement.sequential.unwrap().crossed());
     assert_eq!(second.action, Action::RolledBack { to: "v1".into() });
     assert_eq!(production(&e).await.as_deref(), Some("v1"));
     // The DEGRADED verdicts were queued as notifications with the rollback.
@@ -244,15 +297,87 @@ async fn a_critical_breach_rolls_back_at_once_unless_in_cool_down_or_dry_run() {
 }
 
 #[tokio::test]
-async fn too_few_labels_is_inconclusive_alerts_and_never_acts() {
+async fn a_check_judges_the_rows_since_the_production_change_unless_told_otherwise() {
     let e = Engine::new().await;
     let s = &*e.store;
     register(s, "m", "v1", 1.0).await;
     register(s, "m", "v2", 1.0).await;
-    scored(s, "m", "v1", 10, 1.0).await;
-    scored(s, "m", "v2", 10, 9.0).await;
+    // Scored before v2 went to production (say, while it was evaluated): not evidence about
+    // the production period.
+    scored(s, "m", "v1", 100, 1.0).await;
+    scored(s, "m", "v2", 100, 3.0).await;
     ops::promote(s, "m", "v1", "first", "test").await.unwrap();
     ops::promote(s, "m", "v2", "second", "test").await.unwrap();
+    let c = ops::check(s, "m", &opts(), "daemon").await.unwrap();
+    assert_eq!(
+        c.judgement.verdict,
+        Verdict::Inconclusive,
+        "{}",
+        c.judgement.reason
+    );
+    assert!(
+        c.judgement.reason.contains("candidate 0"),
+        "{}",
+        c.judgement.reason
+    );
+    assert_eq!(c.judgement.more_rows_needed, Some(30));
+    let all = CheckOptions {
+        window: "all".parse().unwrap(),
+        dry_run: true,
+        ..opts()
+    };
+    let c = ops::check(s, "m", &all, "daemon").await.unwrap();
+    assert_eq!(
+        c.judgement.verdict,
+        Verdict::Degraded,
+        "{}",
+        c.judgement.reason
+    );
+    assert_eq!(c.judgement.n, 100);
+    // A duration never reaches back past the change either.
+    let day = CheckOptions {
+        window: "24h".parse().unwrap(),
+        ..opts()
+    };
+    let c = ops::check(s, "m", &day, "daemon").await.unwrap();
+    assert_eq!(c.judgement.verdict, Verdict::Inconclusive);
+    // Live rows after the change are judged; the baseline, not shadow-scored since, is judged
+    // on the rows it scored.
+    logged(
+        s,
+        "m",
+        "v2",
+        500..540,
+        |i| if i % 2 == 0 { 3.0 } else { -3.0 },
+    )
+    .await;
+    let c = ops::check(
+        s,
+        "m",
+        &CheckOptions {
+            dry_run: true,
+            ..opts()
+        },
+        "daemon",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (c.judgement.verdict, c.judgement.test, c.judgement.n),
+        (Verdict::Degraded, vigil::quality::verdict::Test::Welch, 40),
+        "{}",
+        c.judgement.reason
+    );
+    assert!("fortnight".parse::<ops::Window>().is_err());
+}
+
+#[tokio::test]
+async fn too_few_labels_is_inconclusive_alerts_and_never_acts() {
+    let e = Engine::new().await;
+    let s = &*e.store;
+    promoted(&e).await;
+    scored(s, "m", "v1", 10, 1.0).await;
+    scored(s, "m", "v2", 10, 9.0).await;
     let c = ops::check(s, "m", &opts(), "daemon").await.unwrap();
     assert_eq!(
         (c.judgement.verdict, c.action.clone()),
@@ -284,9 +409,10 @@ config = { check = "{{ tasks.check_performance.output }}", auto_rollback = "{{ p
 "#;
 
 #[tokio::test]
-async fn the_monitoring_tasks_check_compare_and_roll_back_on_the_second_degraded_run() {
+async fn the_monitoring_tasks_check_compare_and_roll_back_once_the_evidence_is_established() {
     let e = Engine::new().await;
-    two_versions(&e, 1.2).await;
+    promoted(&e).await;
+    spread_worsening(&e, 0..40).await;
     let first = e.run(MONITORING).await;
     assert_eq!(first.state, vigil::state::RunState::Success);
     let act = e
@@ -307,6 +433,7 @@ async fn the_monitoring_tasks_check_compare_and_roll_back_on_the_second_degraded
     assert_eq!(cmp["judgement"]["verdict"], "DEGRADED");
     assert_eq!(cmp["baseline"]["version"], "v1");
 
+    spread_worsening(&e, 40..80).await;
     let second = e.run(MONITORING).await;
     let act = e
         .store

@@ -580,6 +580,88 @@ fn artifacts_are_private_absolute_and_scores_show_no_raw_escapes() {
     assert!(stdout.contains("\\u{1b}[2Jwiped"), "{stdout}");
 }
 
+/// The artifact is the compact binary one; a JSON artifact written before it still loads and
+/// scores the same; a damaged one is refused naming the file, and nothing is scored.
+#[test]
+fn the_artifact_is_compact_binary_and_a_json_one_of_before_still_scores() {
+    let p = trained();
+    let history = p
+        .vigil(&["model", "history", "deployment_risk", "--json"])
+        .expect(0)
+        .json();
+    let bin = std::path::PathBuf::from(
+        history[0]["version"]["artifact"]["path"]
+            .as_str()
+            .unwrap_or_default(),
+    );
+    assert!(bin.to_string_lossy().ends_with(".bin"), "{history}");
+    let bytes = std::fs::read(&bin).unwrap();
+    assert!(bytes.starts_with(b"VIGILART"));
+    // The same model as the JSON of format 1, registered as its own version.
+    let model = vigil::ml::risk::RiskModel::load(&bin, None).unwrap();
+    let (json, _, json_size) =
+        vigil::ml::artifact::save_json(&model, &p.path().join("legacy"), "deployment_risk")
+            .unwrap();
+    assert!(
+        (bytes.len() as u64) * 5 < json_size,
+        "binary {} bytes, JSON {json_size}",
+        bytes.len()
+    );
+    let json = json.to_string_lossy();
+    p.vigil(&[
+        "model",
+        "register",
+        "deployment_risk",
+        "--version",
+        "legacy",
+        "--artifact",
+        &json,
+    ])
+    .expect(0);
+    let candidates = "data/risk/new_deployments.csv";
+    let score = |version: &str| {
+        let out = p.vigil(&[
+            "risk",
+            "score",
+            candidates,
+            "--json",
+            "--drivers",
+            "all",
+            "--version",
+            version,
+        ]);
+        assert!(matches!(out.code(), 0 | 3 | 4), "{}", out.stderr());
+        out.json()["deployments"].clone()
+    };
+    let newest = history[0]["version"]["version"].as_str().unwrap_or("?");
+    let scored = score(newest);
+    assert_eq!(scored.as_array().map(Vec::len), Some(10), "{scored}");
+    assert_eq!(scored, score("legacy"));
+
+    // Damage in the compressed body: refused, naming the file.
+    let mut damaged = bytes.clone();
+    let at = damaged.len() / 2;
+    damaged[at] ^= 0x55;
+    damaged.truncate(damaged.len() - 7);
+    let broken = p.path().join("broken.bin");
+    std::fs::write(&broken, &damaged).unwrap();
+    p.vigil(&[
+        "model",
+        "register",
+        "deployment_risk",
+        "--version",
+        "broken",
+        "--artifact",
+        "broken.bin",
+    ])
+    .expect(0);
+    let out = p
+        .vigil(&["risk", "score", candidates, "--json", "--version", "broken"])
+        .expect(1);
+    assert!(out.stderr().contains("broken.bin"), "{}", out.stderr());
+    assert!(out.stdout().is_empty(), "{}", out.stdout());
+}
+
 #[test]
 fn after_training_on_another_folder_evaluate_and_report_use_that_data() {
     let p = Project::new();

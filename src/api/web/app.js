@@ -93,6 +93,15 @@ function num(v, digits) {
   return Math.abs(v) >= 1000 ? v.toFixed(0) : v.toFixed(digits == null ? 4 : digits);
 }
 
+// What a verdict says beyond its one look: the sequential test (which automatic rollback waits
+// for) and, when INCONCLUSIVE, the rows still needed.
+function evidence(j) {
+  const parts = [];
+  if (j.sequential) parts.push(j.sequential.lower > 0 ? 'established' : 'not yet established');
+  if (j.more_rows_needed != null) parts.push('about ' + j.more_rows_needed + ' more rows');
+  return parts.length ? parts.join('; ') : '—';
+}
+
 function say(message) {
   const status = document.getElementById('status');
   status.textContent = '';
@@ -689,7 +698,7 @@ async function pageModel(view, name) {
       metrics.length ? [h('label', { for: 'metric', text: 'Metric' }), select, chartBox] : h('p', { class: 'muted', text: 'No version has metrics.' }),
       h('h2', { text: 'Verdicts' }),
       verdicts.length ? h('div', { class: 'scroll' }, h('table', { id: 'verdicts' },
-        h('thead', {}, h('tr', {}, ['When', 'Verdict', 'Production', 'Baseline', 'Metric', 'Estimate', 'Interval', 'p-value', 'n'].map((c) => h('th', { scope: 'col', text: c })))),
+        h('thead', {}, h('tr', {}, ['When', 'Verdict', 'Production', 'Baseline', 'Metric', 'Estimate', 'Interval', 'p-value', 'n', 'Across checks'].map((c) => h('th', { scope: 'col', text: c })))),
         h('tbody', {}, verdicts.map((a) => {
           const j = a.details.judgement;
           return h('tr', {},
@@ -699,7 +708,8 @@ async function pageModel(view, name) {
             h('td', { class: 'num', text: num(j.estimate) }),
             h('td', { class: 'num', text: j.interval ? '[' + num(j.interval[0]) + ', ' + num(j.interval[1]) + ']' : '—' }),
             h('td', { class: 'num', text: j.p_value == null ? '—' : num(j.p_value) }),
-            h('td', { class: 'num', text: j.n }));
+            h('td', { class: 'num', text: j.n }),
+            h('td', { text: evidence(j) }));
         })))) : h('p', { class: 'muted', text: 'No checks yet.' }),
       h('h2', { text: 'Deployment events' }),
       h('div', { class: 'scroll' }, h('table', { id: 'deployments' },

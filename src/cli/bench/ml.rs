@@ -1,4 +1,4 @@
-//! The ML micro-benchmarks: the risk model's grid search and scoring throughput. They measure
+//! The ML micro-benchmarks: the risk model's grid search, scoring throughput and artifact. They measure
 //! `ml/`, not the engine, and live apart from the engine's scenarios.
 
 // The scenarios share the runner's imports and helpers.
@@ -77,4 +77,69 @@ pub(super) fn risk_score(dir: &Path, rows: usize) -> anyhow::Result<Duration> {
     let took = start.elapsed();
     anyhow::ensure!(p.len() == rows, "scored {} of {rows} rows", p.len());
     Ok(took)
+}
+
+/// Load times of the binary artifact and of the same model as JSON (format 1), best of three
+/// each, for a full-depth 100-tree forest trained on `rows` simulated deployments. Sizes go to
+/// stderr.
+pub(super) fn risk_artifact(dir: &Path, rows: usize) -> anyhow::Result<(Duration, Duration)> {
+    use crate::ml::risk::{RiskModel, TrainOptions};
+    let s = crate::ml::simulate::write(dir, rows, 42)?;
+    let start = Instant::now();
+    let model = crate::ml::risk::train(&TrainOptions {
+        data: Path::new(&s.history),
+        spec: &crate::ml::spec::ModelSpec::default(),
+        choice: crate::ml::risk::ModelChoice::Forest,
+        folds: 2,
+        grid: crate::ml::search::Grid::parse(&[
+            "trees=100".into(),
+            "depth=none".into(),
+            "min_samples=2".into(),
+        ])?,
+        seed: 42,
+        holdout: 0.2,
+        threads: crate::ml::forest::threads(),
+        progress: &|_| {},
+        stop: &|| false,
+    })?;
+    let trained = start.elapsed();
+    let out = dir.join("models");
+    let start = Instant::now();
+    let (bin, bin_sha, bin_size) = model.save(&out)?;
+    let saved = start.elapsed();
+    let (json, json_sha, json_size) =
+        crate::ml::artifact::save_json(&model, &out, "deployment_risk")?;
+    let best_load = |path: &Path, sha: &str| -> anyhow::Result<Duration> {
+        let mut best = Duration::MAX;
+        for _ in 0..3 {
+            let start = Instant::now();
+            let loaded = RiskModel::load(path, Some(sha))?;
+            best = best.min(start.elapsed());
+            anyhow::ensure!(
+                loaded
+                    .forest
+                    .trees
+                    .iter()
+                    .zip(&model.forest.trees)
+                    .all(|(a, b)| a.nodes == b.nodes),
+                "{} did not load the forest it saved",
+                path.display()
+            );
+        }
+        Ok(best)
+    };
+    let load = best_load(&bin, &bin_sha)?;
+    let json_load = best_load(&json, &json_sha)?;
+    let nodes: usize = model.forest.trees.iter().map(|t| t.nodes.len()).sum();
+    eprintln!(
+        "risk_artifact: {rows} rows, 100 full-depth trees, {nodes} nodes (trained in {:.1} s); \
+         binary {:.1} MB (saved in {} ms, loaded in {} ms), JSON {:.1} MB (loaded in {} ms)",
+        trained.as_secs_f64(),
+        bin_size as f64 / 1e6,
+        saved.as_millis(),
+        load.as_millis(),
+        json_size as f64 / 1e6,
+        json_load.as_millis()
+    );
+    Ok((load, json_load))
 }

@@ -18,10 +18,12 @@ use serde::{Deserialize, Serialize};
 mod daemon;
 mod engine;
 mod ml;
+mod verdicts;
 
 use daemon::*;
 use engine::*;
 use ml::*;
+use verdicts::*;
 
 use crate::cli::Ctx;
 use crate::cli::output::{print_json, table};
@@ -38,6 +40,10 @@ pub struct BenchArgs {
     /// Run only this scenario, in this process, and print its result as JSON
     #[arg(long, value_enum)]
     scenario: Option<Scenario>,
+    /// The scenario's size (what it means is in each scenario's description) instead of its
+    /// default; with --scenario
+    #[arg(long, requires = "scenario")]
+    size: Option<usize>,
     /// Durability of the benchmark database
     #[arg(long, value_enum, default_value_t = SyncArg::Normal)]
     synchronous: SyncArg,
@@ -78,6 +84,15 @@ pub enum Scenario {
     /// scored)
     #[value(name = "risk_score")]
     RiskScore,
+    /// The artifact of a full-depth 100-tree forest trained on simulated history: its size
+    /// and the time to load it (read, checksum, decode, check), binary and the former JSON
+    /// (size = rows)
+    #[value(name = "risk_artifact")]
+    RiskArtifact,
+    /// The degradation verdicts by simulation: A/A false-DEGRADED rate and power per metric,
+    /// design and sample size, and hours to rollback under hourly checks, before and after
+    /// the t-interval and sequential test (size = comparisons per cell; tables on stderr)
+    Verdicts,
     /// The web page with 10,000 finished runs of 100 DAGs in the database: each page's load
     /// (HTML, script and style, then its API calls), median and slowest (size = runs)
     Web,
@@ -94,7 +109,7 @@ enum SyncArg {
 
 impl Scenario {
     /// What `vigil bench` runs by default.
-    const DEFAULT: [Scenario; 9] = [
+    const DEFAULT: [Scenario; 11] = [
         Scenario::Chain,
         Scenario::Fanout,
         Scenario::Process,
@@ -104,6 +119,8 @@ impl Scenario {
         Scenario::Web,
         Scenario::RiskSearch,
         Scenario::RiskScore,
+        Scenario::RiskArtifact,
+        Scenario::Verdicts,
     ];
 
     fn name(self) -> &'static str {
@@ -118,6 +135,8 @@ impl Scenario {
             Scenario::Soak => "soak",
             Scenario::RiskSearch => "risk_search",
             Scenario::RiskScore => "risk_score",
+            Scenario::RiskArtifact => "risk_artifact",
+            Scenario::Verdicts => "verdicts",
             Scenario::Throughput => "throughput",
             Scenario::Web => "web",
         }
@@ -147,6 +166,10 @@ impl Scenario {
             (Scenario::RiskSearch, true) => 300,
             (Scenario::RiskScore, false) => 1_000_000,
             (Scenario::RiskScore, true) => 10_000,
+            (Scenario::RiskArtifact, false) => 200_000,
+            (Scenario::RiskArtifact, true) => 500,
+            (Scenario::Verdicts, false) => 2_000,
+            (Scenario::Verdicts, true) => 40,
             (Scenario::Web, false) => 10_000,
             (Scenario::Web, true) => 200,
             (Scenario::Throughput, false) => 10_000,
@@ -164,13 +187,16 @@ pub struct BenchResult {
     /// Wall time of the whole scenario; for the repeated ones (`process`, `load`,
     /// `trigger`, `lateness`), the median repetition; for `daemon_memory`, the time to start.
     pub total_ms: f64,
-    /// Slowest repetition.
+    /// Slowest repetition; for `risk_artifact`, the JSON artifact's load time.
     pub max_ms: Option<f64>,
     /// Wall time divided by the number of tasks.
     pub per_task_us: Option<f64>,
     pub peak_rss_mib: f64,
     pub target: String,
     pub met: bool,
+    /// A scenario's own tables (`verdicts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
 }
 
 pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -185,7 +211,7 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if let Some(scenario) = args.scenario {
-        let result = run_scenario(ctx, scenario, args.quick, sync, args.daemons).await?;
+        let result = run_scenario(ctx, scenario, args.quick, args.size, sync, args.daemons).await?;
         print_json(&result)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -292,15 +318,18 @@ async fn run_scenario(
     ctx: &Ctx,
     scenario: Scenario,
     quick: bool,
+    size: Option<usize>,
     sync: Synchronous,
     daemons: usize,
 ) -> anyhow::Result<BenchResult> {
-    let n = scenario.size(quick);
+    let n = size.unwrap_or_else(|| scenario.size(quick)).max(1);
     let scratch = Scratch::new(scenario.name())?;
     let dir = &scratch.0;
     // (median or total time, slowest repetition, tasks it covered)
     let mut peak = None;
     let mut soak_met = false;
+    let mut detail = None;
+    let mut worst_a_a = 0.0;
     let (total, max, tasks) = match scenario {
         Scenario::Chain => (
             run_generated(ctx, dir, &chain_dag(n), n, sync).await?,
@@ -344,6 +373,17 @@ async fn run_scenario(
         }
         Scenario::RiskSearch => (risk_search(dir, n)?, None, None),
         Scenario::RiskScore => (risk_score(dir, n)?, None, None),
+        Scenario::RiskArtifact => {
+            let (load, json_load) = risk_artifact(dir, n)?;
+            (load, Some(json_load), None)
+        }
+        Scenario::Verdicts => {
+            let start = Instant::now();
+            let (worst, tables) = verdicts(n)?;
+            worst_a_a = worst;
+            detail = Some(tables);
+            (start.elapsed(), None, None)
+        }
         Scenario::Web => {
             let (median, max, rss) = web_pages(dir, n).await?;
             peak = Some(rss);
@@ -381,6 +421,12 @@ async fn run_scenario(
             "≥ 1,000,000 rows/s",
             n as f64 / total.as_secs_f64().max(1e-9) >= 1e6,
         ),
+        Scenario::RiskArtifact => ("load < 1 s", total < Duration::from_secs(1)),
+        // Nominal 2.5 %, plus three Monte Carlo standard errors at this many repetitions.
+        Scenario::Verdicts => (
+            "A/A DEGRADED ≤ 2.5 % (+ 3 Monte Carlo s.e.) in every cell",
+            worst_a_a <= 0.025 + 3.0 * (0.025 * 0.975 / n as f64).sqrt(),
+        ),
         Scenario::Web => (
             "every page < 100 ms (median)",
             total < Duration::from_millis(100),
@@ -405,6 +451,7 @@ async fn run_scenario(
         },
         target: target.into(),
         met,
+        detail,
     })
 }
 
