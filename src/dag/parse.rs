@@ -552,8 +552,10 @@ pub fn check_id(id: &str) -> Result<(), String> {
 }
 
 /// Parses a cron expression as the scheduler will: 5 fields, 6 with seconds, or a nickname.
+/// An expression that never fires (February 30th, April 31st) is refused: a DAG that silently
+/// never runs is the surprise a load-time check exists to prevent.
 pub fn parse_cron(text: &str) -> Result<croner::Cron, String> {
-    croner::parser::CronParser::builder()
+    let cron = croner::parser::CronParser::builder()
         .seconds(croner::parser::Seconds::Optional)
         .build()
         .parse(text)
@@ -563,7 +565,17 @@ pub fn parse_cron(text: &str) -> Result<croner::Cron, String> {
                 "invalid cron expression `{text}` ({}); use 5 fields (minute hour day month weekday), 6 with seconds first, or @hourly/@daily/@weekly/@monthly/@yearly",
                 why.trim_end_matches('.')
             )
-        })
+        })?;
+    // Eight years from a leap year hold every date a calendar has (February 29th included;
+    // 2100 skips one, so a window that never crosses a century year is taken).
+    let from = chrono::DateTime::<chrono::Utc>::from_timestamp(946_684_800, 0) // 2000-01-01
+        .unwrap_or_default();
+    match cron.find_next_occurrence(&from, true) {
+        Ok(t) if t < from + chrono::Duration::days(8 * 366) => Ok(cron),
+        _ => Err(format!(
+            "cron expression `{text}` never fires: no date matches its day and month fields (is it a day the month does not have, like February 30th?)"
+        )),
+    }
 }
 
 fn sample_run_vars(dag_id: &str) -> RunVars {

@@ -57,11 +57,34 @@ struct RawConfig {
     skip_exit_code: Option<i32>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 enum CommandLine {
     Argv(Vec<Arg>),
     Line(String),
+}
+
+impl<'de> Deserialize<'de> for CommandLine {
+    /// serde's own message for an untagged enum ("did not match any variant") names no type a
+    /// user wrote; this one says what to write.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<CommandLine, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Argv(Vec<Arg>),
+            Line(String),
+        }
+        match Written::deserialize(d) {
+            Ok(Written::Argv(argv)) => Ok(CommandLine::Argv(argv)),
+            Ok(Written::Line(line)) => Ok(CommandLine::Line(line)),
+            // Only the "matched neither form" error is replaced; a missing key stays one.
+            Err(e) if e.to_string().starts_with("data did not match any variant") => {
+                Err(serde::de::Error::custom(
+                    "expected the command as a list of arguments (`[\"echo\", \"hi\"]`) or, with `shell = true`, a string",
+                ))
+            }
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// An argument or environment value: a string, or a number or bool written as text, so

@@ -132,9 +132,14 @@ async fn three_daemons_on_one_database_execute_every_task_exactly_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_daemon_killed_with_9_leaves_its_runs_to_the_two_others_and_only_its_running_tasks_run_again()
  {
-    let Some(p) = project().await else { return };
+    let Some((p, url)) = project_with_url().await else {
+        return;
+    };
     fan_out(&p, 10, "0.5");
     p.vigil(&["db", "migrate"]).expect(0);
+    let store = vigil::store::open(&url, vigil::store::Synchronous::Normal)
+        .await
+        .unwrap();
     // The victim alone takes the runs; the survivor joins while the victim's tasks run.
     let victim = p.daemon(&[]);
     let victim_pid = victim.pid().to_string();
@@ -147,8 +152,21 @@ async fn a_daemon_killed_with_9_leaves_its_runs_to_the_two_others_and_only_its_r
     let survivor = p.daemon(&[]);
     let other = p.daemon(&[]);
     victim.kill9();
+    // What the database had in flight when the victim died (read at once: the victim's
+    // attempts stay `running` until its 3 s lease runs out). A task of the victim's can have
+    // finished its work — even written its `end` — and still be running here, when the kill
+    // fell between the process exiting and the success being committed: at-least-once means
+    // it runs again.
+    let mut in_flight: BTreeSet<(String, String)> = BTreeSet::new();
+    for run in store.unfinished_runs().await.unwrap() {
+        for t in store.task_instances(run.id).await.unwrap() {
+            if t.state == vigil::state::TaskState::Running {
+                in_flight.insert((run.id.to_string(), t.task_id));
+            }
+        }
+    }
     let at_kill = ledger(&p);
-    // Tasks the victim had started and not finished when it died.
+    // Tasks the victim had started and not finished when it died: certainly run again.
     let interrupted: BTreeSet<(String, String)> = at_kill
         .iter()
         .filter(|l| l[0] == "start" && l[4] == victim_pid)
@@ -167,10 +185,17 @@ async fn a_daemon_killed_with_9_leaves_its_runs_to_the_two_others_and_only_its_r
     }
     assert_eq!(starts.len(), 200 * 10, "{} starts", lines.len());
     for (key, n) in &starts {
-        let expected = if interrupted.contains(key) { 2 } else { 1 };
-        assert_eq!(
-            *n, expected,
-            "{key:?} started {n} times; interrupted: {interrupted:?}"
+        // At most 1 + the crashes during it; exactly once for every task not in flight.
+        let allowed = if interrupted.contains(key) {
+            2..=2
+        } else if in_flight.contains(key) {
+            1..=2
+        } else {
+            1..=1
+        };
+        assert!(
+            allowed.contains(n),
+            "{key:?} started {n} times; interrupted: {interrupted:?}; in flight: {in_flight:?}"
         );
     }
     assert!(

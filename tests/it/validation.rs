@@ -294,6 +294,33 @@ fn bad_cron_expressions_and_time_zones_are_reported() {
         "schedule",
         &["invalid cron expression `61 * * * *`", "5 fields"],
     );
+    // A schedule that never fires is refused, not left to never run.
+    for never in ["0 0 30 2 *", "0 0 31 4 *"] {
+        check(
+            &format!("schedule = \"{never}\"\n[tasks.a]\ntype = \"noop\"\n"),
+            1,
+            None,
+            "schedule",
+            &["never fires", "February 30th"],
+        );
+    }
+    // February 29th fires, once every four years.
+    assert!(
+        parse_dag(
+            Path::new("dags/leap.toml"),
+            "schedule = \"0 0 29 2 *\"\n[tasks.a]\ntype = \"noop\"\n",
+            &vigil::tasks::builtin()
+        )
+        .is_ok()
+    );
+    // A command of the wrong type says what to write.
+    check(
+        "[tasks.a]\ntype = \"command\"\nconfig = { command = 42 }\n",
+        3,
+        Some("a"),
+        "tasks.a.config.command",
+        &["a list of arguments", "a string"],
+    );
     check(
         "timezone = \"Europe/Berln\"\n[tasks.a]\ntype = \"noop\"\n",
         1,
