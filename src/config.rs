@@ -260,6 +260,11 @@ impl Config {
             check_origin(origin).map_err(|e| format!("api.cors_origins: {e}"))?;
         }
         self.risk.check().map_err(|e| format!("risk: {e}"))?;
+        if self.executor.parallelism == 0 {
+            return Err(
+                "executor.parallelism: must be 1 or more (0 would start no task, ever)".into(),
+            );
+        }
         if self.smtp.password_env.is_some() && self.smtp.password_file.is_some() {
             return Err("smtp: set either password_env or password_file, not both".into());
         }

@@ -119,12 +119,26 @@ pub(super) fn json_or_default<T: serde::de::DeserializeOwned + Default>(
 }
 
 /// A JSON body of type `T`, or an `invalid` error that says what is wrong with it.
+/// The key at fault is named (`logical_date: input contains invalid characters`), not only
+/// its column.
 pub(super) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+        let path = e.path().to_string();
+        let e = e.into_inner();
+        ApiError::invalid(if path == "." {
+            format!("the request body is not what this route takes: {e}")
+        } else {
+            format!("the request body is not what this route takes: `{path}`: {e}")
+        })
+    })?;
+    // Nothing may follow the value.
+    de.end().map_err(|e| {
         ApiError::invalid(format!(
             "the request body is not what this route takes: {e}"
         ))
-    })
+    })?;
+    Ok(value)
 }
 
 /// The `Idempotency-Key` header, if sent: printable ASCII, at most 200 characters.

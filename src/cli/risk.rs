@@ -226,7 +226,16 @@ pub async fn run(ctx: &Ctx, cmd: RiskCommand) -> anyhow::Result<ExitCode> {
             let store = ctx.store().await?;
             let (v, model) = risk_ops::load_registered(&*store, version.as_deref()).await?;
             // Streamed: a chunk of rows is read, scored and printed before the next is read,
-            // so a file of millions of deployments takes constant memory.
+            // so a file of millions of deployments takes constant memory. The first chunk is
+            // read before anything is printed, so a file with a wrong header or a bad row in
+            // its first SCORE_CHUNK rows prints nothing on stdout (only the error); a bad row
+            // later ends the output where it is, with exit 1.
+            let mut chunks = model.read_chunks(&file, SCORE_CHUNK)?.peekable();
+            if let Some(Err(_)) = chunks.peek()
+                && let Some(Err(e)) = chunks.next()
+            {
+                return Err(e.into());
+            }
             let mut worst = Band::Proceed;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             if ctx.json {
@@ -240,7 +249,7 @@ pub async fn run(ctx: &Ctx, cmd: RiskCommand) -> anyhow::Result<ExitCode> {
                 )?;
             }
             let mut first = true;
-            for chunk in model.read_chunks(&file, SCORE_CHUNK)? {
+            for chunk in chunks {
                 let scored = model.score_with(&chunk?, &bands, drivers);
                 worst = scored.iter().map(|s| s.band).fold(worst, Band::max);
                 if ctx.json {

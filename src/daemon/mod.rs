@@ -495,6 +495,12 @@ pub async fn serve_api(config: &Config, registry: Arc<Registry>) -> Result<(), D
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    // Bound first: an exposed address without a token is refused before the database is
+    // opened (or created).
+    let Some(listener) = crate::api::bind(&config.api).await? else {
+        tracing::warn!("`[api] listen` is `off`: nothing to serve");
+        return Ok(());
+    };
     let store = crate::store::open(&config.database.url, config.database.synchronous).await?;
     let folder = config.dags.folder.clone();
     let load = || load_in_background(folder.clone(), registry.clone());
@@ -505,10 +511,6 @@ pub async fn serve_api(config: &Config, registry: Arc<Registry>) -> Result<(), D
         .await
         .map_err(|e| DaemonError::Load(e.to_string()))??;
     let _watcher = watcher?;
-    let Some(listener) = crate::api::bind(&config.api).await? else {
-        tracing::warn!("`[api] listen` is `off`: nothing to serve");
-        return Ok(());
-    };
     tracing::info!(address = %format!("http://{}", listener.addr), database = %crate::store::display_url(&config.database.url), "API listening");
     let (feed, dags) = tokio::sync::watch::channel(Arc::new(set));
     let stop = CancellationToken::new();

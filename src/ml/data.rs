@@ -28,6 +28,10 @@ pub enum DataError {
         found: String,
     },
     #[error(
+        "{path}: line 1 names column `{column}` twice; which one is meant cannot be told, so rename or remove one"
+    )]
+    DuplicateColumn { path: PathBuf, column: String },
+    #[error(
         "{path}: line {line}, column `{column}`: `{value}` is not a number; write a plain number such as 12.5"
     )]
     NotNumber {
@@ -309,12 +313,19 @@ impl<R: std::io::Read> FrameChunks<R> {
             path: path.to_path_buf(),
             source,
         };
-        let headers = reader
+        let headers: Vec<String> = reader
             .headers()
             .map_err(read_err)?
             .iter()
             .map(str::to_string)
             .collect();
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = headers.iter().find(|h| !seen.insert(h.as_str())) {
+            return Err(DataError::DuplicateColumn {
+                path: path.to_path_buf(),
+                column: twice.clone(),
+            });
+        }
         Ok(FrameChunks {
             path: path.to_path_buf(),
             headers,

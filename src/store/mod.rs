@@ -227,6 +227,16 @@ pub fn is_postgres(url: &str) -> bool {
 /// Opens the store named by `url` (`sqlite://PATH` or `postgres://...`) and applies
 /// migrations.
 pub async fn open(url: &str, synchronous: Synchronous) -> Result<Arc<dyn Store>, StoreError> {
+    // Any other `scheme://` would otherwise be read as a SQLite path: `mysql://host/db` made
+    // a file `mysql:/host/db` and ran on it.
+    if let Some((scheme, _)) = url.split_once("://")
+        && !matches!(scheme, "sqlite" | "postgres" | "postgresql")
+    {
+        return Err(StoreError::UnsupportedUrl {
+            url: url.to_string(),
+            why: "vigil stores its state in SQLite or PostgreSQL only",
+        });
+    }
     if is_postgres(url) {
         return Ok(Arc::new(PgStore::open(url, POSTGRES_WAIT).await?));
     }

@@ -17,6 +17,18 @@ pub struct Project {
 }
 
 impl Project {
+    /// A project whose daemon has test-sized timings and whose API takes `token` (from a
+    /// token file).
+    pub fn with_api_token(token: &str) -> Project {
+        let p = Project::new();
+        p.write(
+            "config/vigil.toml",
+            "[daemon]\nheartbeat_interval = \"1s\"\nlease = \"3s\"\nshutdown_grace = \"1s\"\n\n[api]\ntoken_file = \"api.token\"\n",
+        );
+        p.write("api.token", &format!("{token}\n"));
+        p
+    }
+
     pub fn new() -> Project {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("dags")).expect("dags dir");

@@ -198,12 +198,7 @@ impl Page {
 }
 
 fn project() -> Project {
-    let p = Project::new();
-    p.write(
-        "config/vigil.toml",
-        "[daemon]\nheartbeat_interval = \"1s\"\nlease = \"3s\"\nshutdown_grace = \"1s\"\n\n[api]\ntoken_file = \"api.token\"\n",
-    );
-    p.write("api.token", &format!("{TOKEN}\n"));
+    let p = Project::with_api_token(TOKEN);
     p.write(
         "dags/hello.toml",
         "description = \"Greets someone\"\n[params]\nname = \"world\"\n\n[tasks.greet]\ntype = \"command\"\n[tasks.greet.config]\nshell = true\ncommand = \"echo hello {{ params.name }} >&2; echo '{\\\"greeted\\\": \\\"{{ params.name }}\\\"}'\"\n\n[tasks.after]\ntype = \"noop\"\ndepends_on = [\"greet\"]\n",

@@ -1,0 +1,380 @@
+//! The bad-input catalogue (`tests/bad-inputs/cases.toml`), through the real binary and the
+//! API: every case fails with a clear error containing its expected fragments, no panic, no
+//! hang (each command is killed after a generous deadline — a hang guard, not a speed test),
+//! nothing written for the rejected input, and the good DAG beside the bad files keeps running
+//! on schedule under a daemon.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::api::{api_of, http};
+use crate::util::{Project, wait_for_secs};
+
+const TOKEN: &str = "catalogue-token-0123456789";
+/// Long enough for a loaded CI machine; a hang would pass it.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Deserialize)]
+struct Catalogue {
+    case: Vec<Case>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    kind: String,
+    file: Option<String>,
+    value: Option<String>,
+    args: Option<Vec<String>>,
+    path: Option<String>,
+    status: Option<u16>,
+    expect: Vec<String>,
+}
+
+fn catalogue() -> (PathBuf, Vec<Case>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad-inputs");
+    let text = std::fs::read_to_string(dir.join("cases.toml")).unwrap();
+    let c: Catalogue = toml::from_str(&text).unwrap();
+    (dir, c.case)
+}
+
+fn cases(kind: &str) -> Vec<Case> {
+    catalogue()
+        .1
+        .into_iter()
+        .filter(|c| c.kind == kind)
+        .collect()
+}
+
+/// What a case's input is: its file's bytes, or the generated content.
+fn input(case: &Case) -> Vec<u8> {
+    let (dir, _) = catalogue();
+    if let Some(f) = &case.file {
+        return std::fs::read(dir.join(f)).unwrap();
+    }
+    match (case.name.as_str(), case.value.as_deref()) {
+        ("huge-file", _) => format!(
+            "description = \"{}\"\n[tasks.a]\ntype = \"noop\"\n",
+            "x".repeat(2 << 20)
+        )
+        .into_bytes(),
+        ("too-many-tasks", _) => {
+            let tasks: Vec<String> = (0..20_000)
+                .map(|i| format!("t{i}={{type=\"noop\"}}"))
+                .collect();
+            format!("tasks = {{{}}}\n", tasks.join(",")).into_bytes()
+        }
+        ("deeply-nested-toml", _) => format!(
+            "[tasks.a]\ntype = \"noop\"\nconfig = {{ x = {}{} }}\n",
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        )
+        .into_bytes(),
+        ("conf-too-large", _) => format!("{{\"name\": \"{}\"}}", "x".repeat(70_000)).into_bytes(),
+        ("conf-nested-too-deep", _) => {
+            format!("{}1{}", "{\"a\":".repeat(500), "}".repeat(500)).into_bytes()
+        }
+        ("api-body-too-large", _) => {
+            format!("{{\"conf\": {{\"name\": \"{}\"}}}}", "x".repeat(2 << 20)).into_bytes()
+        }
+        (_, Some(v)) => v.as_bytes().to_vec(),
+        _ => panic!("case {} has no input", case.name),
+    }
+}
+
+/// Runs `vigil ARGS` in `p`, killed after [`DEADLINE`]; `(exit code, stdout, stderr)`.
+fn run(p: &Project, args: &[&str]) -> (i32, String, String) {
+    finish(p.command(args), args)
+}
+
+fn finish(mut cmd: std::process::Command, args: &[&str]) -> (i32, String, String) {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if start.elapsed() >= DEADLINE {
+            let _ = child.kill();
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "`vigil {}` did not finish within {DEADLINE:?}",
+            args.join(" ")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Asserts a failure that says what the case expects, and never a panic.
+fn assert_refused(case: &Case, (code, out, err): &(i32, String, String), codes: &[i32]) {
+    let all = format!("{out}{err}");
+    assert!(
+        codes.contains(code),
+        "{}: exit {code}, expected one of {codes:?}\n{all}",
+        case.name
+    );
+    assert!(!all.contains("panicked"), "{}: a panic\n{all}", case.name);
+    for f in &case.expect {
+        assert!(
+            all.contains(f.as_str()),
+            "{}: `{f}` not in:\n{all}",
+            case.name
+        );
+    }
+}
+
+const GOOD: &str = "schedule = \"* * * * * *\"\ncatchup = false\n[tasks.a]\ntype = \"noop\"\n";
+
+#[test]
+fn every_bad_dag_file_is_refused_with_its_line_and_key_and_the_good_dag_keeps_its_schedule() {
+    let p = Project::new();
+    p.write(
+        "config/vigil.toml",
+        "[daemon]\nheartbeat_interval = \"1s\"\nlease = \"3s\"\nshutdown_grace = \"1s\"\n",
+    );
+    let dags = cases("dag");
+    assert!(dags.len() >= 30, "{} DAG cases", dags.len());
+    for case in &dags {
+        let file = format!("dags/{}.toml", case.name);
+        std::fs::create_dir_all(p.path().join("dags")).unwrap();
+        std::fs::write(p.path().join(&file), input(case)).unwrap();
+        let result = run(&p, &["dags", "validate", &file]);
+        assert_refused(case, &result, &[1]);
+        assert!(
+            result.1.contains(&file),
+            "{}: the file is not named",
+            case.name
+        );
+    }
+    assert!(
+        !p.path().join("vigil.db").exists(),
+        "validating wrote a database"
+    );
+    // Every bad file in the folder at once, beside one good every-second DAG: the daemon
+    // lists each broken file and keeps the good one on schedule.
+    p.write("dags/good.toml", GOOD);
+    let listed = run(&p, &["dags", "list", "--json"]);
+    assert_eq!(listed.0, 0, "{}", listed.2);
+    let list: serde_json::Value = serde_json::from_str(&listed.1).unwrap();
+    let text = list.to_string();
+    assert!(text.contains("\"good\""), "{text}");
+    for case in &dags {
+        assert!(
+            text.contains(&format!("{}.toml", case.name)),
+            "{} not among the broken files",
+            case.name
+        );
+    }
+    let d = p.daemon(&[]);
+    wait_for_secs("three runs of the good DAG to succeed", 60, || {
+        p.runs_of("good")
+            .iter()
+            .filter(|r| r["state"] == "success")
+            .count()
+            >= 3
+    });
+    assert_eq!(d.terminate(), 0);
+    let runs = p.runs();
+    assert!(
+        runs.iter().all(|r| r["dag_id"] == "good"),
+        "a bad DAG made a run: {runs:?}"
+    );
+}
+
+#[test]
+fn every_bad_config_is_refused_naming_its_key_before_anything_is_written() {
+    for case in cases("config") {
+        let p = Project::new();
+        std::fs::create_dir_all(p.path().join("config")).unwrap();
+        std::fs::write(p.path().join("config/vigil.toml"), input(&case)).unwrap();
+        let args: Vec<String> = case
+            .args
+            .clone()
+            .unwrap_or_else(|| vec!["dags".into(), "list".into()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        // The config's own `[api] listen`, not the free port tests give the API.
+        let mut cmd = p.command(&args);
+        cmd.env_remove("VIGIL_API_LISTEN");
+        assert_refused(&case, &finish(cmd, &args), &[1]);
+        let written: Vec<String> = std::fs::read_dir(p.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n != "config" && n != "dags")
+            .collect();
+        assert!(written.is_empty(), "{}: wrote {written:?}", case.name);
+    }
+}
+
+#[test]
+fn every_bad_csv_and_artifact_is_refused_naming_the_file_and_row_and_nothing_is_scored() {
+    let p = Project::new();
+    p.vigil(&["risk", "simulate", "--rows", "300", "--out", "data/risk"])
+        .expect(0);
+    p.vigil(&[
+        "risk", "train", "--folds", "2", "--grid", "trees=5", "--grid", "depth=3",
+    ])
+    .expect(0);
+    let csvs = cases("csv");
+    for case in &csvs {
+        let file = p.path().join(format!("{}.csv", case.name));
+        std::fs::write(&file, input(case)).unwrap();
+        let file = file.to_string_lossy().to_string();
+        let result = run(&p, &["risk", "score", &file, "--json"]);
+        assert_refused(case, &result, &[1]);
+        assert!(
+            result.2.contains(&file),
+            "{}: the file is not named",
+            case.name
+        );
+        assert!(result.1.is_empty(), "{}: scored {}", case.name, result.1);
+    }
+    let history = p
+        .vigil(&["model", "history", "deployment_risk", "--json"])
+        .expect(0)
+        .json();
+    let trained = history[0]["version"]["artifact"]["path"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    for case in cases("artifact") {
+        let bytes = if case.value.as_deref() == Some("generated") {
+            cyclic_forest(&trained)
+        } else {
+            input(&case)
+        };
+        let name = case
+            .file
+            .as_deref()
+            .and_then(|f| Path::new(f).file_name())
+            .map_or_else(
+                || format!("{}.json", case.name),
+                |f| f.to_string_lossy().to_string(),
+            );
+        let file = p.path().join(&name);
+        std::fs::write(&file, bytes).unwrap();
+        let version = format!("bad-{}", case.name);
+        p.vigil(&[
+            "model",
+            "register",
+            "deployment_risk",
+            "--version",
+            &version,
+            "--artifact",
+            &file.to_string_lossy(),
+        ])
+        .expect(0);
+        let result = run(
+            &p,
+            &[
+                "risk",
+                "score",
+                "data/risk/new_deployments.csv",
+                "--json",
+                "--version",
+                &version,
+            ],
+        );
+        assert_refused(&case, &result, &[1]);
+        assert!(
+            result.2.contains(&name),
+            "{}: the file is not named",
+            case.name
+        );
+        assert!(result.1.is_empty(), "{}: scored {}", case.name, result.1);
+    }
+}
+
+/// The trained model as JSON with one tree's first split pointing back at the root: a walk
+/// that would never end, if the loader let it through.
+fn cyclic_forest(trained: &str) -> Vec<u8> {
+    let mut model = vigil::ml::risk::RiskModel::load(Path::new(trained), None).unwrap();
+    let tree = &mut model.forest.trees[0];
+    let split = (0..tree.nodes.len())
+        .find(|&i| i > 0 && !tree.is_leaf(i))
+        .expect("a split");
+    tree.nodes[split].left = 0;
+    serde_json::to_vec(&model).unwrap()
+}
+
+#[test]
+fn every_bad_conf_and_api_body_is_refused_and_creates_no_run() {
+    let p = Project::with_api_token(TOKEN);
+    p.write(
+        "dags/hello.toml",
+        "[params]\nname = \"world\"\n\n[tasks.greet]\ntype = \"noop\"\n",
+    );
+    for case in cases("conf") {
+        let conf = String::from_utf8(input(&case)).unwrap();
+        assert_refused(
+            &case,
+            &run(&p, &["dags", "trigger", "hello", "--conf", &conf]),
+            &[1, 2],
+        );
+    }
+    assert!(p.runs().is_empty(), "a refused conf made a run");
+    p.vigil(&[
+        "model",
+        "register",
+        "m",
+        "--version",
+        "v1",
+        "--metric",
+        "rmse=1",
+    ])
+    .expect(0);
+    p.vigil(&["model", "promote", "m", "v1"]).expect(0);
+    let d = p.daemon(&[]);
+    let api = api_of(&d);
+    for case in cases("api") {
+        let body = String::from_utf8(input(&case)).unwrap();
+        let path = case.path.as_deref().unwrap_or("/");
+        let (status, answer) = http(&api, "POST", path, Some(TOKEN), &[], Some(&body));
+        assert_eq!(Some(status), case.status, "{}: {answer}", case.name);
+        let text = answer.to_string();
+        assert!(!text.contains("panicked"), "{}: {text}", case.name);
+        for f in &case.expect {
+            assert!(
+                text.contains(f.as_str()),
+                "{}: `{f}` not in {text}",
+                case.name
+            );
+        }
+    }
+    assert_eq!(d.terminate(), 0);
+    assert!(p.runs().is_empty(), "a refused body made a run");
+    assert_eq!(
+        p.vigil(&["model", "status", "m", "--json"])
+            .expect(0)
+            .json()["model"]["production_version"],
+        "v1"
+    );
+}
+
+#[test]
+fn the_catalogue_has_the_cases_the_issue_asks_for() {
+    let (_, all) = catalogue();
+    assert!(all.len() >= 60, "{} cases", all.len());
+    let mut names = std::collections::BTreeSet::new();
+    for c in &all {
+        assert!(names.insert(c.name.clone()), "two cases named {}", c.name);
+        assert!(
+            c.file.is_some() || c.value.is_some(),
+            "{} has no input",
+            c.name
+        );
+    }
+}
