@@ -1198,3 +1198,88 @@ fn a_running_attempts_log_is_followed_while_it_runs_and_streams_are_bounded() {
     let (status, _) = open_stream(&api, &format!("/api/v1/runs/{run}/tasks/nope/logs/stream"));
     assert_eq!(status, 404);
 }
+
+/// The API token, a sentinel, is in no output: not in the daemon's log, the database, any
+/// response (accepted or refused, even one that sent a near miss), the page, the metrics, or
+/// the CLI's output.
+#[test]
+fn the_api_token_never_appears_in_any_output() {
+    const SENTINEL: &str = "SENTINEL-token-7d2a91c4e0";
+    let p = Project::with_api_token(SENTINEL);
+    p.write(
+        "dags/hello.toml",
+        "[params]\nname = \"world\"\n\n[tasks.greet]\ntype = \"command\"\n[tasks.greet.config]\ncommand = [\"sh\", \"-c\", \"env >&2; echo {}\"]\n",
+    );
+    let d = p.daemon(&[]);
+    let api = api_of(&d);
+    let mut seen = String::new();
+    let (s, run) = http(
+        &api,
+        "POST",
+        "/api/v1/dags/hello/runs",
+        Some(SENTINEL),
+        &[],
+        Some("{}"),
+    );
+    assert_eq!(s, 201, "{run}");
+    seen.push_str(&run.to_string());
+    let id = run["run"]["id"].as_i64().unwrap_or_default();
+    wait_for("the run to end", || {
+        http(&api, "GET", &format!("/api/v1/runs/{id}"), None, &[], None).1["run"]["state"]
+            == "success"
+    });
+    // A near miss and a token in the wrong place are refused without being echoed.
+    for (token, header) in [
+        (Some(&*format!("{SENTINEL}x")), vec![]),
+        (None, vec![("X-Api-Token", SENTINEL)]),
+    ] {
+        let (s, body) = http(
+            &api,
+            "POST",
+            "/api/v1/dags/hello/pause",
+            token,
+            &header,
+            Some("{}"),
+        );
+        assert_eq!(s, 401, "{body}");
+        seen.push_str(&body.to_string());
+    }
+    for path in [
+        "/api/v1/dags".to_string(),
+        format!("/api/v1/runs/{id}"),
+        format!("/api/v1/runs/{id}/tasks/greet/logs"),
+        format!("/api/v1/runs/{id}/tasks/greet/result"),
+        "/api/v1/openapi.json".into(),
+        "/metrics".into(),
+        "/healthz".into(),
+        "/".into(),
+        "/ui/app.js".into(),
+    ] {
+        let (s, body) = http(&api, "GET", &path, Some(SENTINEL), &[], None);
+        assert!(s < 400, "{path}: {s} {body}");
+        seen.push_str(&body.to_string());
+    }
+    for args in [
+        vec!["dags", "list", "--json"],
+        vec!["runs", "list", "--json"],
+        vec!["runs", "show", &id.to_string(), "--json"],
+        vec!["tasks", "logs", &id.to_string(), "greet"],
+        vec!["daemons", "--json"],
+        vec!["notify", "list"],
+    ] {
+        let r = p.vigil(&args);
+        seen.push_str(&r.stdout());
+        seen.push_str(&r.stderr());
+    }
+    let logs = d.logs();
+    assert_eq!(d.terminate(), 0);
+    seen.push_str(&logs);
+    for file in ["vigil.db", "vigil.db-wal"] {
+        seen.push_str(&String::from_utf8_lossy(
+            &std::fs::read(p.path().join(file)).unwrap_or_default(),
+        ));
+    }
+    // The search covered real output: the task's environment is in its log.
+    assert!(seen.contains("VIGIL_TASK_ID=greet"), "{seen}");
+    assert!(!seen.contains(SENTINEL), "the token leaked");
+}
