@@ -378,3 +378,55 @@ fn the_catalogue_has_the_cases_the_issue_asks_for() {
         );
     }
 }
+
+/// A file that is not vigil's database — random bytes, a text file, another program's SQLite
+/// database — is refused with a clear error and left byte for byte as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_or_corrupt_file_given_as_the_database_is_refused_and_left_as_it_was() {
+    let p = Project::new();
+    let foreign = p.path().join("their.db");
+    {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}?mode=rwc", foreign.display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+    let noise: Vec<u8> = (0..5000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(p.path().join("noise.db"), &noise).unwrap();
+    std::fs::write(p.path().join("notes.db"), "# not a database\n").unwrap();
+    for (file, expect) in [
+        (
+            "their.db",
+            "another program's SQLite database (its tables: invoices)",
+        ),
+        ("noise.db", "file is not a database"),
+        ("notes.db", "file is not a database"),
+    ] {
+        let path = p.path().join(file);
+        let before = std::fs::read(&path).unwrap();
+        let url = format!("sqlite://{}", path.display());
+        let result = run(&p, &["--database", &url, "runs", "list"]);
+        let case = Case {
+            name: file.into(),
+            kind: "database".into(),
+            file: None,
+            value: None,
+            args: None,
+            path: None,
+            status: None,
+            expect: vec![expect.into(), file.into()],
+        };
+        assert_refused(&case, &result, &[1]);
+        assert_eq!(std::fs::read(&path).unwrap(), before, "{file} was changed");
+        assert!(
+            !p.path().join(format!("{file}-wal")).exists(),
+            "{file} was opened for writing"
+        );
+    }
+}

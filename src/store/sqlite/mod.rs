@@ -84,6 +84,11 @@ impl SqliteStore {
                 source,
             })?;
         }
+        // Looked at read-only first, before WAL mode is set: a file that is not vigil's is
+        // left exactly as it was.
+        if !in_memory && options.get_filename().is_file() {
+            refuse_foreign(options.clone().read_only(true), url).await?;
+        }
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -197,6 +202,33 @@ where
 
 /// How often opening retries migrations another process is applying at the same moment.
 const MIGRATE_TRIES: u32 = 20;
+
+/// Refuses a SQLite file that holds another program's tables: migrating would add vigil's
+/// tables to someone else's database (a `database.url` pointing at the wrong file).
+async fn refuse_foreign(options: SqliteConnectOptions, url: &str) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    let open_err = |source| StoreError::Open {
+        url: url.to_string(),
+        source,
+    };
+    let mut conn = while_busy(|| options.connect()).await.map_err(open_err)?;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .map_err(open_err)?;
+    let _ = conn.close().await;
+    if tables.is_empty() || tables.iter().any(|t| t == "_sqlx_migrations") {
+        return Ok(());
+    }
+    let shown: Vec<&str> = tables.iter().take(5).map(String::as_str).collect();
+    Err(StoreError::Invalid(format!(
+        "{url} is another program's SQLite database (its tables: {}{}); give vigil a file of its own",
+        shown.join(", "),
+        if tables.len() > 5 { ", …" } else { "" }
+    )))
+}
 
 /// Applies the migrations. sqlx takes no lock for SQLite, so two processes opening a new
 /// file together (a daemon starting while `vigil dags trigger` runs) can both try the same
