@@ -13,6 +13,7 @@ mod daemon;
 mod docs;
 mod embedded;
 mod executor;
+mod fuzz;
 mod hostile;
 mod load;
 mod model_cli;
