@@ -55,7 +55,7 @@ pub struct OutputLimits {
 impl Default for OutputLimits {
     fn default() -> Self {
         OutputLimits {
-            max_result_bytes: 16 << 20,
+            max_result_bytes: 1 << 20,
             max_log_bytes: 4 << 20,
             kill_grace: std::time::Duration::from_secs(5),
         }

@@ -618,6 +618,11 @@ fn tasks_test_runs_one_task_and_records_nothing() {
 #[test]
 fn a_task_that_ignores_its_stdin_does_not_kill_the_foreground_commands() {
     let p = Project::new();
+    // A 2 MB result (past the 1 MiB default) is the point: large enough to fill any pipe.
+    p.write(
+        "config/vigil.toml",
+        "[executor]\nmax_result_bytes = 4194304\n",
+    );
     p.write(
         "dags/big.toml",
         r#"

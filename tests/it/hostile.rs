@@ -210,7 +210,7 @@ command = "printf '\"'; yes x | tr -d '\\n' | head -c 60000000; printf '\"'"
         .unwrap();
     let error = huge["error"].as_str().unwrap_or_default();
     assert!(
-        error.contains("was 60000002 bytes, more than the 16384 KiB a result may be"),
+        error.contains("was 60000002 bytes, more than the 1024 KiB a result may be"),
         "{error}"
     );
     // The noisy task succeeded with its result; its log was cut with a note.
