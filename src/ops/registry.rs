@@ -368,8 +368,13 @@ pub async fn compare(
 ) -> Result<Judgement, ModelError> {
     let b = version(store, name, baseline).await?;
     let c = version(store, name, candidate).await?;
-    let bp = labelled(store, name, baseline, since).await?;
     let cp = labelled(store, name, candidate, since).await?;
+    // The baseline's rows in the same window when it scored them too (shadow scoring,
+    // paired); otherwise every row it scored, from when it was in production.
+    let mut bp = labelled(store, name, baseline, since).await?;
+    if bp.is_empty() && since.is_some() {
+        bp = labelled(store, name, baseline, None).await?;
+    }
     Ok(judge(
         &Evidence {
             baseline: &bp,
@@ -405,26 +410,7 @@ pub async fn assess(
     let baseline = previous(store, &m).await?;
     let since = window_start(store, name, &production, opts.window).await?;
     let judgement = match &baseline {
-        Some(b) => {
-            let bv = version(store, name, &b.version).await?;
-            let cv = version(store, name, &production).await?;
-            let cp = labelled(store, name, &production, since).await?;
-            // The baseline's rows in the same window when it scored them too (shadow scoring,
-            // paired); otherwise every row it scored, from when it was in production.
-            let mut bp = labelled(store, name, &b.version, since).await?;
-            if bp.is_empty() && since.is_some() {
-                bp = labelled(store, name, &b.version, None).await?;
-            }
-            judge(
-                &Evidence {
-                    baseline: &bp,
-                    candidate: &cp,
-                    baseline_metrics: &bv.metrics,
-                    candidate_metrics: &cv.metrics,
-                },
-                &opts.rules,
-            )
-        }
+        Some(b) => compare(store, name, &b.version, &production, &opts.rules, since).await?,
         None => crate::quality::verdict::judge(
             &Evidence {
                 baseline: &[],

@@ -242,14 +242,7 @@ fn every_bad_csv_and_artifact_is_refused_naming_the_file_and_row_and_nothing_is_
         );
         assert!(result.1.is_empty(), "{}: scored {}", case.name, result.1);
     }
-    let history = p
-        .vigil(&["model", "history", "deployment_risk", "--json"])
-        .expect(0)
-        .json();
-    let trained = history[0]["version"]["artifact"]["path"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let trained = crate::risk::newest_artifact(&p);
     for case in cases("artifact") {
         let bytes = if case.value.as_deref() == Some("generated") {
             cyclic_forest(&trained)

@@ -68,6 +68,16 @@ const SMALL: [&str; 10] = [
     "5",
 ];
 
+/// The artifact path of the newest registered `deployment_risk` version.
+pub fn newest_artifact(p: &Project) -> String {
+    p.vigil(&["model", "history", "deployment_risk", "--json"])
+        .expect(0)
+        .json()[0]["version"]["artifact"]["path"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn trained() -> Project {
     let p = Project::new();
     p.vigil(&["risk", "simulate", "--rows", "600", "--out", "data/risk"])
@@ -536,15 +546,8 @@ config = { data = "../big/deployments.csv", grid = ["trees=500", "depth=none", "
 fn artifacts_are_private_absolute_and_scores_show_no_raw_escapes() {
     use std::os::unix::fs::PermissionsExt;
     let p = trained();
-    let history = p
-        .vigil(&["model", "history", "deployment_risk", "--json"])
-        .expect(0)
-        .json();
-    let path = history[0]["version"]["artifact"]["path"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    assert!(std::path::Path::new(&path).is_absolute(), "{history}");
+    let path = newest_artifact(&p);
+    assert!(std::path::Path::new(&path).is_absolute(), "{path}");
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{path}");
     let db_mode = std::fs::metadata(p.path().join("vigil.db"))
@@ -589,11 +592,7 @@ fn the_artifact_is_compact_binary_and_a_json_one_of_before_still_scores() {
         .vigil(&["model", "history", "deployment_risk", "--json"])
         .expect(0)
         .json();
-    let bin = std::path::PathBuf::from(
-        history[0]["version"]["artifact"]["path"]
-            .as_str()
-            .unwrap_or_default(),
-    );
+    let bin = std::path::PathBuf::from(newest_artifact(&p));
     assert!(bin.to_string_lossy().ends_with(".bin"), "{history}");
     let bytes = std::fs::read(&bin).unwrap();
     assert!(bytes.starts_with(b"VIGILART"));
