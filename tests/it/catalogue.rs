@@ -164,6 +164,17 @@ fn every_bad_dag_file_is_refused_with_its_line_and_key_and_the_good_dag_keeps_it
         !p.path().join("vigil.db").exists(),
         "validating wrote a database"
     );
+    // The limit's other side: a DAG of exactly 10,000 tasks loads.
+    let tasks: Vec<String> = (0..10_000)
+        .map(|i| format!("t{i}={{type=\"noop\"}}"))
+        .collect();
+    p.write(
+        "big/at-limit.toml",
+        &format!("tasks = {{{}}}\n", tasks.join(",")),
+    );
+    let (code, out, err) = run(&p, &["dags", "validate", "big/at-limit.toml"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("10000 tasks"), "{out}");
     // Every bad file in the folder at once, beside one good every-second DAG: the daemon
     // lists each broken file and keeps the good one on schedule.
     p.write("dags/good.toml", GOOD);
