@@ -177,6 +177,7 @@ impl Ctx {
 /// Runs the CLI with the task types in `registry`. A program that registers its own task
 /// types calls this from its `main` and gets the whole `vigil` command line.
 pub fn main(registry: Registry) -> ExitCode {
+    crate::state::failpoint::configure_crash_points();
     let cli = Cli::parse();
     let runs_tasks = matches!(
         cli.command,

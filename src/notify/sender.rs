@@ -16,6 +16,7 @@ use crate::notify::email::Mailer;
 use crate::notify::webhook::{Webhooks, redact};
 use crate::notify::{Attempt, NotifyConfig, NotifyError, SmtpConfig};
 use crate::state::Wake;
+use crate::state::failpoint::crash_point;
 use crate::store::{Channel, Delivery, OutboxMessage, Store, StoreError};
 
 /// Deliveries taken per claim; a pass claims again until nothing is due.
@@ -75,8 +76,12 @@ impl Sender {
             if claimed.is_empty() {
                 return Ok(pass);
             }
+            crash_point("sender.after_claim");
             for m in claimed {
                 let outcome = self.attempt(&m).await;
+                if outcome == Delivery::Sent {
+                    crash_point("sender.after_send");
+                }
                 match &outcome {
                     Delivery::Sent => pass.sent += 1,
                     Delivery::Retry { .. } => pass.retrying += 1,

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dag::{Dag, RetryPolicy, TaskSpec};
 use crate::run::executor::Executor;
+use crate::state::failpoint::crash_point;
 use crate::state::{Audience, LogLine, TaskState};
 use crate::store::RunStore;
 use crate::task::template::{RenderContext, RunVars, TaskVars};
@@ -230,6 +231,7 @@ impl Attempt {
             }
         };
         let (outcome, ()) = tokio::join!(work, follow);
+        crash_point("attempt.after_task");
         let (logs, logs_stored) = ctx.take_log();
         let result = outcome.unwrap_or_else(|panic| {
             Err(TaskError::failed(format!(

@@ -30,6 +30,7 @@ use crate::run::limits::{Limits, Permits};
 use crate::run::messages::Messages;
 use crate::run::rules::{Decision, UpstreamCounts, evaluate};
 use crate::state::LogLine;
+use crate::state::failpoint::crash_point;
 use crate::state::owner;
 use crate::state::{RunState, TaskState};
 use crate::store::{
@@ -533,10 +534,15 @@ impl RunExec {
                     );
                     self.finish_attempt(Finished::interrupted(i, attempt, message), now);
                 }
-                TaskState::Success
-                | TaskState::Failed
-                | TaskState::UpstreamFailed
-                | TaskState::Skipped => self.mark_terminal(i, state),
+                TaskState::Failed => {
+                    // Its failure message was committed with the failure; the run's own
+                    // message must not repeat it to the same people after a restart.
+                    self.messages.told_about(i);
+                    self.mark_terminal(i, state);
+                }
+                TaskState::Success | TaskState::UpstreamFailed | TaskState::Skipped => {
+                    self.mark_terminal(i, state)
+                }
             }
         }
     }
@@ -586,7 +592,7 @@ impl RunExec {
                 });
             }
 
-            self.commit(&exec.store).await?;
+            self.commit_until_written(&exec.store, stop).await?;
             self.wake_workers(&exec.store).await;
             if let Some(obs) = &observer {
                 for e in &self.step.events {
@@ -981,9 +987,52 @@ impl RunExec {
         });
     }
 
+    /// Commits this step, waiting out a database that cannot be written (a full disk, a
+    /// read-only directory, a PostgreSQL restart): the step — finished attempts and their
+    /// results — is kept and written once the database takes it, so a fault that clears
+    /// loses no work and makes no task run again. A stop request ends the wait; the run then
+    /// resumes from what was written, as after a crash.
+    async fn commit_until_written(
+        &mut self,
+        store: &Arc<dyn Store>,
+        stop: &Stop,
+    ) -> Result<(), ExecError> {
+        let mut wait = Duration::from_millis(250);
+        let mut since: Option<Instant> = None;
+        loop {
+            match self.commit(store).await {
+                Ok(()) => {
+                    if let Some(t) = since {
+                        tracing::info!(run_id = self.run_id, waited = %humantime::format_duration(Duration::from_secs(t.elapsed().as_secs())), "the database takes writes again; the run goes on");
+                    }
+                    return Ok(());
+                }
+                Err(ExecError::Store(e))
+                    if crate::state::Kind::kind(&e) == crate::state::ErrorKind::Unavailable
+                        && !stop.cancel.is_cancelled()
+                        && !stop.drain.is_cancelled() =>
+                {
+                    if since.is_none() {
+                        since = Some(Instant::now());
+                    }
+                    tracing::error!(run_id = self.run_id, error = %crate::state::Chain(&e), retry_in = ?wait, "cannot write the run's state changes; holding them and trying again");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.cancel.cancelled() => {}
+                        _ = stop.drain.cancelled() => {}
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     async fn commit(&mut self, store: &Arc<dyn Store>) -> Result<(), ExecError> {
         if !self.step.batch.is_empty() {
+            crash_point("executor.before_commit");
             store.commit(&self.step.batch).await?;
+            crash_point("executor.after_commit");
         }
         self.slots.ending.clear();
         self.step.batch = Batch::new(self.run_id);

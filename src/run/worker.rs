@@ -25,6 +25,7 @@ use crate::run::attempt::{Attempt, Finished, Outcome, RunScope, Upstream};
 use crate::run::dispatch::{Dispatch, Lent};
 use crate::run::executor::{Executor, Stop, sleep_until_opt};
 use crate::run::messages::Messages;
+use crate::state::failpoint::crash_point;
 use crate::state::{Chain, TaskState};
 use crate::store::{
     Batch, Notification, RunId, RunRecord, Signal, StoreError, StoredOutput, TaskInstance,
@@ -164,6 +165,9 @@ impl Worker {
                 return;
             }
         };
+        if !claimed.is_empty() {
+            crash_point("worker.after_claim");
+        }
         let mut by_run: BTreeMap<RunId, Vec<TaskInstance>> = BTreeMap::new();
         for row in claimed {
             by_run.entry(row.run_id).or_default().push(row);

@@ -24,6 +24,7 @@ use crate::run::{
     ExecError, Executor, Observer, RunEvent, RunUpdate, Stop, UpdateObserver, plan_run,
 };
 use crate::schedule::cron::{Window, due, next_after, previous_before};
+use crate::state::failpoint::crash_point;
 use crate::state::owner;
 use crate::state::{RunState, Wake};
 use crate::store::{DagState, NewRun, RunId, RunRecord, RunType, Store, StoreError};
@@ -445,6 +446,7 @@ impl Scheduler {
         };
         match self.store.create_run(&new).await {
             Ok(run) => {
+                crash_point("scheduler.after_run_created");
                 tracing::info!(dag_id = %dag.id, run_id = run.id, logical_date = %tick, "scheduled run created")
             }
             Err(StoreError::RunExists { .. }) => {}

@@ -8,6 +8,7 @@ mod audience;
 mod digest;
 pub mod duration;
 mod error;
+pub mod failpoint;
 mod log;
 pub mod owner;
 mod text;

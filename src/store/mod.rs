@@ -67,9 +67,15 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the database's directory {} is read-only; vigil writes its database, log and lock file there: make it writable, or point `database.url` elsewhere", path.display())]
+    ReadOnly {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("another vigil daemon owns {}: {holder}; stop it first, or give this one another database", database.display())]
     Owned { database: PathBuf, holder: String },
-    #[error("cannot use the lock file {}", path.display())]
+    #[error("cannot use the lock file {} (the database's directory must be writable)", path.display())]
     LockFile {
         path: PathBuf,
         #[source]
@@ -121,6 +127,7 @@ impl crate::state::Kind for StoreError {
             StoreError::Open { .. }
             | StoreError::CreateDir { .. }
             | StoreError::CreateFile { .. }
+            | StoreError::ReadOnly { .. }
             | StoreError::LockFile { .. }
             | StoreError::Signals(_)
             | StoreError::Query { .. } => ErrorKind::Unavailable,

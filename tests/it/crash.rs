@@ -150,3 +150,48 @@ fn a_second_daemon_through_a_link_is_refused_and_the_database_is_private() {
     }
     assert_eq!(d.terminate(), 0);
 }
+
+/// One failure is one message, across a crash too: a task's failure mail goes out with its
+/// failure, and the run's own failure message, made by the daemon that takes over, leaves out
+/// the people that mail already told (found by the crash torture).
+#[test]
+fn after_a_crash_the_runs_failure_message_does_not_repeat_a_tasks() {
+    let p = Project::new();
+    p.write(
+        "dags/doomed.toml",
+        r#"[notify]
+email_on_failure = ["oncall@example.com"]
+
+[tasks.broken]
+type = "command"
+config = { command = ["sh", "-c", "exit 3"] }
+
+[tasks.slow]
+type = "command"
+retries = 1
+retry_delay = "0s"
+config = { command = ["sh", "-c", "echo up >> ../ledger; sleep 2"], output = "none" }
+"#,
+    );
+    let d = p.daemon(&[]);
+    p.vigil(&["dags", "trigger", "doomed"]).expect(0);
+    let queued = || {
+        p.vigil(&["notify", "list", "--json"])
+            .expect(0)
+            .json()
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    wait_for("the task's failure message", || queued() == 1);
+    wait_for("the slow task to start", || {
+        ledger(&p).contains(&"up".to_string())
+    });
+    d.kill9();
+    let again = p.daemon(&[]);
+    wait_for_secs("the run to fail", 60, || {
+        p.runs().first().is_some_and(|r| r["state"] == "failed")
+    });
+    let list = p.vigil(&["notify", "list", "--json"]).expect(0).json();
+    assert_eq!(queued(), 1, "{list}");
+    assert_eq!(again.terminate(), 0);
+}

@@ -94,7 +94,7 @@ impl Smtp {
 }
 
 /// A port nobody listens on (yet).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }

@@ -149,6 +149,8 @@ impl PgStore {
                 .execute(&mut **tx)
                 .await?,
             )?;
+            // The transaction is open and has written a row.
+            crate::state::failpoint::crash_point("store.inside_commit");
             if let Some(output) = &t.output {
                 sqlx::query(
                     "INSERT INTO xcoms (run_id, task_id, attempt, value, created_at)

@@ -84,6 +84,9 @@ impl SqliteStore {
                 source,
             })?;
         }
+        if !in_memory {
+            refuse_read_only_dir(options.get_filename())?;
+        }
         // Looked at read-only first, before WAL mode is set: a file that is not vigil's is
         // left exactly as it was.
         if !in_memory && options.get_filename().is_file() {
@@ -197,6 +200,32 @@ where
             }
             other => return other,
         }
+    }
+}
+
+/// Refuses a database whose directory cannot be written, saying so: SQLite's own error for it
+/// ("unable to open database file") names neither the directory nor the cause. vigil writes
+/// the database, its WAL and its lock file there, reads included (WAL readers write `-shm`).
+fn refuse_read_only_dir(file: &std::path::Path) -> Result<(), StoreError> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return Ok(());
+    };
+    // SAFETY: access(2) reads the NUL-terminated path and nothing else.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 {
+        return Ok(());
+    }
+    let source = std::io::Error::last_os_error();
+    match source.raw_os_error() {
+        Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM) => Err(StoreError::ReadOnly {
+            path: dir.to_path_buf(),
+            source,
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -117,7 +117,11 @@ impl Writer {
         }
         w.dirty = true;
         let mut rows = Vec::new();
-        for part in script.parts {
+        for (i, part) in script.parts.into_iter().enumerate() {
+            if i > 0 {
+                // Between round trips of one open transaction.
+                crate::state::failpoint::crash_point("store.inside_commit");
+            }
             let cached = part.statements <= CACHED_STATEMENTS;
             let result = sqlx::query_with(AssertSqlSafe(part.sql), part.args)
                 .persistent(cached)
