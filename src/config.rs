@@ -27,6 +27,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// `[risk]`: the columns `vigil risk train` reads by default (flags override each one).
     pub risk: crate::ml::spec::ModelSpec,
+    /// `[limits]`: what one DAG file, conf, API request or template may cost.
+    pub limits: crate::state::limits::InputLimits,
 }
 
 /// `[api]`: the HTTP API, metrics and web page the daemon (and `vigil api`) serve.
@@ -265,6 +267,11 @@ impl Config {
                 "executor.parallelism: must be 1 or more (0 would start no task, ever)".into(),
             );
         }
+        if let Some(key) = self.limits.zero_key() {
+            return Err(format!(
+                "limits.{key}: must be 1 or more (0 would refuse every input)"
+            ));
+        }
         if self.smtp.password_env.is_some() && self.smtp.password_file.is_some() {
             return Err("smtp: set either password_env or password_file, not both".into());
         }
@@ -381,6 +388,7 @@ mod tests {
         assert_eq!(c.notify.base_url, d.notify.base_url);
         assert_eq!(c.notify.retry_delay, d.notify.retry_delay);
         assert_eq!(c.notify.max_retry_delay, d.notify.max_retry_delay);
+        assert_eq!(c.limits, d.limits);
         assert_eq!(c.retention.max_age, d.retention.max_age);
         assert_eq!(c.risk, d.risk);
     }

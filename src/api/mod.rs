@@ -41,7 +41,9 @@ use crate::store::Store;
 use crate::task::Registry;
 
 /// The largest request body the API reads (a trigger's conf is far smaller).
-pub const MAX_BODY_BYTES: usize = 1 << 20;
+fn max_body_bytes() -> usize {
+    crate::state::limits::input_limits().api_body_bytes
+}
 
 /// Log streams open at once (each polls the store twice a second); past it, clients poll.
 pub const MAX_STREAMS: usize = 64;
@@ -253,7 +255,7 @@ pub fn router(state: Arc<ApiState>, auth: Auth) -> Router {
         .merge(api)
         .merge(web::router())
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(max_body_bytes()))
 }
 
 async fn not_found() -> impl IntoResponse {

@@ -319,6 +319,8 @@ pub async fn run(cli: Cli, registry: Registry) -> anyhow::Result<ExitCode> {
     if let Some(dir) = cli.global.dags {
         config.dags.folder = dir;
     }
+    // Before anything is loaded: the loader, the API and the templates read them.
+    crate::state::limits::set_input_limits(config.limits.clone());
     let ctx = Ctx {
         config,
         registry: Arc::new(registry),

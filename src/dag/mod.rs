@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 pub use diagnostic::{Diagnostic, FileErrors};
 pub use graph::{Cycle, DagGraph};
-pub use params::{ConfError, MAX_CONF_BYTES, parse_conf, resolve_params};
+pub use params::{ConfError, parse_conf, resolve_params};
 pub use parse::{check_id, parse_cron, parse_dag};
 pub use spec::{Backoff, Dag, RetryPolicy, Schedule, TaskSpec, TriggerRule};
 
@@ -125,33 +125,25 @@ impl DagSet {
     }
 }
 
-/// The most tasks a DAG may have. A run creates every task instance at once and the web
-/// page draws them all; 40,000 `noop` tasks fit in a 1 MiB file and took 0.9 s and 140 MB
-/// just to validate.
-pub const MAX_TASKS: usize = 10_000;
-
-/// The largest DAG file read. A real DAG is a few kilobytes; the cap keeps a stray data file
-/// named `*.toml` from costing memory at every load and in every run that records its source.
-pub const MAX_DAG_FILE_BYTES: u64 = 1 << 20;
-
 /// Reads and parses one file.
 pub fn load_file(file: &Path, registry: &Registry) -> Result<Dag, FileErrors> {
     use std::io::Read;
     let cannot =
         |e: std::io::Error| FileErrors::whole_file(file, &format!("cannot read the file: {e}"));
+    let limit = crate::state::limits::input_limits().dag_file_bytes;
     let mut bytes = Vec::new();
     std::fs::File::open(file)
         .map_err(cannot)?
         // One byte past the cap tells a file at the cap from a larger one.
-        .take(MAX_DAG_FILE_BYTES + 1)
+        .take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(cannot)?;
-    if bytes.len() as u64 > MAX_DAG_FILE_BYTES {
+    if bytes.len() as u64 > limit {
         return Err(FileErrors::whole_file(
             file,
             &format!(
-                "is larger than {} KiB, the most a DAG file may be; keep data in other files and pass their paths",
-                MAX_DAG_FILE_BYTES >> 10
+                "is larger than {}, the most a DAG file may be (`[limits] dag_file_bytes`); keep data in other files and pass their paths",
+                crate::state::limits::show_bytes(limit)
             ),
         ));
     }

@@ -17,17 +17,15 @@ impl crate::state::Kind for ConfError {
     }
 }
 
-/// The largest `conf` accepted, as JSON text. Params are small settings; data goes in files.
-pub const MAX_CONF_BYTES: usize = 64 << 10;
-
-/// A trigger's `conf` from its JSON text, within [`MAX_CONF_BYTES`]. The error quotes only the
-/// start of the input, never all of it.
+/// A trigger's `conf` from its JSON text, within `[limits] conf_bytes`. The error quotes only
+/// the start of the input, never all of it.
 pub fn parse_conf(text: &str) -> Result<serde_json::Value, String> {
-    if text.len() > MAX_CONF_BYTES {
+    let limit = crate::state::limits::input_limits().conf_bytes;
+    if text.len() > limit {
         return Err(format!(
-            "conf is {} bytes; at most {} KiB is accepted: pass data through files and their paths as params",
+            "conf is {} bytes; at most {} is accepted (`[limits] conf_bytes`): pass data through files and their paths as params",
             text.len(),
-            MAX_CONF_BYTES >> 10
+            crate::state::limits::show_bytes(limit as u64)
         ));
     }
     serde_json::from_str(text).map_err(|e| {
@@ -52,6 +50,15 @@ pub fn resolve_params(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    // The same budget however the conf arrived: `--conf` text, an API body, a backfill.
+    let limit = crate::state::limits::input_limits().conf_bytes;
+    let size = serde_json::to_vec(conf).map_or(0, |v| v.len());
+    if size > limit {
+        return Err(fail(vec![format!(
+            "conf is {size} bytes as JSON; at most {} is accepted (`[limits] conf_bytes`): pass data through files and their paths as params",
+            crate::state::limits::show_bytes(limit as u64)
+        )]));
+    }
     let entries = match conf {
         serde_json::Value::Null => return Ok(params),
         serde_json::Value::Object(map) => map,

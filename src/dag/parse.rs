@@ -315,16 +315,18 @@ fn raw_tasks<'i>(
             "a DAG needs at least one task; add a [tasks.<id>] table with a `type`",
         ),
         Some(v) => match v.get_ref().as_table() {
-            Some(table) if table.len() > crate::dag::MAX_TASKS => sink.push(
-                Some(v.span()),
-                None,
-                "tasks",
-                format!(
-                    "{} tasks, more than the {} a DAG may have (each run records every one); split the work into several DAGs, or loop inside a task",
-                    table.len(),
-                    crate::dag::MAX_TASKS
-                ),
-            ),
+            Some(table) if table.len() > crate::state::limits::input_limits().tasks_per_dag => {
+                sink.push(
+                    Some(v.span()),
+                    None,
+                    "tasks",
+                    format!(
+                        "{} tasks, more than the {} a DAG may have (`[limits] tasks_per_dag`; each run records every one); split the work into several DAGs, or loop inside a task",
+                        table.len(),
+                        crate::state::limits::input_limits().tasks_per_dag
+                    ),
+                )
+            }
             Some(table) if !table.is_empty() => {
                 for (key, value) in table.iter() {
                     if let Some(t) = task(sink, key, value, defaults) {

@@ -43,6 +43,7 @@ impl fmt::Display for Secret {
 /// The SMTP password named by the config, if any.
 pub fn password(c: &SmtpConfig) -> Result<Option<Secret>, NotifyError> {
     if let Some(var) = &c.password_env {
+        crate::state::secret_env::hide_from_tasks(var);
         return match std::env::var(var) {
             Ok(p) if !p.is_empty() => Ok(Some(Secret(p))),
             _ => Err(NotifyError::Config(format!(

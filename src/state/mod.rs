@@ -9,8 +9,10 @@ mod digest;
 pub mod duration;
 mod error;
 pub mod failpoint;
+pub mod limits;
 mod log;
 pub mod owner;
+pub mod secret_env;
 mod text;
 mod wake;
 

@@ -26,24 +26,25 @@ pub const RUN_FIELDS: [&str; 8] = [
     "run_type",
 ];
 
-/// Steps (VM instructions) one template may take per render. A loop over a few thousand
-/// upstream rows takes tens of thousands; the budget stops a runaway loop in well under a
-/// second instead of freezing whatever renders it.
-pub const RENDER_FUEL: u64 = 5_000_000;
+/// Steps (VM instructions) one template may take per render (`[limits] template_steps`).
+fn render_fuel() -> u64 {
+    crate::state::limits::input_limits().template_steps
+}
 
-/// Bytes one template may produce per render (its text, or its value as JSON). Enough for a
-/// whole upstream result (a `command` task's stdout is capped at the same size by default).
-pub const RENDER_OUTPUT_BYTES: usize = 16 << 20;
+/// Bytes one template may produce per render (`[limits] template_output_bytes`).
+fn render_output_bytes() -> usize {
+    crate::state::limits::input_limits().template_output_bytes
+}
 
 /// One environment for the whole process: strict about undefined values, so a typo in a
 /// template fails loudly instead of rendering an empty string; every render is budgeted by
-/// [`RENDER_FUEL`]. `namespace()` is removed: it is the one way to carry a value from one loop
+/// `[limits] template_steps`. `namespace()` is removed: it is the one way to carry a value from one loop
 /// iteration to the next, which would let a trigger's params drive unbounded growth.
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_recursion_limit(64);
-    env.set_fuel(Some(RENDER_FUEL));
+    env.set_fuel(Some(render_fuel()));
     env.remove_global("namespace");
     env
 });
@@ -65,12 +66,12 @@ fn forbidden_statement(src: &str) -> Option<&'static str> {
     })
 }
 
-/// An `io::Write` into a buffer that refuses to grow past [`RENDER_OUTPUT_BYTES`].
+/// An `io::Write` into a buffer that refuses to grow past the output budget.
 struct Budgeted(Vec<u8>);
 
 impl std::io::Write for Budgeted {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        if self.0.len() + data.len() > RENDER_OUTPUT_BYTES {
+        if self.0.len() + data.len() > render_output_bytes() {
             return Err(std::io::Error::other(OVER_OUTPUT_BUDGET));
         }
         self.0.extend_from_slice(data);
@@ -86,8 +87,8 @@ const OVER_OUTPUT_BUDGET: &str = "the output budget is used up";
 
 fn over_output_budget() -> String {
     format!(
-        "renders more than {} MiB, the budget of one template; pass large data between tasks as a whole result (`{{{{ tasks.<id>.output }}}}`) or through a file",
-        RENDER_OUTPUT_BYTES >> 20
+        "renders more than {}, the budget of one template (`[limits] template_output_bytes`); pass large data between tasks as a whole result (`{{{{ tasks.<id>.output }}}}`) or through a file",
+        crate::state::limits::show_bytes(render_output_bytes() as u64)
     )
 }
 
@@ -444,7 +445,8 @@ fn known_list<'a>(what: &str, names: impl Iterator<Item = &'a str>) -> String {
 fn describe(e: &minijinja::Error) -> String {
     if e.kind() == minijinja::ErrorKind::OutOfFuel {
         return format!(
-            "takes more than {RENDER_FUEL} steps, the budget of one template; a config template must be small work (no large or nested loops)"
+            "takes more than {} steps, the budget of one template (`[limits] template_steps`); a config template must be small work (no large or nested loops)",
+            render_fuel()
         );
     }
     if e.kind() == minijinja::ErrorKind::WriteFailure {

@@ -364,6 +364,9 @@ impl Task for Command {
                 (c, line.clone())
             }
         };
+        for name in crate::state::secret_env::hidden_from_tasks() {
+            cmd.env_remove(name);
+        }
         let cwd = match &config.cwd {
             Some(dir) if dir.is_absolute() => dir.clone(),
             Some(dir) => ctx.dag_folder.join(dir),

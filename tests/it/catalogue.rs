@@ -434,3 +434,113 @@ async fn a_foreign_or_corrupt_file_given_as_the_database_is_refused_and_left_as_
         );
     }
 }
+
+/// Every input limit is configurable in `[limits]`: set small, each refuses what is past it
+/// naming its key — and lets through what is at it.
+#[test]
+fn configured_limits_refuse_past_them_naming_the_key_and_pass_at_them() {
+    let p = Project::with_api_token("limits-token-0123456789");
+    let config = std::fs::read_to_string(p.path().join("config/vigil.toml")).unwrap();
+    p.write(
+        "config/vigil.toml",
+        &format!(
+            "{config}\n[limits]\ndag_file_bytes = 4096\ntasks_per_dag = 3\nconf_bytes = 100\napi_body_bytes = 2000\ntemplate_steps = 2000\ntemplate_output_bytes = 1000\n"
+        ),
+    );
+    let three =
+        "[tasks.a]\ntype = \"noop\"\n[tasks.b]\ntype = \"noop\"\n[tasks.c]\ntype = \"noop\"\n";
+    p.write("dags/three.toml", three);
+    p.vigil(&["dags", "validate"]).expect(0);
+
+    let refused = |file: &str, text: &str, key: &str| {
+        p.write(&format!("dags/{file}.toml"), text);
+        let err = p.vigil(&["dags", "validate"]).expect(1).stdout();
+        assert!(
+            err.contains(&format!("{file}.toml")) && err.contains(key),
+            "{key}: {err}"
+        );
+        std::fs::remove_file(p.path().join(format!("dags/{file}.toml"))).unwrap();
+    };
+    refused(
+        "padded",
+        &format!("{three}# {}\n", "x".repeat(4096)),
+        "dag_file_bytes",
+    );
+    refused(
+        "four",
+        &format!("{three}[tasks.d]\ntype = \"noop\"\n"),
+        "tasks_per_dag",
+    );
+    let looped = |n: usize| {
+        format!(
+            "[tasks.a]\ntype = \"noop\"\nconfig = {{ output = \"{{% for i in range({n}) %}}x{{% endfor %}}\" }}\n"
+        )
+    };
+    refused("steps", &looped(5000), "template_steps");
+    refused(
+        "wide",
+        "[tasks.a]\ntype = \"noop\"\nconfig = { output = \"{{ 'x' * 1001 }}\" }\n",
+        "template_output_bytes",
+    );
+    // At the limits: a file of exactly 4 KiB, 3 tasks, a 100-byte conf, a small loop, and a
+    // value of 1000 bytes as JSON (998 characters and their quotes).
+    let at = format!("{three}#");
+    let pad = 4096 - at.len() - 1;
+    p.write("dags/full.toml", &format!("{at}{}\n", "x".repeat(pad)));
+    assert_eq!(
+        std::fs::metadata(p.path().join("dags/full.toml"))
+            .unwrap()
+            .len(),
+        4096
+    );
+    p.write("dags/small.toml", &looped(50));
+    p.write(
+        "dags/wide.toml",
+        "[tasks.a]\ntype = \"noop\"\nconfig = { output = \"{{ 'x' * 998 }}\" }\n",
+    );
+    p.write(
+        "dags/withp.toml",
+        "[params]\np = \"\"\n\n[tasks.a]\ntype = \"noop\"\n",
+    );
+    p.vigil(&["dags", "validate"]).expect(0);
+    p.vigil(&["dags", "test", "wide"]).expect(0);
+
+    let conf = |n: usize| format!("{{\"p\": \"{}\"}}", "y".repeat(n - 9));
+    let err = p
+        .vigil(&["dags", "trigger", "withp", "--conf", &conf(101)])
+        .expect(1)
+        .stderr();
+    assert!(err.contains("conf_bytes"), "{err}");
+    p.vigil(&["dags", "trigger", "withp", "--conf", &conf(100)])
+        .expect(0);
+
+    let d = p.daemon(&[]);
+    let api = crate::api::api_of(&d);
+    let body = |n: usize| format!("{{\"conf\": {{\"p\": \"{}\"}}}}", "z".repeat(n - 19));
+    let (status, _) = crate::api::http(
+        &api,
+        "POST",
+        "/api/v1/dags/withp/runs",
+        Some("limits-token-0123456789"),
+        &[],
+        Some(&body(2001)),
+    );
+    assert_eq!(status, 413);
+    let (status, answer) = crate::api::http(
+        &api,
+        "POST",
+        "/api/v1/dags/withp/runs",
+        Some("limits-token-0123456789"),
+        &[],
+        Some(&body(2000)),
+    );
+    // Past the body limit is the conf's own (100 bytes): the body was read and judged.
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.to_string().contains("conf_bytes"), "{answer}");
+    assert_eq!(d.terminate(), 0);
+
+    let zero = Project::new();
+    zero.write("config/vigil.toml", "[limits]\ntasks_per_dag = 0\n");
+    let err = zero.vigil(&["dags", "list"]).expect(1).stderr();
+    assert!(err.contains("limits.tasks_per_dag"), "{err}");
+}

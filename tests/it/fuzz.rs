@@ -218,7 +218,7 @@ proptest! {
         };
         match t.render(&ctx) {
             Ok(v) => prop_assert!(
-                v.to_string().len() <= vigil::task::template::RENDER_OUTPUT_BYTES + 64,
+                v.to_string().len() <= vigil::state::limits::input_limits().template_output_bytes + 64,
                 "an output past the budget"
             ),
             Err(e) => prop_assert_eq!(e.path, "v"),

@@ -143,7 +143,7 @@ fn odd_and_oversized_toml_entries_are_reported_not_skipped_or_read() {
     );
     assert!(err.contains("pipe.toml"), "{err}");
     assert!(
-        err.contains("big.toml") && err.contains("larger than 1024 KiB"),
+        err.contains("big.toml") && err.contains("larger than 1 MiB"),
         "{err}"
     );
     p.vigil(&["dags", "test", "good"]).expect(0);

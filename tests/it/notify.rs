@@ -693,3 +693,59 @@ fn with_no_smtp_host_the_outbox_says_what_waits_and_why() {
         "{sent}"
     );
 }
+
+/// An SMTP password given through the environment (`smtp.password_env`) stays out of the
+/// tasks the daemon starts: a task that prints its whole environment shows it neither in its
+/// log nor in the failure mail queued with that log.
+#[test]
+fn the_smtp_password_from_the_environment_is_kept_from_tasks_and_their_mail() {
+    const SENTINEL: &str = "SENTINEL-envpw-83c1d0";
+    let port = free_port();
+    let _smtp = Smtp::start(port);
+    let p = project(port, "");
+    let config = std::fs::read_to_string(p.path().join("config/vigil.toml")).expect("config");
+    p.write(
+        "config/vigil.toml",
+        &config.replace(
+            "timeout = \"2s\"",
+            "timeout = \"2s\"\nusername = \"vigil\"\npassword_env = \"SMTP_PW_FOR_TEST\"",
+        ),
+    );
+    p.write(
+        "dags/leaky.toml",
+        "[notify]\nemail_on_failure = [\"oncall@example.com\"]\n\n[tasks.show]\ntype = \"command\"\nconfig = { command = [\"sh\", \"-c\", \"env >&2; exit 3\"] }\n",
+    );
+    let log = p.path().join("daemon.log");
+    let mut daemon = p
+        .command(&["daemon"])
+        .env("SMTP_PW_FOR_TEST", SENTINEL)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("start the daemon");
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for("the daemon to start", || logs().contains("daemon started"));
+    p.vigil(&["dags", "trigger", "leaky", "--wait"]).expect(1);
+    let mut seen = String::new();
+    for args in [
+        vec!["tasks", "logs", "1", "show"],
+        vec!["notify", "list", "--json"],
+        vec!["runs", "show", "1", "--json"],
+    ] {
+        let r = p.vigil(&args);
+        seen.push_str(&r.stdout());
+        seen.push_str(&r.stderr());
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let _ = daemon.wait();
+    seen.push_str(&logs());
+    for file in ["vigil.db", "vigil.db-wal"] {
+        seen.push_str(&String::from_utf8_lossy(
+            &std::fs::read(p.path().join(file)).unwrap_or_default(),
+        ));
+    }
+    // The search covered real output: the environment is in the log and the queued mail.
+    assert!(seen.matches("VIGIL_TASK_ID=show").count() >= 2, "{seen}");
+    assert!(!seen.contains(SENTINEL), "the password reached a task");
+}

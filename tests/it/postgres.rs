@@ -973,3 +973,87 @@ async fn the_demo_and_every_shipped_dag_run_on_postgres() {
     }
     assert_eq!(d.terminate(), 0);
 }
+
+/// The database password, a sentinel in `database.url`, is in no output: not in the daemon's
+/// log, any CLI output (an error for a database that does not exist included), any API
+/// response, the task's environment and log, or anything stored in the database.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_database_password_never_appears_in_any_output() {
+    const SENTINEL: &str = "SENTINEL-pg-9b31e7";
+    let Some(url) = crate::pg::fresh_database().await else {
+        return;
+    };
+    let with_password = url.replacen(
+        "postgres://vigil@",
+        &format!("postgres://vigil:{SENTINEL}@"),
+        1,
+    );
+    assert!(with_password.contains(SENTINEL));
+    let p = project_on(&with_password, "");
+    p.write(
+        "dags/leaky.toml",
+        "[tasks.show]\ntype = \"command\"\nconfig = { command = [\"sh\", \"-c\", \"env >&2; exit 1\"] }\n",
+    );
+    p.vigil(&["db", "migrate"]).expect(0);
+    let d = p.daemon(&[]);
+    let mut seen = String::new();
+    let r = p.vigil(&["dags", "trigger", "leaky", "--wait"]);
+    seen.push_str(&r.stdout());
+    seen.push_str(&r.stderr());
+    let api = crate::api::api_of(&d);
+    for path in [
+        "/api/v1/runs",
+        "/api/v1/runs/1",
+        "/api/v1/runs/1/tasks/show/logs",
+        "/healthz",
+        "/metrics",
+        "/api/v1/dags/leaky",
+    ] {
+        let (_, body) = crate::api::http(&api, "GET", path, None, &[], None);
+        seen.push_str(&body.to_string());
+    }
+    for args in [
+        vec!["runs", "list", "--json"],
+        vec!["runs", "show", "1", "--json"],
+        vec!["tasks", "logs", "1", "show"],
+        vec!["daemons", "--json"],
+        vec!["daemons"],
+        vec!["notify", "list", "--json"],
+        vec!["dags", "list"],
+    ] {
+        let r = p.vigil(&args);
+        seen.push_str(&r.stdout());
+        seen.push_str(&r.stderr());
+    }
+    // A database that does not exist: the error names it, not the password.
+    let missing = with_password
+        .rsplit_once('/')
+        .map(|(base, _)| format!("{base}/no_such_db"))
+        .unwrap_or_default();
+    let r = p.vigil(&["--database", &missing, "runs", "list"]);
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    assert!(r.stderr().contains("no_such_db"), "{}", r.stderr());
+    seen.push_str(&r.stderr());
+    let logs = d.log.clone();
+    assert_eq!(d.terminate(), 0);
+    seen.push_str(&std::fs::read_to_string(logs).unwrap_or_default());
+    let store = sqlx::PgPool::connect(&url).await.expect("connect");
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    .fetch_all(&store)
+    .await
+    .expect("tables");
+    for t in &tables {
+        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT row_to_json(t)::text FROM \"{t}\" t"
+        )))
+        .fetch_all(&store)
+        .await
+        .expect("rows");
+        seen.push_str(&rows.join("\n"));
+    }
+    // The search covered real output: the task's environment is in its stored log.
+    assert!(seen.contains("VIGIL_TASK_ID=show"), "{seen}");
+    assert!(!seen.contains(SENTINEL), "the password leaked");
+}
