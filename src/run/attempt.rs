@@ -279,9 +279,14 @@ impl Attempt {
 /// Writes the attempt's new log lines every [`LOG_WRITE_INTERVAL`] until it has `ended`. A
 /// failed write is left to the attempt's end, which writes every line not yet stored.
 async fn write_log_while(store: &dyn RunStore, ctx: &TaskContext, ended: &CancellationToken) {
-    let mut tick = tokio::time::interval(LOG_WRITE_INTERVAL);
+    // The first write is one interval in. Not `interval()` and its immediate first tick: a
+    // timer due "now" still waits for the timer wheel's next millisecond, and every attempt
+    // (a `noop` takes microseconds) paid that millisecond before its end was recorded.
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + LOG_WRITE_INTERVAL,
+        LOG_WRITE_INTERVAL,
+    );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
     loop {
         tokio::select! {
             _ = ended.cancelled() => return,

@@ -260,7 +260,17 @@ fn config_file_environment_and_flags_choose_the_database() {
 #[test]
 fn the_benchmark_runs_every_scenario() {
     let p = Project::new();
-    let out = p.vigil(&["bench", "--quick", "--json"]).expect(0).json();
+    // One command: the table on stdout, the same results as JSON in the file.
+    let table = p
+        .vigil(&["bench", "--quick", "--save", "bench.json"])
+        .expect(0)
+        .stdout();
+    assert!(
+        table.contains("SCENARIO") && table.contains("risk_artifact"),
+        "{table}"
+    );
+    let text = std::fs::read_to_string(p.path().join("bench.json")).unwrap();
+    let out: serde_json::Value = serde_json::from_str(&text).unwrap();
     let names: Vec<&str> = out
         .as_array()
         .unwrap()

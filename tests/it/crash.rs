@@ -13,14 +13,6 @@ fn pid_alive(pid: i32) -> bool {
     })
 }
 
-fn ledger(p: &Project) -> Vec<String> {
-    std::fs::read_to_string(p.path().join("ledger"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 /// The task's first process dies with the daemon (no restart needed); what it started is
 /// killed before the retry, so attempt 1 never writes after attempt 2 began.
 #[test]
@@ -44,7 +36,7 @@ command = "echo start $VIGIL_ATTEMPT >> ../ledger; echo $$ > ../pid.$VIGIL_ATTEM
     let d = p.daemon(&[]);
     p.vigil(&["dags", "trigger", "side"]).expect(0);
     wait_for("attempt 1 to start", || {
-        ledger(&p).contains(&"start 1".to_string())
+        p.ledger().contains(&"start 1".to_string())
     });
     let pid: i32 = std::fs::read_to_string(p.path().join("pid.1"))
         .unwrap()
@@ -61,7 +53,7 @@ command = "echo start $VIGIL_ATTEMPT >> ../ledger; echo $$ > ../pid.$VIGIL_ATTEM
     });
     // Give a surviving grandchild of attempt 1 time to show itself.
     std::thread::sleep(Duration::from_secs(3));
-    let lines = ledger(&p);
+    let lines = p.ledger();
     assert!(
         !lines.contains(&"end 1".to_string()),
         "attempt 1 finished its side effect after the crash: {lines:?}"
@@ -93,13 +85,13 @@ command = "trap 'echo got TERM >> ../ledger; exit 1' TERM; echo up >> ../ledger;
     let d = p.daemon(&[]);
     p.vigil(&["dags", "trigger", "trap"]).expect(0);
     wait_for("the task to start", || {
-        ledger(&p).contains(&"up".to_string())
+        p.ledger().contains(&"up".to_string())
     });
     assert_eq!(d.terminate(), 0);
     assert!(
-        ledger(&p).contains(&"got TERM".to_string()),
+        p.ledger().contains(&"got TERM".to_string()),
         "{:?}",
-        ledger(&p)
+        p.ledger()
     );
     let shown = p.vigil(&["runs", "show", "1", "--json"]).expect(0).json();
     let t = &shown["tasks"][0];
@@ -184,7 +176,7 @@ config = { command = ["sh", "-c", "echo up >> ../ledger; sleep 2"], output = "no
     };
     wait_for("the task's failure message", || queued() == 1);
     wait_for("the slow task to start", || {
-        ledger(&p).contains(&"up".to_string())
+        p.ledger().contains(&"up".to_string())
     });
     d.kill9();
     let again = p.daemon(&[]);

@@ -96,14 +96,6 @@ depends_on = ["produce"]
     (p, db)
 }
 
-fn ledger(p: &Project) -> Vec<String> {
-    std::fs::read_to_string(p.path().join("ledger"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 fn integrity_ok(db: &Path) {
     let out = Command::new("sqlite3")
         .arg(format!("file:{}?mode=ro", db.display()))
@@ -153,7 +145,7 @@ fn a_full_disk_under_the_database_holds_the_result_until_space_returns() {
         .status()
         .expect("truncate");
     p.vigil(&["dags", "trigger", "big"]).expect(0);
-    wait_for("the task to run", || ledger(&p).len() == 2);
+    wait_for("the task to run", || p.ledger().len() == 2);
     wait_for("the daemon to say the disk is full", || {
         d.logs().contains("full")
     });
@@ -203,7 +195,7 @@ fn a_full_disk_under_the_database_holds_the_result_until_space_returns() {
     if queued {
         want.push("3");
     }
-    assert_eq!(ledger(&p), want, "a task ran again");
+    assert_eq!(p.ledger(), want, "a task ran again");
     let result = p
         .vigil(&["tasks", "xcom", "2", "produce", "--json"])
         .expect(0)
@@ -239,7 +231,7 @@ fn a_read_only_database_directory_is_named_and_the_daemon_starts_when_it_is_writ
     mount.remount("rw");
     let d = p.daemon(&[]);
     p.vigil(&["dags", "trigger", "big", "--wait"]).expect(0);
-    assert_eq!(ledger(&p), vec!["1", "2"]);
+    assert_eq!(p.ledger(), vec!["1", "2"]);
     assert_eq!(d.terminate(), 0);
     integrity_ok(&db);
 }

@@ -325,6 +325,16 @@ impl Project {
             .unwrap_or_default()
     }
 
+    /// The lines tasks appended to the project's `ledger` file: their side effects, counted
+    /// outside the database.
+    pub fn ledger(&self) -> Vec<String> {
+        std::fs::read_to_string(self.path().join("ledger"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
     pub fn runs_of(&self, dag: &str) -> Vec<serde_json::Value> {
         self.runs()
             .into_iter()

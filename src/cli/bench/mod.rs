@@ -51,6 +51,9 @@ pub struct BenchArgs {
     /// `--database postgres://...`)
     #[arg(long, default_value_t = 1)]
     daemons: usize,
+    /// Also write every scenario's result as JSON to this file (the table still prints)
+    #[arg(long, value_name = "FILE", conflicts_with = "scenario")]
+    save: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -58,7 +61,7 @@ pub struct BenchArgs {
 pub enum Scenario {
     /// A chain of noop tasks: per-task overhead of the executor and store
     Chain,
-    /// One task, a fan-out of noop tasks, and a join
+    /// One task, a fan-out of noop tasks, and a join (size = all the tasks)
     Fanout,
     /// `vigil dags test` of a 3-task DAG as a process, start to exit
     Process,
@@ -252,6 +255,10 @@ pub async fn run(ctx: &Ctx, args: BenchArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("reading the result of scenario {}", scenario.name()))?;
         results.push(result);
     }
+    if let Some(path) = &args.save {
+        let text = serde_json::to_string_pretty(&results).context("writing the results")?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
     if ctx.json {
         print_json(&results)?;
     } else {
@@ -336,10 +343,19 @@ async fn run_scenario(
             None,
             Some(n),
         ),
+        // Size counts every task (root, fan-out, join): the default 10,000 is the most a DAG
+        // may have (`[limits] tasks_per_dag`).
         Scenario::Fanout => (
-            run_generated(ctx, dir, &fanout_dag(n), n + 2, sync).await?,
+            run_generated(
+                ctx,
+                dir,
+                &fanout_dag(n.saturating_sub(2).max(1)),
+                n.max(3),
+                sync,
+            )
+            .await?,
             None,
-            Some(n + 2),
+            Some(n.max(3)),
         ),
         Scenario::Process => {
             let (median, max) = process_starts(dir, n, sync)?;
