@@ -58,10 +58,21 @@ impl OwnerLock {
             database: database.to_path_buf(),
             holder: describe(&std::fs::read_to_string(path).unwrap_or_default()),
         };
-        match db.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(held(&path)),
-            Err(TryLockError::Error(e)) => return Err(io_at(database)(e)),
+        // A holder that is already dead on this host can keep the lock for a moment: a child
+        // it was starting shares the lock until that child's `exec` closes it. Wait that out
+        // (up to 5 s) instead of refusing a restart right after a crash (the crash torture
+        // met it); a live holder is refused at once.
+        let mut tries = 0;
+        loop {
+            match db.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if tries < 50 && holder_is_dead(&path) => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(TryLockError::WouldBlock) => return Err(held(&path)),
+                Err(TryLockError::Error(e)) => return Err(io_at(database)(e)),
+            }
         }
         let mut info = OpenOptions::new()
             .read(true)
@@ -115,6 +126,16 @@ impl OwnerLock {
     }
 }
 
+/// Whether the lock file names a process on this host that no longer runs.
+fn holder_is_dead(path: &Path) -> bool {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut parts = text.split_whitespace();
+    match (parts.next(), parts.next()) {
+        (Some(pid), Some(host)) => crate::state::owner::is_dead_here(&format!("{pid}@{host}")),
+        _ => false,
+    }
+}
+
 fn describe(text: &str) -> String {
     let mut parts = text.split_whitespace();
     match (parts.next(), parts.next(), parts.next()) {
@@ -126,6 +147,28 @@ fn describe(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_holder_dead_on_this_host_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vigil.db.lock");
+        let host = crate::state::owner::hostname();
+        std::fs::write(&path, format!("999999999 {host} 2026-12-07T00:00:00Z\n")).unwrap();
+        assert!(holder_is_dead(&path));
+        std::fs::write(
+            &path,
+            format!("{} {host} 2026-12-07T00:00:00Z\n", std::process::id()),
+        )
+        .unwrap();
+        assert!(!holder_is_dead(&path), "a live holder is refused at once");
+        std::fs::write(&path, "999999999 another-host 2026-12-07T00:00:00Z\n").unwrap();
+        assert!(
+            !holder_is_dead(&path),
+            "another host's process cannot be judged from here"
+        );
+        std::fs::write(&path, "").unwrap();
+        assert!(!holder_is_dead(&path));
+    }
 
     #[test]
     fn a_second_lock_is_refused_naming_the_holder_and_freed_on_drop() {
