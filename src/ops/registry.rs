@@ -218,6 +218,31 @@ async fn version(store: &dyn ModelStore, model: &str, v: &str) -> Result<ModelVe
 
 /// The version production came from: the one before the current production version (by the
 /// deployment history), else the newest version registered before it.
+/// The newer version a rollback replaced with `current`, when `current` came to production
+/// by a rollback (its latest deployment came from a version registered after it).
+async fn restored_by_rollback(
+    store: &dyn ModelStore,
+    name: &str,
+    current: &str,
+) -> Result<Option<String>, ModelError> {
+    let history = store.deployments(name, 1000).await?;
+    let Some(from) = history
+        .iter()
+        .find(|d| d.to_version == current)
+        .and_then(|d| d.from_version.clone())
+        .filter(|f| f != current)
+    else {
+        return Ok(None);
+    };
+    let (Some(cur), Some(prev)) = (
+        store.version(name, current).await?,
+        store.version(name, &from).await?,
+    ) else {
+        return Ok(None);
+    };
+    Ok((prev.created_at > cur.created_at).then_some(from))
+}
+
 pub async fn previous(
     store: &dyn ModelStore,
     m: &ModelRecord,
@@ -640,6 +665,27 @@ pub async fn rollback(
     notify: &Audience,
 ) -> Result<Rollback, ModelError> {
     let (m, current) = with_production(store, name).await?;
+    // "Roll back" with no version means: take the current version out. When the current
+    // version is itself what a rollback restored, the version it replaced was already taken
+    // out — a second alert about it (two checks a moment apart, under load one after the
+    // other rather than at once) must not roll forward to it again. Naming a version does.
+    if to.is_none()
+        && let Some(from) = restored_by_rollback(store, name, &current).await?
+    {
+        let message = format!(
+            "{current} is production because {from} was rolled back to it; nothing to do (name a version to change production)"
+        );
+        record(
+            store,
+            name,
+            AlertKind::Rollback,
+            message,
+            serde_json::json!({"to": current, "rolled_back_from": from}),
+            dry_run,
+        )
+        .await?;
+        return Ok(Rollback::AlreadyInProduction { version: current });
+    }
     let target = match to {
         Some(v) => version(store, name, v).await?,
         None => previous(store, &m)

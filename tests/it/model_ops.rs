@@ -547,3 +547,51 @@ async fn post_training_validation_promotes_only_a_candidate_that_is_not_worse() 
             .any(|m| m.subject == "[vigil] PROMOTION REFUSED m bad")
     );
 }
+
+/// Two alerts about one bad version, handled one after the other: the second finds production
+/// already restored by a rollback and does nothing — it must not roll forward to the version
+/// the first took out. Naming a version still changes production.
+#[tokio::test]
+async fn a_second_rollback_after_the_first_does_not_roll_forward_again() {
+    let e = Engine::new().await;
+    two_versions(&e, 1.0).await;
+    let s = &*e.store;
+    let team = ops_team();
+    let first = ops::rollback(s, "m", None, "alert 1", "ops", false, &team)
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        Rollback::Done {
+            from: "v2".into(),
+            to: "v1".into()
+        }
+    );
+    let second = ops::rollback(s, "m", None, "alert 2", "ops", false, &team)
+        .await
+        .unwrap();
+    assert_eq!(
+        second,
+        Rollback::AlreadyInProduction {
+            version: "v1".into()
+        }
+    );
+    assert_eq!(production(&e).await.as_deref(), Some("v1"));
+    let alerts = e.store.alerts("m", 10).await.unwrap();
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.message.contains("v2 was rolled back to it")),
+        "{alerts:#?}"
+    );
+    let named = ops::rollback(s, "m", Some("v2"), "v2 fixed upstream", "ops", false, &team)
+        .await
+        .unwrap();
+    assert_eq!(
+        named,
+        Rollback::Done {
+            from: "v1".into(),
+            to: "v2".into()
+        }
+    );
+}
