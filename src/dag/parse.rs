@@ -307,6 +307,7 @@ fn raw_tasks<'i>(
     defaults: TaskDefaults,
 ) -> Vec<RawTask<'i>> {
     let mut raw_tasks = Vec::new();
+    let max_tasks = crate::state::limits::input_limits().tasks_per_dag;
     match get(root, "tasks") {
         None => sink.push(
             None,
@@ -315,18 +316,15 @@ fn raw_tasks<'i>(
             "a DAG needs at least one task; add a [tasks.<id>] table with a `type`",
         ),
         Some(v) => match v.get_ref().as_table() {
-            Some(table) if table.len() > crate::state::limits::input_limits().tasks_per_dag => {
-                sink.push(
-                    Some(v.span()),
-                    None,
-                    "tasks",
-                    format!(
-                        "{} tasks, more than the {} a DAG may have (`[limits] tasks_per_dag`; each run records every one); split the work into several DAGs, or loop inside a task",
-                        table.len(),
-                        crate::state::limits::input_limits().tasks_per_dag
-                    ),
-                )
-            }
+            Some(table) if table.len() > max_tasks => sink.push(
+                Some(v.span()),
+                None,
+                "tasks",
+                format!(
+                    "{} tasks, more than the {max_tasks} a DAG may have (`[limits] tasks_per_dag`; each run records every one); split the work into several DAGs, or loop inside a task",
+                    table.len(),
+                ),
+            ),
             Some(table) if !table.is_empty() => {
                 for (key, value) in table.iter() {
                     if let Some(t) = task(sink, key, value, defaults) {

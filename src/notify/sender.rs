@@ -79,9 +79,6 @@ impl Sender {
             crash_point("sender.after_claim");
             for m in claimed {
                 let outcome = self.attempt(&m).await;
-                if outcome == Delivery::Sent {
-                    crash_point("sender.after_send");
-                }
                 match &outcome {
                     Delivery::Sent => pass.sent += 1,
                     Delivery::Retry { .. } => pass.retrying += 1,
@@ -107,6 +104,8 @@ impl Sender {
         };
         match result {
             Attempt::Sent(reply) => {
+                // The server has it; the outbox does not know yet.
+                crash_point("sender.after_send");
                 tracing::info!(outbox_id = m.id, channel = m.channel.as_str(), %to, %reply, "message delivered");
                 Delivery::Sent
             }

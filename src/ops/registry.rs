@@ -216,22 +216,29 @@ async fn version(store: &dyn ModelStore, model: &str, v: &str) -> Result<ModelVe
     })
 }
 
-/// The version production came from: the one before the current production version (by the
-/// deployment history), else the newest version registered before it.
-/// The newer version a rollback replaced with `current`, when `current` came to production
-/// by a rollback (its latest deployment came from a version registered after it).
-async fn restored_by_rollback(
+/// The version production was when `current` last came to production, from the deployment
+/// history (`None` for a first deployment).
+async fn replaced_by(
     store: &dyn ModelStore,
     name: &str,
     current: &str,
 ) -> Result<Option<String>, ModelError> {
     let history = store.deployments(name, 1000).await?;
-    let Some(from) = history
+    Ok(history
         .iter()
         .find(|d| d.to_version == current)
         .and_then(|d| d.from_version.clone())
-        .filter(|f| f != current)
-    else {
+        .filter(|f| f != current))
+}
+
+/// The newer version a rollback replaced with `current`, when `current` came to production
+/// by a rollback (it replaced a version registered after it).
+async fn restored_by_rollback(
+    store: &dyn ModelStore,
+    name: &str,
+    current: &str,
+) -> Result<Option<String>, ModelError> {
+    let Some(from) = replaced_by(store, name, current).await? else {
         return Ok(None);
     };
     let (Some(cur), Some(prev)) = (
@@ -243,6 +250,8 @@ async fn restored_by_rollback(
     Ok((prev.created_at > cur.created_at).then_some(from))
 }
 
+/// The version production came from: the one before the current production version (by the
+/// deployment history), else the newest version registered before it.
 pub async fn previous(
     store: &dyn ModelStore,
     m: &ModelRecord,
@@ -250,13 +259,7 @@ pub async fn previous(
     let Some(current) = &m.production_version else {
         return Ok(None);
     };
-    let history = store.deployments(&m.name, 1000).await?;
-    if let Some(from) = history
-        .iter()
-        .find(|d| &d.to_version == current)
-        .and_then(|d| d.from_version.clone())
-        && from != *current
-    {
+    if let Some(from) = replaced_by(store, &m.name, current).await? {
         return Ok(store.version(&m.name, &from).await?);
     }
     let versions = store.versions(&m.name, 1000).await?;

@@ -70,10 +70,9 @@ impl InputLimits {
 static LIMITS: OnceLock<InputLimits> = OnceLock::new();
 
 /// Fixes this process's limits; the first call wins (the CLI makes it right after reading the
-/// config). Returns whether these limits are now the ones in force.
-pub fn set_input_limits(limits: InputLimits) -> bool {
-    let wanted = limits.clone();
-    LIMITS.get_or_init(|| limits) == &wanted
+/// config).
+pub fn set_input_limits(limits: InputLimits) {
+    let _ = LIMITS.set(limits);
 }
 
 /// The limits in force.

@@ -97,31 +97,11 @@ depends_on = ["produce"]
 }
 
 fn integrity_ok(db: &Path) {
-    let out = Command::new("sqlite3")
-        .arg(format!("file:{}?mode=ro", db.display()))
-        .arg("PRAGMA integrity_check;")
-        .output();
-    // sqlite3 is a convenience here; sqlx checks the same when the shell is missing.
-    let text = match out {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
-        _ => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let url = format!("sqlite://{}?mode=ro", db.display());
-                let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
-                    .await
-                    .expect("open the database");
-                sqlx::query_scalar::<_, String>("PRAGMA integrity_check")
-                    .fetch_one(&mut conn)
-                    .await
-                    .expect("integrity check")
-            })
-        }
-    };
-    assert_eq!(text, "ok");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    assert_eq!(rt.block_on(crate::util::sqlite_integrity(db)), "ok");
 }
 
 #[test]

@@ -691,15 +691,8 @@ async fn sqlite_daemon_killed_over_and_over_loses_and_doubles_nothing() {
     let report = t.run(1).await;
     report.print("sqlite");
     report.assert_faults();
-    let url = format!("sqlite://{}?mode=ro", t.p.path().join("vigil.db").display());
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
-        .await
-        .expect("open the database");
-    let check: String = sqlx::query_scalar("PRAGMA integrity_check")
-        .fetch_one(&mut conn)
-        .await
-        .expect("integrity check");
-    assert_eq!(check, "ok");
+    let db = t.p.path().join("vigil.db");
+    assert_eq!(crate::util::sqlite_integrity(&db).await, "ok");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -353,3 +353,16 @@ pub fn alive(pid: i32) -> bool {
 
 /// `[api] listen` for test processes: any free port (the daemon logs the one it got).
 pub const FREE_PORT: &str = "127.0.0.1:0";
+
+/// SQLite's `PRAGMA integrity_check` of the database file `db`, opened read-only: `ok` when
+/// every page and index is whole.
+pub async fn sqlite_integrity(db: &Path) -> String {
+    let url = format!("sqlite://{}?mode=ro", db.display());
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .expect("open the database");
+    sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&mut conn)
+        .await
+        .expect("integrity check")
+}

@@ -129,19 +129,21 @@ impl OwnerLock {
 /// Whether the lock file names a process on this host that no longer runs.
 fn holder_is_dead(path: &Path) -> bool {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut parts = text.split_whitespace();
-    match (parts.next(), parts.next()) {
-        (Some(pid), Some(host)) => crate::state::owner::is_dead_here(&format!("{pid}@{host}")),
-        _ => false,
-    }
+    fields(&text)
+        .is_some_and(|(pid, host, _)| crate::state::owner::is_dead_here(&format!("{pid}@{host}")))
 }
 
 fn describe(text: &str) -> String {
-    let mut parts = text.split_whitespace();
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some(pid), Some(host), Some(since)) => format!("pid {pid} on {host}, since {since}"),
-        _ => "a process that is starting up".into(),
+    match fields(text) {
+        Some((pid, host, since)) => format!("pid {pid} on {host}, since {since}"),
+        None => "a process that is starting up".into(),
     }
+}
+
+/// The lock file's `PID HOST SINCE`, once all three are written.
+fn fields(text: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = text.split_whitespace();
+    Some((parts.next()?, parts.next()?, parts.next()?))
 }
 
 #[cfg(test)]
